@@ -1,0 +1,68 @@
+"""flexllm_core: the sans-IO protocol layer of flexllm.
+
+Builds provider requests as :class:`HttpRequest` values and parses responses, streams and
+errors into :class:`ChatResult` and typed errors. No I/O, no clock, no randomness: time and
+jitter are arguments.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    AuthenticationError as AuthenticationError,
+    BadRequestError as BadRequestError,
+    ConnectError as ConnectError,
+    ContextLengthExceededError as ContextLengthExceededError,
+    FlexLLMError as FlexLLMError,
+    InvalidRequestError as InvalidRequestError,
+    NotFoundError as NotFoundError,
+    OverloadedError as OverloadedError,
+    PermissionDeniedError as PermissionDeniedError,
+    ProtocolError as ProtocolError,
+    ProviderError as ProviderError,
+    RateLimitError as RateLimitError,
+    ReadError as ReadError,
+    RequestTimeout as RequestTimeout,
+    ResponseFormatError as ResponseFormatError,
+    ServerError as ServerError,
+    TransportError as TransportError,
+    UsageError as UsageError,
+)
+from ._events import (
+    StreamEnd as StreamEnd,
+    StreamEvent as StreamEvent,
+    TextDelta as TextDelta,
+    ThinkingDelta as ThinkingDelta,
+    ToolCallDelta as ToolCallDelta,
+    UsageReport as UsageReport,
+)
+from ._classify import retry_after_from_headers as retry_after_from_headers
+from ._json import JSONDict as JSONDict, JSONValue as JSONValue
+from ._sse import SSEDecoder as SSEDecoder, ServerSentEvent as ServerSentEvent
+from ._surface import (
+    build_request as build_request,
+    parse_response as parse_response,
+    parse_stream as parse_stream,
+    parse_thoughts as parse_thoughts,
+)
+from ._thinking import ThinkingSplitter as ThinkingSplitter, split_think_tags as split_think_tags
+from ._types import (
+    ChatRequest as ChatRequest,
+    ChatResult as ChatResult,
+    HttpRequest as HttpRequest,
+    HttpResponse as HttpResponse,
+    ProviderConfig as ProviderConfig,
+    ToolCall as ToolCall,
+    Usage as Usage,
+)
+from ._validate import make_request as make_request, validate_messages as validate_messages
+from .providers import (
+    CODECS as CODECS,
+    PROVIDERS as PROVIDERS,
+    Codec as Codec,
+    StreamDecoder as StreamDecoder,
+    detect_provider as detect_provider,
+    get_codec as get_codec,
+)
+
+# Policies (retry, rate, cache key), pricing/tokens and checkpoint records are exported
+# from their modules below as they land.

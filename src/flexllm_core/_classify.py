@@ -1,0 +1,187 @@
+"""Shared error classification: status and provider error type to a ProviderError subclass.
+
+Codecs pull the message and type out of their own error bodies, then call
+:func:`make_provider_error`; the mapping from HTTP status and well-known error types to
+classes, and the parsing of the retry-after family of headers, live here once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Iterable
+
+from ._errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextLengthExceededError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+from ._json import JSONValue
+
+__all__ = ("is_context_length_message", "make_provider_error", "retry_after_from_headers")
+
+_BY_STATUS: dict[int, type[ProviderError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: ServerError,
+    409: ServerError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitError,
+    503: OverloadedError,
+    529: OverloadedError,
+}
+
+_BY_TYPE: dict[str, type[ProviderError]] = {
+    "rate_limit_error": RateLimitError,
+    "rate_limit_exceeded": RateLimitError,
+    "resource_exhausted": RateLimitError,
+    "insufficient_quota": RateLimitError,
+    "overloaded_error": OverloadedError,
+    "unavailable": OverloadedError,
+    "authentication_error": AuthenticationError,
+    "invalid_api_key": AuthenticationError,
+    "unauthenticated": AuthenticationError,
+    "permission_error": PermissionDeniedError,
+    "permission_denied": PermissionDeniedError,
+    "not_found_error": NotFoundError,
+    "not_found": NotFoundError,
+    "model_not_found": NotFoundError,
+    "invalid_request_error": BadRequestError,
+    "invalid_argument": BadRequestError,
+    "context_length_exceeded": ContextLengthExceededError,
+    "api_error": ServerError,
+    "internal": ServerError,
+    "server_error": ServerError,
+}
+
+_CONTEXT_MARKERS = (
+    "context length",
+    "context_length",
+    "context window",
+    "maximum context",
+    "prompt is too long",
+    "too many tokens",
+    "input token count",
+    "exceeds the maximum number of tokens",
+)
+
+
+def is_context_length_message(message: str) -> bool:
+    """True when an error message says the prompt does not fit the context window."""
+    low = message.lower()
+    return any(marker in low for marker in _CONTEXT_MARKERS)
+
+
+def _pick_class(status: int | None, error_type: str | None, message: str) -> type[ProviderError]:
+    if error_type and error_type.lower() in _BY_TYPE:
+        cls = _BY_TYPE[error_type.lower()]
+    elif status is not None and status in _BY_STATUS:
+        cls = _BY_STATUS[status]
+    elif status is not None and status >= 500:
+        cls = ServerError
+    elif status is not None and status >= 400:
+        cls = BadRequestError
+    else:
+        cls = ServerError
+    if issubclass(cls, BadRequestError) and is_context_length_message(message):
+        return ContextLengthExceededError
+    return cls
+
+
+def make_provider_error(
+    *,
+    status: int | None,
+    message: str,
+    error_type: str | None = None,
+    retry_after: float | None = None,
+    provider: str | None = None,
+    body: JSONValue = None,
+) -> ProviderError:
+    """Build the typed error for a refusal; retryability follows the class."""
+    cls = _pick_class(status, error_type, message)
+    return cls(
+        message,
+        status=status,
+        error_type=error_type,
+        retry_after=retry_after,
+        provider=provider,
+        body=body,
+    )
+
+
+def _lookup(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.strip()
+    return None
+
+
+def _duration(text: str) -> float | None:
+    """Parse '1.5', '20ms', '6m0s', '1h2m3.5s' (OpenAI's x-ratelimit-reset-* form)."""
+    text = text.strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    total, number, units = 0.0, "", {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text.startswith("ms", i) else ch
+        if unit not in units or not number:
+            return None
+        try:
+            total += float(number) * units[unit]
+        except ValueError:
+            return None
+        number = ""
+        i += len(unit)
+    return None if number else total
+
+
+def retry_after_from_headers(headers: Iterable[tuple[str, str]], *, now: float | None) -> float | None:
+    """Seconds to wait according to the response headers, or None when they say nothing.
+
+    Precedence: ``retry-after-ms`` (OpenAI/Anthropic), ``Retry-After`` in seconds or as an
+    HTTP date (RFC 9110 §10.2.3; needs ``now`` as a Unix time), then the smallest
+    ``x-ratelimit-reset-*`` duration.
+    """
+    headers = list(headers)
+    ms = _lookup(headers, "retry-after-ms")
+    if ms is not None:
+        try:
+            return max(float(ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = _lookup(headers, "retry-after")
+    if value is not None:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            pass
+        if now is not None:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                when = None
+            if when is not None:
+                return max(when.timestamp() - now, 0.0)
+    resets = [
+        d
+        for key, val in headers
+        if key.lower().startswith("x-ratelimit-reset")
+        and (d := _duration(val)) is not None
+    ]
+    return min(resets) if resets else None

@@ -1,0 +1,95 @@
+"""The core's one-call entry points: parse a saved response or stream, split thinking."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from ._errors import ResponseFormatError
+from ._json import JSONDict, JSONValue
+from ._thinking import split_think_tags
+from ._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
+from .providers import CODECS, get_codec
+
+__all__ = ("build_request", "parse_response", "parse_stream", "parse_thoughts")
+
+
+def _decode_json(body: bytes | str | JSONDict) -> JSONValue:
+    if isinstance(body, dict):
+        return body
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        preview = body[:200] if isinstance(body, str) else body[:200].decode("utf-8", "replace")
+        raise ResponseFormatError(f"response body is not JSON: {exc}; starts with {preview!r}") from None
+
+
+def build_request(provider: str, req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
+    """Build the provider's HTTP request for ``req``."""
+    return get_codec(provider).build_request(req, cfg)
+
+
+def parse_response(
+    provider: str,
+    body: bytes | str | JSONDict,
+    *,
+    status: int | None = None,
+    headers: Iterable[tuple[str, str]] | None = None,
+    now: float | None = None,
+) -> ChatResult:
+    """Parse one complete response body.
+
+    Args:
+        provider: "openai", "claude" or "gemini".
+        body: the body as bytes, text, or an already decoded dict.
+        status: the HTTP status when known; 4xx/5xx raise the typed error.
+        headers: response headers, for ``retry_after``.
+        now: the current Unix time, for ``Retry-After`` given as an HTTP date.
+
+    Raises:
+        ProviderError: the body (or status) is an error.
+        ResponseFormatError: a success status with a body that is not the provider's JSON.
+    """
+    codec = get_codec(provider)
+    hdrs = list(headers or ())
+    if status is not None and status >= 400:
+        raise codec.parse_error(status, hdrs, body, now=now)
+    data = _decode_json(body)
+    if not isinstance(data, dict):
+        raise ResponseFormatError(f"response body is a JSON {type(data).__name__}, expected an object")
+    if "error" in data and not any(k in data for k in ("choices", "content", "candidates")):
+        raise codec.parse_error(status, hdrs, data, now=now)
+    return codec.parse_response(data)
+
+
+def parse_stream(provider: str, chunks: Iterable[bytes | str]) -> ChatResult:
+    """Decode a whole stream (SSE bytes in any split) into one result."""
+    decoder = get_codec(provider).stream_decoder()
+    for chunk in chunks:
+        decoder.feed(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+    return decoder.close()
+
+
+def parse_thoughts(data: JSONValue) -> dict[str, str]:
+    """Split reasoning from answer: ``{"thought": ..., "answer": ...}``.
+
+    ``data`` may be answer text (``<think>`` tags), a raw response dict of any provider,
+    or a :class:`ChatResult`.
+    """
+    if isinstance(data, ChatResult):
+        result = data
+    elif isinstance(data, str):
+        thought, answer = split_think_tags(data)
+        return {"thought": thought or "", "answer": answer}
+    elif isinstance(data, dict):
+        codec = next((c for c in CODECS.values() if c.recognizes(data)), None)
+        if codec is None:
+            raise ResponseFormatError(
+                "parse_thoughts: not a recognised OpenAI, Claude or Gemini response"
+            )
+        result = codec.parse_response(data)
+    elif data is None:
+        return {"thought": "", "answer": ""}
+    else:
+        raise TypeError(f"parse_thoughts expects str, dict or ChatResult, got {type(data).__name__}")
+    return {"thought": result.thinking or "", "answer": result.text}

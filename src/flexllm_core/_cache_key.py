@@ -1,0 +1,108 @@
+"""Canonical hashes of a request: the response-cache key and the checkpoint's request hash.
+
+Both hash one canonical JSON encoding (sorted keys, compact separators, UTF-8 kept, integral
+floats written as ints so ``temperature=1`` and ``1.0`` agree). The field list is taken from
+:class:`ChatRequest` itself, so a generation parameter added later is covered without
+anyone remembering to add it here; only ``stream`` is left out, because a streamed and a
+non-streamed answer to the same request are the same answer. The API key is not an input:
+:class:`ProviderConfig` is never passed in, so it cannot leak into a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from ._errors import UsageError
+from ._json import JSONDict, JSONValue
+from ._types import ChatRequest
+
+__all__ = ("CACHE_KEY_VERSION", "cache_key", "canonical_request", "request_hash")
+
+#: Bumped when the canonical form changes, so old cache entries simply stop matching.
+CACHE_KEY_VERSION = 1
+
+#: ChatRequest fields that do not change the answer.
+_NOT_IN_KEY = frozenset({"stream"})
+
+
+def _canon(value: JSONValue, where: str) -> JSONValue:
+    """Tuples to lists, integral floats to ints, Mappings to dicts; reject non-JSON."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UsageError(f"{where}: {value!r} is not a JSON number")
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, Mapping):
+        out: JSONDict = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UsageError(f"{where}: key {key!r} is not a string")
+            out[key] = _canon(item, f"{where}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_canon(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise UsageError(f"{where}: {type(value).__name__} is not JSON-serialisable")
+
+
+def _params(req: ChatRequest) -> JSONDict:
+    fields = attrs.fields(ChatRequest)
+    return {
+        f.name: _canon(getattr(req, f.name), f.name)
+        for f in fields
+        if f.name not in _NOT_IN_KEY
+    }
+
+
+def _normalise_base_url(base_url: str) -> str:
+    """Scheme and host are case-insensitive, a trailing slash is noise; the path is kept."""
+    text = base_url.strip()
+    parts = urlsplit(text)
+    path = parts.path.rstrip("/")
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
+
+
+def _dumps(payload: JSONDict) -> bytes:
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def canonical_request(provider: str, base_url: str, req: ChatRequest) -> bytes:
+    """The exact bytes :func:`cache_key` hashes; exposed for debugging a cache miss."""
+    payload: JSONDict = {
+        "v": CACHE_KEY_VERSION,
+        "provider": provider.strip().lower(),
+        "base_url": _normalise_base_url(base_url),
+        **_params(req),
+    }
+    return _dumps(payload)
+
+
+def cache_key(provider: str, base_url: str, req: ChatRequest) -> str:
+    """The response-cache key: sha256 hex of the canonical request.
+
+    Covers provider, base_url (normalised), model, messages and every generation
+    parameter; never the API key or extra headers.
+    """
+    return hashlib.sha256(canonical_request(provider, base_url, req)).hexdigest()
+
+
+def request_hash(req: ChatRequest) -> str:
+    """A short hash of what the answer depends on (model, messages, parameters).
+
+    Stored in each checkpoint record, so a re-run detects an input that was edited or
+    moved. Provider and base_url are left out: moving a job to another endpoint serving
+    the same model does not invalidate finished work. 16 hex digits (64 bits) is plenty
+    for a per-index comparison.
+    """
+    payload: JSONDict = {"v": CACHE_KEY_VERSION, **_params(req)}
+    return hashlib.sha256(_dumps(payload)).hexdigest()[:16]

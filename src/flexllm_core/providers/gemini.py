@@ -1,0 +1,407 @@
+"""Google Gemini ``generateContent``: Developer API and Vertex AI (same JSON, other URL/auth).
+
+Reference: https://ai.google.dev/api/generate-content and
+https://ai.google.dev/gemini-api/docs/thinking. Wire quirks handled here:
+
+* The API key travels in ``x-goog-api-key`` (Vertex AI: ``Authorization: Bearer``), never
+  in the URL, where proxies and logs would keep it.
+* Streams use ``:streamGenerateContent?alt=sse``; every SSE event is a complete
+  GenerateContentResponse holding only the new parts; a function call arrives whole.
+* The unified ``thinking`` option maps to ``generationConfig.thinkingConfig``:
+
+  ============  =============================================  ==============================
+  thinking      Gemini 3 and later (and unknown ids)           Gemini 1.x / 2.x ids
+  ============  =============================================  ==============================
+  False         thinkingLevel "minimal" (Flash) / "low" (Pro):  thinkingBudget 0
+                3.x cannot switch thinking off
+  True          includeThoughts (model's dynamic default)       includeThoughts
+  "minimal"..   includeThoughts + thinkingLevel (Gemini 3 Pro   includeThoughts + thinkingBudget
+  "high"        accepts only "low"/"high")                      512 / 2048 / 8192 / 24576
+  int n         n == 0: thinkingBudget 0; otherwise             same
+                includeThoughts + thinkingBudget n (-1 dynamic)
+  ============  =============================================  ==============================
+
+* Thought signatures come back in ``ChatResult.thinking_blocks`` as
+  ``{"type": "gemini_thought_signature", "signature", "part": "function_call" | "text" |
+  "thought", "tool_call_id"?, "text"?}``. Put that list on the assistant message as
+  ``"thinking_blocks"`` and the next request sends each signature on the matching part.
+  A function call without one gets Google's documented placeholder on Gemini 3.
+* Usage: ``completion_tokens`` = candidates + thoughts, because OpenAI counts reasoning
+  inside completion tokens; ``prompt_tokens`` includes ``toolUsePromptTokenCount``.
+* Tool results are sent as ``functionResponse.response = {"result": <content>}`` (the
+  content parsed when it is JSON); call ids are not sent, Gemini pairs by name and order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from .._classify import make_provider_error, retry_after_from_headers
+from .._errors import AuthenticationError, ProviderError, ResponseFormatError
+from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageReport
+from .._json import JSONDict, JSONValue
+from .._sse import SSEDecoder
+from .._types import ChatResult, ToolCall, Usage
+from ._gemini_build import build_request
+from ._gemini_serve import parse_request, render_error, render_response, render_stream
+from ._gemini_wire import map_finish_reason, signature_block, status_name
+
+__all__ = (
+    "DEFAULT_BASE_URL",
+    "NAME",
+    "URL_MARKERS",
+    "GeminiStreamDecoder",
+    "build_request",
+    "parse_error",
+    "parse_request",
+    "parse_response",
+    "recognizes",
+    "render_error",
+    "render_response",
+    "render_stream",
+    "stream_decoder",
+)
+
+NAME = "gemini"
+DEFAULT_BASE_URL: str | None = "https://generativelanguage.googleapis.com/v1beta"
+URL_MARKERS: tuple[str, ...] = ("generativelanguage.googleapis.com", "aiplatform.googleapis.com")
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+def recognizes(data: JSONValue) -> bool:
+    """True for a GenerateContentResponse (answer, blocked prompt, or usage-only chunk)."""
+    return isinstance(data, dict) and (
+        isinstance(data.get("candidates"), list) or "promptFeedback" in data or "usageMetadata" in data
+    )
+
+
+def parse_response(body: JSONDict) -> ChatResult:
+    """Parse a generateContent answer; raises the typed error for an error body."""
+    if not isinstance(body, dict):
+        raise ResponseFormatError(f"gemini: expected a JSON object, got {type(body).__name__}")
+    if "error" in body and "candidates" not in body:
+        raise parse_error(None, (), body)
+    candidates = body.get("candidates") or []
+    if not isinstance(candidates, list):
+        raise ResponseFormatError("gemini: 'candidates' is not a list")
+    usage = _usage(body.get("usageMetadata"))
+    model = body.get("modelVersion") if isinstance(body.get("modelVersion"), str) else None
+    if not candidates:
+        feedback = body.get("promptFeedback")
+        blocked = isinstance(feedback, dict) and bool(feedback.get("blockReason"))
+        return ChatResult(finish_reason="content_filter" if blocked else None, usage=usage,
+                          model=model, data=body)
+    text: list[str] = []
+    thinking: list[str] = []
+    calls: list[ToolCall] = []
+    blocks: list[JSONDict] = []
+    for part in _candidate_parts(_first_candidate(candidates)):
+        sig = part.get("thoughtSignature")
+        sig = sig if isinstance(sig, str) and sig else None
+        if isinstance(part.get("functionCall"), dict):
+            call = _tool_call(part["functionCall"], len(calls))
+            calls.append(call)
+            if sig:
+                blocks.append(signature_block(sig, "function_call", tool_call_id=call.id))
+            continue
+        chunk: str = part["text"] if isinstance(part.get("text"), str) else ""
+        if part.get("thought"):
+            thinking.append(chunk)
+            if sig:
+                blocks.append(signature_block(sig, "thought", text=chunk))
+        else:
+            text.append(chunk)
+            if sig:
+                blocks.append(signature_block(sig, "text"))
+    raw_finish = _first_candidate(candidates).get("finishReason")
+    return ChatResult(
+        text="".join(text),
+        thinking="".join(thinking) or None,
+        tool_calls=calls,
+        finish_reason=map_finish_reason(raw_finish if isinstance(raw_finish, str) else None,
+                                        has_tool_calls=bool(calls)),
+        usage=usage,
+        model=model,
+        thinking_blocks=blocks,
+        data=body,
+    )
+
+
+def _first_candidate(candidates: list[JSONValue]) -> JSONDict:
+    for cand in candidates:
+        if isinstance(cand, dict) and cand.get("index", 0) == 0:
+            return cand
+    raise ResponseFormatError("gemini: no candidate with index 0")
+
+
+def _candidate_parts(cand: JSONDict) -> list[JSONDict]:
+    content = cand.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if parts is None:
+        return []  # a blocked or empty candidate has no content
+    if not isinstance(parts, list):
+        raise ResponseFormatError("gemini: 'candidates[0].content.parts' is not a list")
+    return [p for p in parts if isinstance(p, dict)]
+
+
+def _args_text(args: JSONValue) -> str:
+    return json.dumps(args, ensure_ascii=False)
+
+
+def _tool_call(fc: JSONDict, index: int) -> ToolCall:
+    call_id = fc.get("id")
+    args = fc.get("args", {})
+    raw = _args_text(args)
+    return ToolCall(
+        id=call_id if isinstance(call_id, str) and call_id else f"call_{index}",
+        name=str(fc.get("name") or ""),
+        arguments=args if isinstance(args, dict) else {},
+        raw_arguments=raw,
+        arguments_valid=isinstance(args, dict),
+    )
+
+
+def _count(meta: Mapping[str, JSONValue], key: str) -> int | None:
+    value = meta.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _usage(meta: JSONValue) -> Usage | None:
+    if not isinstance(meta, dict):
+        return None
+    prompt = (_count(meta, "promptTokenCount") or 0) + (_count(meta, "toolUsePromptTokenCount") or 0)
+    thoughts = _count(meta, "thoughtsTokenCount")
+    completion = (_count(meta, "candidatesTokenCount") or 0) + (thoughts or 0)
+    total = _count(meta, "totalTokenCount")
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total if total is not None else prompt + completion,
+        reasoning_tokens=thoughts,
+        cached_tokens=_count(meta, "cachedContentTokenCount"),
+    )
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def parse_error(
+    status: int | None,
+    headers: Iterable[tuple[str, str]],
+    body: bytes | str | JSONValue,
+    *,
+    now: float | None = None,
+) -> ProviderError:
+    """Classify an error answer: ``{"error": {"code", "message", "status", "details"}}``.
+
+    Also accepts the list-wrapped form the non-SSE stream endpoint sends
+    (``[{"error": ...}]``) and any non-JSON page (a proxy's HTML 502).
+    """
+    retry_after = retry_after_from_headers(headers, now=now)
+    data = body
+    if isinstance(body, (bytes, bytearray, str)):
+        text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else body
+        try:
+            data = json.loads(text)
+        except ValueError:
+            preview = " ".join(text.split())[:200]
+            where = f" (HTTP {status})" if status is not None else ""
+            message = f"non-JSON error body{where}: {preview!r}" if preview else f"empty error body{where}"
+            return make_provider_error(status=status, message=message, retry_after=retry_after,
+                                       provider=NAME, body=text)
+    return _error_from_json(status, data, retry_after)
+
+
+def _error_from_json(status: int | None, data: JSONValue, retry_after: float | None) -> ProviderError:
+    if isinstance(data, list) and data:
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    error_type: str | None = None
+    details: list[JSONValue] = []
+    if isinstance(err, dict):
+        message = str(err.get("message") or "no message")
+        code = err.get("code")
+        raw_status = err.get("status")
+        if isinstance(raw_status, str) and raw_status:
+            error_type = raw_status
+        elif isinstance(code, int):
+            error_type = status_name(code)
+        raw_details = err.get("details")
+        details = raw_details if isinstance(raw_details, list) else []
+    elif isinstance(err, str):
+        message = err
+    else:
+        message = f"unrecognised error body: {json.dumps(data, ensure_ascii=False)[:200]}"
+    if retry_after is None:
+        retry_after = _retry_delay(details)
+    reasons = {d.get("reason") for d in details if isinstance(d, dict)}
+    if "API_KEY_INVALID" in reasons:
+        # Gemini says 400 INVALID_ARGUMENT for a bad key; the user needs to fix the key.
+        return AuthenticationError(message, status=status, error_type=error_type,
+                                   retry_after=retry_after, provider=NAME, body=data)
+    return make_provider_error(status=status, message=message, error_type=error_type,
+                               retry_after=retry_after, provider=NAME, body=data)
+
+
+def _retry_delay(details: list[JSONValue]) -> float | None:
+    """``google.rpc.RetryInfo.retryDelay``: a Duration, ``"13s"`` in JSON."""
+    for detail in details:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                try:
+                    return max(float(delay[:-1]), 0.0)
+                except ValueError:
+                    return None
+            if isinstance(delay, dict):
+                return float(delay.get("seconds", 0)) + float(delay.get("nanos", 0)) / 1e9
+    return None
+
+
+# -- streams ------------------------------------------------------------------------------
+
+
+def stream_decoder() -> GeminiStreamDecoder:
+    """A fresh incremental decoder for one ``streamGenerateContent?alt=sse`` answer."""
+    return GeminiStreamDecoder()
+
+
+@attrs.define
+class GeminiStreamDecoder:
+    """Push parser: SSE bytes in any split -> stream events -> one ChatResult.
+
+    The answer is reassembled as one GenerateContentResponse (adjacent text parts joined),
+    which is what ``ChatResult.data`` holds and what the final result is parsed from, so a
+    stream and the equivalent non-streamed answer give the same result.
+    """
+
+    _sse: SSEDecoder = attrs.field(factory=SSEDecoder)
+    _parts: list[JSONDict] = attrs.field(factory=list)
+    _candidate: JSONDict = attrs.field(factory=dict)
+    _top: JSONDict = attrs.field(factory=dict)
+    _calls: int = 0
+    _ended: bool = False
+    _seen_event: bool = False
+    # Body bytes kept until the first SSE event: a body without any is a JSON array
+    # (``alt=sse`` forgotten) or an error list, decoded whole at close().
+    _prefix: bytearray = attrs.field(factory=bytearray)
+    _error: Exception | None = None
+    _result: ChatResult | None = None
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """Consume body bytes; raise the typed error for an in-band ``error`` chunk."""
+        self._check_usable("feed data")
+        if not self._seen_event:
+            self._prefix += data
+        try:
+            events: list[StreamEvent] = []
+            for sse in self._sse.feed(data):
+                events.extend(self._event(sse.data))
+            return events
+        except (ProviderError, ResponseFormatError) as exc:
+            self._error = exc
+            raise
+
+    def close(self) -> ChatResult:
+        """End of input: return the assembled answer (idempotent)."""
+        if self._result is not None:
+            return self._result
+        self._check_usable("close")
+        try:
+            for sse in self._sse.close():
+                self._event(sse.data)
+            if not self._seen_event and bytes(self._prefix).strip():
+                self._whole_json(bytes(self._prefix))
+            self._result = parse_response(self._assembled())
+        except (ProviderError, ResponseFormatError) as exc:
+            self._error = exc
+            raise
+        return self._result
+
+    def _check_usable(self, action: str) -> None:
+        if self._error is not None:
+            raise self._error  # poisoned: the stream already failed
+        if self._result is not None:
+            raise RuntimeError(f"can't {action} after close()")
+
+    def _whole_json(self, raw: bytes) -> None:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            preview = raw[:120].decode("utf-8", "replace")
+            raise ResponseFormatError(f"gemini stream: body is neither SSE nor JSON: {preview!r}") from None
+        for chunk in value if isinstance(value, list) else [value]:
+            self._chunk(chunk)
+
+    def _event(self, data: str) -> list[StreamEvent]:
+        self._seen_event = True
+        self._prefix.clear()
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise ResponseFormatError(f"gemini stream: event data is not JSON: {data[:120]!r}") from None
+        return self._chunk(chunk)
+
+    def _chunk(self, chunk: JSONValue) -> list[StreamEvent]:
+        if not isinstance(chunk, dict):
+            raise ResponseFormatError(f"gemini stream: chunk is a JSON {type(chunk).__name__}")
+        if "error" in chunk and "candidates" not in chunk:
+            raise _error_from_json(None, chunk, None)
+        events: list[StreamEvent] = []
+        self._top.update({k: v for k, v in chunk.items() if k != "candidates"})
+        candidates = chunk.get("candidates") or []
+        if candidates:
+            cand = _first_candidate(candidates if isinstance(candidates, list) else [])
+            self._candidate.update({k: v for k, v in cand.items() if k != "content"})
+            for part in _candidate_parts(cand):
+                events.extend(self._part(part))
+        finish = self._candidate.get("finishReason")
+        blocked = isinstance(chunk.get("promptFeedback"), dict) and chunk["promptFeedback"].get("blockReason")
+        if self._ended and "usageMetadata" in chunk:
+            events.append(UsageReport(usage=_usage(chunk["usageMetadata"]) or Usage()))
+        elif not self._ended and (isinstance(finish, str) or blocked):
+            self._ended = True
+            usage = _usage(self._top.get("usageMetadata"))
+            if usage is not None:
+                events.append(UsageReport(usage=usage))
+            reason = "content_filter" if blocked and not isinstance(finish, str) else map_finish_reason(
+                finish if isinstance(finish, str) else None, has_tool_calls=self._calls > 0)
+            events.append(StreamEnd(finish_reason=reason))
+        return events
+
+    def _part(self, part: JSONDict) -> list[StreamEvent]:
+        if isinstance(part.get("functionCall"), dict):
+            call = _tool_call(part["functionCall"], self._calls)
+            self._calls += 1
+            self._parts.append(dict(part))
+            return [ToolCallDelta(index=self._calls - 1, id=call.id, name=call.name,
+                                  arguments=call.raw_arguments)]
+        text = part.get("text")
+        prev = self._parts[-1] if self._parts else None
+        if (
+            isinstance(text, str) and prev is not None and isinstance(prev.get("text"), str)
+            and bool(prev.get("thought")) == bool(part.get("thought"))
+            and "thoughtSignature" not in prev
+            and set(part) <= {"text", "thought", "thoughtSignature"}
+        ):
+            prev["text"] += text
+            if "thoughtSignature" in part:
+                prev["thoughtSignature"] = part["thoughtSignature"]
+        else:
+            self._parts.append(dict(part))
+        if not isinstance(text, str) or not text:
+            return []
+        return [ThinkingDelta(text=text) if part.get("thought") else TextDelta(text=text)]
+
+    def _assembled(self) -> JSONDict:
+        data: JSONDict = dict(self._top)
+        if self._parts or self._candidate:
+            cand: JSONDict = {"content": {"role": "model", "parts": self._parts}}
+            cand.update(self._candidate)
+            data["candidates"] = [cand]
+        return data

@@ -1,0 +1,127 @@
+"""The Claude (Anthropic Messages API) codec: the :class:`~flexllm_core.providers.Codec` shape.
+
+Request building lives in ``_claude_request`` / ``_claude_thinking``, answer reading in
+``_claude_parse`` / ``_claude_stream``, the server side (mock server) in ``_claude_server``.
+This module is the face the CODECS table sees.
+API reference: https://docs.anthropic.com/en/api/messages
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from .._errors import ProviderError
+from .._json import JSONDict, JSONValue
+from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
+from ._claude_parse import PROVIDER, error_from_body, result_from_message
+from ._claude_request import build_body
+from ._claude_server import parse_request, render_error, render_response, render_stream
+from ._claude_stream import ClaudeStreamDecoder
+
+__all__ = (
+    "DEFAULT_API_VERSION",
+    "DEFAULT_BASE_URL",
+    "NAME",
+    "URL_MARKERS",
+    "ClaudeStreamDecoder",
+    "build_request",
+    "parse_error",
+    "parse_request",
+    "parse_response",
+    "recognizes",
+    "render_error",
+    "render_response",
+    "render_stream",
+    "stream_decoder",
+)
+
+NAME = PROVIDER
+DEFAULT_BASE_URL: str | None = "https://api.anthropic.com/v1"
+URL_MARKERS: tuple[str, ...] = ("anthropic.com",)
+#: The ``anthropic-version`` header when the config names none
+#: (https://docs.anthropic.com/en/api/versioning).
+DEFAULT_API_VERSION = "2023-06-01"
+
+
+def _messages_url(base_url: str) -> str:
+    """``{base_url}/messages``; a bare host (``https://api.anthropic.com``) gets ``/v1``."""
+    base = base_url.rstrip("/")
+    if base.endswith("/messages"):
+        return base
+    if urlsplit(base).path in ("", "/"):
+        base += "/v1"
+    return base + "/messages"
+
+
+def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
+    """``POST {base_url}/messages`` with ``x-api-key`` and ``anthropic-version``.
+
+    Raises:
+        UsageError: a message, tool or option Claude cannot take, naming the field.
+    """
+    body = build_body(req)
+    headers: list[tuple[str, str]] = [("content-type", "application/json")]
+    if req.stream:
+        headers.append(("accept", "text/event-stream"))
+    if cfg.api_key:
+        headers.append(("x-api-key", cfg.api_key))
+    headers.append(("anthropic-version", cfg.api_version or DEFAULT_API_VERSION))
+    # Caller headers win (e.g. anthropic-beta, or a proxy's own auth).
+    overridden = {k.lower() for k, _ in cfg.extra_headers}
+    headers = [(k, v) for k, v in headers if k.lower() not in overridden]
+    headers.extend(cfg.extra_headers)
+    return HttpRequest(
+        method="POST",
+        url=_messages_url(cfg.base_url or DEFAULT_BASE_URL or ""),
+        headers=tuple(headers),
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+    )
+
+
+def parse_response(body: JSONDict) -> ChatResult:
+    """Parse a Messages API response body.
+
+    Raises:
+        ProviderError: the body is an error (``{"type": "error", ...}``).
+    """
+    if body.get("type") == "error" or ("error" in body and "content" not in body):
+        raise parse_error(None, (), body)
+    return result_from_message(body)
+
+
+def stream_decoder() -> ClaudeStreamDecoder:
+    """A fresh decoder for one streamed answer."""
+    return ClaudeStreamDecoder()
+
+
+def parse_error(
+    status: int | None,
+    headers: Iterable[tuple[str, str]],
+    body: bytes | str | JSONValue,
+    *,
+    now: float | None = None,
+) -> ProviderError:
+    """Classify an error answer into the typed error, with ``retry_after`` from
+    ``retry-after`` (or the exhausted ``anthropic-ratelimit-*-reset``, given ``now``) and
+    ``retryable`` overridden by Anthropic's ``x-should-retry`` header when present."""
+    return error_from_body(status, headers, body, now=now)
+
+
+def recognizes(data: JSONValue) -> bool:
+    """True for a Messages API response: ``type: message`` with a content list, or a list
+    of typed content blocks beside a ``stop_reason``."""
+    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+        return False
+    if data.get("type") == "message":
+        return True
+    blocks = data["content"]
+    return "stop_reason" in data and all(isinstance(b, dict) and "type" in b for b in blocks)
+
+
+# The server side is re-exported under the Codec names.
+parse_request = parse_request
+render_response = render_response
+render_stream = render_stream
+render_error = render_error

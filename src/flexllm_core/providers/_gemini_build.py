@@ -161,7 +161,7 @@ def _parts(content: JSONValue, i: int) -> list[JSONDict]:
         return []
     if isinstance(content, str):
         return [{"text": content}] if content else []
-    if not isinstance(content, list):
+    if not isinstance(content, (list, tuple)):
         raise UsageError(f"messages[{i}].content: expected a string or a list of parts")
     return [_part(p, i, j) for j, p in enumerate(content)]
 
@@ -171,13 +171,13 @@ def _part(part: JSONValue, i: int, j: int) -> JSONDict:
     if not isinstance(part, Mapping):
         raise UsageError(f"{where}: expected a dict part")
     kind = part.get("type")
-    if kind == "text" and isinstance(part.get("text"), str):
-        return {"text": part["text"]}
-    if kind == "image_url":
-        image = part.get("image_url")
-        url = image.get("url") if isinstance(image, Mapping) else image
+    if kind in ("text", "refusal") and isinstance(part.get(kind), str):
+        return {"text": part[kind]}
+    if kind in ("image_url", "audio_url", "video_url"):
+        media = part.get(kind)
+        url = media.get("url") if isinstance(media, Mapping) else media
         if not isinstance(url, str):
-            raise UsageError(f"{where}.image_url: expected {{'url': str}}")
+            raise UsageError(f"{where}.{kind}: expected {{'url': str}}")
         return _media_part(url, where)
     if kind == "input_audio":
         audio = part.get("input_audio")
@@ -211,8 +211,9 @@ def _media_part(url: str, where: str) -> JSONDict:
 
 def _assistant_parts(msg: Mapping[str, JSONValue], i: int, model: str,
                      call_names: dict[str, str]) -> list[JSONDict]:
+    raw_blocks = msg.get("thinking_blocks")
     blocks = [
-        b for b in msg.get("thinking_blocks") or ()
+        b for b in (raw_blocks if isinstance(raw_blocks, (list, tuple)) else ())
         if isinstance(b, Mapping) and b.get("type") == SIGNATURE_BLOCK_TYPE
         and isinstance(b.get("signature"), str)
     ]
@@ -228,7 +229,7 @@ def _assistant_parts(msg: Mapping[str, JSONValue], i: int, model: str,
         text_parts[-1]["thoughtSignature"] = text_sig
     parts.extend(text_parts)
     tool_calls = msg.get("tool_calls") or []
-    if not isinstance(tool_calls, list):
+    if not isinstance(tool_calls, (list, tuple)):
         raise UsageError(f"messages[{i}].tool_calls: expected a list")
     fc_sigs = {b.get("tool_call_id"): b["signature"] for b in blocks if b.get("part") == "function_call"}
     calls = [_function_call(tc, i, j, call_names, fc_sigs) for j, tc in enumerate(tool_calls)]
@@ -277,7 +278,7 @@ def _function_response(msg: Mapping[str, JSONValue], i: int, call_names: Mapping
             f"messages[{i}].tool_call_id: {call_id!r} matches no earlier assistant tool call"
         )
     content = msg.get("content")
-    if isinstance(content, list):
+    if isinstance(content, (list, tuple)):
         content = "".join(p.get("text", "") for p in content if isinstance(p, Mapping))
     result: JSONValue = content
     if isinstance(content, str):
@@ -291,9 +292,10 @@ def _function_response(msg: Mapping[str, JSONValue], i: int, call_names: Mapping
 # -- tools and generation config ----------------------------------------------------------
 
 
-def schema_field(schema: JSONValue, base: str) -> tuple[str, JSONValue]:
-    """``(base, schema)`` for Gemini's OpenAPI subset, else ``(baseJsonSchema, schema)``."""
-    return (base, schema) if _is_openapi_subset(schema) else (f"{base}JsonSchema", schema)
+def schema_field(schema: JSONValue, subset_key: str, json_key: str) -> tuple[str, JSONValue]:
+    """Pick the field for a schema: ``subset_key`` when it fits Gemini's OpenAPI subset,
+    else ``json_key`` (full JSON Schema), so no keyword is silently dropped."""
+    return (subset_key if _is_openapi_subset(schema) else json_key), schema
 
 
 def _is_openapi_subset(schema: JSONValue) -> bool:
@@ -325,7 +327,7 @@ def _declaration(j: int, tool: JSONValue) -> JSONDict:
     if params is not None:
         if not isinstance(params, Mapping):
             raise UsageError(f"tools[{j}].function.parameters: expected a JSON schema object")
-        key, value = schema_field(dict(params), "parameters")
+        key, value = schema_field(dict(params), "parameters", "parametersJsonSchema")
         decl[key] = value
     return decl
 
@@ -380,7 +382,7 @@ def _response_format(fmt: Mapping[str, JSONValue]) -> JSONDict:
         schema = spec.get("schema") if isinstance(spec, Mapping) else None
         if not isinstance(schema, Mapping):
             raise UsageError("response_format.json_schema.schema: expected a JSON schema object")
-        key, value = schema_field(dict(schema), "responseSchema")
+        key, value = schema_field(dict(schema), "responseSchema", "responseJsonSchema")
         return {"responseMimeType": "application/json", key: value}
     raise UsageError(f"response_format.type: expected 'text', 'json_object' or 'json_schema', got {kind!r}")
 

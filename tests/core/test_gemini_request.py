@@ -61,6 +61,11 @@ def test_base_urls(base_url: str, expected: str) -> None:
     assert http.header("x-goog-api-key") is None  # no key configured, no header
 
 
+def test_tuned_model_path() -> None:
+    http = gemini.build_request(req(model="tunedModels/my-tune-42"), DEV)
+    assert http.url == "https://generativelanguage.googleapis.com/v1beta/tunedModels/my-tune-42:generateContent"
+
+
 def test_extra_headers_are_added() -> None:
     cfg = ProviderConfig(base_url=DEV.base_url, api_key=KEY, extra_headers=(("x-trace", "abc"),))
     assert gemini.build_request(req(), cfg).header("x-trace") == "abc"
@@ -222,6 +227,9 @@ def test_gemini3_gets_the_placeholder_signature_when_none_is_known() -> None:
     contents = body_of(req(TOOL_TURN, model="gemini-3-pro-preview"))["contents"]
     assert contents[1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
     assert "thoughtSignature" not in contents[1]["parts"][1]
+    for model in ("gemini-2.5-pro", "gemma-3-27b-it"):
+        parts = body_of(req(TOOL_TURN, model=model))["contents"][1]["parts"]
+        assert all("thoughtSignature" not in p for p in parts)
 
 
 def test_signatures_from_a_parsed_answer_are_sent_back() -> None:
@@ -407,6 +415,9 @@ def test_generation_config_and_extra_body() -> None:
         ("gemini-3-pro-preview", "low", {"includeThoughts": True, "thinkingLevel": "low"}),
         ("gemini-3.1-pro-preview", "medium", {"includeThoughts": True, "thinkingLevel": "medium"}),
         ("gemini-3-flash-preview", True, {"includeThoughts": True}),
+        ("gemini-flash-latest", "low", {"includeThoughts": True, "thinkingLevel": "low"}),
+        ("models/gemini-2.0-flash", "low", {"includeThoughts": True, "thinkingBudget": 2048}),
+        ("gemma-3-27b-it", "low", {"includeThoughts": True, "thinkingBudget": 2048}),
     ],
 )
 def test_thinking_mapping(model: str, thinking: Any, expected: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 from .._errors import UsageError
 from .._json import JSONDict, JSONValue
 from .._types import ChatRequest, HttpRequest, ProviderConfig
-from ._gemini_wire import DUMMY_SIGNATURE, SIGNATURE_BLOCK_TYPE, dumps, is_legacy_model
+from ._gemini_wire import DUMMY_SIGNATURE, SIGNATURE_BLOCK_TYPE, dumps, uses_thinking_levels
 
 __all__ = ("build_body", "build_request", "build_url", "schema_field")
 
@@ -47,6 +47,9 @@ _CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"
 def build_url(model: str, cfg: ProviderConfig, *, stream: bool) -> str:
     """The endpoint URL; it never contains a credential."""
     model = model.removeprefix("models/")
+    collection, tuned = "models", model.startswith("tunedModels/") and not cfg.use_vertex_ai
+    if tuned:
+        collection, model = model.split("/", 1)
     if not model or not _SAFE_SEGMENT.match(model):
         raise UsageError(f"model: {model!r} is not a valid Gemini model id")
     method = "streamGenerateContent?alt=sse" if stream else "generateContent"
@@ -70,7 +73,7 @@ def build_url(model: str, cfg: ProviderConfig, *, stream: bool) -> str:
     parsed = urlsplit(base)
     if parsed.hostname == _DEV_HOST and parsed.path in ("", "/"):
         base += "/v1beta"
-    return f"{base}/models/{quote(model, safe='-._')}:{method}"
+    return f"{base}/{collection}/{quote(model, safe='-._')}:{method}"
 
 
 def _vertex_segment(value: str | None, field: str) -> str:
@@ -238,7 +241,7 @@ def _assistant_parts(msg: Mapping[str, JSONValue], i: int, model: str,
     for call in calls:
         if "thoughtSignature" not in call and leftovers:
             call["thoughtSignature"] = leftovers.pop(0)
-    if calls and "thoughtSignature" not in calls[0] and not is_legacy_model(model):
+    if calls and "thoughtSignature" not in calls[0] and uses_thinking_levels(model):
         calls[0]["thoughtSignature"] = DUMMY_SIGNATURE
     parts.extend(calls)
     return parts
@@ -347,7 +350,7 @@ def _tool_choice(choice: JSONValue) -> JSONDict:
 
 def _thinking_config(thinking: JSONValue, model: str) -> JSONDict | None:
     """Map the unified ``thinking`` option; see the table in the gemini module docstring."""
-    legacy = is_legacy_model(model)
+    legacy = not uses_thinking_levels(model)
     if thinking is None:
         return None
     if thinking is False:

@@ -17,7 +17,7 @@ __all__ = (
     "SIGNATURE_BLOCK_TYPE",
     "STATUS_BY_CODE",
     "dumps",
-    "is_legacy_model",
+    "uses_thinking_levels",
     "map_finish_reason",
     "sse_frame",
     "signature_block",
@@ -65,12 +65,15 @@ STATUS_BY_CODE = {
 }
 
 # Gemini 1.x/2.x take a token budget only; 3.x and later take thinkingLevel.
-_LEGACY_MODEL = re.compile(r"(?:^|/)gemini-(?:1|2)(?:[.\-]|$)")
+_LEGACY_GEMINI = re.compile(r"(?:^|/)gemini-(?:1|2)(?:[.\-]|$)")
 
 
-def is_legacy_model(model: str) -> bool:
-    """True for Gemini 1.x/2.x model ids, which know ``thinkingBudget`` but not levels."""
-    return bool(_LEGACY_MODEL.search(model.lower()))
+def uses_thinking_levels(model: str) -> bool:
+    """True for Gemini 3 and later (and ``gemini-*-latest`` aliases), which take
+    ``thinkingLevel`` and require signed function calls. Gemini 1.x/2.x and non-Gemini
+    ids (Gemma, LearnLM, a mock's name) get the older ``thinkingBudget`` form."""
+    low = model.lower()
+    return "gemini-" in low and not _LEGACY_GEMINI.search(low)
 
 
 def status_name(code: int) -> str:

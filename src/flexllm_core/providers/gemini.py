@@ -9,17 +9,18 @@ https://ai.google.dev/gemini-api/docs/thinking. Wire quirks handled here:
   GenerateContentResponse holding only the new parts; a function call arrives whole.
 * The unified ``thinking`` option maps to ``generationConfig.thinkingConfig``:
 
-  ============  =============================================  ==============================
-  thinking      Gemini 3 and later (and unknown ids)           Gemini 1.x / 2.x ids
-  ============  =============================================  ==============================
-  False         thinkingLevel "minimal" (Flash) / "low" (Pro):  thinkingBudget 0
+  ============  ==============================================  ===========================
+  thinking      Gemini 3 and later (``gemini-*`` ids)            Gemini 1.x/2.x, other ids
+  ============  ==============================================  ===========================
+  False         thinkingLevel "minimal" (Flash) / "low" (Pro):   thinkingBudget 0
                 3.x cannot switch thinking off
-  True          includeThoughts (model's dynamic default)       includeThoughts
-  "minimal"..   includeThoughts + thinkingLevel (Gemini 3 Pro   includeThoughts + thinkingBudget
-  "high"        accepts only "low"/"high")                      512 / 2048 / 8192 / 24576
-  int n         n == 0: thinkingBudget 0; otherwise             same
-                includeThoughts + thinkingBudget n (-1 dynamic)
-  ============  =============================================  ==============================
+  True          includeThoughts (the model's dynamic default)    includeThoughts
+  "minimal"..   includeThoughts + thinkingLevel (Gemini 3 Pro    includeThoughts +
+  "high"        accepts only "low" / "high")                     thinkingBudget 512 / 2048 /
+                                                                 8192 / 24576
+  int n         n == 0: thinkingBudget 0; else includeThoughts   same
+                + thinkingBudget n (-1: dynamic)
+  ============  ==============================================  ===========================
 
 * Thought signatures come back in ``ChatResult.thinking_blocks`` as
   ``{"type": "gemini_thought_signature", "signature", "part": "function_call" | "text" |

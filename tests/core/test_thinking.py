@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -49,7 +51,7 @@ def run_splitter(pieces: list[str]) -> tuple[str, str, ThinkingSplitter, list[ob
 
 def cut(text: str, points: list[int]) -> list[str]:
     bounds = sorted({p % (len(text) + 1) for p in points} | {0, len(text)})
-    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 SAMPLES = [

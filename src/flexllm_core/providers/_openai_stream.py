@@ -1,0 +1,232 @@
+"""Incremental decoding of a streamed OpenAI-compatible Chat Completions answer.
+
+Reference: https://platform.openai.com/docs/api-reference/chat-streaming
+Bytes -> :class:`SSEDecoder` -> one JSON chunk per event -> stream events. Tool calls are
+assembled by ``index`` because parallel calls interleave their argument fragments. Quirks
+handled: ``[DONE]`` missing (the result still comes from :meth:`close`), a usage chunk with
+``choices: []``, an in-band ``{"error": ...}`` event after a 200 (OpenRouter, vLLM), tool
+call deltas with no ``index`` or several calls reusing index 0 (some gateways), usage
+repeated on every chunk (vLLM ``continuous_usage_stats``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+
+from .._errors import ResponseFormatError
+from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageReport
+from .._json import JSONDict, JSONValue
+from .._sse import ServerSentEvent, SSEDecoder
+from .._thinking import ThinkingSplitter, split_think_tags
+from .._types import ChatResult, Usage
+from ._openai_error import error_from_body, is_error_body
+from ._openai_wire import (
+    as_dict,
+    join_thinking,
+    normalise_finish,
+    parse_usage,
+    reasoning_of,
+    tool_call,
+)
+
+__all__ = ("OpenAIStreamDecoder",)
+
+
+@attrs.define
+class _ToolSlot:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = attrs.field(factory=list)
+
+
+@attrs.define
+class OpenAIStreamDecoder:
+    """``feed(bytes) -> events``, then ``close() -> ChatResult``; any split gives the same result.
+
+    After it raises (an in-band error event, a chunk that is not JSON), the decoder is
+    poisoned: every later call raises the same error again.
+    """
+
+    _sse: SSEDecoder = attrs.field(factory=SSEDecoder)
+    _splitter: ThinkingSplitter = attrs.field(factory=ThinkingSplitter)
+    _splitter_done: bool = False
+    _content: list[str] = attrs.field(factory=list)
+    _reasoning: list[str] = attrs.field(factory=list)
+    _slots: list[_ToolSlot] = attrs.field(factory=list)
+    _index_slot: dict[int, int] = attrs.field(factory=dict)
+    _id_slot: dict[str, int] = attrs.field(factory=dict)
+    _finish: str | None = None
+    _usage: Usage | None = None
+    _usage_raw: JSONValue = None
+    _meta: JSONDict = attrs.field(factory=dict)
+    _chunks: list[JSONDict] = attrs.field(factory=list)
+    _done: bool = False
+    _failed: Exception | None = None
+    _result: ChatResult | None = None
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """Consume body bytes; return the events they complete."""
+        if self._failed is not None:
+            raise self._failed
+        if self._result is not None:
+            raise RuntimeError("can't feed data after close()")
+        out: list[StreamEvent] = []
+        try:
+            for event in self._sse.feed(data):
+                self._on_event(event, out)
+        except Exception as exc:
+            self._failed = exc
+            raise
+        return out
+
+    def close(self) -> ChatResult:
+        """End of the body: return the assembled answer (also when ``[DONE]`` never came)."""
+        if self._failed is not None:
+            raise self._failed
+        if self._result is None:
+            try:
+                for event in self._sse.close():
+                    self._on_event(event, [])
+                if not self._chunks:
+                    raise ResponseFormatError("the stream ended before any chunk arrived")
+            except Exception as exc:
+                self._failed = exc
+                raise
+            self._result = self._assemble()
+        return self._result
+
+    # -- one SSE event ------------------------------------------------------------------
+
+    def _on_event(self, event: ServerSentEvent, out: list[StreamEvent]) -> None:
+        text = event.data.strip()
+        if self._done or not text:
+            return  # nothing follows [DONE]; empty keep-alive events carry nothing
+        if text == "[DONE]":
+            self._done = True
+            return
+        try:
+            chunk = json.loads(text)
+        except ValueError:
+            if event.event == "error":
+                raise error_from_body(None, (), text) from None
+            raise ResponseFormatError(f"stream event is not JSON: {text[:200]!r}") from None
+        if not isinstance(chunk, dict):
+            raise ResponseFormatError(f"stream event is a JSON {type(chunk).__name__}, expected an object")
+        if event.event == "error" or is_error_body(chunk):
+            raise error_from_body(None, (), chunk)
+        self._chunks.append(chunk)
+        for key in ("id", "created", "model", "system_fingerprint"):
+            if key in chunk and key not in self._meta:
+                self._meta[key] = chunk[key]
+        if isinstance(chunk.get("usage"), dict):
+            usage = parse_usage(chunk["usage"])
+            self._usage_raw = chunk["usage"]
+            if usage is not None and usage != self._usage:
+                self._usage = usage
+                out.append(UsageReport(usage=usage))
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            # n > 1 is not supported in streams: only the first choice is followed.
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                self._on_choice(choice, out)
+
+    def _on_choice(self, choice: JSONDict, out: list[StreamEvent]) -> None:
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            reasoning = reasoning_of(delta)
+            if reasoning:
+                self._reasoning.append(reasoning)
+                out.append(ThinkingDelta(text=reasoning))
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self._content.append(content)
+                if self._splitter_done:
+                    out.append(TextDelta(text=content))
+                else:
+                    out.extend(self._splitter.feed(content))
+            calls = delta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
+                if isinstance(call, dict):
+                    self._on_tool(call, out)
+            if isinstance(delta.get("function_call"), dict):  # legacy functions API
+                self._on_tool({"index": 0, "function": delta["function_call"]}, out)
+        finish = choice.get("finish_reason")
+        if isinstance(finish, str) and finish:
+            self._finish = finish
+            if not self._splitter_done:
+                out.extend(self._splitter.close())
+                self._splitter_done = True
+            out.append(StreamEnd(finish_reason=normalise_finish(finish, has_tool_calls=bool(self._slots))))
+
+    def _slot_for(self, index: JSONValue, call_id: str | None) -> int:
+        if isinstance(index, int) and not isinstance(index, bool):
+            slot = self._index_slot.get(index)
+            if slot is not None and call_id and self._slots[slot].id not in ("", call_id):
+                slot = None  # a new call reusing an index (gateways that number every call 0)
+            if slot is None:
+                slot = self._new_slot()
+                self._index_slot[index] = slot
+            return slot
+        if call_id and call_id in self._id_slot:
+            return self._id_slot[call_id]
+        if call_id or not self._slots:
+            return self._new_slot()
+        return len(self._slots) - 1  # an anonymous fragment continues the latest call
+
+    def _new_slot(self) -> int:
+        self._slots.append(_ToolSlot())
+        return len(self._slots) - 1
+
+    def _on_tool(self, call: JSONDict, out: list[StreamEvent]) -> None:
+        fn = as_dict(call.get("function"))
+        call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
+        name = fn.get("name") if isinstance(fn.get("name"), str) and fn.get("name") else None
+        args = fn.get("arguments")
+        if isinstance(args, dict):
+            args = json.dumps(args, ensure_ascii=False)
+        elif not isinstance(args, str):
+            args = ""
+        slot = self._slot_for(call.get("index"), call_id)
+        acc = self._slots[slot]
+        if call_id:
+            acc.id = acc.id or call_id
+            self._id_slot[call_id] = slot
+        if name and not acc.name:
+            acc.name = name  # some servers repeat the name on every fragment
+        acc.arguments.append(args)
+        if call_id or name or args:
+            out.append(ToolCallDelta(index=slot, id=call_id, name=name, arguments=args))
+
+    # -- the final result ---------------------------------------------------------------
+
+    def _assemble(self) -> ChatResult:
+        content = "".join(self._content)
+        reasoning = "".join(self._reasoning) or None
+        tag_thought, text = split_think_tags(content)
+        calls = [
+            tool_call(s.id or f"call_{i}", s.name, "".join(s.arguments)) for i, s in enumerate(self._slots)
+        ]
+        message: JSONDict = {"role": "assistant", "content": content or (None if calls else "")}
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        if calls:
+            message["tool_calls"] = [c.to_dict() for c in calls]
+        model = self._meta.get("model")
+        data: JSONDict = {
+            **self._meta,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": self._finish}],
+            "usage": self._usage_raw,
+            "events": self._chunks,
+        }
+        return ChatResult(
+            text=text,
+            thinking=join_thinking(reasoning, tag_thought),
+            tool_calls=calls,
+            finish_reason=normalise_finish(self._finish, has_tool_calls=bool(calls)),
+            usage=self._usage,
+            model=model if isinstance(model, str) else None,
+            data=data,
+        )

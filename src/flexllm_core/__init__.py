@@ -66,3 +66,42 @@ from .providers import (
 
 # Policies (retry, rate, cache key), pricing/tokens and checkpoint records are exported
 # from their modules below as they land.
+from ._cache_key import (
+    cache_key as cache_key,
+    canonical_request as canonical_request,
+    request_hash as request_hash,
+)
+from ._checkpoint import (
+    CheckpointFormatError as CheckpointFormatError,
+    CheckpointRecord as CheckpointRecord,
+    ScanResult as ScanResult,
+    decode_record as decode_record,
+    encode_record as encode_record,
+    scan_checkpoint as scan_checkpoint,
+)
+from ._pricing import (
+    ModelPrice as ModelPrice,
+    PricingTable as PricingTable,
+    cost_of as cost_of,
+    default_pricing as default_pricing,
+    load_pricing as load_pricing,
+    normalise_model_name as normalise_model_name,
+    parse_openrouter_models as parse_openrouter_models,
+)
+from ._ratelimit import TokenBucket as TokenBucket
+from ._retry import (
+    GiveUp as GiveUp,
+    Retry as Retry,
+    RetryDecision as RetryDecision,
+    RetryPolicy as RetryPolicy,
+    backoff_delay as backoff_delay,
+    decide_retry as decide_retry,
+)
+from ._tokens import (
+    TokenCount as TokenCount,
+    count_tokens as count_tokens,
+    count_tokens_detailed as count_tokens_detailed,
+    encoding_name_for_model as encoding_name_for_model,
+    estimate_batch_cost as estimate_batch_cost,
+    estimate_cost as estimate_cost,
+)

@@ -248,18 +248,15 @@ def convert_messages(
 
 
 def _trim_prefill(turns: list[JSONDict]) -> None:
-    """A final assistant turn is a prefill, which Claude rejects if it ends in whitespace."""
+    """A final assistant turn is a prefill, which Claude rejects if it ends in whitespace.
+
+    Whitespace-only text blocks never get here (``_blocks`` drops them), so the trimmed
+    text is never empty.
+    """
     last = turns[-1]
-    if last["role"] != "assistant" or last["content"][-1].get("type") != "text":
-        return
-    block = last["content"][-1]
-    text = block["text"].rstrip()
-    if text:
-        last["content"][-1] = {**block, "text": text}
-        return
-    del last["content"][-1]
-    if not last["content"]:
-        turns.pop()
+    if last["role"] == "assistant" and last["content"][-1].get("type") == "text":
+        block = last["content"][-1]
+        last["content"][-1] = {**block, "text": block["text"].rstrip()}
 
 
 def convert_tools(tools: Sequence[JSONValue]) -> list[JSONDict]:

@@ -251,13 +251,12 @@ def _usage(result: ChatResult) -> JSONDict:
     usage = result.usage
     if usage is None:
         return {"input_tokens": 0, "output_tokens": 0}
-    cached = usage.cached_tokens or 0
-    out: JSONDict = {
-        "input_tokens": max(usage.prompt_tokens - cached, 0),
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": cached,
-        "output_tokens": usage.completion_tokens,
-    }
+    cached = usage.cached_tokens
+    out: JSONDict = {"input_tokens": max(usage.prompt_tokens - (cached or 0), 0)}
+    if cached is not None:
+        out["cache_creation_input_tokens"] = 0
+        out["cache_read_input_tokens"] = cached
+    out["output_tokens"] = usage.completion_tokens
     if usage.reasoning_tokens is not None:
         out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
     return out

@@ -146,7 +146,7 @@ class ClaudeStreamDecoder:
                     if delta.get(key) is not None:
                         self._message[key] = delta[key]
             self._merge_usage(payload.get("usage"))
-            usage = usage_from(self._usage)
+            usage = usage_from(self._usage) if self._usage else None
             if usage is not None:
                 events.append(UsageReport(usage=usage))
         elif kind == "message_stop":

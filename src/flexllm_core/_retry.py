@@ -117,8 +117,8 @@ def backoff_delay(policy: RetryPolicy, attempt: int, *, jitter: float) -> float:
         return 0.0
     # Compare in log space: multiplier ** attempt overflows a float long before
     # attempt counts that a misconfigured caller could pass.
-    steps = attempt - 1
-    if steps * math.log(policy.multiplier) >= math.log(cap / base):
+    steps, ratio = attempt - 1, cap / base
+    if ratio <= 1.0 or steps * math.log(policy.multiplier) >= math.log(ratio):
         full = cap
     else:
         full = min(base * policy.multiplier**steps, cap)

@@ -1,0 +1,155 @@
+"""Cache keys and request hashes: stable under dict ordering, sensitive to every parameter."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flexllm_core import (
+    ChatRequest,
+    ProviderConfig,
+    UsageError,
+    cache_key,
+    canonical_request,
+    request_hash,
+)
+
+MESSAGES: tuple[dict[str, Any], ...] = (
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": [{"type": "text", "text": "What is in this image?"},
+                                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+)
+BASE = ChatRequest(model="gpt-4o-mini", messages=MESSAGES)
+
+# One changed value per ChatRequest field: every one must change the key.
+CHANGES: dict[str, Any] = {
+    "model": "gpt-4o",
+    "messages": ({"role": "user", "content": "Hello"},),
+    "tools": ({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}},),
+    "tool_choice": "required",
+    "thinking": "high",
+    "temperature": 0.7,
+    "max_tokens": 100,
+    "top_p": 0.9,
+    "stop": ("\n",),
+    "response_format": {"type": "json_object"},
+    "seed": 42,
+    "extra_body": {"top_k": 40},
+}
+
+
+def test_every_request_field_but_stream_is_covered_by_this_test() -> None:
+    # A field added to ChatRequest later must be added to CHANGES (and is in the key).
+    names = {f.name for f in attrs.fields(ChatRequest)}
+    assert names - {"stream"} == set(CHANGES)
+
+
+@pytest.mark.parametrize("field", sorted(CHANGES))
+def test_any_changed_generation_parameter_changes_the_key(field: str) -> None:
+    changed = attrs.evolve(BASE, **{field: CHANGES[field]})
+    assert cache_key("openai", "https://api.openai.com/v1", changed) != cache_key(
+        "openai", "https://api.openai.com/v1", BASE
+    )
+    assert request_hash(changed) != request_hash(BASE)
+
+
+def test_stream_does_not_change_the_key() -> None:
+    streamed = attrs.evolve(BASE, stream=True)
+    assert cache_key("openai", "https://x/v1", streamed) == cache_key("openai", "https://x/v1", BASE)
+    assert request_hash(streamed) == request_hash(BASE)
+
+
+def test_provider_and_base_url_are_in_the_cache_key_but_not_the_request_hash() -> None:
+    a = cache_key("openai", "https://api.openai.com/v1", BASE)
+    assert cache_key("openai", "https://api.deepseek.com/v1", BASE) != a
+    assert cache_key("gemini", "https://api.openai.com/v1", BASE) != a
+    # Spelling noise in the URL and provider does not split the cache.
+    assert cache_key(" OpenAI ", "HTTPS://API.OpenAI.com/v1/", BASE) == a
+    assert cache_key("openai", "https://api.openai.com/v1//", BASE) == a
+    # The path is significant (different deployments).
+    assert cache_key("openai", "https://api.openai.com/v2", BASE) != a
+
+
+def test_key_format() -> None:
+    key = cache_key("openai", "https://x", BASE)
+    assert len(key) == 64 and int(key, 16) >= 0
+    short = request_hash(BASE)
+    assert len(short) == 16 and int(short, 16) >= 0
+
+
+def test_integral_floats_and_ints_agree_but_bools_do_not() -> None:
+    one_int = attrs.evolve(BASE, temperature=1)
+    one_float = attrs.evolve(BASE, temperature=1.0)
+    assert request_hash(one_int) == request_hash(one_float)
+    assert request_hash(attrs.evolve(BASE, thinking=True)) != request_hash(attrs.evolve(BASE, thinking=1))
+
+
+def test_the_api_key_never_reaches_the_key() -> None:
+    cfg_a = ProviderConfig(base_url="https://api.openai.com/v1", api_key="sk-secret-AAAA")
+    cfg_b = ProviderConfig(base_url="https://api.openai.com/v1", api_key="sk-secret-BBBB")
+    raw = canonical_request("openai", cfg_a.base_url, BASE)
+    assert b"sk-secret" not in raw
+    assert cache_key("openai", cfg_a.base_url, BASE) == cache_key("openai", cfg_b.base_url, BASE)
+
+
+def test_canonical_form_is_compact_sorted_utf8() -> None:
+    req = ChatRequest(model="m", messages=({"role": "user", "content": "你好"},))
+    raw = canonical_request("openai", "https://x", req)
+    assert "你好".encode() in raw
+    doc = json.loads(raw)
+    assert list(doc) == sorted(doc)
+    assert b", " not in raw and b": " not in raw
+
+
+json_leaf = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8) | st.floats(
+    allow_nan=False, allow_infinity=False
+)
+json_values = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _reordered(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _reordered(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [_reordered(v) for v in value]
+    return value
+
+
+@given(st.dictionaries(st.text(max_size=6), json_values, max_size=6), json_values)
+def test_cache_keys_ignore_dict_ordering(extra: dict[str, Any], content: Any) -> None:
+    message = {"role": "user", "content": content, "name": "u"}
+    a = ChatRequest(model="m", messages=(message,), extra_body=extra)
+    b = ChatRequest(model="m", messages=(_reordered(message),), extra_body=_reordered(extra))
+    assert cache_key("openai", "https://x", a) == cache_key("openai", "https://x", b)
+    assert request_hash(a) == request_hash(b)
+
+
+@given(json_values, json_values)
+def test_different_content_gives_different_keys(x: Any, y: Any) -> None:
+    a = ChatRequest(model="m", messages=({"role": "user", "content": x},))
+    b = ChatRequest(model="m", messages=({"role": "user", "content": y},))
+    same = canonical_request("p", "u", a) == canonical_request("p", "u", b)
+    assert (cache_key("p", "u", a) == cache_key("p", "u", b)) == same
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ({"x": float("nan")}, "extra_body.x"),
+        ({"x": [b"bytes"]}, r"extra_body.x\[0\]"),
+        ({"x": {1: "a"}}, "extra_body.x"),
+    ],
+)
+def test_values_json_cannot_hold_are_usage_errors_naming_the_field(extra: dict[str, Any], where: str) -> None:
+    req = ChatRequest(model="m", messages=({"role": "user", "content": "hi"},), extra_body=extra)
+    with pytest.raises(UsageError, match=where):
+        cache_key("openai", "https://x", req)

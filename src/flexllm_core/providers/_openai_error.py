@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 
 from .._classify import make_provider_error, retry_after_from_headers
-from .._errors import ProviderError
+from .._errors import BadRequestError, ContextLengthExceededError, ProviderError
 from .._json import JSONDict, JSONValue
 
 __all__ = ("error_from_body", "is_error_body")
@@ -33,6 +33,8 @@ _UNIT = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
+# vLLM's wording, which the shared context-length markers do not cover.
+_CONTEXT_WORDS = ("maximum model length", "context_length_exceeded")
 
 
 def _retry_after_from_message(message: str) -> float | None:
@@ -106,7 +108,7 @@ def error_from_body(
         status = code  # OpenRouter / vLLM carry the upstream status in-band
     if retry_after is None:
         retry_after = _retry_after_from_message(message)
-    return make_provider_error(
+    error = make_provider_error(
         status=status,
         message=message,
         error_type=error_type,
@@ -114,6 +116,12 @@ def error_from_body(
         provider=NAME,
         body=data,
     )
+    if isinstance(error, BadRequestError) and any(w in message.lower() for w in _CONTEXT_WORDS):
+        error = ContextLengthExceededError(
+            message, status=status, error_type=error_type, retry_after=retry_after,
+            provider=NAME, body=data,
+        )
+    return error
 
 
 def is_error_body(data: JSONDict) -> bool:

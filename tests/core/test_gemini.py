@@ -485,3 +485,41 @@ def test_codec_is_registered() -> None:
     assert core.detect_provider("auto", "https://us-central1-aiplatform.googleapis.com/v1") == "gemini"
     assert core.detect_provider("auto", gemini.DEFAULT_BASE_URL) == "gemini"
 
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=st.text(), thinking=st.one_of(st.none(), st.text(min_size=1)),
+       chunks=st.integers(min_value=1, max_value=20),
+       cuts=st.lists(st.integers(min_value=0, max_value=100_000), max_size=8))
+def test_rendered_streams_decode_to_the_answer(text: str, thinking: str | None, chunks: int,
+                                               cuts: list[int]) -> None:
+    result = ChatResult(text=text, thinking=thinking, finish_reason="stop",
+                        usage=Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3))
+    data = b"".join(gemini.render_stream(result, model="m", chunks=chunks))
+    events, back = decode(split_at(data, cuts))
+    assert (back.text, back.thinking, back.finish_reason, back.usage) == (
+        text, thinking, "stop", result.usage)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text
+
+
+@settings(max_examples=40, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=10))
+def test_in_band_error_raised_whatever_the_split(cuts: list[int]) -> None:
+    decoder = gemini.stream_decoder()
+    texts: list[str] = []
+    with pytest.raises(OverloadedError):
+        for chunk in split_at(raw("stream_error.sse"), cuts):
+            texts.extend(e.text for e in decoder.feed(chunk) if isinstance(e, TextDelta))
+        decoder.close()
+    # Events completed in the same feed() as the error are not returned (the call raises).
+    assert texts in ([], ["The first part of the answer"])
+
+
+def test_parse_thoughts_on_gemini_answers() -> None:
+    assert core.parse_thoughts(load("thinking_signatures.json")) == {
+        "thought": load("thinking_signatures.json")["candidates"][0]["content"]["parts"][0]["text"],
+        "answer": "9.9 is larger than 9.11.",
+    }
+    streamed = core.parse_stream("gemini", [raw("stream_thinking.sse")])
+    assert core.parse_thoughts(streamed.data)["answer"] == "There are **three** r's in “strawberry” 🍓."
+    assert core.parse_thoughts(load("prompt_blocked.json")) == {"thought": "", "answer": ""}

@@ -1,0 +1,426 @@
+"""AnyioTransport against real servers on 127.0.0.1, on asyncio and trio.
+
+Every behaviour runs with httptools and with the h11 fallback, and with the deadline
+watchdog (``async with transport``) and without it (a cancel scope per request).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.abc
+import pytest
+from _httpserver import (
+    Request,
+    Server,
+    chunked,
+    echo,
+    free_port,
+    gzipped,
+    reset,
+    response,
+    serve,
+)
+
+from flexllm_core import (
+    ConnectError,
+    HttpRequest,
+    ProtocolError,
+    ReadError,
+    RequestTimeout,
+    UsageError,
+)
+from flexllm_transports import AnyioTransport, Timeouts
+
+pytestmark = pytest.mark.anyio
+
+KINDS = ["httptools+watchdog", "httptools+scope", "h11+watchdog", "h11+scope"]
+LIMIT = 20  # seconds; every test is bounded
+
+
+@asynccontextmanager
+async def open_transport(kind: str, **kwargs: object) -> AsyncIterator[AnyioTransport]:
+    parser, mode = kind.split("+")
+    kwargs.setdefault("timeouts", Timeouts(connect=5, read=5, total=10))
+    kwargs.setdefault("watchdog_tick", 0.02)
+    transport = AnyioTransport(parser=parser, **kwargs)  # type: ignore[arg-type]
+    assert transport.parser_name == parser
+    if mode == "watchdog":
+        async with transport:
+            yield transport
+    else:
+        try:
+            yield transport
+        finally:
+            await transport.aclose()
+
+
+def post(url: str, body: bytes = b'{"q": 1}', headers: tuple[tuple[str, str], ...] = ()) -> HttpRequest:
+    return HttpRequest(method="POST", url=url + "/v1/chat", headers=headers, body=body)
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_keep_alive_reuses_one_connection(kind: str) -> None:
+    with anyio.fail_after(LIMIT):
+        async with serve(echo) as srv, open_transport(kind) as t:
+            for i in range(1, 11):
+                resp = await t.send(post(srv.url))
+                assert resp.status == 200
+                assert resp.body == f'{{"n": {i}, "method": "POST", "target": "/v1/chat", "len": 8}}'.encode()
+            assert srv.connections == 1
+            req = srv.requests[0]
+            assert req.body == b'{"q": 1}'
+            assert req.headers["host"] == f"127.0.0.1:{srv.port}"
+            assert req.headers["content-length"] == "8"
+            assert req.headers["user-agent"].startswith("flexllm/")
+            assert "gzip" in req.headers["accept-encoding"]
+
+
+async def test_caller_headers_are_sent_and_win(kind: str) -> None:
+    with anyio.fail_after(LIMIT):
+        async with serve(echo) as srv, open_transport(kind) as t:
+            headers = (("Authorization", "Bearer sk-x"), ("User-Agent", "me/1"))
+            await t.send(HttpRequest(method="GET", url=srv.url + "/v1/models?a=1", headers=headers))
+            req = srv.requests[0]
+            assert (req.method, req.target) == ("GET", "/v1/models?a=1")
+            assert req.headers["authorization"] == "Bearer sk-x"
+            assert req.headers["user-agent"] == "me/1"
+            assert "content-length" not in req.headers
+
+
+async def test_server_closing_idle_connection_is_retried_once(kind: str) -> None:
+    async def answer_then_close(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await stream.send(response(b'{"ok": true}'))  # says nothing about closing...
+        return False  # ...and closes anyway, as servers with short idle timeouts do
+
+    with anyio.fail_after(LIMIT):
+        async with serve(answer_then_close) as srv, open_transport(kind) as t:
+            first = await t.send(post(srv.url))
+            await anyio.sleep(0.05)  # let the close reach the client's pooled socket
+            second = await t.send(post(srv.url))
+            assert first.body == second.body == b'{"ok": true}'
+            assert srv.connections == 2
+            assert len(srv.requests) == 2  # the dead connection never delivered a request
+
+
+async def test_fresh_connection_closed_without_answer_is_not_retried(kind: str) -> None:
+    async def hang_up(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        return False
+
+    with anyio.fail_after(LIMIT):
+        async with serve(hang_up) as srv, open_transport(kind) as t:
+            with pytest.raises(ReadError, match=f"127.0.0.1:{srv.port}"):
+                await t.send(post(srv.url))
+            assert srv.connections == 1
+
+
+async def test_retry_happens_only_once(kind: str) -> None:
+    async def first_ok_then_hang_up(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        if len(srv.requests) == 1:
+            await stream.send(response())
+            return True
+        return False
+
+    with anyio.fail_after(LIMIT):
+        async with serve(first_ok_then_hang_up) as srv, open_transport(kind) as t:
+            await t.send(post(srv.url))
+            with pytest.raises(ReadError):
+                await t.send(post(srv.url))
+            assert srv.connections == 2  # the reused one, then exactly one fresh one
+            assert len(srv.requests) == 3
+
+
+async def test_chunked_response(kind: str) -> None:
+    async def chunks(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        head = response(headers=(("Transfer-Encoding", "chunked"),), length=False)[:-2]
+        await stream.send(head)
+        for piece in chunked([b'{"a"', b": ", b"1}"]):
+            await stream.send(piece)
+        return True
+
+    with anyio.fail_after(LIMIT):
+        async with serve(chunks) as srv, open_transport(kind) as t:
+            for _ in range(3):
+                resp = await t.send(post(srv.url))
+                assert resp.body == b'{"a": 1}'
+                assert resp.header("transfer-encoding") == "chunked"
+            assert srv.connections == 1
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+async def test_compressed_response(kind: str, encoding: str) -> None:
+    payload = b'{"choices": [{"message": {"content": "' + b"hello " * 500 + b'"}}]}'
+    if encoding == "gzip":
+        data = gzipped(payload)
+    elif encoding == "deflate":
+        data = zlib.compress(payload)
+    else:
+        obj = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        data = obj.compress(payload) + obj.flush()
+
+    async def compressed(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        name = "deflate" if "deflate" in encoding else "gzip"
+        await stream.send(response(data, headers=(("Content-Encoding", name),)))
+        return True
+
+    with anyio.fail_after(LIMIT):
+        async with serve(compressed) as srv, open_transport(kind) as t:
+            resp = await t.send(post(srv.url))
+            assert resp.body == payload
+            async with t.stream(post(srv.url)) as sresp:
+                assert await sresp.aread() == payload
+
+
+async def test_connection_close_is_honoured(kind: str) -> None:
+    async def close_each(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await stream.send(response(b"[]", headers=(("Connection", "close"),)))
+        await anyio.sleep(0.5)  # the client must not wait for the server to close
+        return False
+
+    with anyio.fail_after(LIMIT):
+        async with serve(close_each) as srv, open_transport(kind) as t:
+            for _ in range(3):
+                assert (await t.send(post(srv.url))).body == b"[]"
+            assert srv.connections == 3
+
+
+async def test_request_asking_to_close_is_not_pooled(kind: str) -> None:
+    with anyio.fail_after(LIMIT):
+        async with serve(echo) as srv, open_transport(kind) as t:
+            for _ in range(2):
+                await t.send(post(srv.url, headers=(("Connection", "close"),)))
+            assert srv.connections == 2
+            assert srv.requests[0].headers["connection"] == "close"
+
+
+async def test_body_until_close(kind: str) -> None:
+    async def no_length(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await stream.send(response(b"part one, ", length=False))
+        await stream.send(b"part two")
+        return False
+
+    with anyio.fail_after(LIMIT):
+        async with serve(no_length) as srv, open_transport(kind) as t:
+            assert (await t.send(post(srv.url))).body == b"part one, part two"
+            assert (await t.send(post(srv.url))).body == b"part one, part two"
+            assert srv.connections == 2
+
+
+async def test_informational_response_is_skipped(kind: str) -> None:
+    async def early_hints(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await stream.send(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + response(b"final"))
+        return True
+
+    with anyio.fail_after(LIMIT):
+        async with serve(early_hints) as srv, open_transport(kind) as t:
+            resp = await t.send(post(srv.url))
+            assert (resp.status, resp.body) == (200, b"final")
+            assert resp.header("link") is None
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+async def test_server_dying_mid_body_is_a_read_error(kind: str, how: str) -> None:
+    async def die(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        full = response(b"x" * 100)
+        await stream.send(full[:-90])
+        await anyio.sleep(0.05)
+        if how == "reset":
+            await reset(stream)
+        return False
+
+    with anyio.fail_after(LIMIT):
+        async with serve(die) as srv, open_transport(kind) as t:
+            with pytest.raises(ReadError, match=f"127.0.0.1:{srv.port}"):
+                await t.send(post(srv.url))
+            with pytest.raises(ReadError):
+                async with t.stream(post(srv.url)) as sresp:
+                    await sresp.aread()
+            assert srv.connections == 2  # nothing was retried after bytes had arrived
+
+
+async def test_malformed_response_is_a_protocol_error(kind: str) -> None:
+    async def garbage(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await stream.send(b"SMTP ready\r\n\r\n")
+        return False
+
+    with anyio.fail_after(LIMIT):
+        async with serve(garbage) as srv, open_transport(kind) as t:
+            with pytest.raises(ProtocolError, match=f"127.0.0.1:{srv.port}"):
+                await t.send(post(srv.url))
+
+
+async def test_connect_refused(kind: str) -> None:
+    port = free_port()
+    with anyio.fail_after(LIMIT):
+        async with open_transport(kind) as t:
+            with pytest.raises(ConnectError, match=f"127.0.0.1:{port}") as info:
+                await t.send(post(f"http://127.0.0.1:{port}", headers=(("Authorization", "sk-SECRET"),)))
+            assert "SECRET" not in str(info.value)
+
+
+async def _silent(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+    await anyio.sleep_forever()
+    return False
+
+
+async def test_read_timeout(kind: str) -> None:
+    with anyio.fail_after(LIMIT):
+        async with serve(_silent) as srv, open_transport(kind) as t:
+            fast = Timeouts(connect=5, read=0.2, total=30)
+            with pytest.raises(RequestTimeout, match="read timeout") as info:
+                await t.send(post(srv.url, headers=(("Authorization", "sk-SECRET"),)), timeouts=fast)
+            assert "SECRET" not in str(info.value)
+            with pytest.raises(RequestTimeout, match="read timeout"):
+                async with t.stream(post(srv.url), timeouts=fast):
+                    pass
+
+
+async def test_total_timeout_while_bytes_trickle(kind: str) -> None:
+    async def trickle(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await stream.send(response(b"x" * 1000)[:-1000])
+        for _ in range(1000):
+            await stream.send(b"x")
+            await anyio.sleep(0.01)
+        return True
+
+    with anyio.fail_after(LIMIT):
+        async with serve(trickle) as srv, open_transport(kind) as t:
+            with pytest.raises(RequestTimeout, match="total timeout"):
+                await t.send(post(srv.url), timeouts=Timeouts(connect=5, read=1, total=0.3))
+
+
+async def test_stream_pieces_arrive_as_sent(kind: str) -> None:
+    pieces = [b"data: one\n\n", b"data: two\n\n", b"data: [DONE]\n\n"]
+    got_piece = [anyio.Event() for _ in pieces]
+
+    async def sse(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await stream.send(response(headers=(("Transfer-Encoding", "chunked"),), length=False)[:-2])
+        frames = chunked(pieces)
+        for i, frame in enumerate(frames[:-1]):
+            await stream.send(frame)
+            await got_piece[i].wait()  # the next piece only once the client saw this one
+        await stream.send(frames[-1])
+        return True
+
+    with anyio.fail_after(LIMIT):
+        async with serve(sse) as srv, open_transport(kind) as t:
+            received = []
+            async with t.stream(post(srv.url)) as resp:
+                assert resp.status == 200
+                async for piece in resp.aiter_bytes():
+                    received.append(piece)
+                    got_piece[len(received) - 1].set()
+            assert received == pieces
+            await t.send(post(srv.url))  # the finished stream's connection was pooled
+            assert srv.connections == 1
+
+
+async def test_stream_with_gzip_is_decoded_incrementally(kind: str) -> None:
+    payload = b"".join(b"data: %d\n\n" % i for i in range(200))
+    data = gzipped(payload)
+
+    async def gz(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        head = response(headers=(("Transfer-Encoding", "chunked"), ("Content-Encoding", "gzip")), length=False)
+        await stream.send(head[:-2])
+        for frame in chunked([data[i : i + 50] for i in range(0, len(data), 50)]):
+            await stream.send(frame)
+        return True
+
+    with anyio.fail_after(LIMIT):
+        async with serve(gz) as srv, open_transport(kind) as t, t.stream(post(srv.url)) as resp:
+            assert b"".join([p async for p in resp.aiter_bytes()]) == payload
+
+
+async def test_leaving_a_stream_early_closes_its_connection(kind: str) -> None:
+    async def endless(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        if req.target != "/v1/chat":
+            return await echo(req, stream, srv)
+        await stream.send(response(headers=(("Transfer-Encoding", "chunked"),), length=False)[:-2])
+        for i in range(10_000):
+            await stream.send(chunked([b"data: %d\n\n" % i])[0])
+            await anyio.sleep(0.01)
+        return True
+
+    with anyio.fail_after(LIMIT):
+        async with serve(endless) as srv, open_transport(kind) as t:
+            async with t.stream(post(srv.url)) as resp:
+                async for _piece in resp.aiter_bytes():
+                    break
+            with anyio.fail_after(5):
+                while srv.open_now:  # the server sees the connection go away
+                    await anyio.sleep(0.01)
+            ok = await t.send(HttpRequest(method="GET", url=srv.url + "/other"))
+            assert ok.status == 200
+            assert srv.connections == 2
+
+
+async def test_many_concurrent_requests(kind: str) -> None:
+    with anyio.fail_after(LIMIT):
+        async with serve(echo) as srv, open_transport(kind) as t:
+            statuses: list[int] = []
+
+            async def one() -> None:
+                statuses.append((await t.send(post(srv.url))).status)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(200):
+                    tg.start_soon(one)
+            assert statuses == [200] * 200
+            assert srv.connections <= 200
+            before = srv.connections
+            async with anyio.create_task_group() as tg:
+                for _ in range(100):
+                    tg.start_soon(one)
+            assert srv.connections == before  # the second wave reused pooled connections
+
+
+async def test_max_connections_per_host(kind: str) -> None:
+    async def slow(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await anyio.sleep(0.02)
+        return await echo(req, stream, srv)
+
+    with anyio.fail_after(LIMIT):
+        async with serve(slow) as srv, open_transport(kind, max_connections_per_host=3) as t:
+            async with anyio.create_task_group() as tg:
+                for _ in range(30):
+                    tg.start_soon(t.send, post(srv.url))
+            assert len(srv.requests) == 30
+            assert srv.connections == 3
+
+
+async def test_idle_expiry_opens_new_connections(kind: str) -> None:
+    with anyio.fail_after(LIMIT):
+        async with serve(echo) as srv, open_transport(kind, keepalive_expiry=0) as t:
+            for _ in range(3):
+                await t.send(post(srv.url))
+                await anyio.sleep(0.01)
+            assert srv.connections == 3
+
+
+async def test_bad_input_raises_before_sending(kind: str) -> None:
+    async with open_transport(kind) as t:
+        with pytest.raises(UsageError, match="http"):
+            await t.send(HttpRequest(method="GET", url="ftp://example.com/"))
+        with pytest.raises(UsageError, match="X-Bad"):
+            await t.send(HttpRequest(method="GET", url="http://127.0.0.1:1/", headers=(("X-Bad", "a\r\nb"),)))
+
+
+async def test_closed_transport_refuses_requests() -> None:
+    t = AnyioTransport()
+    await t.aclose()
+    with pytest.raises(UsageError, match="closed"):
+        await t.send(HttpRequest(method="GET", url="http://127.0.0.1:1/"))
+
+
+def test_constructor_validates() -> None:
+    with pytest.raises(UsageError, match="max_connections_per_host"):
+        AnyioTransport(max_connections_per_host=0)
+    with pytest.raises(UsageError, match="parser"):
+        AnyioTransport(parser="fast")  # type: ignore[arg-type]

@@ -166,6 +166,22 @@ def _estimate(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
+def _counter(
+    built: tuple[_Encoder, str] | None, exact: bool, model: str
+) -> tuple[Callable[[str], int], str, bool]:
+    """The counting function, its label, and whether it is exact for ``model``."""
+    if built is None:
+        return _estimate, "estimate:chars/4", False
+    encoder, method = built
+
+    def count(text: str) -> int:
+        return len(encoder.encode_ordinary(text))
+
+    if not exact:
+        method = f"{method} (approximation for {model})"
+    return count, method, exact
+
+
 def _count_messages(messages: Sequence[JSONValue], count: Callable[[str], int]) -> tuple[int, bool]:
     """Tokens of a chat prompt and whether the count is exact (text-only messages are)."""
     total, exact = REPLY_PRIMING, True
@@ -208,23 +224,10 @@ def count_tokens_detailed(
         UsageError: the input is neither a string nor a list of message dicts.
     """
     encoding, exact = encoding_name_for_model(model)
-    built = _default_encoder(encoding)
-    if built is None:
-        def count(text: str) -> int:
-            return _estimate(text)
-
-        method, exact = "estimate:chars/4", False
-    else:
-        encoder, method = built
-
-        def count(text: str) -> int:
-            return len(encoder.encode_ordinary(text))
-
-        if not exact:
-            method = f"{method} (approximation for {model})"
+    count, method, exact = _counter(_default_encoder(encoding), exact, model)
     if isinstance(text_or_messages, str):
         return TokenCount(tokens=count(text_or_messages), exact=exact, method=method)
-    if not isinstance(text_or_messages, Sequence):
+    if isinstance(text_or_messages, (bytes, bytearray)) or not isinstance(text_or_messages, Sequence):
         raise UsageError(
             f"count_tokens expects a string or a list of messages, got {type(text_or_messages).__name__}"
         )

@@ -408,6 +408,24 @@ def test_sampling_stop_seed_format_and_extra_body() -> None:
     assert body_of(extra_body={"max_tokens": 10})["max_tokens"] == 10
 
 
+def test_extra_body_replaces_a_dict_of_another_type() -> None:
+    body = body_of(thinking=True, extra_body={"thinking": {"type": "adaptive"}})
+    assert body["thinking"] == {"type": "adaptive"}
+    body = body_of(thinking=True, extra_body={"thinking": {"budget_tokens": 2000}})
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2000}
+
+
+def test_openai_parallel_tool_calls_switch_is_translated() -> None:
+    body = body_of(tools=(WEATHER,), extra_body={"parallel_tool_calls": False})
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert "parallel_tool_calls" not in body
+    body = body_of(tools=(WEATHER,), tool_choice="required", extra_body={"parallel_tool_calls": False})
+    assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    body = body_of(tools=(WEATHER,), extra_body={"parallel_tool_calls": True})
+    assert "tool_choice" not in body and "parallel_tool_calls" not in body
+    assert "tool_choice" not in body_of(extra_body={"parallel_tool_calls": False})
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
@@ -442,6 +460,10 @@ def test_bad_options(kw: dict[str, Any], match: str) -> None:
         ("claude-mythos-preview", ThinkingMode.ADAPTIVE),
         ("anthropic/claude-fable-5-1", ThinkingMode.ADAPTIVE),
         ("my-proxy-alias", ThinkingMode.MANUAL),
+        ("anthropic/claude-3.7-sonnet", ThinkingMode.MANUAL),
+        ("anthropic/claude-sonnet-4.6", ThinkingMode.BOTH),
+        ("anthropic/claude-opus-4.7", ThinkingMode.ADAPTIVE),
+        ("claude-opus-4-6@20260101", ThinkingMode.BOTH),
     ],
 )
 def test_thinking_mode_by_model(model: str, mode: ThinkingMode) -> None:

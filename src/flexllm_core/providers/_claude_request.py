@@ -320,10 +320,20 @@ def convert_tool_choice(choice: JSONValue) -> JSONDict | None:
 
 
 def _merge(body: JSONDict, extra: Mapping[str, JSONValue]) -> None:
-    """``extra_body`` wins; dict values merge one level so e.g. ``output_config`` composes."""
+    """``extra_body`` wins; dict values merge one level so e.g. ``output_config`` composes,
+    unless their ``type`` differs (a new ``thinking`` or ``tool_choice`` replaces ours)."""
+    extra = dict(extra)
+    parallel = extra.pop("parallel_tool_calls", None)
+    if parallel is False and "tools" in body:
+        # OpenAI's switch, which Claude would refuse as an unknown field.
+        body["tool_choice"] = {**body.get("tool_choice", {"type": "auto"}),
+                               "disable_parallel_tool_use": True}
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(body.get(key), dict):
-            body[key] = {**body[key], **value}
+        old = body.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and (
+            value.get("type", old.get("type")) == old.get("type")
+        ):
+            body[key] = {**old, **value}
         else:
             body[key] = value
 

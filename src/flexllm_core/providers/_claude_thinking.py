@@ -57,10 +57,11 @@ class ThinkingMode(enum.Enum):
     ADAPTIVE = "adaptive"
 
 
-# claude-opus-4-6, claude-sonnet-4-5-20250929, claude-opus-4-20250514 (4.0, not 4.20...)
-_NEW_ID = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?!\d)")
-# claude-3-7-sonnet-20250219, claude-3-opus-20240229
-_OLD_ID = re.compile(r"claude-(\d+)(?:-(\d))?-(?:opus|sonnet|haiku)")
+# claude-opus-4-6, claude-sonnet-4-5-20250929, claude-opus-4-20250514 (4.0, not 4.20...),
+# and OpenRouter's dotted anthropic/claude-sonnet-4.5
+_NEW_ID = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:[-.](\d{1,2}))?(?!\d)")
+# claude-3-7-sonnet-20250219, claude-3-opus-20240229, anthropic/claude-3.7-sonnet
+_OLD_ID = re.compile(r"claude-(\d+)(?:[-.](\d))?-(?:opus|sonnet|haiku)")
 
 
 def thinking_mode(model: str) -> ThinkingMode:

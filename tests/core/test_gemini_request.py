@@ -404,7 +404,7 @@ def test_generation_config_and_extra_body() -> None:
     ("model", "thinking", "expected"),
     [
         ("gemini-2.5-flash", False, {"thinkingBudget": 0}),
-        ("gemini-2.5-flash", True, {"includeThoughts": True}),
+        ("gemini-2.5-flash-lite", True, {"includeThoughts": True, "thinkingBudget": -1}),
         ("gemini-2.5-pro", "high", {"includeThoughts": True, "thinkingBudget": 24576}),
         ("gemini-2.5-flash-lite", "minimal", {"includeThoughts": True, "thinkingBudget": 512}),
         ("gemini-2.5-flash", 1024, {"includeThoughts": True, "thinkingBudget": 1024}),
@@ -459,7 +459,8 @@ def server_side(http: HttpRequest) -> ChatRequest:
                                      "response_format": {"type": "json_schema", "json_schema": {
                                          "name": "response", "schema": {"type": "object"}}}},
                                 {"tool_choice": {"type": "function", "function": {"name": "strict"}},
-                                 "thinking": 2048, "stop": None, "extra_body": {}}])
+                                 "thinking": 2048, "stop": None, "extra_body": {}},
+                                {"model": "gemini-2.5-pro", "thinking": True}])
 def test_parse_request_is_a_fixed_point_of_build(kw: dict[str, Any]) -> None:
     original = rich_request(**kw)
     http = gemini.build_request(original, DEV)
@@ -468,6 +469,7 @@ def test_parse_request_is_a_fixed_point_of_build(kw: dict[str, Any]) -> None:
     assert (decoded.temperature, decoded.max_tokens, decoded.top_p, decoded.stop, decoded.seed) == (
         original.temperature, original.max_tokens, original.top_p, original.stop, original.seed)
     assert decoded.tool_choice == original.tool_choice
+    assert decoded.thinking == original.thinking
     assert decoded.response_format == original.response_format
     assert decoded.extra_body == original.extra_body
     assert decoded.messages[0] == {"role": "system", "content": "Be terse."}
@@ -491,6 +493,7 @@ def test_parse_request_details() -> None:
 
 @pytest.mark.parametrize(("thinking_config", "expected"), [
     ({"includeThoughts": True}, True), ({"thinkingBudget": 0}, False), ({}, None),
+    ({"includeThoughts": True, "thinkingBudget": -1}, True), ({"thinkingBudget": -1}, -1),
     ({"thinkingLevel": "HIGH"}, "high"), ({"thinkingBudget": 300}, 300)])
 def test_parse_request_thinking(thinking_config: dict[str, Any], expected: Any) -> None:
     body = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"thinkingConfig": thinking_config}}

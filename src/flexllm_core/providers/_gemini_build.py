@@ -359,7 +359,8 @@ def _thinking_config(thinking: JSONValue, model: str) -> JSONDict | None:
         # Gemini 3 cannot switch thinking off; ask for the least each family accepts.
         return {"thinkingLevel": "minimal" if "flash" in model.lower() else "low"}
     if thinking is True:
-        return {"includeThoughts": True}
+        # 2.x Flash-Lite does not think by default; -1 asks 2.x for dynamic thinking.
+        return {"includeThoughts": True, "thinkingBudget": -1} if legacy else {"includeThoughts": True}
     if isinstance(thinking, str) and thinking in _LEVELS:
         if legacy:
             return {"includeThoughts": True, "thinkingBudget": _LEGACY_BUDGET[thinking]}

@@ -187,6 +187,8 @@ def _thinking(config: JSONValue) -> JSONValue:
         return False
     if isinstance(level, str):
         return level.lower()
+    if budget == -1 and config.get("includeThoughts"):
+        return True  # what True sends to 2.x models
     if isinstance(budget, int):
         return budget
     return True if config.get("includeThoughts") else None

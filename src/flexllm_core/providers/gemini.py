@@ -14,12 +14,13 @@ https://ai.google.dev/gemini-api/docs/thinking. Wire quirks handled here:
   ============  ==============================================  ===========================
   False         thinkingLevel "minimal" (Flash) / "low" (Pro):   thinkingBudget 0
                 3.x cannot switch thinking off
-  True          includeThoughts (the model's dynamic default)    includeThoughts
+  True          includeThoughts (the model's dynamic default)    includeThoughts +
+                                                                 thinkingBudget -1 (dynamic)
   "minimal"..   includeThoughts + thinkingLevel (Gemini 3 Pro    includeThoughts +
   "high"        accepts only "low" / "high")                     thinkingBudget 512 / 2048 /
                                                                  8192 / 24576
-  int n         n == 0: thinkingBudget 0; else includeThoughts   same
-                + thinkingBudget n (-1: dynamic)
+  int n         n == 0: thinkingBudget 0; else includeThoughts   same (-1 reads back as
+                + thinkingBudget n (-1: dynamic)                 True on the server side)
   ============  ==============================================  ===========================
 
 * Thought signatures come back in ``ChatResult.thinking_blocks`` as

@@ -170,6 +170,7 @@ def test_images_and_media() -> None:
         ({"type": "input_audio", "input_audio": "x"}, "input_audio"),
         ({"type": "file", "file": {"file_id": "f-1"}}, "file_data"),
         ({"type": "hologram"}, "unsupported part type 'hologram'"),
+        ({"type": "text", "text": 5}, r"content\[0\]\.text: must be a string"),
         ("just text", "expected a dict part"),
     ],
 )

@@ -174,7 +174,9 @@ def _part(part: JSONValue, i: int, j: int) -> JSONDict:
     if not isinstance(part, Mapping):
         raise UsageError(f"{where}: expected a dict part")
     kind = part.get("type")
-    if kind in ("text", "refusal") and isinstance(part.get(kind), str):
+    if kind in ("text", "refusal"):
+        if not isinstance(part.get(kind), str):
+            raise UsageError(f"{where}.{kind}: must be a string")
         return {"text": part[kind]}
     if kind in ("image_url", "audio_url", "video_url"):
         media = part.get(kind)

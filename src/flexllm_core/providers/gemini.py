@@ -284,6 +284,9 @@ class GeminiStreamDecoder:
 
     _sse: SSEDecoder = attrs.field(factory=SSEDecoder)
     _parts: list[JSONDict] = attrs.field(factory=list)
+    # Later text pieces of a merged part, by part index; joined once at close() so a
+    # long answer costs linear, not quadratic, time.
+    _pieces: dict[int, list[str]] = attrs.field(factory=dict)
     _candidate: JSONDict = attrs.field(factory=dict)
     _top: JSONDict = attrs.field(factory=dict)
     _calls: int = 0
@@ -391,7 +394,7 @@ class GeminiStreamDecoder:
             and "thoughtSignature" not in prev
             and set(part) <= {"text", "thought", "thoughtSignature"}
         ):
-            prev["text"] += text
+            self._pieces.setdefault(len(self._parts) - 1, []).append(text)
             if "thoughtSignature" in part:
                 prev["thoughtSignature"] = part["thoughtSignature"]
         else:
@@ -401,6 +404,9 @@ class GeminiStreamDecoder:
         return [ThinkingDelta(text=text) if part.get("thought") else TextDelta(text=text)]
 
     def _assembled(self) -> JSONDict:
+        for index, pieces in self._pieces.items():
+            self._parts[index]["text"] += "".join(pieces)
+        self._pieces.clear()
         data: JSONDict = dict(self._top)
         if self._parts or self._candidate:
             cand: JSONDict = {"content": {"role": "model", "parts": self._parts}}

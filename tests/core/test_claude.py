@@ -838,3 +838,18 @@ def test_sdk_accumulates_recorded_streams_like_we_do(name: str) -> None:
     assert (theirs.text, theirs.thinking, theirs.thinking_blocks, theirs.finish_reason, theirs.usage) == (
         ours.text, ours.thinking, ours.thinking_blocks, ours.finish_reason, ours.usage)
     assert [(c.id, c.arguments) for c in theirs.tool_calls] == [(c.id, c.arguments) for c in ours.tool_calls]
+
+
+def test_a_plain_json_body_instead_of_a_stream() -> None:
+    # A proxy that ignores stream=true answers with the whole message, or with an error.
+    _, res = decode([raw("tool_use.json")[:50], raw("tool_use.json")[50:]])
+    assert [c.name for c in res.tool_calls] == ["get_weather", "get_time"]
+    with pytest.raises(OverloadedError):
+        decode([raw("error_529_overloaded.json")])
+    with pytest.raises(ResponseFormatError, match=r"no server-sent events.*502 Bad Gateway"):
+        decode([raw("proxy_502.html")])
+    decoder = claude.stream_decoder()
+    decoder.feed(b"{" + b" " * (1 << 20) + b"}")  # too big to keep: treated as a stream
+    assert decoder.close().text == ""
+    _, empty = decode([b""])
+    assert empty.text == "" and empty.finish_reason is None

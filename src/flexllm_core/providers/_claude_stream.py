@@ -44,6 +44,10 @@ _DELTA_FIELD = {
 }
 
 
+#: How much of an event-less body is kept to read it as plain JSON at the end.
+_HEAD_LIMIT = 1 << 20
+
+
 def _preview(text: str) -> str:
     return text if len(text) <= 120 else text[:120] + "..."
 
@@ -81,30 +85,63 @@ class ClaudeStreamDecoder:
     _tools: int = 0
     _error: FlexLLMError | None = None
     _result: ChatResult | None = None
+    #: The body's first bytes, kept until an event arrives: a body with no events at all
+    #: may be a plain JSON answer or error (a server or proxy that ignored ``stream``).
+    _head: bytearray | None = attrs.field(factory=bytearray)
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Consume raw body bytes; return the events they complete."""
         self._check()
         if self._result is not None:
             raise RuntimeError("can't feed data after close()")
+        if self._head is not None:
+            self._head += data
+            if len(self._head) > _HEAD_LIMIT:
+                self._head = None
         events: list[StreamEvent] = []
         self._run(self._sse.feed(data), events)
         return events
 
     def close(self) -> ChatResult:
         """End of input: the assembled answer. A stream cut before ``message_delta`` gives
-        the text so far with ``finish_reason`` None. Calling it again returns the same result."""
+        the text so far with ``finish_reason`` None. Calling it again returns the same result.
+
+        Raises:
+            ProviderError: the body was a JSON error instead of a stream.
+            ResponseFormatError: the body held no events and is not a JSON answer.
+        """
         self._check()
         if self._result is None:
             self._run(self._sse.close(), [])
-            self._result = self._assemble()
+            if self._head:
+                self._result = self._run_plain(bytes(self._head))
+            else:
+                self._result = self._assemble()
         return self._result
+
+    def _run_plain(self, body: bytes) -> ChatResult:
+        try:
+            data: JSONValue = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("type") == "message":
+            return result_from_message(data)
+        if isinstance(data, dict) and "error" in data:
+            self._error = error_from_body(None, (), data, now=None)
+        else:
+            text = body.decode("utf-8", "replace").strip()
+            self._error = ResponseFormatError(
+                f"{PROVIDER} stream: the body holds no server-sent events: {_preview(text)!r}"
+            )
+        raise self._error
 
     def _check(self) -> None:
         if self._error is not None:
             raise self._error
 
     def _run(self, sses: list[ServerSentEvent], events: list[StreamEvent]) -> None:
+        if sses:
+            self._head = None
         try:
             for sse in sses:
                 self._handle(sse, events)

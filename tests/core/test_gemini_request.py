@@ -461,7 +461,8 @@ def server_side(http: HttpRequest) -> ChatRequest:
                                          "name": "response", "schema": {"type": "object"}}}},
                                 {"tool_choice": {"type": "function", "function": {"name": "strict"}},
                                  "thinking": 2048, "stop": None, "extra_body": {}},
-                                {"model": "gemini-2.5-pro", "thinking": True}])
+                                {"model": "gemini-2.5-pro", "thinking": True},
+                                {"thinking": False}, {"thinking": None}])
 def test_parse_request_is_a_fixed_point_of_build(kw: dict[str, Any]) -> None:
     original = rich_request(**kw)
     http = gemini.build_request(original, DEV)
@@ -494,8 +495,9 @@ def test_parse_request_details() -> None:
 
 @pytest.mark.parametrize(("thinking_config", "expected"), [
     ({"includeThoughts": True}, True), ({"thinkingBudget": 0}, False), ({}, None),
-    ({"includeThoughts": True, "thinkingBudget": -1}, True), ({"thinkingBudget": -1}, -1),
-    ({"thinkingLevel": "HIGH"}, "high"), ({"thinkingBudget": 300}, 300)])
+    ({"includeThoughts": True, "thinkingBudget": -1}, True), ({"thinkingBudget": -1}, False),
+    ({"includeThoughts": True, "thinkingLevel": "HIGH"}, "high"), ({"thinkingLevel": "high"}, False),
+    ({"includeThoughts": False}, None), ({"includeThoughts": True, "thinkingBudget": 300}, 300)])
 def test_parse_request_thinking(thinking_config: dict[str, Any], expected: Any) -> None:
     body = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"thinkingConfig": thinking_config}}
     assert gemini.parse_request("/v1beta/models/m:generateContent", body).thinking == expected

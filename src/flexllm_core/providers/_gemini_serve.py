@@ -2,8 +2,8 @@
 :func:`~flexllm_core.providers.gemini.build_request` produced, and encode answers, streams
 and errors the way generateContent sends them.
 
-Round trips are exact for Gemini 3 ids; on 1.x/2.x ids an effort level comes back as the
-token budget it was sent as.
+Round trips are exact except that on 1.x/2.x ids an effort level comes back as the token
+budget it was sent as.
 """
 
 from __future__ import annotations
@@ -183,15 +183,15 @@ def _thinking(config: JSONValue) -> JSONValue:
     if not isinstance(config, dict):
         return None
     level, budget = config.get("thinkingLevel"), config.get("thinkingBudget")
-    if budget == 0:
-        return False
+    if not config.get("includeThoughts"):
+        # Without includeThoughts Gemini returns no thought parts: to the caller, thinking
+        # is off (this is also what thinking=False sends to Gemini 3).
+        return False if level is not None or budget is not None else None
     if isinstance(level, str):
         return level.lower()
-    if budget == -1 and config.get("includeThoughts"):
-        return True  # what True sends to 2.x models
-    if isinstance(budget, int):
+    if isinstance(budget, int) and budget != -1:
         return budget
-    return True if config.get("includeThoughts") else None
+    return True  # -1 is what True sends to 2.x models
 
 
 def _response_format(config: Mapping[str, JSONValue]) -> JSONDict | None:

@@ -263,6 +263,7 @@ def test_content_as_parts_with_thinking_part() -> None:
         {"type": "thinking", "thinking": [{"type": "text", "text": "Let me think."}]},
         {"type": "reasoning", "text": " More."},
         {"type": "text", "text": "Answer."},
+        {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
         "junk",
         {"type": "thinking", "thinking": 5},
     ]}, "finish_reason": "stop"}]}

@@ -179,5 +179,5 @@ def render_error(status: int, message: str) -> JSONDict:
     elif status >= 500:
         etype, code = "server_error", None
     else:
-        etype, code = "invalid_request_error", None
+        etype, code = "error", None  # not a known type: the status decides (408 retryable, ...)
     return {"error": {"message": message, "type": etype, "param": None, "code": code}}

@@ -117,11 +117,14 @@ def backoff_delay(policy: RetryPolicy, attempt: int, *, jitter: float) -> float:
         return 0.0
     # Compare in log space: multiplier ** attempt overflows a float long before
     # attempt counts that a misconfigured caller could pass.
-    steps, ratio = attempt - 1, cap / base
-    if ratio <= 1.0 or steps * math.log(policy.multiplier) >= math.log(ratio):
+    steps, headroom = attempt - 1, math.log(cap) - math.log(base)
+    growth = steps * math.log(policy.multiplier)
+    if headroom <= 0.0 or growth >= headroom:
         full = cap
-    else:
+    elif growth < 700.0:  # multiplier ** steps fits a float: exact arithmetic
         full = min(base * policy.multiplier**steps, cap)
+    else:  # a denormal base times a huge power: stay in log space
+        full = min(math.exp(math.log(base) + growth), cap)
     return min(full / 2.0 + jitter * full / 2.0, cap)
 
 

@@ -177,3 +177,10 @@ def test_bad_policy_names_the_field(kwargs: dict[str, object], field: str) -> No
 def test_bad_retry_times_is_a_usage_error(value: object) -> None:
     with pytest.raises(UsageError, match="retry_times"):
         RetryPolicy.from_retry_times(value)  # type: ignore[arg-type]
+
+
+def test_denormal_base_with_a_huge_power_does_not_overflow() -> None:
+    policy = RetryPolicy(base_delay=5e-324, max_delay=1.0, multiplier=6.0)
+    delay = backoff_delay(policy, 400, jitter=1.0)  # 6**399 alone overflows a float
+    assert 0.0 < delay < 1e-10
+    assert backoff_delay(policy, 500, jitter=1.0) == 1.0

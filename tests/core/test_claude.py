@@ -853,3 +853,52 @@ def test_a_plain_json_body_instead_of_a_stream() -> None:
     assert decoder.close().text == ""
     _, empty = decode([b""])
     assert empty.text == "" and empty.finish_reason is None
+
+
+def test_official_sdk_talks_to_the_server_side() -> None:
+    """The anthropic SDK's own request reaches parse_request, and it reads what
+    render_response / render_stream send back (in memory, through its mock transport)."""
+    anthropic = pytest.importorskip("anthropic")
+    httpx2 = pytest.importorskip("httpx2")
+    seen: list[core.ChatRequest] = []
+    answer = ChatResult(
+        text="Sunny, 21°C.", thinking="check the tool", finish_reason="tool_calls",
+        tool_calls=[ToolCall(id="toolu_x", name="get_weather", arguments={"city": "Oslo"},
+                             raw_arguments='{"city":"Oslo"}')],
+        usage=Usage(prompt_tokens=100, completion_tokens=20, total_tokens=120, cached_tokens=40),
+    )
+
+    def handler(request: Any) -> Any:
+        req = claude.parse_request(request.url.path, json.loads(request.content))
+        seen.append(req)
+        if req.stream:
+            body = b"".join(claude.render_stream(answer, model=req.model, chunks=5))
+            return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        return httpx2.Response(200, json=claude.render_response(answer, model=req.model))
+
+    client = anthropic.Anthropic(
+        api_key="k", http_client=httpx2.Client(transport=httpx2.MockTransport(handler))
+    )
+    kw: dict[str, Any] = {
+        "model": "claude-test-model", "max_tokens": 9000, "system": "Be brief",
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Weather?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
+        ]}],
+    }
+    whole = client.messages.create(**kw)
+    with client.messages.stream(**kw) as stream:
+        streamed = stream.get_final_message()
+    for msg in (whole, streamed):
+        assert msg.stop_reason == "tool_use"
+        assert [b.type for b in msg.content] == ["thinking", "text", "tool_use"]
+        assert msg.content[2].input == {"city": "Oslo"}
+        assert (msg.usage.input_tokens, msg.usage.cache_read_input_tokens) == (60, 40)
+    first = seen[0]
+    assert first.thinking == 2048 and first.max_tokens == 9000
+    assert first.messages[0] == {"role": "system", "content": "Be brief"}
+    assert first.messages[1]["content"][1] == {
+        "type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}
+    assert seen[1].stream is True

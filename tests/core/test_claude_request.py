@@ -566,6 +566,7 @@ def test_parse_request_inverts_build_request() -> None:
                              "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
             {"role": "tool", "tool_call_id": "toolu_1", "content": "-3°C"},
             {"role": "user", "content": "Thanks"},
+            {"role": "user", "content": "And tomorrow?"},
         ),
         tools=(WEATHER,),
         tool_choice="auto",

@@ -78,8 +78,8 @@ def _neutral_part(block: JSONDict) -> JSONDict:
 def _neutral_content(content: JSONValue) -> JSONValue:
     if isinstance(content, list):
         parts = [_neutral_part(b) for b in content if isinstance(b, dict)]
-        if all(p.get("type") == "text" for p in parts):
-            return "".join(str(p["text"]) for p in parts)
+        if len(parts) == 1 and parts[0]["type"] == "text":
+            return parts[0]["text"]
         return parts
     return content
 

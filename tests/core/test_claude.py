@@ -902,3 +902,12 @@ def test_official_sdk_talks_to_the_server_side() -> None:
     assert first.messages[1]["content"][1] == {
         "type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}
     assert seen[1].stream is True
+
+
+def test_omitted_thinking_has_a_signature_but_no_text() -> None:
+    body = {**load("thinking.json")}
+    body["content"] = [{"type": "thinking", "thinking": "", "signature": "EqQBCgIY"},
+                       {"type": "text", "text": "42"}]
+    res = claude.parse_response(body)
+    assert res.thinking is None
+    assert res.thinking_blocks == [{"type": "thinking", "thinking": "", "signature": "EqQBCgIY"}]

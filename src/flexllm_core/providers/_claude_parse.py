@@ -134,7 +134,8 @@ def result_from_message(message: JSONDict, *, raw_arguments: dict[int, str] | No
     model = message.get("model")
     return ChatResult(
         text="".join(texts),
-        thinking="".join(thoughts) if thoughts else None,
+        # Omitted thinking (display: "omitted") has blocks with empty text: no reasoning shown.
+        thinking="".join(thoughts) or None,
         tool_calls=calls,
         finish_reason=finish_reason(message.get("stop_reason")),
         usage=usage_from(message.get("usage")),

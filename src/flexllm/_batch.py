@@ -1,0 +1,438 @@
+"""The batch runner: one task group, workers pulling from the input, a single writer.
+
+Shape of a run (STYLE H9)::
+
+    input ──feeder──► work stream ──► C workers per lane ──► records ──writer──► out ──► consumer
+              │  (restored items read back from the checkpoint)                ▲
+              └────────────────────────────────────────────────────────────────┘
+
+* The feeder pulls one input item at a time, so memory does not grow with the input. Items
+  finished in an earlier run are read back from the checkpoint (in groups, off the loop)
+  instead of being sent.
+* A worker sends at most one request at a time, and first takes a token that only the
+  consumer gives back: the run never gets more than the concurrency ahead of its consumer.
+* The writer is the only owner of the checkpoint file; it writes each record (through a
+  thread) before passing the item on, so everything the consumer has seen is on disk.
+* Cancellation (Ctrl+C, a consumer leaving early) stops the workers; the writer's shielded
+  ``finally`` writes what it already holds and closes the file.
+
+The runner knows nothing of clients or pools: it takes :class:`Lane` objects, which is how
+:class:`LLMClientPool` shares it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from flexllm_core import (
+    ChatResult,
+    CheckpointRecord,
+    FlexLLMError,
+    ScanResult,
+    UsageError,
+    decode_record,
+    encode_record,
+    request_hash,
+)
+
+from ._batch_input import BatchInput, JSONLFile, aiterate, as_source, verify_inputs
+from ._batch_records import item_from_record, record_of
+from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared, RequeueItem
+from ._checkpoint_file import CheckpointFile
+from ._cost import BudgetExceededError, CostTracker
+from ._progress import BatchCounters, ProgressDisplay
+
+__all__ = ("BatchRun", "ChangedInputError")
+
+log = logging.getLogger("flexllm.batch")
+
+# (item, checkpoint line or None, took a consumer token)
+_Entry = tuple[BatchItem, bytes | None, bool]
+
+_MAX_LISTED = 20
+
+
+class ChangedInputError(UsageError):
+    """Inputs no longer match their checkpoint records (the list was edited or reordered)."""
+
+    def __init__(self, path: str, indices: Sequence[int]) -> None:
+        shown = ", ".join(map(str, indices[:_MAX_LISTED]))
+        more = f" and {len(indices) - _MAX_LISTED} more" if len(indices) > _MAX_LISTED else ""
+        super().__init__(
+            f"{len(indices)} input(s) changed since they were recorded in {path!r}: index {shown}{more}. "
+            "Their requests no longer match the checkpoint; restore the original input, use a "
+            "new output_jsonl, or pass on_changed='rerun' to send them again"
+        )
+        self.indices = tuple(indices)
+
+
+class BatchRun:
+    """One batch run: ``async with BatchRun(...) as run: async for item in run: ...``."""
+
+    def __init__(
+        self,
+        items: BatchInput,
+        lanes: Sequence[Lane],
+        prepare: Callable[[object, int], Prepared],
+        options: BatchOptions,
+    ) -> None:
+        if not lanes:
+            raise UsageError("a batch needs at least one lane")
+        self._source = as_source(items)
+        self._lanes = tuple(lanes)
+        self._prepare = prepare
+        self._opt = options
+        self.tracker = options.tracker or CostTracker()
+        self.counters = BatchCounters()
+        self._concurrency = sum(max(1, lane.concurrency) for lane in self._lanes)
+        self._tokens = anyio.Semaphore(self._concurrency)
+        self._file: CheckpointFile | None = None
+        self._scan: ScanResult | None = None
+        self._changed: set[int] = set()
+        self._verified = False
+        self._late_changed: list[int] = []
+        self._halted: str | None = None
+        self._requeued: deque[Prepared] = deque()
+        self._requeue_event = anyio.Event()
+        self._in_flight = 0
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._out: MemoryObjectReceiveStream[_Entry] | None = None
+        self._display: ProgressDisplay | None = None
+        self._finished = False
+        self._orphans: list[_Entry] = []
+
+    # -- setup ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> BatchRun:
+        opt = self._opt
+        if opt.output_jsonl is not None:
+            self._file, resume = await anyio.to_thread.run_sync(
+                CheckpointFile.open, opt.output_jsonl, opt.durability)
+            self._scan = resume.scan
+            self._report_resume(resume.repaired_bytes)
+        try:
+            await self._verify()
+        except BaseException:
+            await self._close_file()
+            raise
+        if opt.show_progress:
+            self._display = ProgressDisplay(self.counters)
+            self._display.start()
+        if opt.track_cost:
+            self.counters.cost = 0.0
+        work_send, work_recv = anyio.create_memory_object_stream[Prepared](0)
+        rec_send, rec_recv = anyio.create_memory_object_stream[_Entry](self._concurrency)
+        out_send, out_recv = anyio.create_memory_object_stream[_Entry](self._concurrency)
+        self._out = out_recv
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._writer, rec_recv, out_send.clone())
+        self._tg.start_soon(self._feeder, work_send, out_send)
+        for lane in self._lanes:
+            for _ in range(max(1, lane.concurrency)):
+                self._tg.start_soon(self._worker, lane, work_recv.clone(), rec_send.clone())
+        work_recv.close()
+        rec_send.close()
+        return self
+
+    def _report_resume(self, repaired: int) -> None:
+        scan = self._scan
+        assert scan is not None
+        if repaired:
+            log.warning("checkpoint: cut a torn last line (%d bytes) before appending", repaired)
+        if scan.garbled:
+            log.warning("checkpoint: skipped %d unreadable line(s) (lines %s)", scan.garbled,
+                        ", ".join(map(str, scan.garbled_lines)))
+
+    async def _verify(self) -> None:
+        """Re-readable input: check every item and every finished request before sending."""
+        src = self._source
+        if isinstance(src, (JSONLFile, Sequence)):
+            done = self._scan.done if self._scan is not None else {}
+            verified = await anyio.to_thread.run_sync(verify_inputs, src, self._prepare, done)
+            self.counters.total = verified.total
+            self._verified = True
+            if verified.changed:
+                if self._opt.on_changed == "error":
+                    raise ChangedInputError(str(self._opt.output_jsonl), verified.changed)
+                self._changed = set(verified.changed)
+
+    # -- consumer side -------------------------------------------------------------------
+
+    def __aiter__(self) -> BatchRun:
+        return self
+
+    async def __anext__(self) -> BatchItem:
+        assert self._out is not None, "use 'async with BatchRun(...)' first"
+        try:
+            item, _line, took_token = await self._out.receive()
+        except anyio.EndOfStream:
+            self._finished = True
+            raise StopAsyncIteration from None
+        if took_token:
+            self._tokens.release()
+        c = self.counters
+        c.done += 1
+        if item.source is ItemSource.CHECKPOINT:
+            c.restored += 1
+        elif item.source is ItemSource.CACHE:
+            c.cache_hits += 1
+        elif item.source is ItemSource.NOT_SENT:
+            c.not_sent += 1
+        elif item.error is not None:
+            c.errors += 1
+        if c.cost is not None:
+            c.cost = self.tracker.spent
+        if self._opt.retries is not None:
+            c.retries = self._opt.retries()
+        return item
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        try:
+            if self._tg is not None:
+                if et is not None or not self._finished:
+                    self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(et, exc, tb)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self._orphans:
+                    await self._write(self._orphans)
+                    self._orphans = []
+                await self._close_file()
+                if self._out is not None:
+                    self._out.close()
+                if self._display is not None:
+                    await anyio.to_thread.run_sync(self._display.stop)
+        if et is None and self._finished:
+            self._after_run()
+        return None
+
+    def _after_run(self) -> None:
+        if self._late_changed:
+            raise ChangedInputError(str(self._opt.output_jsonl), sorted(self._late_changed))
+        if self._halted == "budget":
+            log.warning(
+                "budget $%.6f reached: %d item(s) were not sent; finished answers are kept",
+                self.tracker.budget or 0.0, self.counters.not_sent)
+
+    @property
+    def budget_exceeded(self) -> bool:
+        return self._halted == "budget"
+
+    async def _close_file(self) -> None:
+        if self._file is not None:
+            f, self._file = self._file, None
+            await anyio.to_thread.run_sync(f.close)
+
+    # -- feeder --------------------------------------------------------------------------
+
+    async def _feeder(self, work: MemoryObjectSendStream[Prepared],
+                      out: MemoryObjectSendStream[_Entry]) -> None:
+        done = self._scan.done if self._scan is not None else {}
+        restore: list[int] = []
+        index = -1
+        async with work, out:
+            async for raw in aiterate(self._source):
+                index += 1
+                await self._send_requeued(work)
+                if self._late_changed:
+                    break  # a one-shot input changed: stop sending, report at the end
+                recorded = done.get(index)
+                if recorded is not None and index not in self._changed:
+                    if not self._verified:
+                        try:
+                            prepared = self._prepare(raw, index)
+                        except UsageError as exc:
+                            await out.send((_invalid(index, exc), None, False))
+                            continue
+                        if request_hash(prepared.request) != recorded:
+                            if self._opt.on_changed == "error":
+                                self._late_changed.append(index)
+                                continue
+                            await self._dispatch(prepared, work, out)
+                            continue
+                    restore.append(index)
+                    if len(restore) >= self._opt.restore_chunk:
+                        await self._restore(restore, out)
+                        restore = []
+                    continue
+                try:
+                    prepared = self._prepare(raw, index)
+                except UsageError as exc:
+                    await out.send((_invalid(index, exc), None, False))
+                    continue
+                await self._dispatch(prepared, work, out)
+            if self.counters.total is None:
+                self.counters.total = index + 1
+            if restore:
+                await self._restore(restore, out)
+            # Items a lane handed back must still be served before the workers may stop.
+            while self._in_flight or self._requeued:
+                if self._requeued:
+                    await self._send_requeued(work)
+                    continue
+                self._requeue_event = anyio.Event()
+                await self._requeue_event.wait()
+
+    async def _dispatch(self, prepared: Prepared, work: MemoryObjectSendStream[Prepared],
+                        out: MemoryObjectSendStream[_Entry]) -> None:
+        if self._halted is not None:
+            await out.send((self._not_sent(prepared), None, False))
+        else:
+            self._in_flight += 1
+            await work.send(prepared)
+
+    async def _send_requeued(self, work: MemoryObjectSendStream[Prepared]) -> None:
+        while self._requeued:
+            self._in_flight += 1
+            await work.send(self._requeued.popleft())
+
+    async def _restore(self, indices: list[int], out: MemoryObjectSendStream[_Entry]) -> None:
+        assert self._scan is not None and self._file is not None
+        offsets = [self._scan.done_offsets[i] for i in indices]
+        file = self._file
+
+        def read() -> list[BatchItem]:
+            return [item_from_record(decode_record(line)) for line in file.read_lines(offsets)]
+
+        for item in await anyio.to_thread.run_sync(read):
+            await out.send((item, None, False))
+
+    def _not_sent(self, prepared: Prepared) -> BatchItem:
+        budget = self.tracker.budget or 0.0
+        error = BudgetExceededError(
+            f"not sent: budget ${budget:.6f} would be exceeded (spent ${self.tracker.spent:.6f})",
+            budget=budget, spent=self.tracker.spent)
+        return BatchItem(index=prepared.index, error=error, metadata=prepared.metadata,
+                         source=ItemSource.NOT_SENT)
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def _worker(self, lane: Lane, work: MemoryObjectReceiveStream[Prepared],
+                      records: MemoryObjectSendStream[_Entry]) -> None:
+        async with work, records:
+            async for prepared in work:
+                try:
+                    await self._tokens.acquire()
+                    try:
+                        entry = await self._process(lane, prepared)
+                    except BaseException:
+                        self._tokens.release()
+                        raise
+                    if entry is None:  # requeued
+                        self._tokens.release()
+                    else:
+                        try:
+                            await records.send(entry)
+                        except BaseException:
+                            # Cancelled with a paid answer in hand: __aexit__ still writes it.
+                            self._orphans.append(entry)
+                            raise
+                finally:
+                    self._in_flight -= 1
+                    self._requeue_event.set()
+
+    async def _process(self, lane: Lane, p: Prepared) -> _Entry | None:
+        opt, tracker = self._opt, self.tracker
+        key = None
+        if opt.cache is not None and opt.cache_key is not None:
+            key = opt.cache_key(p.request)
+            hit = await opt.cache.get(key)
+            if hit is not None:
+                tracker.cache_hit(p.request.model, hit.usage)
+                return self._finished_entry(p, hit, ItemSource.CACHE, latency=0.0, cost=0.0)
+        if self._halted is not None:
+            return (self._not_sent(p), None, True)
+        reservation = tracker.reserve(p.request)
+        if reservation is None:
+            self._halted = "budget"
+            return (self._not_sent(p), None, True)
+        started = time.monotonic()
+        try:
+            result = await lane.complete(p.request)
+        except RequeueItem:
+            tracker.release(reservation)
+            self._requeued.append(p)
+            return None
+        except FlexLLMError as exc:
+            tracker.release(reservation)
+            return self._failed_entry(p, exc, time.monotonic() - started)
+        except BaseException:
+            tracker.release(reservation)
+            raise
+        latency = time.monotonic() - started
+        model = result.model or p.request.model
+        cost = tracker.settle(reservation, model, result.usage)
+        if key is not None and opt.cache is not None:
+            await opt.cache.set(key, result)
+        return self._finished_entry(p, result, ItemSource.SENT, latency=latency, cost=cost)
+
+    def _finished_entry(self, p: Prepared, result: ChatResult, source: ItemSource, *,
+                        latency: float, cost: float | None) -> _Entry:
+        item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,
+                         latency=latency, cost=cost)
+        return (item, self._line(record_of(item, p, self._opt)), True)
+
+    def _failed_entry(self, p: Prepared, exc: FlexLLMError, latency: float) -> _Entry:
+        item = BatchItem(index=p.index, error=exc, metadata=p.metadata, latency=latency)
+        return (item, self._line(record_of(item, p, self._opt)), True)
+
+    def _line(self, record: CheckpointRecord) -> bytes | None:
+        return encode_record(record) if self._opt.output_jsonl is not None else None
+
+    # -- writer --------------------------------------------------------------------------
+
+    async def _writer(self, records: MemoryObjectReceiveStream[_Entry],
+                      out: MemoryObjectSendStream[_Entry]) -> None:
+        pending: list[_Entry] = []
+        async with records, out:
+            try:
+                while True:
+                    due = self._file.sync_due_in() if self._file is not None else None
+                    with anyio.move_on_after(math.inf if due is None else due):
+                        try:
+                            pending.append(await records.receive())
+                        except anyio.EndOfStream:
+                            break
+                    if not pending:
+                        if self._file is not None:
+                            await anyio.to_thread.run_sync(self._file.sync_if_due)
+                        continue
+                    while len(pending) < 1024:
+                        try:
+                            pending.append(records.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    batch, pending = pending, []
+                    with anyio.CancelScope(shield=True):
+                        await self._write(batch)
+                    for entry in batch:
+                        await out.send(entry)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    while True:
+                        try:
+                            pending.append(records.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                            break
+                    await self._write(pending)
+
+    async def _write(self, entries: list[_Entry]) -> None:
+        lines = [line for _item, line, _t in entries if line is not None]
+        if lines and self._file is not None:
+            await anyio.to_thread.run_sync(self._file.append, lines)
+
+
+def _invalid(index: int, exc: UsageError) -> BatchItem:
+    return BatchItem(index=index, error=exc, source=ItemSource.NOT_SENT)

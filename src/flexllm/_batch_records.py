@@ -1,0 +1,108 @@
+"""Batch items to checkpoint records and back (the record format itself is the core's)."""
+
+from __future__ import annotations
+
+from flexllm_core import (
+    ChatResult,
+    CheckpointRecord,
+    FlexLLMError,
+    JSONDict,
+    ToolCall,
+    Usage,
+    request_hash,
+)
+
+from ._batch_types import BatchItem, BatchOptions, ItemSource, Prepared
+
+__all__ = ("RecordedError", "item_from_record", "record_of")
+
+
+class RecordedError(FlexLLMError):
+    """An error read back from a checkpoint record (its original type is in ``error_type``)."""
+
+    def __init__(self, message: str, error_type: str | None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def record_of(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointRecord:
+    """The checkpoint line of a finished (or failed) item."""
+    extra: JSONDict = {}
+    result = item.result
+    usage = None
+    finish = None
+    output = None
+    if result is not None:
+        output = result.text
+        finish = result.finish_reason
+        usage = result.usage.to_dict() if result.usage is not None else None
+        if result.thinking is not None:
+            extra["thinking"] = result.thinking
+        if result.tool_calls:
+            extra["tool_calls"] = [
+                {"id": t.id, "type": t.type, "name": t.name, "arguments": t.arguments,
+                 "raw_arguments": t.raw_arguments, "arguments_valid": t.arguments_valid}
+                for t in result.tool_calls
+            ]
+        if result.model is not None:
+            extra["model"] = result.model
+        if opt.keep_raw and result.data:
+            extra["raw"] = result.data
+        if item.source is ItemSource.CACHE:
+            extra["cached"] = True
+    error = error_type = None
+    if item.error is not None:
+        error = opt.redact(str(item.error))
+        error_type = type(item.error).__name__
+    return CheckpointRecord(
+        index=item.index,
+        request_hash=request_hash(p.request),
+        status="success" if result is not None else "error",
+        output=output,
+        usage=usage,
+        cost=item.cost,
+        error=error,
+        error_type=error_type,
+        latency=None if item.latency is None else round(item.latency, 6),
+        finish_reason=finish,
+        metadata=p.metadata,
+        created_at=round(opt.clock(), 3),
+        extra=extra,
+    )
+
+
+def _usage(value: JSONDict | None) -> Usage | None:
+    if value is None:
+        return None
+    names = ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens", "cached_tokens")
+    return Usage(**{k: value[k] for k in names if isinstance(value.get(k), int)})
+
+
+def item_from_record(rec: CheckpointRecord) -> BatchItem:
+    """A finished item read back from its record (``source=CHECKPOINT``)."""
+    extra = rec.extra
+    if rec.status != "success":
+        return BatchItem(index=rec.index, error=RecordedError(rec.error or "failed", rec.error_type),
+                         metadata=rec.metadata, source=ItemSource.CHECKPOINT, latency=rec.latency)
+    calls = [
+        ToolCall(id=str(c.get("id", "")), name=str(c.get("name", "")),
+                 arguments=c["arguments"] if isinstance(c.get("arguments"), dict) else {},
+                 raw_arguments=str(c.get("raw_arguments", "")),
+                 arguments_valid=bool(c.get("arguments_valid", True)),
+                 type=str(c.get("type", "function")))
+        for c in extra.get("tool_calls") or () if isinstance(c, dict)
+    ]
+    output = rec.output
+    thinking = extra.get("thinking")
+    model = extra.get("model")
+    result = ChatResult(
+        text=output if isinstance(output, str) else "",
+        thinking=thinking if isinstance(thinking, str) else None,
+        tool_calls=calls,
+        finish_reason=rec.finish_reason,
+        usage=_usage(rec.usage),
+        model=model if isinstance(model, str) else None,
+        data=extra.get("raw", output if isinstance(output, dict) else {}),
+    )
+    return BatchItem(index=rec.index, result=result, metadata=rec.metadata,
+                     source=ItemSource.CHECKPOINT, latency=rec.latency, cost=rec.cost)

@@ -1,0 +1,143 @@
+"""Value types of the batch runner: what goes in (lanes, options) and what comes out (items)."""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol
+
+import attrs
+
+from flexllm_core import ChatRequest, ChatResult, JSONDict, JSONValue
+
+from ._cache import ResponseCache
+from ._checkpoint_file import Durability
+from ._cost import CostTracker
+
+__all__ = (
+    "BatchItem",
+    "BatchOptions",
+    "ItemSource",
+    "Lane",
+    "Prepared",
+    "RequeueItem",
+)
+
+
+class ItemSource(enum.Enum):
+    """Where a batch item's answer came from."""
+
+    #: Answered by a request sent in this run (or failed trying).
+    SENT = "sent"
+    #: Answered from the response cache: no request, no cost.
+    CACHE = "cache"
+    #: Finished in an earlier run, read back from the checkpoint.
+    CHECKPOINT = "checkpoint"
+    #: Not sent (the budget would have been exceeded, or the item itself is invalid).
+    NOT_SENT = "not_sent"
+
+
+@attrs.frozen(kw_only=True)
+class BatchItem:
+    """One input's outcome; ``result`` on success, ``error`` on failure, never both."""
+
+    #: Position of the item in the input.
+    index: int
+    result: ChatResult | None = None
+    #: The error of a failed or unsent item (a FlexLLMError subclass).
+    error: Exception | None = None
+    #: The per-item metadata given with the input, carried through.
+    metadata: JSONDict | None = None
+    source: ItemSource = ItemSource.SENT
+    #: Seconds from send to answer (None when nothing was sent).
+    latency: float | None = None
+    #: USD of this answer (0 for a cache hit, None when the price is unknown).
+    cost: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+    @property
+    def text(self) -> str | None:
+        """The answer text, or None for a failed item."""
+        return None if self.result is None else self.result.text
+
+    @property
+    def cached(self) -> bool:
+        return self.source is ItemSource.CACHE
+
+
+class Lane(Protocol):
+    """Somewhere requests can be sent: one client, or one endpoint of a pool.
+
+    The runner starts ``concurrency`` workers per lane; all lanes pull from one queue, so a
+    faster lane does more of the work.
+    """
+
+    @property
+    def concurrency(self) -> int: ...
+
+    def complete(self, request: ChatRequest) -> Awaitable[ChatResult]:
+        """Send one request (with the lane's own retries and limits) and return its answer.
+
+        Raise a FlexLLMError to fail the item, or :class:`RequeueItem` to hand it to
+        another lane.
+        """
+        ...
+
+
+class RequeueItem(Exception):
+    """Raised by a lane that cannot take an item after all (e.g. its endpoint went down):
+    the runner puts the item back in the shared queue for another worker."""
+
+
+@attrs.frozen(kw_only=True)
+class Prepared:
+    """An input item turned into a validated request."""
+
+    index: int
+    request: ChatRequest
+    metadata: JSONDict | None = None
+
+
+def _on_changed(_inst: object, _attr: object, value: str) -> None:
+    from flexllm_core import UsageError
+
+    if value not in ("error", "rerun"):
+        raise UsageError(f"on_changed must be 'error' or 'rerun', got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BatchOptions:
+    """How a run treats its checkpoint, cache, cost and display."""
+
+    output_jsonl: str | os.PathLike[str] | None = None
+    durability: Durability = attrs.field(factory=Durability)
+    #: An input whose request no longer matches its checkpoint record: raise a UsageError
+    #: before sending anything ("error"), or send it again and append a new record ("rerun").
+    on_changed: Literal["error", "rerun"] = attrs.field(default="error", validator=_on_changed)
+    cache: ResponseCache | None = None
+    #: The cache key of a request (the client passes the core's cache_key with its
+    #: provider and base_url).
+    cache_key: Callable[[ChatRequest], str] | None = None
+    #: Shared cost tracker (and budget); one is made when None.
+    tracker: CostTracker | None = None
+    track_cost: bool = False
+    show_progress: bool = False
+    #: Keep the provider's raw JSON in each record (``return_raw``).
+    keep_raw: bool = False
+    #: Removes secrets from error messages before they reach the checkpoint.
+    redact: Callable[[str], str] = str
+    #: Total retries so far (shown in the progress bar).
+    retries: Callable[[], int] | None = None
+    #: Unix time for records' ``created_at``.
+    clock: Callable[[], float] = time.time
+    #: Restored records are read back in groups of this many per thread call.
+    restore_chunk: int = 512
+
+
+#: What the runner writes as a record's ``extra`` (besides thinking and tool calls).
+ExtraJSON = dict[str, JSONValue]

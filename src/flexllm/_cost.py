@@ -1,0 +1,263 @@
+"""Cost tracking and the hard budget: reserve the worst case before sending, settle after.
+
+The original checked its budget after the money was spent, per endpoint, so a pool spent
+65x its budget. Here one :class:`CostTracker` is shared by every worker of a run (and every
+endpoint of a pool). Before a request starts, its worst-case cost (prompt tokens counted
+locally, plus ``max_tokens`` or :data:`DEFAULT_RESERVED_OUTPUT` at the output price) is
+reserved; the answer's real cost replaces the reservation. A reservation that would take
+spent + reserved past the budget is refused, so no request starts that could pass it.
+Everything runs on the event loop thread; no locks needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+import attrs
+
+from flexllm_core import (
+    ChatRequest,
+    FlexLLMError,
+    PricingTable,
+    Usage,
+    UsageError,
+    cost_of,
+    count_tokens_detailed,
+    default_pricing,
+)
+
+__all__ = (
+    "DEFAULT_RESERVED_OUTPUT",
+    "BudgetExceededError",
+    "CostReport",
+    "CostTracker",
+    "ModelCost",
+    "Reservation",
+)
+
+log = logging.getLogger("flexllm.cost")
+
+#: Output tokens reserved for a request without ``max_tokens`` when a budget is set.
+DEFAULT_RESERVED_OUTPUT = 4096
+#: Prompt-size margin when tokens are estimated (no exact tokenizer for that model).
+_ESTIMATE_MARGIN = 1.5
+
+
+class BudgetExceededError(FlexLLMError):
+    """An item was not sent because its worst-case cost would pass the budget."""
+
+    def __init__(self, message: str, *, budget: float, spent: float) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.spent = spent
+
+
+@attrs.frozen(kw_only=True)
+class ModelCost:
+    """One model's share of a run."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    #: USD; None when the model's price is unknown.
+    cost: float | None = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class CostReport:
+    """What a run spent (and what the response cache saved)."""
+
+    #: USD of answers with a known price (unknown-price answers are NOT counted as free:
+    #: see ``unknown_price_models``).
+    total_cost: float = 0.0
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    total_cached_tokens: int = 0
+    #: Answers paid for (requests that returned an answer).
+    requests: int = 0
+    cache_hits: int = 0
+    #: USD the cache hits would have cost.
+    saved_cost: float = 0.0
+    by_model: dict[str, ModelCost] = attrs.field(factory=dict)
+    unknown_price_models: tuple[str, ...] = ()
+    budget: float | None = None
+    #: True when items were left unsent to stay within the budget.
+    budget_exceeded: bool = False
+
+    @property
+    def request_count(self) -> int:
+        return self.requests
+
+    @property
+    def total_tokens(self) -> int:
+        return self.total_input_tokens + self.total_output_tokens
+
+    @property
+    def avg_cost_per_request(self) -> float:
+        return self.total_cost / self.requests if self.requests else 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"cost ${self.total_cost:.6f} for {self.requests} requests "
+            f"({self.total_input_tokens} input, {self.total_output_tokens} output, "
+            f"{self.total_cached_tokens} cached tokens)",
+        ]
+        if self.cache_hits:
+            lines.append(f"cache: {self.cache_hits} hits saved ${self.saved_cost:.6f}")
+        for name, m in sorted(self.by_model.items()):
+            price = "unknown price" if m.cost is None else f"${m.cost:.6f}"
+            lines.append(f"  {name}: {m.requests} requests, {price}")
+        if self.unknown_price_models:
+            lines.append("unknown prices (not counted): " + ", ".join(self.unknown_price_models))
+        if self.budget is not None:
+            state = "exceeded: items left unsent" if self.budget_exceeded else "kept"
+            lines.append(f"budget ${self.budget:.6f} {state}")
+        return "\n".join(lines)
+
+
+@attrs.frozen(kw_only=True)
+class Reservation:
+    model: str
+    amount: float
+
+
+@attrs.define
+class _Acc:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float | None = 0.0
+
+
+class CostTracker:
+    """Running totals for one batch run (shared by all its workers and endpoints)."""
+
+    def __init__(self, *, budget: float | None = None, pricing: PricingTable | None = None) -> None:
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, (int, float))
+            or not math.isfinite(budget) or budget < 0
+        ):
+            raise UsageError(f"budget must be a number of USD >= 0, got {budget!r}")
+        self.budget = None if budget is None else float(budget)
+        self._pricing = pricing or default_pricing()
+        self._spent = 0.0
+        self._reserved = 0.0
+        self._saved = 0.0
+        self._hits = 0
+        self._by_model: dict[str, _Acc] = {}
+        self._unknown: set[str] = set()
+        self.budget_exceeded = False
+
+    @property
+    def spent(self) -> float:
+        return self._spent
+
+    @property
+    def reserved(self) -> float:
+        return self._reserved
+
+    def check_prices(self, models: Iterable[str]) -> None:
+        """With a budget, every model must have a price: unknown is not free.
+
+        Raises:
+            UsageError: naming the models without a price.
+        """
+        if self.budget is None:
+            return
+        missing = sorted({m for m in models if self._pricing.lookup(m) is None})
+        if missing:
+            raise UsageError(
+                f"budget= needs a price for {', '.join(missing)}, which the pricing table does "
+                "not know; add it to the pricing table or run without a budget"
+            )
+
+    def worst_case(self, request: ChatRequest) -> float:
+        """USD upper bound of one request: counted prompt plus max output."""
+        price = self._pricing.lookup(request.model)
+        if price is None:
+            raise UsageError(f"no price for model {request.model!r}; a budget cannot be enforced")
+        counted = count_tokens_detailed(list(request.messages), request.model)
+        prompt = counted.tokens
+        if request.tools:
+            prompt += sum(len(str(t)) for t in request.tools) // 2  # generous chars/token
+        if not counted.exact:
+            prompt = math.ceil(prompt * _ESTIMATE_MARGIN)
+        output = request.max_tokens if request.max_tokens is not None else DEFAULT_RESERVED_OUTPUT
+        return (prompt * price.input + output * price.output) / 1_000_000
+
+    def reserve(self, request: ChatRequest) -> Reservation | None:
+        """Reserve the worst case; None (and ``budget_exceeded``) when it would not fit."""
+        if self.budget is None:
+            return Reservation(model=request.model, amount=0.0)
+        amount = self.worst_case(request)
+        if self._spent + self._reserved + amount > self.budget:
+            self.budget_exceeded = True
+            return None
+        self._reserved += amount
+        return Reservation(model=request.model, amount=amount)
+
+    def release(self, reservation: Reservation) -> None:
+        """The request failed or was cancelled: give the reservation back."""
+        self._reserved = max(0.0, self._reserved - reservation.amount)
+
+    def settle(self, reservation: Reservation | None, model: str, usage: Usage | None) -> float | None:
+        """Record an answer; returns its USD cost (None when the price is unknown)."""
+        if reservation is not None:
+            self.release(reservation)
+        acc = self._by_model.setdefault(model, _Acc())
+        acc.requests += 1
+        if usage is None:
+            return None
+        acc.input_tokens += usage.prompt_tokens
+        acc.output_tokens += usage.completion_tokens
+        acc.cached_tokens += usage.cached_tokens or 0
+        price = self._pricing.lookup(model)
+        if price is None:
+            if model not in self._unknown:
+                self._unknown.add(model)
+                log.warning("no price known for model %r: its cost is reported as unknown", model)
+            acc.cost = None
+            return None
+        cost = cost_of(usage, price)
+        self._spent += cost
+        if acc.cost is not None:
+            acc.cost += cost
+        return cost
+
+    def cache_hit(self, model: str, usage: Usage | None) -> None:
+        """A cached answer: free, but counted with what it would have cost."""
+        self._hits += 1
+        price = self._pricing.lookup(model)
+        if usage is not None and price is not None:
+            self._saved += cost_of(usage, price)
+
+    def cost_of(self, model: str, usage: Usage | None) -> float | None:
+        price = self._pricing.lookup(model)
+        if usage is None or price is None:
+            return None
+        return cost_of(usage, price)
+
+    def report(self) -> CostReport:
+        by_model = {
+            name: ModelCost(requests=a.requests, input_tokens=a.input_tokens,
+                            output_tokens=a.output_tokens, cached_tokens=a.cached_tokens,
+                            cost=a.cost)
+            for name, a in self._by_model.items()
+        }
+        return CostReport(
+            total_cost=self._spent,
+            total_input_tokens=sum(a.input_tokens for a in self._by_model.values()),
+            total_output_tokens=sum(a.output_tokens for a in self._by_model.values()),
+            total_cached_tokens=sum(a.cached_tokens for a in self._by_model.values()),
+            requests=sum(a.requests for a in self._by_model.values()),
+            cache_hits=self._hits,
+            saved_cost=self._saved,
+            by_model=by_model,
+            unknown_price_models=tuple(sorted(self._unknown)),
+            budget=self.budget,
+            budget_exceeded=self.budget_exceeded,
+        )

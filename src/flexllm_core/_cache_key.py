@@ -1,10 +1,10 @@
 """Canonical hashes of a request: the response-cache key and the checkpoint's request hash.
 
-Both hash one canonical JSON encoding (sorted keys, compact separators, UTF-8 kept, integral
-floats written as ints so ``temperature=1`` and ``1.0`` agree). The field list is taken from
-:class:`ChatRequest` itself, so a generation parameter added later is covered without
-anyone remembering to add it here; only ``stream`` is left out, because a streamed and a
-non-streamed answer to the same request are the same answer. The API key is not an input:
+Both hash one canonical JSON encoding (sorted keys, compact separators, UTF-8 kept, a
+whole-number ``temperature``/``top_p`` written as an int so ``1`` and ``1.0`` agree). The
+field list is taken from :class:`ChatRequest` itself, so a generation parameter added later
+is covered without anyone remembering to add it here; only ``stream`` is left out, because
+a streamed and a non-streamed answer to the same request are the same answer. The API key is not an input:
 :class:`ProviderConfig` is never passed in, so it cannot leak into a key.
 """
 
@@ -32,15 +32,13 @@ _NOT_IN_KEY = frozenset({"stream"})
 
 
 def _canon(value: JSONValue, where: str) -> JSONValue:
-    """Tuples to lists, integral floats to ints, Mappings to dicts; reject non-JSON."""
-    if value is None or isinstance(value, (str, bool)):
+    """Mappings to dicts and tuples to lists; a UsageError naming the first non-JSON value."""
+    if value is None or isinstance(value, (str, int)):  # bool is an int
         return value
-    if isinstance(value, int):
-        return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise UsageError(f"{where}: {value!r} is not a JSON number")
-        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+        return value
     if isinstance(value, Mapping):
         out: JSONDict = {}
         for key, item in value.items():
@@ -53,13 +51,34 @@ def _canon(value: JSONValue, where: str) -> JSONValue:
     raise UsageError(f"{where}: {type(value).__name__} is not JSON-serialisable")
 
 
+_KEY_FIELDS = tuple(f.name for f in attrs.fields(ChatRequest) if f.name not in _NOT_IN_KEY)
+
+
 def _params(req: ChatRequest) -> JSONDict:
-    fields = attrs.fields(ChatRequest)
-    return {
-        f.name: _canon(getattr(req, f.name), f.name)
-        for f in fields
-        if f.name not in _NOT_IN_KEY
-    }
+    params: JSONDict = {}
+    for name in _KEY_FIELDS:
+        value = getattr(req, name)
+        # temperature=1 and temperature=1.0 are the same request.
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            value = int(value)
+        params[name] = value
+    return params
+
+
+def _dumps(payload: JSONDict) -> bytes:
+    # Fast path: the C encoder takes tuples and dicts as they are. When it refuses
+    # (NaN, bytes, a Mapping that is not a dict), the Python walk either converts the
+    # value to the same JSON or names the field at fault.
+    try:
+        text = json.dumps(
+            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError):
+        canon = {key: _canon(value, key) for key, value in payload.items()}
+        text = json.dumps(
+            canon, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    return text.encode("utf-8")
 
 
 def _normalise_base_url(base_url: str) -> str:
@@ -68,12 +87,6 @@ def _normalise_base_url(base_url: str) -> str:
     parts = urlsplit(text)
     path = parts.path.rstrip("/")
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
-
-
-def _dumps(payload: JSONDict) -> bytes:
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
 
 
 def canonical_request(provider: str, base_url: str, req: ChatRequest) -> bytes:

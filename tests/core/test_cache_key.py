@@ -82,6 +82,15 @@ def test_key_format() -> None:
     assert len(short) == 16 and int(short, 16) >= 0
 
 
+def test_a_mapping_that_is_not_a_dict_hashes_like_the_dict() -> None:
+    from types import MappingProxyType
+
+    as_dict = attrs.evolve(BASE, extra_body={"top_k": 40, "opts": {"a": (1, 2.5)}})
+    as_proxy = attrs.evolve(BASE, extra_body=MappingProxyType({"opts": MappingProxyType({"a": [1, 2.5]}),
+                                                               "top_k": 40}))
+    assert cache_key("openai", "https://x", as_dict) == cache_key("openai", "https://x", as_proxy)
+
+
 def test_integral_floats_and_ints_agree_but_bools_do_not() -> None:
     one_int = attrs.evolve(BASE, temperature=1)
     one_float = attrs.evolve(BASE, temperature=1.0)
@@ -146,7 +155,7 @@ def test_different_content_gives_different_keys(x: Any, y: Any) -> None:
     [
         ({"x": float("nan")}, "extra_body.x"),
         ({"x": [b"bytes"]}, r"extra_body.x\[0\]"),
-        ({"x": {1: "a"}}, "extra_body.x"),
+        ({"x": {1: "a", "b": 2}}, "extra_body.x"),
     ],
 )
 def test_values_json_cannot_hold_are_usage_errors_naming_the_field(extra: dict[str, Any], where: str) -> None:

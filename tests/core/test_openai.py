@@ -125,6 +125,20 @@ def test_unserialisable_message_is_a_usage_error() -> None:
         openai.build_request(bad, LOCAL)
 
 
+def test_image_url_shorthand_becomes_the_object_openai_requires() -> None:
+    parts = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": "https://example.com/cat.jpg"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
+    ]
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": parts}]
+    body = body_of(make_request(model="m", messages=msgs))
+    assert body["messages"][0] == msgs[0]
+    assert body["messages"][1]["content"] == [
+        parts[0], {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}, parts[2]]
+    assert parts[1]["image_url"] == "https://example.com/cat.jpg"  # the caller's dict is untouched
+
+
 def test_strict_host_uses_max_completion_tokens() -> None:
     req = make_request(model="o3-mini", messages=[USER], max_tokens=100)
     assert body_of(req, OPENAI)["max_completion_tokens"] == 100
@@ -413,6 +427,7 @@ def test_html_502_from_a_proxy() -> None:
         (400, {"detail": "Invalid temperature"}, BadRequestError, "Invalid temperature"),
         (400, [{"error": {"code": 400, "message": "list wrapped", "status": "INVALID_ARGUMENT"}}], BadRequestError, "list wrapped"),
         (500, [1, 2], ServerError, "unexpected error body: 1"),
+        (500, b'"Internal error"', ServerError, "Internal error"),
         (500, {"error": 5}, ServerError, "unexpected error body"),
         (400, {"error": {"message": "Invalid value", "type": "invalid_request_error", "param": "temperature"}},
          BadRequestError, "Invalid value (param: temperature)"),

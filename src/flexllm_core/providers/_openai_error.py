@@ -57,6 +57,8 @@ def _fields(data: JSONValue) -> tuple[str, str | None, JSONValue, str | None]:
     """(message, error_type, code, param) from any known JSON error shape."""
     if isinstance(data, list) and data:
         data = data[0]
+    if isinstance(data, str) and data:
+        return data, None, None, None  # a JSON string body: "Internal error"
     if not isinstance(data, dict):
         return f"unexpected error body: {json.dumps(data)[:200]}", None, None, None
     err: JSONValue = data.get("error", data)

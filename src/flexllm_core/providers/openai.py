@@ -121,9 +121,27 @@ def _merge(body: JSONDict, extra: Iterable[tuple[str, JSONValue]]) -> None:
             body[key] = value
 
 
+_URL_PARTS = ("image_url", "audio_url", "video_url")
+
+
+def _wire_part(part: JSONValue) -> JSONValue:
+    if isinstance(part, dict) and part.get("type") in _URL_PARTS and isinstance(part.get(part["type"]), str):
+        return {**part, part["type"]: {"url": part[part["type"]]}}
+    return part
+
+
+def _wire_message(message: JSONDict) -> JSONDict:
+    """The message as sent; only the shorthand ``"image_url": "<url>"`` (accepted by
+    validation and the other codecs) becomes the object OpenAI requires."""
+    content = message.get("content")
+    if isinstance(content, list) and any(_wire_part(p) is not p for p in content):
+        return {**message, "content": [_wire_part(p) for p in content]}
+    return message
+
+
 def build_body(req: ChatRequest, *, strict: bool = False) -> JSONDict:
     """The JSON body for ``req`` (separate from :func:`build_request` for the cache and tests)."""
-    body: JSONDict = {"model": req.model, "messages": list(req.messages)}
+    body: JSONDict = {"model": req.model, "messages": [_wire_message(m) for m in req.messages]}
     if req.tools is not None:
         body["tools"] = list(req.tools)
     optional: dict[str, JSONValue] = {

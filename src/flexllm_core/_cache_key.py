@@ -10,9 +10,11 @@ a streamed and a non-streamed answer to the same request are the same answer. Th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import operator
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,16 +54,18 @@ def _canon(value: JSONValue, where: str) -> JSONValue:
 
 
 _KEY_FIELDS = tuple(f.name for f in attrs.fields(ChatRequest) if f.name not in _NOT_IN_KEY)
+_get_key_fields = operator.attrgetter(*_KEY_FIELDS)
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def _params(req: ChatRequest) -> JSONDict:
-    params: JSONDict = {}
-    for name in _KEY_FIELDS:
-        value = getattr(req, name)
+    params: JSONDict = dict(zip(_KEY_FIELDS, _get_key_fields(req), strict=True))
+    for name, value in params.items():
         # temperature=1 and temperature=1.0 are the same request.
         if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-            value = int(value)
-        params[name] = value
+            params[name] = int(value)
     return params
 
 
@@ -70,17 +74,13 @@ def _dumps(payload: JSONDict) -> bytes:
     # (NaN, bytes, a Mapping that is not a dict), the Python walk either converts the
     # value to the same JSON or names the field at fault.
     try:
-        text = json.dumps(
-            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = _ENCODER.encode(payload)
     except (TypeError, ValueError):
-        canon = {key: _canon(value, key) for key, value in payload.items()}
-        text = json.dumps(
-            canon, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = _ENCODER.encode({key: _canon(value, key) for key, value in payload.items()})
     return text.encode("utf-8")
 
 
+@functools.lru_cache(maxsize=256)
 def _normalise_base_url(base_url: str) -> str:
     """Scheme and host are case-insensitive, a trailing slash is noise; the path is kept."""
     text = base_url.strip()

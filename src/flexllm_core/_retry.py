@@ -89,7 +89,7 @@ class GiveUp:
     reason: str
 
 
-RetryDecision: TypeAlias = "Retry | GiveUp"
+RetryDecision: TypeAlias = Retry | GiveUp
 
 
 def _check_jitter(jitter: float) -> float:

@@ -16,6 +16,8 @@ leading whitespace, and whitespace alone before ``<think>`` is dropped.
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
 from ._events import TextDelta, ThinkingDelta
@@ -61,7 +63,13 @@ def _partial_tag_len(buf: str, tags: tuple[str, ...]) -> int:
     return 0
 
 
-_BEFORE, _INSIDE, _AFTER = "before", "inside", "after"
+class _State(enum.Enum):
+    #: No tag seen yet: text is answer, unless a tag shows it was not.
+    BEFORE = "before"
+    #: Inside ``<think>``: text is thought until ``</think>``.
+    INSIDE = "inside"
+    #: After the block: everything is answer, later tags included.
+    AFTER = "after"
 
 
 @attrs.define
@@ -79,14 +87,14 @@ class ThinkingSplitter:
     :func:`split_think_tags` on the whole text and so still gets it right.
     """
 
-    _state: str = _BEFORE
-    _buf: str = ""
-    _text_started: bool = False
-    _thought_started: bool = False
-    _answer_started: bool = False
-    _closed: bool = False
+    _state: _State = attrs.field(default=_State.BEFORE, init=False)
+    _buf: str = attrs.field(default="", init=False)
+    _text_started: bool = attrs.field(default=False, init=False)
+    _thought_started: bool = attrs.field(default=False, init=False)
+    _answer_started: bool = attrs.field(default=False, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
     #: True once a ``</think>`` arrived without a ``<think>`` before it.
-    closing_only: bool = False
+    closing_only: bool = attrs.field(default=False, init=False)
 
     def feed(self, text: str) -> list[TextDelta | ThinkingDelta]:
         """Consume a piece of answer text; return the deltas it makes certain."""
@@ -108,9 +116,9 @@ class ThinkingSplitter:
 
     def _run(self, out: list[TextDelta | ThinkingDelta], *, final: bool) -> None:
         while True:
-            if self._state == _BEFORE:
+            if self._state is _State.BEFORE:
                 moved = self._before(out, final)
-            elif self._state == _INSIDE:
+            elif self._state is _State.INSIDE:
                 moved = self._inside(out, final)
             else:
                 self._after(out)
@@ -136,14 +144,14 @@ class ThinkingSplitter:
             if self._text_started or pre.strip():
                 self._text(out, pre)
             self._buf = buf[opening + len(OPEN_TAG):]
-            self._state = _INSIDE
+            self._state = _State.INSIDE
             return True
         if close != -1:
             pre = buf[:close]
             if self._text_started or pre.strip():
                 self._text(out, pre)
             self._buf = buf[close + len(CLOSE_TAG):]
-            self._state = _AFTER
+            self._state = _State.AFTER
             self.closing_only = True
             return True
         if final:
@@ -170,7 +178,7 @@ class ThinkingSplitter:
                 self._buf = ""
                 return False
             self._buf = buf[close + len(CLOSE_TAG):]
-            self._state = _AFTER
+            self._state = _State.AFTER
             return True
         keep = _partial_tag_len(buf, (CLOSE_TAG,))
         safe = buf[: len(buf) - keep]

@@ -49,22 +49,22 @@ class OpenAIStreamDecoder:
     poisoned: every later call raises the same error again.
     """
 
-    _sse: SSEDecoder = attrs.field(factory=SSEDecoder)
-    _splitter: ThinkingSplitter = attrs.field(factory=ThinkingSplitter)
-    _splitter_done: bool = False
-    _content: list[str] = attrs.field(factory=list)
-    _reasoning: list[str] = attrs.field(factory=list)
-    _slots: list[_ToolSlot] = attrs.field(factory=list)
-    _index_slot: dict[int, int] = attrs.field(factory=dict)
-    _id_slot: dict[str, int] = attrs.field(factory=dict)
-    _finish: str | None = None
-    _usage: Usage | None = None
-    _usage_raw: JSONValue = None
-    _meta: JSONDict = attrs.field(factory=dict)
-    _chunks: list[JSONDict] = attrs.field(factory=list)
-    _done: bool = False
-    _failed: Exception | None = None
-    _result: ChatResult | None = None
+    _sse: SSEDecoder = attrs.field(factory=SSEDecoder, init=False)
+    _splitter: ThinkingSplitter = attrs.field(factory=ThinkingSplitter, init=False)
+    _splitter_done: bool = attrs.field(default=False, init=False)
+    _content: list[str] = attrs.field(factory=list, init=False)
+    _reasoning: list[str] = attrs.field(factory=list, init=False)
+    _slots: list[_ToolSlot] = attrs.field(factory=list, init=False)
+    _index_slot: dict[int, int] = attrs.field(factory=dict, init=False)
+    _id_slot: dict[str, int] = attrs.field(factory=dict, init=False)
+    _finish: str | None = attrs.field(default=None, init=False)
+    _usage: Usage | None = attrs.field(default=None, init=False)
+    _usage_raw: JSONValue = attrs.field(default=None, init=False)
+    _meta: JSONDict = attrs.field(factory=dict, init=False)
+    _chunks: list[JSONDict] = attrs.field(factory=list, init=False)
+    _done: bool = attrs.field(default=False, init=False)
+    _failed: Exception | None = attrs.field(default=None, init=False)
+    _result: ChatResult | None = attrs.field(default=None, init=False)
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Consume body bytes; return the events they complete."""

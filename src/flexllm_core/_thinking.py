@@ -26,6 +26,8 @@ __all__ = ("CLOSE_TAG", "OPEN_TAG", "ThinkingSplitter", "split_think_tags")
 
 OPEN_TAG = "<think>"
 CLOSE_TAG = "</think>"
+#: The longest proper prefix of a tag that may sit at the end of a piece.
+_WINDOW = len(CLOSE_TAG) - 1
 
 
 def split_think_tags(text: str) -> tuple[str | None, str]:
@@ -54,13 +56,16 @@ def split_think_tags(text: str) -> tuple[str | None, str]:
 
 
 def _partial_tag_len(buf: str, tags: tuple[str, ...]) -> int:
-    """Length of the longest suffix of ``buf`` that could still grow into one of ``tags``."""
-    longest = max(len(t) for t in tags) - 1
-    for k in range(min(len(buf), longest), 0, -1):
-        tail = buf[-k:]
-        if any(t.startswith(tail) for t in tags):
-            return k
-    return 0
+    """Length of the longest suffix of ``buf`` that could still grow into one of ``tags``.
+
+    Tags hold ``<`` only as their first character, so only the last ``<`` near the end
+    can start such a suffix: one ``rfind`` instead of trying every length.
+    """
+    start = buf.rfind("<", max(0, len(buf) - _WINDOW))
+    if start == -1:
+        return 0
+    tail = buf[start:]
+    return len(tail) if any(t.startswith(tail) for t in tags) else 0
 
 
 class _State(enum.Enum):

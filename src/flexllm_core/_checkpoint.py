@@ -222,7 +222,7 @@ def scan_checkpoint(lines: Iterable[bytes]) -> ScanResult:
         # Fast path: our own prefix, one record start on the line, and a complete object.
         # A second '{"index":' cannot occur inside a JSON string (quotes are escaped), so
         # its presence means glued records or a user's metadata key: decode to be sure.
-        if match is not None and line.endswith(b"}\n") and line.find(glue, 1) < 0:
+        if match is not None and line.endswith(b"}\n") and line.rfind(glue) == 0:
             raw_index, raw_hash, status = match.groups()
             index, request_hash = int(raw_index), raw_hash.decode("ascii")
         else:

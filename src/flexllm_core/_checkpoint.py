@@ -169,7 +169,9 @@ _START = b'{"index":'
 class ScanResult:
     """What a checkpoint holds, without keeping its records in memory.
 
-    Read a finished record lazily: seek to ``done_offsets[i]`` and decode one line.
+    Read a finished record lazily: seek to ``done_offsets[i]`` and decode one line. The
+    fast path trusts a line with our prefix that ends in ``}``; should such a line fail to
+    decode later (bit rot in the middle), treat the item as not done and send it again.
     """
 
     #: index -> request_hash of the latest success record for that index.

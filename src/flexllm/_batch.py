@@ -41,6 +41,7 @@ from flexllm_core import (
     ScanResult,
     UsageError,
     decode_record,
+    default_pricing,
     encode_record,
     request_hash,
 )
@@ -49,7 +50,7 @@ from ._batch_input import BatchInput, JSONLFile, aiterate, as_source, verify_inp
 from ._batch_records import item_from_record, record_of
 from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared, RequeueItem
 from ._checkpoint_file import CheckpointFile
-from ._cost import BudgetExceededError, CostTracker
+from ._cost import BudgetExceededError, CostTracker, Reservation
 from ._progress import BatchCounters, ProgressDisplay
 
 __all__ = ("BatchRun", "ChangedInputError")
@@ -92,7 +93,10 @@ class BatchRun:
         self._lanes = tuple(lanes)
         self._prepare = prepare
         self._opt = options
-        self.tracker = options.tracker or CostTracker()
+        self._tracker = options.tracker
+        self._warm: set[str] = set()
+        self._settled = anyio.Event()
+        self._warm_lock = anyio.Lock()
         self.counters = BatchCounters()
         self._concurrency = sum(max(1, lane.concurrency) for lane in self._lanes)
         self._tokens = anyio.Semaphore(self._concurrency)
@@ -113,8 +117,17 @@ class BatchRun:
 
     # -- setup ---------------------------------------------------------------------------
 
+    @property
+    def tracker(self) -> CostTracker:
+        """The run's cost tracker (available once the run has started)."""
+        assert self._tracker is not None, "the run has not started"
+        return self._tracker
+
     async def __aenter__(self) -> BatchRun:
         opt = self._opt
+        if self._tracker is None:
+            # The bundled price table is package data: read it off the event loop.
+            self._tracker = CostTracker(pricing=await anyio.to_thread.run_sync(default_pricing))
         if opt.output_jsonl is not None:
             self._file, resume = await anyio.to_thread.run_sync(
                 CheckpointFile.open, opt.output_jsonl, opt.durability)
@@ -354,29 +367,50 @@ class BatchRun:
                 return self._finished_entry(p, hit, ItemSource.CACHE, latency=0.0, cost=0.0)
         if self._halted is not None:
             return (self._not_sent(p), None, True)
-        reservation = tracker.reserve(p.request)
-        if reservation is None:
-            self._halted = "budget"
-            return (self._not_sent(p), None, True)
+        amount = 0.0
+        if tracker.budget is not None:
+            if p.request.model not in self._warm:
+                # The first count for a model loads its tokenizer files: one thread does it.
+                async with self._warm_lock:
+                    if p.request.model not in self._warm:
+                        await anyio.to_thread.run_sync(tracker.worst_case, p.request)
+                        self._warm.add(p.request.model)
+            amount = tracker.worst_case(p.request)
+        reservation = tracker.reserve(p.request, amount)
+        while reservation is None:
+            if self._halted is not None or not tracker.could_fit(amount):
+                # Even with every request in flight settled, this one could pass the budget.
+                self._halted = "budget"
+                tracker.budget_exceeded = True
+                return (self._not_sent(p), None, True)
+            if self._settled.is_set():
+                self._settled = anyio.Event()
+            await self._settled.wait()  # an answer in flight may free part of its reservation
+            reservation = tracker.reserve(p.request, amount)
         started = time.monotonic()
         try:
             result = await lane.complete(p.request)
         except RequeueItem:
-            tracker.release(reservation)
+            self._release(reservation)
             self._requeued.append(p)
             return None
         except FlexLLMError as exc:
-            tracker.release(reservation)
+            self._release(reservation)
             return self._failed_entry(p, exc, time.monotonic() - started)
         except BaseException:
-            tracker.release(reservation)
+            self._release(reservation)
             raise
         latency = time.monotonic() - started
         model = result.model or p.request.model
         cost = tracker.settle(reservation, model, result.usage)
+        self._settled.set()
         if key is not None and opt.cache is not None:
             await opt.cache.set(key, result)
         return self._finished_entry(p, result, ItemSource.SENT, latency=latency, cost=cost)
+
+    def _release(self, reservation: Reservation) -> None:
+        self.tracker.release(reservation)
+        self._settled.set()
 
     def _finished_entry(self, p: Prepared, result: ChatResult, source: ItemSource, *,
                         latency: float, cost: float | None) -> _Entry:

@@ -189,16 +189,23 @@ class CostTracker:
         output = request.max_tokens if request.max_tokens is not None else DEFAULT_RESERVED_OUTPUT
         return (prompt * price.input + output * price.output) / 1_000_000
 
-    def reserve(self, request: ChatRequest) -> Reservation | None:
-        """Reserve the worst case; None (and ``budget_exceeded``) when it would not fit."""
+    def reserve(self, request: ChatRequest, amount: float | None = None) -> Reservation | None:
+        """Reserve the worst case (``amount`` when already computed); None when it does not
+        fit next to the current reservations (see :meth:`could_fit`)."""
         if self.budget is None:
             return Reservation(model=request.model, amount=0.0)
-        amount = self.worst_case(request)
+        if amount is None:
+            amount = self.worst_case(request)
         if self._spent + self._reserved + amount > self.budget:
-            self.budget_exceeded = True
             return None
         self._reserved += amount
         return Reservation(model=request.model, amount=amount)
+
+    def could_fit(self, amount: float) -> bool:
+        """Whether a reservation of ``amount`` would fit once every one in flight is settled."""
+        if self.budget is None:
+            return True
+        return self._reserved > 0.0 and self._spent + amount <= self.budget
 
     def release(self, reservation: Reservation) -> None:
         """The request failed or was cancelled: give the reservation back."""

@@ -1,0 +1,189 @@
+"""The checkpoint file: resume, torn-line repair, changed inputs, locking, retries of errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from batch_support import (
+    ScriptedLane,
+    answer_for,
+    messages,
+    no_blocking,  # noqa: F401 - fixture
+    prepare,
+    records,
+    run_all,
+    successes_by_index,
+)
+
+from flexllm._batch import BatchRun, ChangedInputError
+from flexllm._batch_types import BatchOptions, ItemSource
+from flexllm._checkpoint_file import CheckpointFile, Durability
+from flexllm_core import UsageError
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.usefixtures("no_blocking")
+async def test_resume_skips_finished_items(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    lane = ScriptedLane()
+    got, _ = await run_all(messages(20), lane, output_jsonl=out)
+    assert sorted(i.index for i in got) == list(range(20))
+    assert len(lane.sent) == 20
+
+    again = ScriptedLane()
+    got, _ = await run_all(messages(25), again, output_jsonl=out)
+    assert sorted(again.sent) == sorted(f"q{i}" for i in range(20, 25))
+    by_index = {i.index: i for i in got}
+    assert sorted(by_index) == list(range(25))
+    assert all(by_index[i].source is ItemSource.CHECKPOINT for i in range(20))
+    assert all(by_index[i].text == answer_for(f"q{i}") for i in range(25))
+    assert all(len(v) == 1 for v in successes_by_index(out).values())
+
+
+async def test_torn_last_line_is_cut_not_glued(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    await run_all(messages(3), ScriptedLane(), output_jsonl=out)
+    torn = b'{"index":3,"request_hash":"abc","status":"success","output":"half an ans'
+    with out.open("ab") as f:
+        f.write(torn)
+    lane = ScriptedLane()
+    got, _ = await run_all(messages(5), lane, output_jsonl=out)
+    assert sorted(lane.sent) == ["q3", "q4"]
+    recs = records(out)  # every line parses on its own: nothing glued onto the torn line
+    assert [r["index"] for r in recs][:3] == [0, 1, 2]
+    assert sorted(r["index"] for r in recs) == [0, 1, 2, 3, 4]
+    assert torn not in out.read_bytes()
+    assert {i.index: i.text for i in got}[3] == answer_for("q3")
+
+
+async def test_complete_last_record_without_newline_is_kept(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    await run_all(messages(2), ScriptedLane(), output_jsonl=out)
+    out.write_bytes(out.read_bytes().rstrip(b"\n"))
+    lane = ScriptedLane()
+    await run_all(messages(3), lane, output_jsonl=out)
+    assert lane.sent == ["q2"]
+    assert sorted(r["index"] for r in records(out)) == [0, 1, 2]
+
+
+async def test_changed_inputs_are_reported_before_any_request(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    await run_all(messages(10), ScriptedLane(), output_jsonl=out)
+    edited = messages(12)
+    edited[3] = [{"role": "user", "content": "edited"}]
+    edited[7], edited[8] = edited[8], edited[7]  # reordered
+    lane = ScriptedLane()
+    with pytest.raises(ChangedInputError) as info:
+        await run_all(edited, lane, output_jsonl=out)
+    assert info.value.indices == (3, 7, 8)
+    assert "3, 7, 8" in str(info.value)
+    assert lane.sent == []  # not even the two new items were sent
+
+    # The lock was released; the caller may choose to re-run the changed ones.
+    lane = ScriptedLane()
+    got, _ = await run_all(edited, lane, output_jsonl=out, on_changed="rerun")
+    assert sorted(lane.sent) == sorted(["edited", "q8", "q7", "q10", "q11"])
+    texts = {i.index: i.text for i in got}
+    assert texts[3] == answer_for("edited") and texts[7] == answer_for("q8")
+
+
+async def test_changed_input_in_a_generator_stops_sending(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    await run_all(messages(10), ScriptedLane(), output_jsonl=out)
+
+    def gen() -> Iterator[list[dict[str, str]]]:
+        for i, m in enumerate(messages(30)):
+            yield [{"role": "user", "content": "changed"}] if i == 5 else m
+
+    lane = ScriptedLane()
+    with pytest.raises(ChangedInputError) as info:
+        await run_all(gen(), lane, output_jsonl=out)
+    assert info.value.indices == (5,)
+    assert lane.sent == []  # the change was met before any unfinished item
+
+
+async def test_failed_items_are_recorded_and_retried(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    lane = ScriptedLane(fail={"q2", "q5"})
+    got, _ = await run_all(messages(8), lane, output_jsonl=out)
+    errors = {i.index: i.error for i in got if i.error is not None}
+    assert sorted(errors) == [2, 5]
+    failed = [r for r in records(out) if r["status"] == "error"]
+    assert sorted(r["index"] for r in failed) == [2, 5]
+    assert all(r["error_type"] == "ServerError" and "scripted failure" in str(r["error"]) for r in failed)
+
+    lane = ScriptedLane()
+    got, _ = await run_all(messages(8), lane, output_jsonl=out)
+    assert sorted(lane.sent) == ["q2", "q5"]
+    assert all(i.ok for i in got)
+    assert sorted(successes_by_index(out)) == list(range(8))
+
+
+async def test_second_run_on_the_same_file_fails_clearly(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    first = BatchRun(messages(3), [ScriptedLane()], prepare, BatchOptions(output_jsonl=out))
+    async with first:
+        with pytest.raises(UsageError, match="in use by another batch run"):
+            await run_all(messages(3), ScriptedLane(), output_jsonl=out)
+        assert len([i async for i in first]) == 3
+    await run_all(messages(3), ScriptedLane(), output_jsonl=out)  # released afterwards
+
+
+async def test_cancellation_keeps_every_yielded_item_on_disk(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    lane = ScriptedLane(concurrency=8, delay=0.001)
+    seen: list[int] = []
+    with anyio.CancelScope() as scope:
+        async with BatchRun(messages(200), [lane], prepare, BatchOptions(output_jsonl=out)) as run:
+            async for item in run:
+                seen.append(item.index)
+                if len(seen) == 50:
+                    scope.cancel()
+    assert len(seen) == 50
+    on_disk = successes_by_index(out)
+    assert set(seen) <= set(on_disk)
+    assert all(len(v) == 1 for v in on_disk.values())
+    lane = ScriptedLane()
+    await run_all(messages(200), lane, output_jsonl=out)
+    assert not set(lane.sent) & {f"q{i}" for i in on_disk}
+    assert sorted(successes_by_index(out)) == list(range(200))
+    assert all(len(v) == 1 for v in successes_by_index(out).values())
+
+
+async def test_metadata_reaches_the_record(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    items = [{"messages": m, "id": f"row-{i}"} for i, m in enumerate(messages(3))]
+    got, _ = await run_all(items, ScriptedLane(), output_jsonl=out)
+    assert {r["index"]: r["metadata"] for r in records(out)} == {i: {"id": f"row-{i}"} for i in range(3)}
+    got, _ = await run_all(items, ScriptedLane(), output_jsonl=out)
+    assert {i.index: i.metadata for i in got} == {i: {"id": f"row-{i}"} for i in range(3)}
+
+
+@pytest.mark.parametrize("durability", [Durability(fsync_every=3), Durability(fsync_interval=0.01)])
+async def test_durability_settings_write_every_record(tmp_path: Path, durability: Durability) -> None:
+    out = tmp_path / "out.jsonl"
+    await run_all(messages(10), ScriptedLane(delay=0.002), output_jsonl=out, durability=durability)
+    assert sorted(successes_by_index(out)) == list(range(10))
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"fsync_every": 0}, "fsync_every"),
+                                               ({"fsync_interval": -1}, "fsync_interval")])
+def test_bad_durability_is_rejected(kwargs: dict[str, float], field: str) -> None:
+    with pytest.raises(UsageError, match=field):
+        Durability(**kwargs)  # type: ignore[arg-type]
+
+
+def test_open_reports_unreadable_lines_and_keeps_the_rest(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    good = {"index": 0, "request_hash": "h", "status": "success", "output": "x", "created_at": 1}
+    out.write_text("not json at all\n" + json.dumps(good) + "\n")
+    f, resume = CheckpointFile.open(out, Durability())
+    try:
+        assert resume.scan.garbled == 1 and resume.scan.done == {0: "h"}
+    finally:
+        f.close()

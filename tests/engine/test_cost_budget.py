@@ -1,0 +1,106 @@
+"""Cost tracking and the hard budget (reserve the worst case, settle on the answer)."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import pytest
+from batch_support import MODEL, ScriptedLane, messages, prepare
+
+from flexllm._batch import BatchRun
+from flexllm._batch_types import BatchOptions, ItemSource
+from flexllm._cost import DEFAULT_RESERVED_OUTPUT, BudgetExceededError, CostTracker
+from flexllm_core import ChatRequest, ChatResult, Usage, UsageError, default_pricing, make_request
+
+pytestmark = pytest.mark.anyio
+
+
+class MeteredLane(ScriptedLane):
+    """Checks, at every request start, that what is spent plus reserved stays in budget."""
+
+    def __init__(self, tracker: CostTracker, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.tracker = tracker
+        self.worst_seen = 0.0
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        t = self.tracker
+        self.worst_seen = max(self.worst_seen, t.spent + t.reserved)
+        return await super().complete(request)
+
+
+async def test_budget_is_never_exceeded_with_100_in_flight() -> None:
+    budget = 0.05
+    tracker = CostTracker(budget=budget, pricing=default_pricing())
+    lane = MeteredLane(tracker, concurrency=100, delay=0.002, completion_tokens=3000)
+    async with BatchRun(messages(500), [lane], prepare, BatchOptions(tracker=tracker)) as run:
+        got = [i async for i in run]
+    assert sorted(i.index for i in got) == list(range(500))
+    assert tracker.spent <= budget
+    assert lane.worst_seen <= budget + 1e-12
+    finished = [i for i in got if i.ok]
+    unsent = [i for i in got if i.source is ItemSource.NOT_SENT]
+    assert len(finished) == len(lane.sent) > 0  # every paid answer kept
+    assert len(finished) + len(unsent) == 500 and unsent
+    assert all(isinstance(i.error, BudgetExceededError) and "not sent" in str(i.error) for i in unsent)
+    report = tracker.report()
+    assert report.budget_exceeded and run.budget_exceeded
+    assert report.total_cost == pytest.approx(sum(i.cost or 0.0 for i in finished))
+    # Each answer cost most of its reservation, so the run got close to the budget.
+    assert report.total_cost > budget * 0.5
+
+
+async def test_reservation_counts_prompt_and_max_tokens() -> None:
+    tracker = CostTracker(budget=1.0, pricing=default_pricing())
+    price = default_pricing().lookup(MODEL)
+    assert price is not None
+    req = make_request(model=MODEL, messages=[{"role": "user", "content": "hello " * 100}], max_tokens=50)
+    worst = tracker.worst_case(req)
+    assert worst > 100 * price.input / 1e6 + 50 * price.output / 1e6 * 0.99
+    unbounded = make_request(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert tracker.worst_case(unbounded) >= DEFAULT_RESERVED_OUTPUT * price.output / 1e6
+
+
+def test_budget_needs_known_prices() -> None:
+    tracker = CostTracker(budget=1.0, pricing=default_pricing())
+    with pytest.raises(UsageError, match="no-such-model-xyz"):
+        tracker.check_prices(["no-such-model-xyz", MODEL])
+    with pytest.raises(UsageError, match="budget"):
+        CostTracker(budget=-1)
+
+
+def test_unknown_price_warns_once_and_is_not_free(caplog: pytest.LogCaptureFixture) -> None:
+    tracker = CostTracker(pricing=default_pricing())
+    usage = Usage(prompt_tokens=10, completion_tokens=10, total_tokens=20)
+    with caplog.at_level(logging.WARNING, logger="flexllm.cost"):
+        assert tracker.settle(None, "my-private-model", usage) is None
+        assert tracker.settle(None, "my-private-model", usage) is None
+        tracker.settle(None, MODEL, usage)
+    assert sum("my-private-model" in r.message for r in caplog.records) == 1
+    report = tracker.report()
+    assert report.unknown_price_models == ("my-private-model",)
+    assert report.by_model["my-private-model"].cost is None
+    assert report.by_model[MODEL].cost == pytest.approx(report.total_cost) and report.total_cost > 0
+    assert report.requests == 3 and report.total_input_tokens == 30
+    assert "unknown prices" in report.summary()
+
+
+async def test_cost_per_item_and_report() -> None:
+    async with BatchRun(messages(10), [ScriptedLane()], prepare, BatchOptions(track_cost=True)) as run:
+        got = [i async for i in run]
+    report = run.tracker.report()
+    assert report.requests == 10 and report.total_output_tokens == 100
+    assert report.total_cost == pytest.approx(sum(i.cost or 0 for i in got)) and report.total_cost > 0
+    assert run.counters.cost == pytest.approx(report.total_cost)
+    assert f"{report.total_cost:.6f}" in report.summary()
+
+
+async def test_failed_requests_give_their_reservation_back() -> None:
+    tracker = CostTracker(budget=0.01, pricing=default_pricing())
+    lane = ScriptedLane(concurrency=10, fail={f"q{i}" for i in range(0, 40, 2)})
+    async with BatchRun(messages(40), [lane], prepare, BatchOptions(tracker=tracker)) as run:
+        got = [i async for i in run]
+    assert tracker.reserved == pytest.approx(0.0, abs=1e-12)
+    assert sum(i.ok for i in got) == 20 and not run.budget_exceeded
+    await anyio.lowlevel.checkpoint()

@@ -1,0 +1,205 @@
+"""The response cache: JSON only (CVE-2025-69872), private, shared by processes, used by batches."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+from batch_support import MODEL, ScriptedLane, messages, prepare
+
+from flexllm._batch import BatchRun
+from flexllm._batch_types import BatchOptions, ItemSource
+from flexllm._cache import ResponseCache, ResponseCacheConfig, _make_disk_class, open_response_cache
+from flexllm_core import ChatRequest, ChatResult, ToolCall, Usage, UsageError, cache_key
+
+pytestmark = pytest.mark.anyio
+
+
+class _Payload:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant(db: Path, key: str, *, mode: int, value: bytes | None = None, filename: str | None = None,
+           raw: int = 1) -> None:
+    now = time.time()
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO Cache(key, raw, store_time, expire_time, access_time, access_count,"
+            " tag, size, mode, filename, value) VALUES (?, ?, ?, NULL, ?, 0, NULL, 0, ?, ?, ?)",
+            (key, raw, now, now, mode, filename, value),
+        )
+
+
+RESULT = ChatResult(
+    text="hello", thinking="hmm", finish_reason="stop", model=MODEL,
+    usage=Usage(prompt_tokens=5, completion_tokens=7, total_tokens=12, cached_tokens=1),
+    tool_calls=[ToolCall(id="c1", name="f", arguments={"a": 1}, raw_arguments='{"a": 1}')],
+    data={"id": "x", "choices": []},
+)
+
+
+async def test_round_trip_and_private_directory(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "nested" / "cache"
+    cache = ResponseCache(ResponseCacheConfig.with_ttl(60, cache_dir=str(cache_dir)))
+    assert await cache.get("k") is None
+    await cache.set("k", RESULT)
+    assert await cache.get("k") == RESULT
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+    assert cache.statistics().hits == 1 and cache.statistics().misses == 1
+    await cache.aclose()
+
+
+def test_the_planted_payload_is_real(tmp_path: Path) -> None:
+    """Control: stock diskcache runs the planted row's payload (so the next test can fail)."""
+    import diskcache
+
+    marker = tmp_path / "ran-stock"
+    stock = diskcache.Cache(str(tmp_path / "stock"))
+    stock.set("warm", "up")
+    _plant(tmp_path / "stock" / "cache.db", "k", mode=4, value=pickle.dumps(_Payload(marker)))
+    stock.get("k")
+    stock.close()
+    assert marker.exists()
+
+
+async def test_planted_pickle_row_never_runs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cache_dir = tmp_path / "cache"
+    marker = tmp_path / "pwned"
+    cache = ResponseCache(ResponseCacheConfig.persistent(cache_dir=str(cache_dir)))
+    await cache.set("warm", RESULT)
+    _plant(cache_dir / "cache.db", "evil", mode=4, value=pickle.dumps(_Payload(marker)))
+    with caplog.at_level(logging.WARNING, logger="flexllm.cache"):
+        assert await cache.get("evil") is None
+        assert await cache.get("evil") is None
+    assert not marker.exists()
+    assert cache.statistics().corrupt == 1  # refused once, then dropped: a plain miss
+    assert sum("corrupt" in r.message for r in caplog.records) == 1
+    assert await cache.get("warm") == RESULT
+    await cache.aclose()
+
+
+async def test_rows_pointing_outside_the_cache_are_refused(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    secret = tmp_path / "secret.txt"
+    secret.write_text('{"text": "leaked"}')
+    cache = ResponseCache(ResponseCacheConfig.persistent(cache_dir=str(cache_dir)))
+    await cache.set("warm", RESULT)
+    _plant(cache_dir / "cache.db", "escape", mode=3, filename="../secret.txt")
+    assert await cache.get("escape") is None
+    assert secret.exists()  # neither read as an answer nor deleted
+    await cache.aclose()
+
+
+def test_pickled_keys_and_values_are_refused(tmp_path: Path) -> None:
+    disk = _make_disk_class()(str(tmp_path))
+    with pytest.raises(Exception, match="pickled key"):
+        disk.get(pickle.dumps("k"), False)
+    with pytest.raises(TypeError):
+        disk.put(("tuple", "key"))
+    with pytest.raises(TypeError):
+        disk.store({"not": "text"}, False)
+
+
+def test_config_shorthands() -> None:
+    assert ResponseCacheConfig().enabled is False
+    assert ResponseCacheConfig.with_ttl(3600).ttl == 3600
+    assert ResponseCacheConfig.persistent().ttl == 0
+    assert ResponseCacheConfig.ipc().use_ipc and ResponseCacheConfig.ipc().ttl == 86400
+    assert not ResponseCacheConfig.local().use_ipc
+    assert ResponseCacheConfig.coerce(True) == ResponseCacheConfig(enabled=True)
+    assert open_response_cache(False) is None and open_response_cache(None) is None
+    with pytest.raises(UsageError, match="ttl"):
+        ResponseCacheConfig(enabled=True, ttl=-1)
+    with pytest.raises(UsageError, match="cache"):
+        ResponseCacheConfig.coerce("yes")  # type: ignore[arg-type]
+
+
+async def test_local_mode_is_per_process_memory(tmp_path: Path) -> None:
+    cfg = ResponseCacheConfig(enabled=True, use_ipc=False, cache_dir=str(tmp_path / "never-created"))
+    a, b = ResponseCache(cfg), ResponseCache(cfg)
+    await a.set("k", RESULT)
+    assert await b.get("k") == RESULT  # shared inside the process
+    assert not (tmp_path / "never-created").exists()
+
+
+_WORKER = r"""
+import sys, anyio
+from flexllm._cache import ResponseCache, ResponseCacheConfig
+from flexllm_core import ChatResult, Usage
+
+async def main(cache_dir, me):
+    cache = ResponseCache(ResponseCacheConfig.persistent(cache_dir=cache_dir))
+    for j in range(150):
+        await cache.set(f"shared-{j}", ChatResult(text=f"shared answer {j}", usage=Usage(prompt_tokens=j)))
+        await cache.set(f"own-{me}-{j}", ChatResult(text=f"answer {me}/{j}"))
+    for j in range(150):
+        hit = await cache.get(f"shared-{j}")
+        assert hit is not None and hit.text == f"shared answer {j}", (j, hit)
+    await cache.aclose()
+    print("ok", me)
+
+anyio.run(main, sys.argv[1], sys.argv[2])
+"""
+
+
+async def test_four_processes_share_one_cache(tmp_path: Path) -> None:
+    cache_dir = str(tmp_path / "shared")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WORKER, cache_dir, str(n)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for n in range(4)
+    ]
+    outs = []
+    for p in procs:
+        out, err = await anyio.to_thread.run_sync(lambda p=p: p.communicate(timeout=60))
+        outs.append((p.returncode, out.decode(), err.decode()))
+    assert all(code == 0 for code, _, _ in outs), outs
+    cache = ResponseCache(ResponseCacheConfig.persistent(cache_dir=cache_dir))
+    for n in range(4):
+        for j in (0, 77, 149):
+            hit = await cache.get(f"own-{n}-{j}")
+            assert hit is not None and hit.text == f"answer {n}/{j}"
+    await cache.aclose()
+
+
+def _key(req: ChatRequest) -> str:
+    return cache_key("openai", "http://127.0.0.1:1/v1", req)
+
+
+@pytest.mark.parametrize("use_ipc", [True, False])
+async def test_batch_cache_hits_send_nothing_and_cost_nothing(tmp_path: Path, use_ipc: bool) -> None:
+    cfg = ResponseCacheConfig(enabled=True, use_ipc=use_ipc, cache_dir=str(tmp_path / f"c{use_ipc}"))
+    first = ScriptedLane(fail={"q3"})
+    cache = ResponseCache(cfg)
+    async with BatchRun(messages(10), [first], prepare, BatchOptions(cache=cache, cache_key=_key)) as run:
+        [i async for i in run]
+    assert len(first.sent) == 10
+    again = ScriptedLane()
+    cache2 = ResponseCache(cfg)
+    async with BatchRun(messages(10), [again], prepare,
+                        BatchOptions(cache=cache2, cache_key=_key, track_cost=True)) as run:
+        got = [i async for i in run]
+    assert again.sent == ["q3"]  # only the failure was not cached
+    hits = [i for i in got if i.source is ItemSource.CACHE]
+    assert len(hits) == 9 and all(i.cost == 0.0 and i.ok for i in hits)
+    report = run.tracker.report()
+    assert report.cache_hits == 9 and report.saved_cost > 0 and report.requests == 1
+    assert run.counters.cache_hits == 9
+    await cache.aclose()
+    await cache2.aclose()

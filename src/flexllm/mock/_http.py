@@ -152,6 +152,8 @@ class _H11Parser:
 
     def feed(self, data: bytes) -> list[RawRequest]:
         done: list[RawRequest] = []
+        if not data:  # h11 reads b"" as end-of-stream; the server never feeds that
+            return done
         self._conn.receive_data(data)
         while True:
             try:

@@ -7,7 +7,7 @@ strings as they come; bad values raise :class:`flexllm_core.UsageError` naming t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import attrs
 
@@ -88,20 +88,30 @@ def _error_statuses(value: Sequence[int] | str) -> tuple[int, ...]:
     return statuses
 
 
-def _errors(
-    value: Sequence[int] | Mapping[str, Sequence[int]] | None,
-) -> tuple[tuple[str, tuple[int, ...]], ...]:
+ErrorScript = (
+    str | Sequence[int] | Sequence[tuple[str, Sequence[int]]] | Mapping[str, Sequence[int]] | None
+)
+
+
+def _errors(value: ErrorScript) -> tuple[tuple[str, tuple[int, ...]], ...]:
     if value is None:
         return ()
+    if isinstance(value, str):
+        return (("", _statuses(value, "errors")),)
     if isinstance(value, Mapping):
-        pairs = []
-        for prefix, script in value.items():
-            if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
-                raise UsageError(f"errors: keys are path prefixes starting with '/', got {prefix!r}")
-            pairs.append((prefix, _statuses(script, f"errors[{prefix!r}]")))
-        # Longest prefix first, so "/v1/messages" wins over "/v1".
-        return tuple(sorted(pairs, key=lambda p: -len(p[0])))
-    return (("", _statuses(value, "errors")),)
+        items = list(value.items())
+    elif value and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value):
+        # The converted form itself: attrs.evolve passes it back through the converter.
+        items = [cast("tuple[str, Sequence[int]]", p) for p in value]
+    else:
+        return (("", _statuses(cast("Sequence[int]", value), "errors")),)
+    pairs = []
+    for prefix, script in items:
+        if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
+            raise UsageError(f"errors: keys are path prefixes starting with '/', got {prefix!r}")
+        pairs.append((prefix, _statuses(script, f"errors[{prefix!r}]")))
+    # Longest prefix first, so "/v1/messages" wins over "/v1".
+    return tuple(sorted(pairs, key=lambda p: -len(p[0])))
 
 
 def _probability(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:

@@ -1,0 +1,415 @@
+"""One provider endpoint: the single request path every public API goes through.
+
+``Endpoint.complete`` and ``Endpoint.stream`` are the only places a request is sent. Each
+attempt takes a concurrency slot, then a rate token, then goes through the transport; the
+core's codec builds the bytes and parses the answer. A failed attempt gives its slot back
+before the core's :func:`~flexllm_core.decide_retry` says how long to sleep, so a request
+waiting out a 429 never blocks others; the next attempt queues for a slot and a rate token
+again. Batches and the multi-endpoint pool call the same two methods.
+
+Per event loop state (the transport's connections, the concurrency gate's waiters) is kept
+per loop, so one client serves a script's ``*_sync`` calls (the portal's loop) and the
+caller's own loop without sharing a socket between loops.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+from flexllm_core import (
+    ChatRequest,
+    ChatResult,
+    Codec,
+    FlexLLMError,
+    GiveUp,
+    HttpRequest,
+    HttpResponse,
+    ProviderConfig,
+    ProviderError,
+    RetryPolicy,
+    StreamEvent,
+    TransportError,
+    decide_retry,
+    get_codec,
+    parse_response,
+)
+from flexllm_transports import Timeouts, Transport, default_transport
+
+from ._limits import ConcurrencyLimiter, RateLimiter
+
+__all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
+
+#: Weight of the newest latency sample in the moving average.
+_EWMA_ALPHA = 0.2
+#: Connect deadline when the request timeout is larger (a dead host should fail fast).
+_CONNECT_TIMEOUT = 10.0
+
+
+class TokenSource(Protocol):
+    """Where a short-lived bearer token comes from (Vertex AI); asked before each attempt."""
+
+    async def token(self) -> str:
+        """The current token, refreshed when it is about to expire."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class RetryNotice:
+    """Told to ``Endpoint.on_retry`` before a retry sleeps (a progress bar counts these)."""
+
+    #: The attempt that failed (1-based).
+    attempt: int
+    #: Seconds until the next attempt.
+    delay: float
+    #: The failure, as ``Type: message`` with any key redacted.
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class EndpointStatistics:
+    """A snapshot of one endpoint's counters (immutable, like trio's statistics())."""
+
+    #: Calls to complete/stream started.
+    requests: int
+    #: Calls that returned an answer.
+    successes: int
+    #: Calls that raised a flexllm error after their last attempt.
+    errors: int
+    #: Retries scheduled (attempts beyond each call's first).
+    retries: int
+    #: Attempts sent to the transport.
+    attempts: int
+    #: Attempts holding a concurrency slot right now.
+    in_flight: int
+    #: Moving average of successful attempts' duration in seconds; None before the first.
+    latency: float | None
+    #: The last failure (``Type: message``, key redacted), or None.
+    last_error: str | None
+
+
+@attrs.define
+class _LoopState:
+    transport: Transport
+    owned: bool
+    limiter: ConcurrencyLimiter
+
+
+def _now() -> float:
+    # Wall-clock time, only to read HTTP-date Retry-After headers.
+    return time.time()
+
+
+class Endpoint:
+    """Send requests to one provider endpoint with limits, retries and statistics.
+
+    Args:
+        provider: a codec name ("openai", "claude", "gemini").
+        config: the core's ProviderConfig (base_url, key, headers).
+        transport: a transport to use on every loop (the caller closes it); None creates
+            :func:`flexllm_transports.default_transport` per event loop, closed by ``aclose``.
+        proxy: passed to the default transport.
+        concurrency_limit: attempts in flight at once.
+        max_qps: attempts started per second; None is unlimited.
+        retry: the retry policy.
+        timeout: seconds per attempt (non-streaming: the whole answer; streaming: the
+            longest silence between chunks); None is unlimited.
+        auth: a source of fresh bearer tokens that replaces ``config.api_key`` per attempt.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        config: ProviderConfig,
+        transport: Transport | None = None,
+        proxy: str | None = None,
+        concurrency_limit: int = 10,
+        max_qps: float | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = 120.0,
+        auth: TokenSource | None = None,
+    ) -> None:
+        self._codec: Codec = get_codec(provider)
+        self.provider = self._codec.NAME
+        self._config = config
+        self._transport = transport
+        self._proxy = proxy
+        self._concurrency = concurrency_limit
+        self._rate = RateLimiter(max_qps) if max_qps is not None else None
+        self._policy = retry if retry is not None else RetryPolicy()
+        self._timeout = timeout
+        self._auth = auth
+        self._states: dict[anyio.lowlevel.EventLoopToken, _LoopState] = {}
+        self._timeouts = self._make_timeouts(timeout, stream=False)
+        self._stream_timeouts = self._make_timeouts(timeout, stream=True)
+        #: Called with a :class:`RetryNotice` before each retry sleeps.
+        self.on_retry: Callable[[RetryNotice], None] | None = None
+        self._requests = self._successes = self._errors = self._retries = self._attempts = 0
+        self._latency: float | None = None
+        self._last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.provider} {self._config.base_url}>"
+
+    # -- the Lane protocol of the batch runner ------------------------------------------
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency
+
+    @property
+    def base_url(self) -> str:
+        return self._config.base_url
+
+    # -- state ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _make_timeouts(timeout: float | None, *, stream: bool) -> Timeouts:
+        connect = _CONNECT_TIMEOUT if timeout is None else min(_CONNECT_TIMEOUT, timeout)
+        return Timeouts(connect=connect, read=timeout, total=None if stream else timeout)
+
+    def _state(self) -> _LoopState:
+        token = anyio.lowlevel.current_token()
+        state = self._states.get(token)
+        if state is None:
+            if self._transport is not None:
+                transport, owned = self._transport, False
+            else:
+                transport = default_transport(self._proxy, base_url=self._config.base_url)
+                owned = True
+            state = _LoopState(transport=transport, owned=owned,
+                               limiter=ConcurrencyLimiter(self._concurrency))
+            self._states[token] = state
+        return state
+
+    def transport(self) -> Transport:
+        """This event loop's transport (for side requests such as fetching an image)."""
+        return self._state().transport
+
+    def statistics(self) -> EndpointStatistics:
+        return EndpointStatistics(
+            requests=self._requests,
+            successes=self._successes,
+            errors=self._errors,
+            retries=self._retries,
+            attempts=self._attempts,
+            in_flight=sum(s.limiter.in_flight for s in self._states.values()),
+            latency=self._latency,
+            last_error=self._last_error,
+        )
+
+    async def aclose(self) -> None:
+        """Close the transport this endpoint created for the current event loop."""
+        try:
+            token = anyio.lowlevel.current_token()
+        except Exception:  # no loop running: nothing of ours can be closed from here
+            return
+        state = self._states.pop(token, None)
+        if state is not None and state.owned:
+            with anyio.CancelScope(shield=True):
+                await state.transport.aclose()
+
+    def forget_other_loops(self) -> None:
+        """Drop state of loops other than the current one (they have ended)."""
+        try:
+            token = anyio.lowlevel.current_token()
+        except Exception:
+            token = None
+        self._states = {k: v for k, v in self._states.items() if k == token}
+
+    # -- building and classifying -----------------------------------------------------------
+
+    async def build(self, req: ChatRequest) -> HttpRequest:
+        """The HTTP request for ``req``, with a fresh bearer token when one is needed."""
+        config = self._config
+        if self._auth is not None:
+            config = attrs.evolve(config, api_key=await self._auth.token())
+        return self._codec.build_request(req, config)
+
+    def _redact(self, exc: FlexLLMError) -> FlexLLMError:
+        """Replace the key in an error's text (a provider or proxy may echo it back)."""
+        key = self._config.api_key
+        if not key or len(key) < 6:
+            return exc
+        text = str(exc)
+        if isinstance(exc, ProviderError):
+            body = exc.body
+            if key not in text and key not in repr(body):
+                return exc
+            clean = type(exc)(
+                exc.message.replace(key, "***"),
+                status=exc.status,
+                error_type=exc.error_type,
+                retryable=exc.retryable,
+                retry_after=exc.retry_after,
+                provider=exc.provider,
+                body=None if body is None else "<redacted: it contained the API key>",
+            )
+            return clean
+        if key in text:
+            return type(exc)(text.replace(key, "***"))
+        return exc
+
+    def _note_failure(self, exc: BaseException) -> None:
+        self._last_error = f"{type(exc).__name__}: {exc}"
+
+    def _retry_delay(self, attempt: int, error: FlexLLMError) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up."""
+        decision = decide_retry(self._policy, attempt, error, jitter=random.random())
+        if isinstance(decision, GiveUp):
+            return None
+        self._retries += 1
+        hook = self.on_retry
+        if hook is not None:
+            hook(RetryNotice(attempt=attempt, delay=decision.delay, error=self._last_error or ""))
+        return decision.delay
+
+    def _record_latency(self, seconds: float) -> None:
+        old = self._latency
+        self._latency = seconds if old is None else old + _EWMA_ALPHA * (seconds - old)
+
+    def classify(self, resp: HttpResponse) -> FlexLLMError:
+        """The typed error for an error answer (status >= 400), key redacted."""
+        return self._redact(self._codec.parse_error(resp.status, resp.headers, resp.body, now=_now()))
+
+    def _parse(self, resp: HttpResponse) -> ChatResult:
+        return parse_response(self.provider, resp.body, status=resp.status,
+                              headers=resp.headers, now=_now())
+
+    # -- the request path -------------------------------------------------------------------
+
+    async def complete(self, req: ChatRequest, *, timeout: float | None = None) -> ChatResult:
+        """Send ``req`` (non-streaming) and return the parsed answer.
+
+        ``timeout`` overrides the endpoint's per-attempt timeout for this call.
+
+        Raises:
+            ProviderError: a non-retryable refusal, or the last retryable one.
+            TransportError: the last connect/read/timeout failure.
+            ResponseFormatError: a success status with an unparseable body.
+        """
+        timeouts = self._timeouts if timeout is None else self._make_timeouts(timeout, stream=False)
+        self._requests += 1
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                http = await self.build(req)
+                state = self._state()
+                limiter = state.limiter
+                await limiter.acquire()
+                try:
+                    if self._rate is not None:
+                        await self._rate.acquire()
+                    self._attempts += 1
+                    started = time.monotonic()
+                    try:
+                        resp = await state.transport.send(http, timeouts=timeouts)
+                        result = self._parse(resp)
+                    except (ProviderError, TransportError) as exc:
+                        error: FlexLLMError = self._redact(exc)
+                        self._note_failure(error)
+                    else:
+                        self._record_latency(time.monotonic() - started)
+                        self._successes += 1
+                        return result
+                finally:
+                    limiter.release()
+                delay = self._retry_delay(attempt, error)
+                if delay is None:
+                    raise error
+                await anyio.sleep(delay)
+        except FlexLLMError as exc:
+            self._errors += 1
+            if self._last_error is None:
+                self._note_failure(exc)
+            raise
+
+    async def stream(
+        self, req: ChatRequest, *, timeout: float | None = None
+    ) -> AsyncIterator[StreamEvent | ChatResult]:
+        """Send ``req`` streaming; yield its events, then the assembled ChatResult last.
+
+        A failure before the first event is retried like ``complete``; after it, it is
+        raised (the caller has already seen part of the answer). A stall longer than the
+        timeout between chunks raises RequestTimeout.
+        """
+        if not req.stream:
+            req = attrs.evolve(req, stream=True)
+        timeouts = (
+            self._stream_timeouts if timeout is None else self._make_timeouts(timeout, stream=True)
+        )
+        self._requests += 1
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                http = await self.build(req)
+                state = self._state()
+                limiter = state.limiter
+                await limiter.acquire()
+                yielded = False
+                try:
+                    if self._rate is not None:
+                        await self._rate.acquire()
+                    self._attempts += 1
+                    started = time.monotonic()
+                    try:
+                        async with state.transport.stream(http, timeouts=timeouts) as resp:
+                            if resp.status >= 400:
+                                body = await resp.aread()
+                                raise self._codec.parse_error(resp.status, resp.headers, body, now=_now())
+                            decoder = self._codec.stream_decoder()
+                            async for chunk in resp.aiter_bytes():
+                                for event in decoder.feed(chunk):
+                                    yielded = True
+                                    yield event
+                            result = decoder.close()
+                    except (ProviderError, TransportError) as exc:
+                        error: FlexLLMError = self._redact(exc)
+                        self._note_failure(error)
+                        if yielded:
+                            raise error from None
+                    else:
+                        self._record_latency(time.monotonic() - started)
+                        self._successes += 1
+                        yield result
+                        return
+                finally:
+                    limiter.release()
+                delay = self._retry_delay(attempt, error)
+                if delay is None:
+                    raise error
+                await anyio.sleep(delay)
+        except FlexLLMError as exc:
+            self._errors += 1
+            if self._last_error is None:
+                self._note_failure(exc)
+            raise
+
+    async def get(self, path: str, *, timeout: float | None = None) -> HttpResponse:
+        """GET ``{base_url}/{path}`` with this endpoint's auth headers (no retries).
+
+        The headers are the ones the codec puts on a chat request, so no provider's auth
+        scheme is repeated here.
+        """
+        probe = await self.build(ChatRequest(model="-", messages=({"role": "user", "content": "-"},)))
+        skip = {"content-type", "content-length"}
+        headers = tuple((k, v) for k, v in probe.headers if k.lower() not in skip)
+        url = f"{self._config.base_url.rstrip('/')}/{path.lstrip('/')}"
+        limit = self._timeout if timeout is None else timeout
+        timeouts = self._make_timeouts(limit, stream=False)
+        try:
+            return await self.transport().send(
+                HttpRequest(method="GET", url=url, headers=headers), timeouts=timeouts
+            )
+        except TransportError as exc:
+            raise self._redact(exc) from None
+

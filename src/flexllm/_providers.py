@@ -1,0 +1,168 @@
+"""Provider-named clients: LLMClient with the provider fixed, plus Vertex AI credentials.
+
+They add no request logic (the codecs in ``flexllm_core.providers`` hold every wire
+difference); they exist because the seeds construct them by name, and so that
+``GeminiClient(use_vertex_ai=True, ...)`` reads naturally.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+from typing import Any
+
+import anyio.to_thread
+
+from flexllm_core import UsageError
+
+from ._client import LLMClient
+from ._endpoint import TokenSource
+
+__all__ = ("ClaudeClient", "GeminiClient", "OpenAIClient", "vertex_token_source")
+
+#: Environment variable holding a ready Google OAuth access token (e.g. from
+#: ``gcloud auth print-access-token``).
+TOKEN_ENV = "GOOGLE_OAUTH_ACCESS_TOKEN"
+_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+#: Refresh this many seconds before the token's announced expiry.
+_REFRESH_MARGIN = 300.0
+
+
+def _no_provider(kwargs: dict[str, Any], cls: str, name: str) -> None:
+    if "provider" in kwargs:
+        raise UsageError(f"{cls} always speaks {name!r}; use LLMClient(provider=...) to choose")
+
+
+class OpenAIClient(LLMClient):
+    """An OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, DeepSeek, OpenRouter...)."""
+
+    def __init__(
+        self, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _no_provider(kwargs, "OpenAIClient", "openai")
+        super().__init__(provider="openai", model=model, base_url=base_url, api_key=api_key,
+                         **kwargs)
+
+
+class ClaudeClient(LLMClient):
+    """Anthropic's Messages API. ``api_version`` sets the ``anthropic-version`` header."""
+
+    def __init__(
+        self, model: str | None = None, api_key: str | None = None, base_url: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _no_provider(kwargs, "ClaudeClient", "claude")
+        super().__init__(provider="claude", model=model, base_url=base_url, api_key=api_key,
+                         **kwargs)
+
+
+class GeminiClient(LLMClient):
+    """Google Gemini: the Developer API (``api_key``) or Vertex AI.
+
+    Vertex AI mode (``use_vertex_ai=True`` with ``project_id`` and ``location``) sends a
+    bearer token: ``api_key`` when given, else ``GOOGLE_OAUTH_ACCESS_TOKEN`` from the
+    environment, else Application Default Credentials through ``google-auth`` (installed
+    with ``flexllm[google]``), refreshed before it expires, off the event loop.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        project_id: str | None = None,
+        location: str | None = None,
+        use_vertex_ai: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        _no_provider(kwargs, "GeminiClient", "gemini")
+        super().__init__(provider="gemini", model=model, base_url=base_url, api_key=api_key,
+                         project_id=project_id, location=location, use_vertex_ai=use_vertex_ai,
+                         **kwargs)
+
+
+class StaticToken:
+    """A token that does not change (given, or from the environment)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "StaticToken(***)"
+
+    async def token(self) -> str:
+        return self._token
+
+
+class GoogleAuthToken:
+    """Application Default Credentials via google-auth; refreshed in a worker thread.
+
+    google-auth's refresh is a blocking HTTP call, so it runs through
+    ``anyio.to_thread``; a threading lock keeps concurrent callers (and the sync loop's
+    thread) from refreshing twice.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._credentials: Any = None
+        self._token: str | None = None
+        self._valid_until = 0.0
+
+    def __repr__(self) -> str:
+        return "GoogleAuthToken(***)"
+
+    def _refresh_blocking(self) -> str:
+        with self._lock:
+            if self._token is not None and time.monotonic() < self._valid_until:
+                return self._token
+            import google.auth
+            import google.auth.transport.requests
+
+            if self._credentials is None:
+                self._credentials, _project = google.auth.default(scopes=list(_SCOPES))
+            creds = self._credentials
+            creds.refresh(google.auth.transport.requests.Request())
+            token = creds.token
+            if not isinstance(token, str) or not token:
+                raise UsageError("google-auth returned no access token for Vertex AI")
+            lifetime = 3600.0
+            expiry = getattr(creds, "expiry", None)
+            if expiry is not None:
+                import datetime
+
+                now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+                lifetime = (expiry.replace(tzinfo=None) - now).total_seconds()
+            self._token = token
+            self._valid_until = time.monotonic() + max(lifetime - _REFRESH_MARGIN, 0.0)
+            return token
+
+    async def token(self) -> str:
+        token = self._token
+        if token is not None and time.monotonic() < self._valid_until:
+            return token
+        return await anyio.to_thread.run_sync(self._refresh_blocking)
+
+
+def vertex_token_source() -> TokenSource:
+    """The bearer-token source for Vertex AI when no ``api_key`` was given.
+
+    Raises:
+        UsageError: no token in the environment and google-auth is not installed.
+    """
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return StaticToken(token)
+    try:
+        found = importlib.util.find_spec("google.auth") is not None
+    except ImportError:  # no "google" namespace package at all
+        found = False
+    if not found:
+        raise UsageError(
+            f"Vertex AI needs a bearer token: pass api_key=, set {TOKEN_ENV}, "
+            "or install google-auth (pip install 'flexllm[google]')"
+        )
+    return GoogleAuthToken()

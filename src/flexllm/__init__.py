@@ -95,7 +95,13 @@ from flexllm_core import (
     parse_thoughts as parse_thoughts,
 )
 
+from ._batch_api import BatchResult as BatchResult
+from ._batch_types import BatchItem as BatchItem
+from ._batch_types import ItemSource as ItemSource
+from ._cache import ResponseCacheConfig as ResponseCacheConfig
 from ._client import LLMClient as LLMClient
+from ._cost import BudgetExceededError as BudgetExceededError
+from ._cost import CostReport as CostReport
 from ._endpoint import Endpoint as Endpoint
 from ._endpoint import EndpointStatistics as EndpointStatistics
 from ._endpoint import RetryNotice as RetryNotice
@@ -152,4 +158,11 @@ __all__ = (
     "TransportError",
     "UsageError",
     # Others append below: ResponseCacheConfig, LLMClientPool, count_tokens, estimate_cost, ...
+    # batches, checkpoints, cache and cost
+    "BatchItem",
+    "BatchResult",
+    "BudgetExceededError",
+    "CostReport",
+    "ItemSource",
+    "ResponseCacheConfig",
 )

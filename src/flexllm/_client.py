@@ -39,6 +39,7 @@ from flexllm_core import (
 )
 from flexllm_transports import Transport
 
+from ._batch_api import BatchMethods
 from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from ._config import ClientSettings, resolve_settings
 from ._endpoint import Endpoint, EndpointStatistics, TokenSource
@@ -52,7 +53,7 @@ log = logging.getLogger("flexllm")
 _PROVIDER_OPTIONS = ("api_version", "use_vertex_ai", "project_id", "location")
 
 
-class LLMClient:
+class LLMClient(BatchMethods):
     """One model endpoint, any provider, on asyncio or trio.
 
     Args:

@@ -1,0 +1,332 @@
+"""The batch methods of LLMClient (a mixin), and the pieces a pool reuses to offer the same.
+
+Results of ``chat_completions_batch`` come back as a :class:`BatchResult`: a ``list`` in
+input order whose entries are what ``chat_completions`` would return for each item (the
+answer text, or a ChatResult with ``return_usage``/``return_raw``/``tools``), and ``None`` for
+an item that failed or was not sent. The errors are in ``results.errors`` (index -> error),
+every outcome with its metadata in ``results.items``. A failed item never raises; only
+misuse (bad input, a locked or mismatching checkpoint) and bugs do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import anyio.to_thread
+
+from flexllm_core import ChatRequest, JSONDict, JSONValue, UsageError, default_pricing
+
+from ._batch import BatchRun
+from ._batch_input import BatchInput
+from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
+from ._cache import ResponseCache
+from ._checkpoint_file import Durability
+from ._cost import CostReport, CostTracker
+
+if TYPE_CHECKING:
+    from ._endpoint import Endpoint
+    from ._sync import SyncDriver
+
+__all__ = ("BatchMethods", "BatchResult", "make_preparer", "open_run")
+
+
+class BatchResult(list[Any]):
+    """Answers in input order (``None`` where an item failed); details in ``items``."""
+
+    def __init__(self, values: Iterable[Any] = (), *, items: Sequence[BatchItem] = (),
+                 cost: CostReport | None = None, budget_exceeded: bool = False,
+                 elapsed: float = 0.0) -> None:
+        super().__init__(values)
+        #: Every item's outcome (result or error, metadata, source, latency, cost), by index.
+        self.items: list[BatchItem] = list(items)
+        #: index -> the error of each failed or unsent item.
+        self.errors: dict[int, Exception] = {
+            i.index: i.error for i in self.items if i.error is not None
+        }
+        self.cost: CostReport | None = cost
+        #: True when items were left unsent to stay within ``budget``.
+        self.budget_exceeded = budget_exceeded
+        self.elapsed = elapsed
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def success_count(self) -> int:
+        return len(self.items) - len(self.errors)
+
+    @property
+    def failed_count(self) -> int:
+        return len(self.errors)
+
+    @property
+    def cached_count(self) -> int:
+        return sum(1 for i in self.items if i.source is ItemSource.CACHE)
+
+    def raise_for_errors(self) -> None:
+        """Raise the first item's error (by index) if any item failed."""
+        if self.errors:
+            first = min(self.errors)
+            raise self.errors[first]
+
+
+def make_preparer(
+    build: Callable[..., ChatRequest],
+    *,
+    metadata_list: Sequence[JSONDict | None] | None,
+    params: Mapping[str, Any],
+) -> Callable[[object, int], Prepared]:
+    """Turn an input item into a request: a message list, a ``{"messages": [...], ...}``
+    dict (other keys become metadata), or a plain string (one user message)."""
+
+    def prepare(raw: object, index: int) -> Prepared:
+        metadata: JSONDict | None = None
+        if isinstance(raw, Mapping):
+            if "messages" not in raw:
+                raise UsageError(f"item {index}: a dict item needs a 'messages' list")
+            messages = raw["messages"]
+            metadata = {str(k): v for k, v in raw.items() if k != "messages"} or None
+        elif isinstance(raw, str):
+            messages = [{"role": "user", "content": raw}]
+        else:
+            messages = raw
+        if metadata_list is not None:
+            try:
+                extra = metadata_list[index]
+            except IndexError:
+                raise UsageError(f"metadata_list has no entry for item {index}") from None
+            if extra is not None:
+                if not isinstance(extra, Mapping):
+                    raise UsageError(f"metadata_list[{index}]: expected a dict, got {type(extra).__name__}")
+                metadata = {**(metadata or {}), **extra}
+        if not isinstance(messages, (list, tuple)):
+            raise UsageError(
+                f"item {index}: expected a list of messages, a dict with 'messages', or a string; "
+                f"got {type(messages).__name__}")
+        try:
+            request = build(messages, **params)
+        except UsageError as exc:
+            raise UsageError(f"item {index}: {exc}") from None
+        return Prepared(index=index, request=request, metadata=metadata)
+
+    return prepare
+
+
+async def open_run(
+    items: BatchInput,
+    lanes: Sequence[Lane],
+    prepare: Callable[[object, int], Prepared],
+    *,
+    models: Iterable[str],
+    output_jsonl: str | None,
+    show_progress: bool,
+    track_cost: bool,
+    budget: float | None,
+    fsync_every: int | None,
+    fsync_interval: float | None,
+    on_changed: Literal["error", "rerun"],
+    cache: ResponseCache | None,
+    cache_key: Callable[[ChatRequest], str] | None,
+    keep_raw: bool,
+    retries: Callable[[], int] | None,
+) -> BatchRun:
+    """Check the options and build a run (not started); shared by the client and the pool."""
+    pricing = await anyio.to_thread.run_sync(default_pricing)
+    tracker = CostTracker(budget=budget, pricing=pricing)
+    tracker.check_prices(models)
+    options = BatchOptions(
+        output_jsonl=output_jsonl,
+        durability=Durability(fsync_every=fsync_every, fsync_interval=fsync_interval),
+        on_changed=on_changed,
+        cache=cache,
+        cache_key=cache_key,
+        tracker=tracker,
+        track_cost=track_cost,
+        show_progress=show_progress,
+        keep_raw=keep_raw,
+        retries=retries,
+    )
+    return BatchRun(items, lanes, prepare, options)
+
+
+def _check_metadata(items: BatchInput, metadata_list: Sequence[JSONDict | None] | None) -> None:
+    if metadata_list is None:
+        return
+    if not isinstance(metadata_list, Sequence):
+        raise UsageError("metadata_list must be a list with one dict (or None) per item")
+    if isinstance(items, Sequence) and not isinstance(items, str) and len(items) != len(metadata_list):
+        raise UsageError(
+            f"metadata_list has {len(metadata_list)} entries for {len(items)} items; they must match")
+
+
+class BatchMethods:
+    """``chat_completions_batch``, ``iter_chat_completions_batch`` and the sync form."""
+
+    if TYPE_CHECKING:
+        _endpoint: Endpoint
+        _cache: ResponseCache | None
+        _sync: SyncDriver
+
+        build_request: Callable[..., ChatRequest]
+        cache_key: Callable[[ChatRequest], str]
+        _check_open: Callable[[], None]
+
+        @property
+        def model(self) -> str | None: ...
+
+    async def _open_batch(
+        self, messages_list: BatchInput, *, output_jsonl: str | None, show_progress: bool,
+        track_cost: bool, budget: float | None, metadata_list: Sequence[JSONDict | None] | None,
+        fsync_every: int | None, fsync_interval: float | None,
+        on_changed: Literal["error", "rerun"], use_cache: bool, return_raw: bool,
+        params: dict[str, Any],
+    ) -> BatchRun:
+        self._check_open()
+        _check_metadata(messages_list, metadata_list)
+        model = params.get("model") or self.model
+        prepare = make_preparer(self.build_request, metadata_list=metadata_list, params=params)
+        endpoint = self._endpoint
+        base_retries = endpoint.statistics().retries
+        cache = self._cache if use_cache else None
+        return await open_run(
+            messages_list, [endpoint], prepare,
+            models=[model] if isinstance(model, str) else [],
+            output_jsonl=output_jsonl, show_progress=show_progress, track_cost=track_cost,
+            budget=budget, fsync_every=fsync_every, fsync_interval=fsync_interval,
+            on_changed=on_changed, cache=cache,
+            cache_key=self.cache_key if cache is not None else None,
+            keep_raw=return_raw,
+            retries=lambda: endpoint.statistics().retries - base_retries,
+        )
+
+    async def chat_completions_batch(
+        self,
+        messages_list: BatchInput,
+        *,
+        output_jsonl: str | None = None,
+        show_progress: bool = True,
+        track_cost: bool = False,
+        return_cost_report: bool = False,
+        budget: float | None = None,
+        metadata_list: Sequence[JSONDict | None] | None = None,
+        fsync_every: int | None = None,
+        fsync_interval: float | None = None,
+        on_changed: Literal["error", "rerun"] = "error",
+        use_cache: bool = True,
+        return_usage: bool = False,
+        return_raw: bool = False,
+        **params: JSONValue,
+    ) -> BatchResult | tuple[BatchResult, CostReport]:
+        """Answer many requests; resumable through ``output_jsonl``.
+
+        Args:
+            messages_list: a list or any (async) iterable of message lists, of
+                ``{"messages": [...], **metadata}`` dicts or of prompt strings; or the path
+                of a JSONL file holding such items (read lazily, off the event loop).
+            output_jsonl: the checkpoint: finished items are appended as JSON lines, and a
+                re-run sends only what is missing or failed.
+            show_progress: draw a progress bar on stderr.
+            track_cost: show the running cost in the progress bar.
+            return_cost_report: return ``(results, CostReport)``.
+            budget: USD hard limit; items that could pass it are not sent.
+            metadata_list: one dict per item, merged into its metadata and its record.
+            fsync_every / fsync_interval: stronger durability (see the README).
+            on_changed: "error" (default) refuses to run when an input no longer matches
+                its checkpoint record; "rerun" sends such items again.
+            use_cache: read and write the client's response cache.
+            return_usage / return_raw: return ChatResults instead of answer texts.
+            **params: generation parameters (model, temperature, max_tokens, tools, ...).
+
+        Returns:
+            A :class:`BatchResult` in input order, or ``(results, report)``.
+
+        Raises:
+            UsageError: bad input or options, a checkpoint locked by another run, or
+                changed inputs; always before any request is sent for a list or a path.
+        """
+        start = time.monotonic()
+        run = await self._open_batch(
+            messages_list, output_jsonl=output_jsonl, show_progress=show_progress,
+            track_cost=track_cost, budget=budget, metadata_list=metadata_list,
+            fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
+            use_cache=use_cache, return_raw=return_raw, params=params)
+        by_index: dict[int, BatchItem] = {}
+        async with run:
+            async for item in run:
+                by_index[item.index] = item
+        full = return_usage or return_raw or params.get("tools") is not None
+        items = [by_index[i] for i in sorted(by_index)]
+        values = [
+            None if i.result is None else (i.result if full else i.result.text) for i in items
+        ]
+        report = run.tracker.report()
+        results = BatchResult(values, items=items, cost=report, budget_exceeded=run.budget_exceeded,
+                              elapsed=time.monotonic() - start)
+        if return_cost_report:
+            return results, report
+        return results
+
+    async def iter_chat_completions_batch(
+        self,
+        messages_list: BatchInput,
+        *,
+        output_jsonl: str | None = None,
+        show_progress: bool = False,
+        track_cost: bool = False,
+        budget: float | None = None,
+        metadata_list: Sequence[JSONDict | None] | None = None,
+        fsync_every: int | None = None,
+        fsync_interval: float | None = None,
+        on_changed: Literal["error", "rerun"] = "error",
+        use_cache: bool = True,
+        return_raw: bool = False,
+        **params: JSONValue,
+    ) -> AsyncIterator[BatchItem]:
+        """Yield a :class:`BatchItem` (``.index``, ``.result``/``.error``, ``.metadata``) for
+        each input as it finishes. Items resumed from the checkpoint come too.
+
+        It never runs more than the concurrency ahead of the consumer, and every item it
+        yields is already in ``output_jsonl``. To stop early, leave the loop inside
+        ``contextlib.aclosing(...)`` so the run is cancelled and flushed at once.
+        """
+        run = await self._open_batch(
+            messages_list, output_jsonl=output_jsonl, show_progress=show_progress,
+            track_cost=track_cost, budget=budget, metadata_list=metadata_list,
+            fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
+            use_cache=use_cache, return_raw=return_raw, params=params)
+        async with run:
+            async for item in run:
+                yield item
+
+    def chat_completions_batch_sync(
+        self, messages_list: BatchInput, **kwargs: Any
+    ) -> BatchResult | tuple[BatchResult, CostReport]:
+        """:meth:`chat_completions_batch` for synchronous code.
+
+        Ctrl+C cancels the run and waits until the checkpoint is flushed and closed before
+        ``KeyboardInterrupt`` reaches the caller.
+        """
+        self._check_open()
+        finished = threading.Event()
+
+        async def run() -> BatchResult | tuple[BatchResult, CostReport]:
+            try:
+                return await self.chat_completions_batch(messages_list, **kwargs)
+            finally:
+                finished.set()
+
+        self._sync.call(anyio.lowlevel.checkpoint)  # start the loop (and check the thread)
+        portal = self._sync._ensure()
+        future = portal.start_task_soon(run)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():
+                future.cancel()  # cancels the run's scope on the loop thread
+                finished.wait(timeout=60.0)
+            raise

@@ -1,0 +1,131 @@
+"""LLMClient's batch methods end to end against the mock server on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from batch_support import no_blocking, records  # noqa: F401 - fixture
+
+from flexllm import (
+    BatchResult,
+    BudgetExceededError,
+    ChatResult,
+    CostReport,
+    ItemSource,
+    LLMClient,
+    ResponseCacheConfig,
+    UsageError,
+)
+from flexllm.mock import MockServer
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "gpt-4o-mini"
+
+
+def _msgs(n: int, word: str = "question") -> list[list[dict[str, str]]]:
+    return [[{"role": "user", "content": f"{word} {i}"}] for i in range(n)]
+
+
+@pytest.mark.usefixtures("no_blocking")
+async def test_batch_in_input_order_with_cost_report(tmp_path: Path) -> None:
+    async with MockServer(delay="0-0.01") as url, LLMClient(
+            base_url=url, model=MODEL, api_key="sk-test", concurrency_limit=8) as client:
+        out = tmp_path / "results.jsonl"
+        results, report = await client.chat_completions_batch(
+            _msgs(40), output_jsonl=str(out), show_progress=False, return_cost_report=True)
+    assert isinstance(results, BatchResult) and isinstance(report, CostReport)
+    assert len(results) == 40 and results.ok
+    assert all(r.startswith(f"Mock answer to: question {i}") for i, r in enumerate(results))
+    assert report.requests == 40 and report.total_cost > 0 and report.by_model
+    assert sorted(int(r["index"]) for r in records(out)) == list(range(40))  # type: ignore[call-overload]
+
+
+async def test_failed_items_are_results_not_exceptions(tmp_path: Path) -> None:
+    server = MockServer(errors=[400, 400])  # the first two requests are refused
+    async with server as url, LLMClient(base_url=url, model=MODEL, api_key="sk-test",
+                                        concurrency_limit=1, retry_times=0) as client:
+        results = await client.chat_completions_batch(_msgs(5), show_progress=False,
+                                                       return_usage=True)
+    assert len(results) == 5 and results.failed_count == 2
+    assert [i for i, r in enumerate(results) if r is None] == sorted(results.errors)
+    assert all(isinstance(r, ChatResult) for r in results if r is not None)
+    with pytest.raises(Exception, match="400"):
+        results.raise_for_errors()
+
+
+async def test_iter_yields_each_index_with_metadata(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    meta = [{"row": i} for i in range(12)]
+    async with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="k") as client:
+        first = [item async for item in client.iter_chat_completions_batch(
+            _msgs(6), output_jsonl=str(out), metadata_list=meta[:6])]
+        second = [item async for item in client.iter_chat_completions_batch(
+            _msgs(12), output_jsonl=str(out), metadata_list=meta)]
+    assert sorted(i.index for i in first) == list(range(6))
+    assert {i.index: i.metadata for i in second} == {i: {"row": i} for i in range(12)}
+    assert sum(i.source is ItemSource.CHECKPOINT for i in second) == 6
+
+
+async def test_cache_hits_send_no_request(tmp_path: Path) -> None:
+    server = MockServer()
+    cfg = ResponseCacheConfig.with_ttl(3600, cache_dir=str(tmp_path / "cache"))
+    async with server as url, LLMClient(base_url=url, model=MODEL, api_key="k", cache=cfg) as client:
+        await client.chat_completions_batch(_msgs(10), show_progress=False)
+        sent = server.stats.completions
+        results, report = await client.chat_completions_batch(
+            _msgs(10), show_progress=False, return_cost_report=True)
+    assert sent == 10 and server.stats.completions == 10
+    assert results.cached_count == 10 and report.cache_hits == 10 and report.total_cost == 0
+    assert report.saved_cost > 0
+
+
+async def test_budget_leaves_the_rest_unsent() -> None:
+    server = MockServer()
+    async with server as url, LLMClient(base_url=url, model=MODEL, api_key="k",
+                                        concurrency_limit=20) as client:
+        results, report = await client.chat_completions_batch(
+            _msgs(200), show_progress=False, return_cost_report=True, budget=0.0002,
+            max_tokens=100)
+    assert report.total_cost <= 0.0002
+    assert results.budget_exceeded and report.budget_exceeded
+    unsent = [e for e in results.errors.values() if isinstance(e, BudgetExceededError)]
+    assert unsent and len(unsent) + results.success_count == 200
+    assert server.stats.completions == results.success_count
+
+
+async def test_bad_input_fails_before_sending(tmp_path: Path) -> None:
+    server = MockServer()
+    async with server as url, LLMClient(base_url=url, model=MODEL, api_key="k") as client:
+        with pytest.raises(UsageError, match="metadata_list"):
+            await client.chat_completions_batch(_msgs(3), metadata_list=[{}], show_progress=False)
+        bad = [*_msgs(3), [{"role": "user"}]]
+        with pytest.raises(UsageError, match="item 3"):
+            await client.chat_completions_batch(bad, show_progress=False)
+        with pytest.raises(UsageError, match="budget"):
+            await client.chat_completions_batch(_msgs(3), budget=1.0, model="unpriced-model-x",
+                                                show_progress=False)
+    assert server.stats.requests == 0
+
+
+async def test_api_key_never_reaches_the_checkpoint(tmp_path: Path) -> None:
+    secret = "sk-SECRET-do-not-write-1234567890"
+    out = tmp_path / "o.jsonl"
+    async with MockServer(require_api_key="another-key") as url, LLMClient(
+            base_url=url, model=MODEL, api_key=secret, retry_times=0) as client:
+        results = await client.chat_completions_batch(_msgs(3), output_jsonl=str(out),
+                                                      show_progress=False)
+    assert results.failed_count == 3
+    text = out.read_text()
+    assert "error" in text and secret not in text and secret[:12] not in text
+
+
+def test_sync_batch(tmp_path: Path) -> None:
+    with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="k") as client:
+        results = client.chat_completions_batch_sync(_msgs(5), output_jsonl=str(tmp_path / "s.jsonl"),
+                                                     show_progress=False)
+        again = client.chat_completions_batch_sync(_msgs(5), output_jsonl=str(tmp_path / "s.jsonl"),
+                                                   show_progress=False)
+    assert isinstance(results, BatchResult) and isinstance(again, BatchResult)
+    assert list(results) == list(again) and len(results) == 5

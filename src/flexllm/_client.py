@@ -15,6 +15,7 @@ which type comes back. Errors raise typed exceptions (never a ``None`` answer).
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -331,20 +332,23 @@ class LLMClient(BatchMethods):
         """
         self._check_open()
         req = self.build_request(messages, model=model, stream=True, **kwargs)
-        async for item in self._endpoint.stream(req, timeout=timeout):
-            match item:
-                case TextDelta(text=text):
-                    if return_events:
-                        yield item
-                    elif text:
-                        yield text
-                case ThinkingDelta() | ToolCallDelta() | UsageReport() | StreamEnd():
-                    if return_events:
-                        yield item
-                case ChatResult():
-                    pass  # the assembled answer; a text stream has already yielded it
-                case _:
-                    assert_never(item)
+        # aclosing: when our caller closes this generator, the endpoint's stream (and its
+        # connection and slot) is closed right away, not whenever it is garbage collected.
+        async with aclosing(self._endpoint.stream(req, timeout=timeout)) as events:
+            async for item in events:
+                match item:
+                    case TextDelta(text=text):
+                        if return_events:
+                            yield item
+                        elif text:
+                            yield text
+                    case ThinkingDelta() | ToolCallDelta() | UsageReport() | StreamEnd():
+                        if return_events:
+                            yield item
+                    case ChatResult():
+                        pass  # the assembled answer; a text stream has already yielded it
+                    case _:
+                        assert_never(item)
 
     @staticmethod
     def parse_thoughts(data: JSONValue) -> dict[str, str]:

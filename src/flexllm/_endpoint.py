@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Protocol
 
 import anyio
@@ -35,6 +35,8 @@ from flexllm_core import (
     ProviderError,
     RetryPolicy,
     StreamEvent,
+    TextDelta,
+    ThinkingDelta,
     TransportError,
     decide_retry,
     get_codec,
@@ -99,6 +101,8 @@ class _LoopState:
     transport: Transport
     owned: bool
     limiter: ConcurrencyLimiter
+    #: Closes ``transport`` when the loop ends (see Endpoint._start_guard).
+    guard: AsyncGenerator[None, None] | None = None
 
 
 def _now() -> float:
@@ -186,8 +190,35 @@ class Endpoint:
                 owned = True
             state = _LoopState(transport=transport, owned=owned,
                                limiter=ConcurrencyLimiter(self._concurrency))
+            if owned:
+                state.guard = self._start_guard(token)
             self._states[token] = state
         return state
+
+    def _start_guard(self, token: anyio.lowlevel.EventLoopToken) -> AsyncGenerator[None, None]:
+        """An async generator parked inside ``try`` that closes this loop's transport.
+
+        Both asyncio (``asyncio.run`` → ``shutdown_asyncgens``) and trio finalise the async
+        generators still alive when their run ends, in that loop; so connections opened in a
+        loop that ends without ``aclose()`` (``asyncio.run`` called twice with one client)
+        are closed there instead of leaking until garbage collection.
+        """
+        guard = self._guard(token)
+        step = guard.__anext__()  # registers the generator with the running loop
+        try:
+            step.send(None)  # runs to the first yield: nothing in between awaits
+        except StopIteration:
+            pass
+        return guard
+
+    async def _guard(self, token: anyio.lowlevel.EventLoopToken) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            state = self._states.pop(token, None)
+            if state is not None:
+                with anyio.CancelScope(shield=True):
+                    await state.transport.aclose()
 
     def transport(self) -> Transport:
         """This event loop's transport (for side requests such as fetching an image)."""
@@ -215,6 +246,8 @@ class Endpoint:
         if state is not None and state.owned:
             with anyio.CancelScope(shield=True):
                 await state.transport.aclose()
+                if state.guard is not None:
+                    await state.guard.aclose()  # its finally finds nothing left to close
 
     def forget_other_loops(self) -> None:
         """Drop state of loops other than the current one (they have ended)."""
@@ -369,6 +402,8 @@ class Endpoint:
                             decoder = self._codec.stream_decoder()
                             async for chunk in resp.aiter_bytes():
                                 for event in decoder.feed(chunk):
+                                    if isinstance(event, (TextDelta, ThinkingDelta)) and not event.text:
+                                        continue  # an empty delta (OpenAI's role frame) tells nothing
                                     yielded = True
                                     yield event
                             result = decoder.close()

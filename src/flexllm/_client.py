@@ -15,8 +15,8 @@ which type comes back. Errors raise typed exceptions (never a ``None`` answer).
 from __future__ import annotations
 
 import logging
-from contextlib import aclosing
 from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any
 

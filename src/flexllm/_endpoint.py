@@ -14,6 +14,7 @@ caller's own loop without sharing a socket between loops.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -205,10 +206,8 @@ class Endpoint:
         """
         guard = self._guard(token)
         step = guard.__anext__()  # registers the generator with the running loop
-        try:
+        with contextlib.suppress(StopIteration):
             step.send(None)  # runs to the first yield: nothing in between awaits
-        except StopIteration:
-            pass
         return guard
 
     async def _guard(self, token: anyio.lowlevel.EventLoopToken) -> AsyncGenerator[None, None]:

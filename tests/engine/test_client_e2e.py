@@ -7,7 +7,7 @@ exercises the default transport on asyncio and on trio.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, aclosing
+from contextlib import aclosing, asynccontextmanager
 
 import pytest
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from client_support import MESSAGES, error, frames, ok, prompt
+from client_support import error, frames, ok, prompt
 
 from flexllm import (
     AuthenticationError,
@@ -20,7 +20,6 @@ from flexllm import (
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
-    RateLimitError,
     ReadError,
     RetryNotice,
     ServerError,

@@ -55,13 +55,12 @@ def test_sync_call_inside_asyncio_run() -> None:
 
 
 def test_sync_call_inside_trio_run() -> None:
-    with MockServer() as url:
-        with LLMClient(base_url=url, model="m") as client:
+    with MockServer() as url, LLMClient(base_url=url, model="m") as client:
 
-            async def main() -> object:
-                return client.chat_completions_sync(MESSAGES)
+        async def main() -> object:
+            return client.chat_completions_sync(MESSAGES)
 
-            assert str(anyio.run(main, backend="trio")).startswith(ANSWER_PREFIX)
+        assert str(anyio.run(main, backend="trio")).startswith(ANSWER_PREFIX)
 
 
 def test_one_client_across_several_event_loops() -> None:

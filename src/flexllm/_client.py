@@ -15,7 +15,7 @@ which type comes back. Errors raise typed exceptions (never a ``None`` answer).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any
@@ -322,7 +322,7 @@ class LLMClient(BatchMethods):
         model: str | None = None,
         timeout: float | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Stream one answer: text pieces, or every event with ``return_events=True``.
 
         Text pieces exclude reasoning. With ``return_events`` the items are the core's

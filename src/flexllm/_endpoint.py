@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 import anyio
@@ -366,7 +366,7 @@ class Endpoint:
 
     async def stream(
         self, req: ChatRequest, *, timeout: float | None = None
-    ) -> AsyncIterator[StreamEvent | ChatResult]:
+    ) -> AsyncGenerator[StreamEvent | ChatResult, None]:
         """Send ``req`` streaming; yield its events, then the assembled ChatResult last.
 
         A failure before the first event is retried like ``complete``; after it, it is

@@ -172,3 +172,34 @@ def test_extra_headers_are_sent() -> None:
         client.chat_completions_sync(MESSAGES)
     assert seen[0].header("x-team") == "research"
     assert seen[0].header("authorization") == f"Bearer {FAKE_KEY}"
+
+
+@pytest.mark.anyio
+async def test_vertex_mode_sends_the_env_bearer_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_OAUTH_ACCESS_TOKEN", "ya29.test-token")
+    seen: list[HttpRequest] = []
+
+    def handler(req: HttpRequest) -> HttpResponse:
+        seen.append(req)
+        return ok("gemini", text="from vertex")
+
+    client = GeminiClient(model="gemini-2.0-flash", project_id="proj-1", location="us-central1",
+                          use_vertex_ai=True, transport=MemoryTransport(handler))
+    assert await client.chat_completions(MESSAGES) == "from vertex"
+    (req,) = seen
+    assert req.header("authorization") == "Bearer ya29.test-token"
+    assert "proj-1" in req.url and "us-central1" in req.url
+    assert "ya29" not in repr(client) and "ya29" not in repr(client.endpoint)
+
+
+def test_vertex_mode_without_credentials_says_how_to_get_them() -> None:
+    import importlib.util
+
+    try:
+        has_google_auth = importlib.util.find_spec("google.auth") is not None
+    except ImportError:
+        has_google_auth = False
+    if has_google_auth:
+        pytest.skip("google-auth is installed: it would be used")
+    with pytest.raises(UsageError, match="GOOGLE_OAUTH_ACCESS_TOKEN"):
+        GeminiClient(model="g", project_id="p", location="l", use_vertex_ai=True)

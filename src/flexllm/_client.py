@@ -409,13 +409,18 @@ class LLMClient(BatchMethods):
             self._sync.close(cleanup)
 
     async def __aenter__(self) -> LLMClient:
+        """Open the client for a block; its transport runs in block mode (faster)."""
         self._check_open()
+        await self._endpoint.__aenter__()
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.aclose()
+        try:
+            await self._endpoint.__aexit__(et, exc, tb)
+        finally:
+            await self.aclose()
 
     def __enter__(self) -> LLMClient:
         self._check_open()

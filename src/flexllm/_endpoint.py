@@ -18,6 +18,7 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator, Callable
+from types import TracebackType
 from typing import Protocol
 
 import anyio
@@ -104,6 +105,8 @@ class _LoopState:
     limiter: ConcurrencyLimiter
     #: Closes ``transport`` when the loop ends (see Endpoint._start_guard).
     guard: AsyncGenerator[None, None] | None = None
+    #: True inside ``async with endpoint`` (the transport's own context is entered).
+    entered: bool = False
 
 
 def _now() -> float:
@@ -235,14 +238,52 @@ class Endpoint:
             last_error=self._last_error,
         )
 
+    async def __aenter__(self) -> Endpoint:
+        """Run this loop's transport in its block mode until ``__aexit__``.
+
+        A transport that is itself an async context manager (AnyioTransport) then watches
+        deadlines with one background task instead of a cancel scope per request, which
+        saves about 35 µs of CPU per request. Must be exited in the task that entered it.
+        """
+        state = self._state()
+        enter = getattr(state.transport, "__aenter__", None)
+        if state.owned and enter is not None and not state.entered:
+            await enter()
+            state.entered = True
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        token = anyio.lowlevel.current_token()
+        state = self._states.get(token)
+        if state is None or not state.entered:
+            await self.aclose()
+            return
+        del self._states[token]
+        # No shielding scope around this: the transport's task group was entered before
+        # it and must be exited as the current scope.
+        try:
+            await state.transport.__aexit__(et, exc, tb)  # type: ignore[attr-defined]
+        finally:
+            if state.guard is not None:
+                with anyio.CancelScope(shield=True):
+                    await state.guard.aclose()
+
     async def aclose(self) -> None:
-        """Close the transport this endpoint created for the current event loop."""
+        """Close the transport this endpoint created for the current event loop.
+
+        A transport entered with ``async with endpoint`` is left to ``__aexit__``.
+        """
         try:
             token = anyio.lowlevel.current_token()
         except Exception:  # no loop running: nothing of ours can be closed from here
             return
-        state = self._states.pop(token, None)
-        if state is not None and state.owned:
+        state = self._states.get(token)
+        if state is None or state.entered:
+            return
+        del self._states[token]
+        if state.owned:
             with anyio.CancelScope(shield=True):
                 await state.transport.aclose()
                 if state.guard is not None:

@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
 
 import anyio
@@ -36,7 +36,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from flexllm_core import (
     ChatResult,
-    CheckpointRecord,
     FlexLLMError,
     ScanResult,
     UsageError,
@@ -61,6 +60,8 @@ log = logging.getLogger("flexllm.batch")
 _Entry = tuple[BatchItem, bytes | None, bool]
 
 _MAX_LISTED = 20
+#: The end of the input.
+_END = object()
 
 
 class ChangedInputError(UsageError):
@@ -99,7 +100,7 @@ class BatchRun:
         self._warm_lock = anyio.Lock()
         self.counters = BatchCounters()
         self._concurrency = sum(max(1, lane.concurrency) for lane in self._lanes)
-        self._tokens = anyio.Semaphore(self._concurrency)
+        self._tokens = _Tokens(self._concurrency)
         self._file: CheckpointFile | None = None
         self._scan: ScanResult | None = None
         self._changed: set[int] = set()
@@ -114,6 +115,12 @@ class BatchRun:
         self._display: ProgressDisplay | None = None
         self._finished = False
         self._orphans: list[_Entry] = []
+        self._iter: Iterator[object] | AsyncIterator[object] = iter(())
+        self._pull_lock = anyio.Lock()
+        self._next_index = 0
+        self._held_index = 0
+        self._exhausted = False
+        self._restore_list: list[int] = []
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -143,18 +150,22 @@ class BatchRun:
             self._display.start()
         if opt.track_cost:
             self.counters.cost = 0.0
-        work_send, work_recv = anyio.create_memory_object_stream[Prepared](0)
-        rec_send, rec_recv = anyio.create_memory_object_stream[_Entry](self._concurrency)
         out_send, out_recv = anyio.create_memory_object_stream[_Entry](self._concurrency)
         self._out = out_recv
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self._writer, rec_recv, out_send.clone())
-        self._tg.start_soon(self._feeder, work_send, out_send)
+        if self._file is not None:
+            rec_send, rec_recv = anyio.create_memory_object_stream[_Entry](self._concurrency)
+            self._tg.start_soon(self._writer, rec_recv, out_send.clone())
+        else:
+            rec_send = out_send.clone()  # no checkpoint: workers hand results straight over
+        source = self._source
+        self._iter = (aiterate(source) if isinstance(source, (JSONLFile, AsyncIterable))
+                      else iter(source))
         for lane in self._lanes:
             for _ in range(max(1, lane.concurrency)):
-                self._tg.start_soon(self._worker, lane, work_recv.clone(), rec_send.clone())
-        work_recv.close()
+                self._tg.start_soon(self._worker, lane, out_send.clone(), rec_send.clone())
+        out_send.close()
         rec_send.close()
         return self
 
@@ -248,71 +259,92 @@ class BatchRun:
             f, self._file = self._file, None
             await anyio.to_thread.run_sync(f.close)
 
-    # -- feeder --------------------------------------------------------------------------
+    # -- pulling work (every worker pulls from the one shared input) ---------------------
 
-    async def _feeder(self, work: MemoryObjectSendStream[Prepared],
-                      out: MemoryObjectSendStream[_Entry]) -> None:
+    async def _pull(self) -> object:
+        """The next raw input item, or _END; the index is assigned by the caller at once."""
+        it = self._iter
+        if isinstance(it, Iterator):
+            return next(it, _END)  # no await: atomic between workers
+        async with self._pull_lock:
+            try:
+                raw = await it.__anext__()
+            except StopAsyncIteration:
+                return _END
+            # Assign the index before releasing the lock, so indices follow input order.
+            self._held_index = self._next_index
+            self._next_index += 1
+            return raw
+
+    def _take_index(self) -> int:
+        if isinstance(self._iter, Iterator):
+            index = self._next_index
+            self._next_index += 1
+            return index
+        return self._held_index
+
+    async def _next_work(self, out: MemoryObjectSendStream[_Entry]) -> Prepared | None:
+        """The next item a worker should send; None when the run is out of work.
+
+        Items finished in an earlier run are read back from the checkpoint in groups, and
+        invalid or unsendable items go straight to the consumer, on the way.
+        """
         done = self._scan.done if self._scan is not None else {}
-        restore: list[int] = []
-        index = -1
-        async with work, out:
-            async for raw in aiterate(self._source):
-                index += 1
-                await self._send_requeued(work)
-                if self._late_changed:
-                    break  # a one-shot input changed: stop sending, report at the end
-                recorded = done.get(index)
-                if recorded is not None and index not in self._changed:
-                    if not self._verified:
-                        try:
-                            prepared = self._prepare(raw, index)
-                        except UsageError as exc:
-                            await out.send((_invalid(index, exc), None, False))
-                            continue
-                        if request_hash(prepared.request) != recorded:
-                            if self._opt.on_changed == "error":
-                                self._late_changed.append(index)
-                                continue
-                            await self._dispatch(prepared, work, out)
-                            continue
-                    restore.append(index)
-                    if len(restore) >= self._opt.restore_chunk:
-                        await self._restore(restore, out)
-                        restore = []
+        while True:
+            if self._requeued:
+                self._in_flight += 1
+                return self._requeued.popleft()
+            if self._exhausted or self._late_changed:
+                if self._restore_list:
+                    await self._restore(out)
                     continue
-                try:
-                    prepared = self._prepare(raw, index)
-                except UsageError as exc:
-                    await out.send((_invalid(index, exc), None, False))
-                    continue
-                await self._dispatch(prepared, work, out)
-            if self.counters.total is None:
-                self.counters.total = index + 1
-            if restore:
-                await self._restore(restore, out)
-            # Items a lane handed back must still be served before the workers may stop.
-            while self._in_flight or self._requeued:
-                if self._requeued:
-                    await self._send_requeued(work)
-                    continue
-                self._requeue_event = anyio.Event()
+                if not self._in_flight:
+                    return None
+                # Wait for the items in flight: a lane may still hand one back.
+                if self._requeue_event.is_set():
+                    self._requeue_event = anyio.Event()
                 await self._requeue_event.wait()
+                continue
+            raw = await self._pull()
+            if raw is _END:
+                self._exhausted = True
+                if self.counters.total is None:
+                    self.counters.total = self._next_index
+                self._requeue_event.set()
+                continue
+            index = self._take_index()
+            recorded = done.get(index)
+            if recorded is not None and index not in self._changed:
+                if not self._verified:
+                    # A one-shot input is checked against its record as it is read.
+                    try:
+                        prepared = self._prepare(raw, index)
+                    except UsageError as exc:
+                        await out.send((_invalid(index, exc), None, False))
+                        continue
+                    if request_hash(prepared.request) != recorded:
+                        if self._opt.on_changed == "error":
+                            self._late_changed.append(index)  # stop sending; raise at the end
+                            continue
+                        return self._dispatch(prepared)
+                self._restore_list.append(index)
+                if len(self._restore_list) >= self._opt.restore_chunk:
+                    await self._restore(out)
+                continue
+            try:
+                prepared = self._prepare(raw, index)
+            except UsageError as exc:
+                await out.send((_invalid(index, exc), None, False))
+                continue
+            return self._dispatch(prepared)
 
-    async def _dispatch(self, prepared: Prepared, work: MemoryObjectSendStream[Prepared],
-                        out: MemoryObjectSendStream[_Entry]) -> None:
-        if self._halted is not None:
-            await out.send((self._not_sent(prepared), None, False))
-        else:
-            self._in_flight += 1
-            await work.send(prepared)
+    def _dispatch(self, prepared: Prepared) -> Prepared:
+        self._in_flight += 1
+        return prepared
 
-    async def _send_requeued(self, work: MemoryObjectSendStream[Prepared]) -> None:
-        while self._requeued:
-            self._in_flight += 1
-            await work.send(self._requeued.popleft())
-
-    async def _restore(self, indices: list[int], out: MemoryObjectSendStream[_Entry]) -> None:
+    async def _restore(self, out: MemoryObjectSendStream[_Entry]) -> None:
         assert self._scan is not None and self._file is not None
+        indices, self._restore_list = self._restore_list, []
         offsets = [self._scan.done_offsets[i] for i in indices]
         file = self._file
 
@@ -332,11 +364,14 @@ class BatchRun:
 
     # -- workers -------------------------------------------------------------------------
 
-    async def _worker(self, lane: Lane, work: MemoryObjectReceiveStream[Prepared],
+    async def _worker(self, lane: Lane, out: MemoryObjectSendStream[_Entry],
                       records: MemoryObjectSendStream[_Entry]) -> None:
-        async with work, records:
-            async for prepared in work:
+        async with out, records:
+            while (prepared := await self._next_work(out)) is not None:
                 try:
+                    if self._halted is not None:
+                        await out.send((self._not_sent(prepared), None, False))
+                        continue
                     await self._tokens.acquire()
                     try:
                         entry = await self._process(lane, prepared)
@@ -416,14 +451,16 @@ class BatchRun:
                         latency: float, cost: float | None) -> _Entry:
         item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,
                          latency=latency, cost=cost)
-        return (item, self._line(record_of(item, p, self._opt)), True)
+        return (item, self._line(item, p), True)
 
     def _failed_entry(self, p: Prepared, exc: FlexLLMError, latency: float) -> _Entry:
         item = BatchItem(index=p.index, error=exc, metadata=p.metadata, latency=latency)
-        return (item, self._line(record_of(item, p, self._opt)), True)
+        return (item, self._line(item, p), True)
 
-    def _line(self, record: CheckpointRecord) -> bytes | None:
-        return encode_record(record) if self._opt.output_jsonl is not None else None
+    def _line(self, item: BatchItem, p: Prepared) -> bytes | None:
+        if self._opt.output_jsonl is None:
+            return None
+        return encode_record(record_of(item, p, self._opt))
 
     # -- writer --------------------------------------------------------------------------
 
@@ -466,6 +503,39 @@ class BatchRun:
         lines = [line for _item, line, _t in entries if line is not None]
         if lines and self._file is not None:
             await anyio.to_thread.run_sync(self._file.append, lines)
+
+
+class _Tokens:
+    """Consumer tokens: a worker takes one before sending, the consumer gives it back.
+
+    Like a semaphore, but the uncontended path does not yield to the event loop (anyio's
+    Semaphore costs two trips through the loop per acquire, on every item of a batch).
+    """
+
+    def __init__(self, total: int) -> None:
+        self._free = total
+        self._waiters: deque[anyio.Event] = deque()
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event in self._waiters:
+                self._waiters.remove(event)
+            elif event.is_set():
+                self.release()  # handed a token while being cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # the token goes straight to the first waiter
+        else:
+            self._free += 1
 
 
 def _invalid(index: int, exc: UsageError) -> BatchItem:

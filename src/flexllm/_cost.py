@@ -20,6 +20,7 @@ import attrs
 from flexllm_core import (
     ChatRequest,
     FlexLLMError,
+    ModelPrice,
     PricingTable,
     Usage,
     UsageError,
@@ -144,6 +145,7 @@ class CostTracker:
             raise UsageError(f"budget must be a number of USD >= 0, got {budget!r}")
         self.budget = None if budget is None else float(budget)
         self._pricing = pricing or default_pricing()
+        self._prices: dict[str, ModelPrice | None] = {}
         self._spent = 0.0
         self._reserved = 0.0
         self._saved = 0.0
@@ -151,6 +153,14 @@ class CostTracker:
         self._by_model: dict[str, _Acc] = {}
         self._unknown: set[str] = set()
         self.budget_exceeded = False
+
+    def _lookup(self, model: str) -> ModelPrice | None:
+        # Name normalisation runs regexes: remember the answer per spelling.
+        try:
+            return self._prices[model]
+        except KeyError:
+            price = self._prices[model] = self._pricing.lookup(model)
+            return price
 
     @property
     def spent(self) -> float:
@@ -168,7 +178,7 @@ class CostTracker:
         """
         if self.budget is None:
             return
-        missing = sorted({m for m in models if self._pricing.lookup(m) is None})
+        missing = sorted({m for m in models if self._lookup(m) is None})
         if missing:
             raise UsageError(
                 f"budget= needs a price for {', '.join(missing)}, which the pricing table does "
@@ -177,7 +187,7 @@ class CostTracker:
 
     def worst_case(self, request: ChatRequest) -> float:
         """USD upper bound of one request: counted prompt plus max output."""
-        price = self._pricing.lookup(request.model)
+        price = self._lookup(request.model)
         if price is None:
             raise UsageError(f"no price for model {request.model!r}; a budget cannot be enforced")
         counted = count_tokens_detailed(list(request.messages), request.model)
@@ -222,7 +232,7 @@ class CostTracker:
         acc.input_tokens += usage.prompt_tokens
         acc.output_tokens += usage.completion_tokens
         acc.cached_tokens += usage.cached_tokens or 0
-        price = self._pricing.lookup(model)
+        price = self._lookup(model)
         if price is None:
             if model not in self._unknown:
                 self._unknown.add(model)
@@ -238,12 +248,12 @@ class CostTracker:
     def cache_hit(self, model: str, usage: Usage | None) -> None:
         """A cached answer: free, but counted with what it would have cost."""
         self._hits += 1
-        price = self._pricing.lookup(model)
+        price = self._lookup(model)
         if usage is not None and price is not None:
             self._saved += cost_of(usage, price)
 
     def cost_of(self, model: str, usage: Usage | None) -> float | None:
-        price = self._pricing.lookup(model)
+        price = self._lookup(model)
         if usage is None or price is None:
             return None
         return cost_of(usage, price)

@@ -48,6 +48,7 @@ async def test_resume_skips_finished_items(tmp_path: Path) -> None:
 async def test_torn_last_line_is_cut_not_glued(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     await run_all(messages(3), ScriptedLane(), output_jsonl=out)
+    before = out.read_bytes()
     torn = b'{"index":3,"request_hash":"abc","status":"success","output":"half an ans'
     with out.open("ab") as f:
         f.write(torn)
@@ -55,7 +56,7 @@ async def test_torn_last_line_is_cut_not_glued(tmp_path: Path) -> None:
     got, _ = await run_all(messages(5), lane, output_jsonl=out)
     assert sorted(lane.sent) == ["q3", "q4"]
     recs = records(out)  # every line parses on its own: nothing glued onto the torn line
-    assert [r["index"] for r in recs][:3] == [0, 1, 2]
+    assert out.read_bytes().startswith(before)
     assert sorted(r["index"] for r in recs) == [0, 1, 2, 3, 4]
     assert torn not in out.read_bytes()
     assert {i.index: i.text for i in got}[3] == answer_for("q3")

@@ -119,8 +119,13 @@ class _Exchange:
                 self.phase = "total"
         assert self.conn is not None
         self.conn.deadline = deadline
-        if self.scope is not None:
-            self.scope.deadline = deadline + self.offset
+        scope = self.scope
+        if scope is not None:
+            # Moving an anyio deadline costs a timer; skip moves of under 10 ms (a timeout
+            # may then fire up to 10 ms off, which no caller can tell from jitter).
+            deadline += self.offset
+            if abs(deadline - scope.deadline) > 0.01:
+                scope.deadline = deadline
 
     def disarm(self) -> None:
         """Between stream pieces the caller's own processing time does not count."""
@@ -150,6 +155,8 @@ class _Exchange:
 
     def map_error(self, exc: BaseException) -> FlexLLMError | None:
         """The flexllm error for ``exc``, or None to let it propagate (cancellation, bugs)."""
+        if not isinstance(exc, Exception):
+            return None  # cancellation (trio's Cancelled, asyncio's CancelledError) must go on
         label = self.route.label
         if self.timed_out or (self.conn is not None and self.conn.timed_out):
             return self.timeout_error()
@@ -461,8 +468,11 @@ class _StreamContext:
         ex = self._ex
         try:
             if ex.conn is not None:
-                # Left before the body ended: the connection is mid-response, close it.
-                await self._transport._discard(ex)
+                if ex.parser is not None and ex.parser.complete:
+                    await self._transport._release(ex)  # body ended (maybe unread): reuse
+                else:
+                    # Left before the body ended: the connection is mid-response, close it.
+                    await self._transport._discard(ex)
         finally:
             if ex.scope is not None:
                 # trio's scope returns True from __exit__ whenever nothing is left to

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
 import struct
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
 import attrs
 from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSListener
 
 
 @attrs.define
@@ -30,6 +35,7 @@ class Request:
 @attrs.define
 class Server:
     port: int
+    scheme: str = "http"
     #: Connections accepted so far.
     connections: int = 0
     #: Connections open right now, and the most that were open at once.
@@ -39,14 +45,14 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
-Handler = Callable[[Request, anyio.abc.SocketStream, Server], Awaitable[bool]]
+Handler = Callable[[Request, Any, Server], Awaitable[bool]]
 
 
 class _Reader:
-    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, stream: Any) -> None:
         self.stream = stream
         self.buf = b""
 
@@ -72,13 +78,17 @@ class _Reader:
 
 
 @asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[Server]:
-    """Run ``handler`` for every request on an ephemeral port until the block exits."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(SocketAttribute.local_port)
-    server = Server(port=port)
+async def serve(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
+    """Run ``handler`` for every request on an ephemeral port until the block exits
+    (over TLS when ``ssl_context`` is given)."""
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = tcp.extra(SocketAttribute.local_port)
+    server = Server(port=port, scheme="https" if ssl_context else "http")
+    listener: anyio.abc.Listener[Any] = tcp
+    if ssl_context is not None:
+        listener = TLSListener(tcp, ssl_context, standard_compatible=False)
 
-    async def on_connection(stream: anyio.abc.SocketStream) -> None:
+    async def on_connection(stream: Any) -> None:
         server.connections += 1
         server.open_now += 1
         server.open_max = max(server.open_max, server.open_now)
@@ -147,3 +157,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def self_signed(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context, client context trusting it) for a cert valid for 127.0.0.1."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=str(cert))
+    return server, client

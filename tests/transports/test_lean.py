@@ -6,6 +6,7 @@ watchdog (``async with transport``) and without it (a cancel scope per request).
 
 from __future__ import annotations
 
+import ssl
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from _httpserver import (
     gzipped,
     reset,
     response,
+    self_signed,
     serve,
 )
 
@@ -424,3 +426,63 @@ def test_constructor_validates() -> None:
         AnyioTransport(max_connections_per_host=0)
     with pytest.raises(UsageError, match="parser"):
         AnyioTransport(parser="fast")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tls_contexts(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    return self_signed(tmp_path_factory.mktemp("tls"))
+
+
+async def test_https_keep_alive(kind: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server_ctx, client_ctx = tls_contexts
+    with anyio.fail_after(LIMIT):
+        async with serve(echo, server_ctx) as srv, open_transport(kind, ssl_context=client_ctx) as t:
+            assert srv.url.startswith("https://")
+            for _ in range(3):
+                assert (await t.send(post(srv.url))).status == 200
+            async with t.stream(post(srv.url)) as resp:
+                assert b'"n": 4' in await resp.aread()
+            assert srv.connections == 1
+
+
+async def test_https_untrusted_certificate_is_a_connect_error(
+    kind: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_ctx, _ = tls_contexts
+    with anyio.fail_after(LIMIT):
+        async with serve(echo, server_ctx) as srv, open_transport(kind) as t:
+            with pytest.raises(ConnectError, match=f"127.0.0.1:{srv.port}.*(?i:certificate)"):
+                await t.send(post(srv.url))
+
+
+async def test_outside_cancellation_propagates_and_drops_the_connection(kind: str) -> None:
+    async def first_silent(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        if len(srv.requests) == 1:
+            await anyio.sleep_forever()
+        return await echo(req, stream, srv)
+
+    with anyio.fail_after(LIMIT):
+        async with serve(first_silent) as srv, open_transport(kind) as t:
+            with anyio.move_on_after(0.2) as scope:
+                await t.send(post(srv.url))
+            assert scope.cancelled_caught  # a cancellation, not a RequestTimeout
+            with anyio.move_on_after(0.2) as scope:
+                async with t.stream(post(srv.url)) as resp:
+                    await resp.aread()
+            assert not scope.cancelled_caught
+            assert (await t.send(post(srv.url))).status == 200
+            assert srv.connections == 2  # the cancelled request's connection was not reused
+
+
+async def test_empty_stream_body_keeps_the_connection(kind: str) -> None:
+    async def no_content(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await stream.send(b"HTTP/1.1 204 No Content\r\n\r\n")
+        return True
+
+    with anyio.fail_after(LIMIT):
+        async with serve(no_content) as srv, open_transport(kind) as t:
+            for _ in range(3):
+                async with t.stream(post(srv.url)) as resp:
+                    assert resp.status == 204
+                assert (await t.send(post(srv.url))).body == b""
+            assert srv.connections == 1

@@ -23,7 +23,6 @@ The runner knows nothing of clients or pools: it takes :class:`Lane` objects, wh
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
@@ -48,6 +47,7 @@ from flexllm_core import (
 from ._batch_input import BatchInput, JSONLFile, aiterate, as_source, verify_inputs
 from ._batch_records import item_from_record, record_of
 from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared, RequeueItem
+from ._batch_writer import Entry, Tokens, run_writer, write_entries
 from ._checkpoint_file import CheckpointFile
 from ._cost import BudgetExceededError, CostTracker, Reservation
 from ._progress import BatchCounters, ProgressDisplay
@@ -56,8 +56,6 @@ __all__ = ("BatchRun", "ChangedInputError")
 
 log = logging.getLogger("flexllm.batch")
 
-# (item, checkpoint line or None, took a consumer token)
-_Entry = tuple[BatchItem, bytes | None, bool]
 
 _MAX_LISTED = 20
 #: The end of the input.
@@ -100,7 +98,7 @@ class BatchRun:
         self._warm_lock = anyio.Lock()
         self.counters = BatchCounters()
         self._concurrency = sum(max(1, lane.concurrency) for lane in self._lanes)
-        self._tokens = _Tokens(self._concurrency)
+        self._tokens = Tokens(self._concurrency)
         self._file: CheckpointFile | None = None
         self._scan: ScanResult | None = None
         self._changed: set[int] = set()
@@ -111,10 +109,10 @@ class BatchRun:
         self._requeue_event = anyio.Event()
         self._in_flight = 0
         self._tg: anyio.abc.TaskGroup | None = None
-        self._out: MemoryObjectReceiveStream[_Entry] | None = None
+        self._out: MemoryObjectReceiveStream[Entry] | None = None
         self._display: ProgressDisplay | None = None
         self._finished = False
-        self._orphans: list[_Entry] = []
+        self._orphans: list[Entry] = []
         self._iter: Iterator[object] | AsyncIterator[object] = iter(())
         self._pull_lock = anyio.Lock()
         self._next_index = 0
@@ -150,13 +148,13 @@ class BatchRun:
             self._display.start()
         if opt.track_cost:
             self.counters.cost = 0.0
-        out_send, out_recv = anyio.create_memory_object_stream[_Entry](self._concurrency)
+        out_send, out_recv = anyio.create_memory_object_stream[Entry](self._concurrency)
         self._out = out_recv
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         if self._file is not None:
-            rec_send, rec_recv = anyio.create_memory_object_stream[_Entry](self._concurrency)
-            self._tg.start_soon(self._writer, rec_recv, out_send.clone())
+            rec_send, rec_recv = anyio.create_memory_object_stream[Entry](self._concurrency)
+            self._tg.start_soon(run_writer, self._file, rec_recv, out_send.clone())
         else:
             rec_send = out_send.clone()  # no checkpoint: workers hand results straight over
         source = self._source
@@ -231,7 +229,7 @@ class BatchRun:
         finally:
             with anyio.CancelScope(shield=True):
                 if self._orphans:
-                    await self._write(self._orphans)
+                    await write_entries(self._file, self._orphans)
                     self._orphans = []
                 await self._close_file()
                 if self._out is not None:
@@ -283,7 +281,7 @@ class BatchRun:
             return index
         return self._held_index
 
-    async def _next_work(self, out: MemoryObjectSendStream[_Entry]) -> Prepared | None:
+    async def _next_work(self, out: MemoryObjectSendStream[Entry]) -> Prepared | None:
         """The next item a worker should send; None when the run is out of work.
 
         Items finished in an earlier run are read back from the checkpoint in groups, and
@@ -342,7 +340,7 @@ class BatchRun:
         self._in_flight += 1
         return prepared
 
-    async def _restore(self, out: MemoryObjectSendStream[_Entry]) -> None:
+    async def _restore(self, out: MemoryObjectSendStream[Entry]) -> None:
         assert self._scan is not None and self._file is not None
         indices, self._restore_list = self._restore_list, []
         offsets = [self._scan.done_offsets[i] for i in indices]
@@ -364,8 +362,8 @@ class BatchRun:
 
     # -- workers -------------------------------------------------------------------------
 
-    async def _worker(self, lane: Lane, out: MemoryObjectSendStream[_Entry],
-                      records: MemoryObjectSendStream[_Entry]) -> None:
+    async def _worker(self, lane: Lane, out: MemoryObjectSendStream[Entry],
+                      records: MemoryObjectSendStream[Entry]) -> None:
         async with out, records:
             while (prepared := await self._next_work(out)) is not None:
                 try:
@@ -391,7 +389,7 @@ class BatchRun:
                     self._in_flight -= 1
                     self._requeue_event.set()
 
-    async def _process(self, lane: Lane, p: Prepared) -> _Entry | None:
+    async def _process(self, lane: Lane, p: Prepared) -> Entry | None:
         opt, tracker = self._opt, self.tracker
         key = None
         if opt.cache is not None and opt.cache_key is not None:
@@ -448,12 +446,12 @@ class BatchRun:
         self._settled.set()
 
     def _finished_entry(self, p: Prepared, result: ChatResult, source: ItemSource, *,
-                        latency: float, cost: float | None) -> _Entry:
+                        latency: float, cost: float | None) -> Entry:
         item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,
                          latency=latency, cost=cost)
         return (item, self._line(item, p), True)
 
-    def _failed_entry(self, p: Prepared, exc: FlexLLMError, latency: float) -> _Entry:
+    def _failed_entry(self, p: Prepared, exc: FlexLLMError, latency: float) -> Entry:
         item = BatchItem(index=p.index, error=exc, metadata=p.metadata, latency=latency)
         return (item, self._line(item, p), True)
 
@@ -461,82 +459,6 @@ class BatchRun:
         if self._opt.output_jsonl is None:
             return None
         return encode_record(record_of(item, p, self._opt))
-
-    # -- writer --------------------------------------------------------------------------
-
-    async def _writer(self, records: MemoryObjectReceiveStream[_Entry],
-                      out: MemoryObjectSendStream[_Entry]) -> None:
-        pending: list[_Entry] = []
-        async with records, out:
-            try:
-                while True:
-                    due = self._file.sync_due_in() if self._file is not None else None
-                    with anyio.move_on_after(math.inf if due is None else due):
-                        try:
-                            pending.append(await records.receive())
-                        except anyio.EndOfStream:
-                            break
-                    if not pending:
-                        if self._file is not None:
-                            await anyio.to_thread.run_sync(self._file.sync_if_due)
-                        continue
-                    while len(pending) < 1024:
-                        try:
-                            pending.append(records.receive_nowait())
-                        except (anyio.WouldBlock, anyio.EndOfStream):
-                            break
-                    batch, pending = pending, []
-                    with anyio.CancelScope(shield=True):
-                        await self._write(batch)
-                    for entry in batch:
-                        await out.send(entry)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    while True:
-                        try:
-                            pending.append(records.receive_nowait())
-                        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-                            break
-                    await self._write(pending)
-
-    async def _write(self, entries: list[_Entry]) -> None:
-        lines = [line for _item, line, _t in entries if line is not None]
-        if lines and self._file is not None:
-            await anyio.to_thread.run_sync(self._file.append, lines)
-
-
-class _Tokens:
-    """Consumer tokens: a worker takes one before sending, the consumer gives it back.
-
-    Like a semaphore, but the uncontended path does not yield to the event loop (anyio's
-    Semaphore costs two trips through the loop per acquire, on every item of a batch).
-    """
-
-    def __init__(self, total: int) -> None:
-        self._free = total
-        self._waiters: deque[anyio.Event] = deque()
-
-    async def acquire(self) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return
-        event = anyio.Event()
-        self._waiters.append(event)
-        try:
-            await event.wait()
-        except BaseException:
-            if event in self._waiters:
-                self._waiters.remove(event)
-            elif event.is_set():
-                self.release()  # handed a token while being cancelled: pass it on
-            raise
-
-    def release(self) -> None:
-        if self._waiters:
-            self._waiters.popleft().set()  # the token goes straight to the first waiter
-        else:
-            self._free += 1
-
 
 def _invalid(index: int, exc: UsageError) -> BatchItem:
     return BatchItem(index=index, error=exc, source=ItemSource.NOT_SENT)

@@ -1,0 +1,102 @@
+"""The batch's single writer: the only task that touches the checkpoint file.
+
+It takes finished items from the workers, appends their records in completion order (one
+``write(2)`` per group, through a worker thread), then passes the items on to the consumer:
+whatever the consumer has seen is already in the file. A pending fsync (``fsync_interval``)
+is honoured even when no record arrives. On cancellation its shielded ``finally`` still
+writes every record it has received.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import anyio
+import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._batch_types import BatchItem
+from ._checkpoint_file import CheckpointFile
+
+__all__ = ("Entry", "Tokens", "run_writer", "write_entries")
+
+#: (item, checkpoint line or None, took a consumer token)
+Entry = tuple[BatchItem, bytes | None, bool]
+
+#: Records handed to one write(2) at most.
+_GROUP = 1024
+
+
+async def write_entries(file: CheckpointFile | None, entries: list[Entry]) -> None:
+    lines = [line for _item, line, _t in entries if line is not None]
+    if lines and file is not None:
+        await anyio.to_thread.run_sync(file.append, lines)
+
+
+async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Entry],
+                     out: MemoryObjectSendStream[Entry]) -> None:
+    """Write records as they come, then forward them; ends when every worker is done."""
+    pending: list[Entry] = []
+    async with records, out:
+        try:
+            while True:
+                due = file.sync_due_in()
+                with anyio.move_on_after(math.inf if due is None else due):
+                    try:
+                        pending.append(await records.receive())
+                    except anyio.EndOfStream:
+                        break
+                if not pending:  # the fsync timer fired with nothing new to write
+                    await anyio.to_thread.run_sync(file.sync_if_due)
+                    continue
+                while len(pending) < _GROUP:
+                    try:
+                        pending.append(records.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                batch, pending = pending, []
+                with anyio.CancelScope(shield=True):  # a group is written whole or not at all
+                    await write_entries(file, batch)
+                for entry in batch:
+                    await out.send(entry)
+        finally:
+            with anyio.CancelScope(shield=True):
+                while True:
+                    try:
+                        pending.append(records.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                        break
+                await write_entries(file, pending)
+
+class Tokens:
+    """Consumer tokens: a worker takes one before sending, the consumer gives it back.
+
+    Like a semaphore, but the uncontended path does not yield to the event loop (anyio's
+    Semaphore costs two trips through the loop per acquire, on every item of a batch).
+    """
+
+    def __init__(self, total: int) -> None:
+        self._free = total
+        self._waiters: deque[anyio.Event] = deque()
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event in self._waiters:
+                self._waiters.remove(event)
+            elif event.is_set():
+                self.release()  # handed a token while being cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # the token goes straight to the first waiter
+        else:
+            self._free += 1

@@ -8,14 +8,14 @@ answer without a network.
 
 from __future__ import annotations
 
-from ._httpx import HttpxTransport as HttpxTransport
-from ._httpx import default_transport as default_transport
+from ._httpx import HttpxTransport as HttpxTransport, default_transport as default_transport
 from ._lean import AnyioTransport as AnyioTransport
-from ._protocol import StreamResponse as StreamResponse
-from ._protocol import Timeouts as Timeouts
-from ._protocol import Transport as Transport
-from .testing import MemoryTransport as MemoryTransport
-from .testing import ReplayTransport as ReplayTransport
+from ._protocol import (
+    StreamResponse as StreamResponse,
+    Timeouts as Timeouts,
+    Transport as Transport,
+)
+from .testing import MemoryTransport as MemoryTransport, ReplayTransport as ReplayTransport
 
 __all__ = (
     "AnyioTransport",

@@ -171,7 +171,8 @@ class HttpxTransport:
                     headers={"User-Agent": user_agent or f"flexllm/{_VERSION}"},
                 )
             except ImportError as exc:
-                raise UsageError(f"http2=True needs the h2 package ({exc})") from None
+                # http2=True needs h2, a socks:// proxy needs socksio.
+                raise UsageError(f"a package this transport setting needs is missing: {exc}") from None
             except (ValueError, httpx.InvalidURL) as exc:
                 raise UsageError(f"invalid proxy setting: {exc}") from None
         self._client = client

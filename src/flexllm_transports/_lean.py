@@ -523,8 +523,10 @@ class LeanStreamResponse:
                     if data:
                         return data
                     continue
-                if parser.complete or ex.conn is None:
+                if parser.complete:
                     break
+                if ex.conn is None:
+                    raise UsageError("can't read a stream after its `async with` block ended")
                 data = await ex.receive()
                 ex.disarm()
                 if data:

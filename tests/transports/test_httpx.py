@@ -168,3 +168,17 @@ def test_no_proxy_is_honoured(clean_env: pytest.MonkeyPatch) -> None:
     assert proxy_for("https://api.openai.com/v1") == "http://proxy.local:3128"
     assert isinstance(default_transport(base_url="https://llm.internal.example/v1"), AnyioTransport)
     assert isinstance(default_transport(base_url="https://llm.internal.example/v1", trust_env=False), AnyioTransport)
+
+
+@pytest.mark.anyio
+async def test_requests_go_through_the_configured_proxy(clean_env: pytest.MonkeyPatch) -> None:
+    with anyio.fail_after(LIMIT):
+        async with serve(echo) as proxy:
+            clean_env.setenv("HTTP_PROXY", proxy.url)
+            transport = default_transport(base_url="http://llm.example.invalid/v1")
+            assert isinstance(transport, HttpxTransport)
+            async with transport:
+                resp = await transport.send(post("http://llm.example.invalid"))
+            assert resp.status == 200
+            # A forward proxy receives the absolute URL as the request target.
+            assert proxy.requests[0].target == "http://llm.example.invalid/v1/chat"

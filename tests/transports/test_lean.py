@@ -486,3 +486,18 @@ async def test_empty_stream_body_keeps_the_connection(kind: str) -> None:
                     assert resp.status == 204
                 assert (await t.send(post(srv.url))).body == b""
             assert srv.connections == 1
+
+
+async def test_reading_a_stream_after_its_block_is_refused(kind: str) -> None:
+    async def two_parts(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        await stream.send(response(b"x" * 10)[:-5])
+        await anyio.sleep(0.2)
+        await stream.send(b"x" * 5)
+        return True
+
+    with anyio.fail_after(LIMIT):
+        async with serve(two_parts) as srv, open_transport(kind) as t:
+            async with t.stream(post(srv.url)) as resp:
+                pass
+            with pytest.raises(UsageError, match="after its `async with` block"):
+                await resp.aread()

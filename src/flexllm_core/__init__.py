@@ -7,6 +7,22 @@ jitter are arguments.
 
 from __future__ import annotations
 
+# Policies (retry, rate, cache key), pricing/tokens and checkpoint records are exported
+# from their modules below as they land.
+from ._cache_key import (
+    cache_key as cache_key,
+    canonical_request as canonical_request,
+    request_hash as request_hash,
+)
+from ._checkpoint import (
+    CheckpointFormatError as CheckpointFormatError,
+    CheckpointRecord as CheckpointRecord,
+    ScanResult as ScanResult,
+    decode_record as decode_record,
+    encode_record as encode_record,
+    scan_checkpoint as scan_checkpoint,
+)
+from ._classify import retry_after_from_headers as retry_after_from_headers
 from ._errors import (
     AuthenticationError as AuthenticationError,
     BadRequestError as BadRequestError,
@@ -35,50 +51,7 @@ from ._events import (
     ToolCallDelta as ToolCallDelta,
     UsageReport as UsageReport,
 )
-from ._classify import retry_after_from_headers as retry_after_from_headers
 from ._json import JSONDict as JSONDict, JSONValue as JSONValue
-from ._sse import SSEDecoder as SSEDecoder, ServerSentEvent as ServerSentEvent
-from ._surface import (
-    build_request as build_request,
-    parse_response as parse_response,
-    parse_stream as parse_stream,
-    parse_thoughts as parse_thoughts,
-)
-from ._thinking import ThinkingSplitter as ThinkingSplitter, split_think_tags as split_think_tags
-from ._types import (
-    ChatRequest as ChatRequest,
-    ChatResult as ChatResult,
-    HttpRequest as HttpRequest,
-    HttpResponse as HttpResponse,
-    ProviderConfig as ProviderConfig,
-    ToolCall as ToolCall,
-    Usage as Usage,
-)
-from ._validate import make_request as make_request, validate_messages as validate_messages
-from .providers import (
-    CODECS as CODECS,
-    PROVIDERS as PROVIDERS,
-    Codec as Codec,
-    StreamDecoder as StreamDecoder,
-    detect_provider as detect_provider,
-    get_codec as get_codec,
-)
-
-# Policies (retry, rate, cache key), pricing/tokens and checkpoint records are exported
-# from their modules below as they land.
-from ._cache_key import (
-    cache_key as cache_key,
-    canonical_request as canonical_request,
-    request_hash as request_hash,
-)
-from ._checkpoint import (
-    CheckpointFormatError as CheckpointFormatError,
-    CheckpointRecord as CheckpointRecord,
-    ScanResult as ScanResult,
-    decode_record as decode_record,
-    encode_record as encode_record,
-    scan_checkpoint as scan_checkpoint,
-)
 from ._pricing import (
     ModelPrice as ModelPrice,
     PricingTable as PricingTable,
@@ -97,6 +70,14 @@ from ._retry import (
     backoff_delay as backoff_delay,
     decide_retry as decide_retry,
 )
+from ._sse import ServerSentEvent as ServerSentEvent, SSEDecoder as SSEDecoder
+from ._surface import (
+    build_request as build_request,
+    parse_response as parse_response,
+    parse_stream as parse_stream,
+    parse_thoughts as parse_thoughts,
+)
+from ._thinking import ThinkingSplitter as ThinkingSplitter, split_think_tags as split_think_tags
 from ._tokens import (
     TokenCount as TokenCount,
     count_tokens as count_tokens,
@@ -104,4 +85,22 @@ from ._tokens import (
     encoding_name_for_model as encoding_name_for_model,
     estimate_batch_cost as estimate_batch_cost,
     estimate_cost as estimate_cost,
+)
+from ._types import (
+    ChatRequest as ChatRequest,
+    ChatResult as ChatResult,
+    HttpRequest as HttpRequest,
+    HttpResponse as HttpResponse,
+    ProviderConfig as ProviderConfig,
+    ToolCall as ToolCall,
+    Usage as Usage,
+)
+from ._validate import make_request as make_request, validate_messages as validate_messages
+from .providers import (
+    CODECS as CODECS,
+    PROVIDERS as PROVIDERS,
+    Codec as Codec,
+    StreamDecoder as StreamDecoder,
+    detect_provider as detect_provider,
+    get_codec as get_codec,
 )

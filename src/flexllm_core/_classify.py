@@ -43,7 +43,6 @@ _BY_TYPE: dict[str, type[ProviderError]] = {
     "rate_limit_error": RateLimitError,
     "rate_limit_exceeded": RateLimitError,
     "resource_exhausted": RateLimitError,
-    "insufficient_quota": RateLimitError,
     "overloaded_error": OverloadedError,
     "unavailable": OverloadedError,
     "authentication_error": AuthenticationError,
@@ -71,6 +70,8 @@ _CONTEXT_MARKERS = (
     "too many tokens",
     "input token count",
     "exceeds the maximum number of tokens",
+    "maximum model length",
+    "max_model_len",
 )
 
 
@@ -107,6 +108,10 @@ def make_provider_error(
 ) -> ProviderError:
     """Build the typed error for a refusal; retryability follows the class."""
     cls = _pick_class(status, error_type, message)
+    if error_type == "insufficient_quota":
+        # A 429 for an exhausted quota or billing limit: retrying only burns attempts.
+        return RateLimitError(message, status=status, error_type=error_type, retryable=False,
+                              retry_after=None, provider=provider, body=body)
     return cls(
         message,
         status=status,

@@ -34,6 +34,7 @@ class SSEDecoder:
     _last_id: str | None = None
     _retry: int | None = None
     _closed: bool = False
+    _seen_line: bool = False
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Consume bytes and return the events they complete."""
@@ -84,8 +85,11 @@ class SSEDecoder:
             self._dispatch(events)
             return
         line = raw.decode("utf-8", errors="replace")
-        if line.startswith("\ufeff"):
-            line = line[1:]
+        if not self._seen_line:
+            # The spec strips one byte-order mark at the start of the stream only.
+            self._seen_line = True
+            if line.startswith("\ufeff"):
+                line = line[1:]
         if line.startswith(":"):
             return
         name, sep, value = line.partition(":")
@@ -95,24 +99,22 @@ class SSEDecoder:
             self._data.append(value)
         elif name == "event":
             self._event = value
-        elif name == "id":
-            if "\0" not in value:
-                self._last_id = value
-        elif name == "retry":
-            if value.isdigit():
-                self._retry = int(value)
+        elif name == "id" and "\0" not in value:
+            self._last_id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
         # Unknown fields are ignored, as the spec says.
 
     def _dispatch(self, events: list[ServerSentEvent]) -> None:
-        if self._data or self._event is not None:
-            if self._data:
-                events.append(
-                    ServerSentEvent(
-                        data="\n".join(self._data),
-                        event=self._event or "message",
-                        id=self._last_id,
-                        retry=self._retry,
-                    )
+        # An event with no data lines is not dispatched (spec: "if the data buffer is empty").
+        if self._data:
+            events.append(
+                ServerSentEvent(
+                    data="\n".join(self._data),
+                    event=self._event or "message",
+                    id=self._last_id,
+                    retry=self._retry,
                 )
+            )
         self._data = []
         self._event = None

@@ -6,8 +6,7 @@ import itertools
 import re
 
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from flexllm_core import ServerSentEvent, SSEDecoder
 

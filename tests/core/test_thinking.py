@@ -5,8 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from flexllm_core import TextDelta, ThinkingDelta, ThinkingSplitter, split_think_tags
 

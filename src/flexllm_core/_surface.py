@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ._errors import ResponseFormatError
 from ._json import JSONDict, JSONValue
@@ -34,7 +34,7 @@ def parse_response(
     body: bytes | str | JSONDict,
     *,
     status: int | None = None,
-    headers: Iterable[tuple[str, str]] | None = None,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     now: float | None = None,
 ) -> ChatResult:
     """Parse one complete response body.
@@ -43,7 +43,7 @@ def parse_response(
         provider: "openai", "claude" or "gemini".
         body: the body as bytes, text, or an already decoded dict.
         status: the HTTP status when known; 4xx/5xx raise the typed error.
-        headers: response headers, for ``retry_after``.
+        headers: response headers (a mapping or pairs), for ``retry_after``.
         now: the current Unix time, for ``Retry-After`` given as an HTTP date.
 
     Raises:
@@ -51,7 +51,7 @@ def parse_response(
         ResponseFormatError: a success status with a body that is not the provider's JSON.
     """
     codec = get_codec(provider)
-    hdrs = list(headers or ())
+    hdrs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
     if status is not None and status >= 400:
         raise codec.parse_error(status, hdrs, body, now=now)
     data = _decode_json(body)

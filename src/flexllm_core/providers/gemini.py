@@ -229,6 +229,9 @@ def _error_from_json(status: int | None, data: JSONValue, retry_after: float | N
         message = str(err.get("message") or "no message")
         code = err.get("code")
         raw_status = err.get("status")
+        if status is None and isinstance(code, int) and not isinstance(code, bool):
+            # A saved or in-band error body carries the HTTP status as its code.
+            status = code
         if isinstance(raw_status, str) and raw_status:
             error_type = raw_status
         elif isinstance(code, int):

@@ -255,8 +255,9 @@ def test_odd_error_bodies(body: object, cls: type[ProviderError], error_type: st
     err = gemini.parse_error(None, (), body)
     assert type(err) is cls
     # Without an HTTP status, the body's integer code stands in for it.
-    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
-    expected_status = code if isinstance(code, int) and isinstance(body["error"], dict) else None
+    inner = body.get("error") if isinstance(body, dict) else None
+    code = inner.get("code") if isinstance(inner, dict) else None
+    expected_status = code if isinstance(code, int) else None
     assert (err.error_type, err.message, err.status) == (error_type, message, expected_status)
 
 

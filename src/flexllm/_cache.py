@@ -30,6 +30,8 @@ import attrs
 
 from flexllm_core import ChatResult, JSONDict, JSONValue, ToolCall, Usage, UsageError
 
+from ._coalesce import Coalescer
+
 __all__ = (
     "CacheStatistics",
     "ResponseCache",
@@ -188,6 +190,7 @@ def result_from_json(obj: JSONValue) -> ChatResult:
 class _Store(Protocol):
     def get(self, key: str) -> str | None: ...
     def set(self, key: str, value: str) -> None: ...
+    def set_many(self, rows: list[tuple[str, str]]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -276,6 +279,11 @@ class _DiskStore:
     def set(self, key: str, value: str) -> None:
         self._cache.set(key, value, expire=self._ttl, retry=True)
 
+    def set_many(self, rows: list[tuple[str, str]]) -> None:
+        with self._cache.transact(retry=True):  # one SQLite transaction for the group
+            for key, value in rows:
+                self._cache.set(key, value, expire=self._ttl)
+
     def drop(self, key: str) -> None:
         self._cache.delete(key, retry=True)
 
@@ -322,6 +330,10 @@ class _MemoryStore:
             while len(self._data) > self.MAX_ENTRIES:
                 self._data.popitem(last=False)
 
+    def set_many(self, rows: list[tuple[str, str]]) -> None:
+        for key, value in rows:
+            self.set(key, value)
+
     def close(self) -> None:
         pass
 
@@ -335,6 +347,9 @@ class ResponseCache:
         self._open_lock = threading.Lock()
         self._reported: set[str] = set()
         self._hits = self._misses = self._stores = self._corrupt = 0
+        # Concurrent lookups (a batch makes dozens) share one thread hop.
+        self._getter: Coalescer[str, ChatResult | None] = Coalescer(self._get_many)
+        self._setter: Coalescer[tuple[str, ChatResult], None] = Coalescer(self._set_many)
 
     def _opened(self) -> _Store:
         with self._open_lock:
@@ -363,13 +378,19 @@ class ResponseCache:
                 store.drop(key)
             return None
 
-    def _set_blocking(self, key: str, result: ChatResult) -> None:
-        text = json.dumps(result_to_json(result), ensure_ascii=False, separators=(",", ":"))
-        self._opened().set(key, text)
+    def _get_many(self, keys: list[str]) -> list[ChatResult | None]:
+        return [self._get_blocking(key) for key in keys]
+
+    def _set_many(self, pairs: list[tuple[str, ChatResult]]) -> list[None]:
+        store = self._opened()
+        rows = [(key, json.dumps(result_to_json(result), ensure_ascii=False, separators=(",", ":")))
+                for key, result in pairs]
+        store.set_many(rows)
+        return [None] * len(rows)
 
     async def get(self, key: str) -> ChatResult | None:
         """The cached answer for ``key``, or None (miss, expired, or refused)."""
-        result = await anyio.to_thread.run_sync(self._get_blocking, key)
+        result = await self._getter.call(key)
         if result is None:
             self._misses += 1
         else:
@@ -378,7 +399,7 @@ class ResponseCache:
 
     async def set(self, key: str, result: ChatResult) -> None:
         """Store a successful answer (the caller only passes successes)."""
-        await anyio.to_thread.run_sync(self._set_blocking, key, result)
+        await self._setter.call((key, result))
         self._stores += 1
 
     def statistics(self) -> CacheStatistics:

@@ -203,3 +203,41 @@ async def test_batch_cache_hits_send_nothing_and_cost_nothing(tmp_path: Path, us
     assert run.counters.cache_hits == 9
     await cache.aclose()
     await cache2.aclose()
+
+
+async def test_coalescer_groups_calls_and_survives_cancelled_callers() -> None:
+    from flexllm._coalesce import Coalescer
+
+    groups: list[int] = []
+
+    def many(args: list[int]) -> list[int]:
+        groups.append(len(args))
+        if -1 in args:
+            raise ValueError("bad group")
+        return [a * 2 for a in args]
+
+    co: Coalescer[int, int] = Coalescer(many)
+    results: dict[int, int] = {}
+
+    async def one(i: int) -> None:
+        results[i] = await co.call(i)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(one, i)
+        assert results == {i: 2 * i for i in range(50)}
+        assert len(groups) < 50  # calls shared thread hops
+
+        # Cancelled callers (waiting, or woken to carry a group) never strand the others.
+        for _round in range(5):
+            async with anyio.create_task_group() as tg:
+                for i in range(30):
+                    tg.start_soon(one, 100 + i)
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await co.call(7)
+            assert all(results[100 + i] == 200 + 2 * i for i in range(30))
+        with pytest.raises(ValueError, match="bad group"):
+            await co.call(-1)
+        assert await co.call(4) == 8

@@ -8,7 +8,7 @@ import pytest
 
 from flexllm.mock import ANSWER_PREFIX, THINKING_PREFIX
 from flexllm.mock._content import build_result, example_arguments, prompt_of
-from flexllm_core import ChatRequest
+from flexllm_core import ChatRequest, ChatResult
 
 WEATHER = {
     "type": "function",
@@ -35,7 +35,7 @@ def _req(text: str = "What is the capital of France?", **kw: object) -> ChatRequ
 
 
 def _build(req: ChatRequest, length: tuple[int, int] = (20, 20), seed: int | None = None,
-           thinking: bool = False):  # type: ignore[no-untyped-def]
+           thinking: bool = False) -> ChatResult:
     return build_result(req, model="echo", length=length, seed=seed, thinking=thinking)
 
 

@@ -41,8 +41,8 @@ def test_defaults_match_the_cli() -> None:
 
 
 def test_cli_strings_are_converted() -> None:
-    opts = MockOptions(port="8080", delay="1-5", error_rate="0.1", response_length="10-20",  # type: ignore[arg-type]
-                       stream_chunks="50", errors="429,500", seed="7")  # type: ignore[arg-type]
+    opts = MockOptions(port="8080", delay="1-5", error_rate="0.1", response_length="10-20",
+                       stream_chunks="50", errors="429,500", seed="7")
     assert opts.port == 8080
     assert opts.delay == (1.0, 5.0)
     assert opts.error_rate == 0.1

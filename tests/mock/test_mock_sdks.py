@@ -93,8 +93,8 @@ def test_openai_streamed_tool_call(oai: openai.OpenAI) -> None:
     ) as stream:
         final = stream.get_final_completion()
     (call,) = final.choices[0].message.tool_calls or []
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
-    assert set(json.loads(call.function.arguments)) == {"city", "unit"}  # type: ignore[union-attr]
+    assert call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) == {"city", "unit"}
 
 
 def test_openai_reasoning_effort_gives_reasoning_content(oai: openai.OpenAI) -> None:

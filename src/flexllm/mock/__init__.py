@@ -11,16 +11,10 @@ dialects through the core's own codecs, with configurable delays, errors and ans
 
 from __future__ import annotations
 
-from ._app import ROUTES as ROUTES
-from ._app import Route as Route
-from ._content import ANSWER_PREFIX as ANSWER_PREFIX
-from ._content import THINKING_PREFIX as THINKING_PREFIX
-from ._options import MockOptions as MockOptions
-from ._options import MockStats as MockStats
-from ._options import parse_range as parse_range
-from ._server import MockServer as MockServer
-from ._server import run_mock as run_mock
-from ._server import serve_mock as serve_mock
+from ._app import ROUTES as ROUTES, Route as Route
+from ._content import ANSWER_PREFIX as ANSWER_PREFIX, THINKING_PREFIX as THINKING_PREFIX
+from ._options import MockOptions as MockOptions, MockStats as MockStats, parse_range as parse_range
+from ._server import MockServer as MockServer, run_mock as run_mock, serve_mock as serve_mock
 
 __all__ = (
     "ANSWER_PREFIX",

@@ -7,6 +7,13 @@ jitter are arguments.
 
 from __future__ import annotations
 
+from ._balance import (
+    Balancer as Balancer,
+    BalanceStrategy as BalanceStrategy,
+    EndpointHealth as EndpointHealth,
+    HealthState as HealthState,
+)
+
 # Policies (retry, rate, cache key), pricing/tokens and checkpoint records are exported
 # from their modules below as they land.
 from ._cache_key import (

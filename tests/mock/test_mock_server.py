@@ -405,3 +405,35 @@ async def test_expect_100_continue() -> None:
                     break
     assert answer.startswith(b"HTTP/1.1 200 OK")
     assert ANSWER_PREFIX.encode() in answer
+
+
+# -- the core's own requests round-trip ----------------------------------------------------------
+
+
+def _base_for(server: MockServer, provider: str) -> str:
+    return {"openai": server.base_url, "claude": server.claude_url, "gemini": server.gemini_url}[provider]
+
+
+@pytest.mark.parametrize("provider", ["openai", "claude", "gemini"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_core_built_requests_are_understood(provider: str, stream: bool) -> None:
+    """What flexllm's codecs send to ``claude_url`` / ``gemini_url`` / ``base_url`` is served."""
+    req = core.make_request(model="mock-1", messages=MSGS, thinking="high", stream=stream, max_tokens=4096)
+    tool_req = core.make_request(model="mock-1", messages=MSGS, tools=[TOOL], stream=stream, max_tokens=512)
+    server = MockServer(require_api_key="sk-round-trip")
+    async with server, httpx.AsyncClient(timeout=10) as client:
+        cfg = core.ProviderConfig(base_url=_base_for(server, provider), api_key="sk-round-trip")
+        results = []
+        for r in (req, tool_req):
+            http = core.build_request(provider, r, cfg)
+            resp = await client.request(http.method, http.url, headers=list(http.headers), content=http.body)
+            assert resp.status_code == 200, resp.text
+            results.append(core.parse_stream(provider, [resp.content]) if stream
+                           else core.parse_response(provider, resp.content))
+    text, tool = results
+    assert text.text.startswith(ANSWER_PREFIX + PROMPT)
+    assert text.thinking is not None and text.thinking.startswith(THINKING_PREFIX + PROMPT)
+    assert text.usage is not None and text.usage.reasoning_tokens
+    assert [c.name for c in tool.tool_calls] == ["get_weather"]
+    assert tool.tool_calls[0].arguments == {"city": "What is the"}
+    assert server.stats.unauthorized == 0 and server.stats.completions == 2

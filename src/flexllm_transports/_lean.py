@@ -453,6 +453,15 @@ class _StreamContext:
                 if ex.scope.cancelled_caught:
                     raise ex.timeout_error() from None
             raise
+        if ex.scope is not None:
+            # Leave the scope before handing the body to the caller: a scope held open
+            # across the caller's code breaks when a stream is abandoned (a `break` out
+            # of an async generator finalised in another task). Reads get their own scope.
+            scope, ex.scope = ex.scope, None
+            scope.__exit__(None, None, None)
+            if scope.cancelled_caught:
+                await self._transport._discard(ex)
+                raise ex.timeout_error()
         parser = ex.parser
         assert parser is not None
         ex.decoder = make_body_decoder(parser.headers)
@@ -527,7 +536,18 @@ class LeanStreamResponse:
                     break
                 if ex.conn is None:
                     raise UsageError("can't read a stream after its `async with` block ended")
-                data = await ex.receive()
+                if self._transport._task_group is None:
+                    # No watchdog: one cancel scope per read enforces the read timeout.
+                    try:
+                        with anyio.CancelScope() as scope:
+                            ex.scope = scope
+                            data = await ex.receive()
+                    finally:
+                        ex.scope = None
+                    if scope.cancelled_caught:
+                        raise ex.timeout_error()
+                else:
+                    data = await ex.receive()
                 ex.disarm()
                 if data:
                     parser.feed(data)

@@ -205,3 +205,40 @@ async def test_leaving_a_stream_early_releases_its_slot() -> None:
         assert client.statistics().in_flight == 0
         # The only slot is free again: the next request goes through.
         assert (await client.chat_completions([{"role": "user", "content": "next"}])).startswith(ANSWER_PREFIX)
+
+
+@pytest.mark.parametrize("block", [False, True], ids=["plain", "async-with"])
+async def test_breaking_out_of_a_stream_is_safe(block: bool) -> None:
+    """The common `break` without aclosing: the abandoned stream is finalised in another
+    task; the client and the caller's cancel scopes must keep working."""
+    import gc
+
+    import anyio
+
+    async with MockServer(stream_chunks=10) as url:
+        client = LLMClient(base_url=url, model="m", concurrency_limit=1)
+        if block:
+            await client.__aenter__()
+        async for _ in client.chat_completions_stream([{"role": "user", "content": "long"}]):
+            break
+        gc.collect()
+        with anyio.fail_after(5):
+            while client.statistics().in_flight:
+                await anyio.sleep(0.01)
+            answer = await client.chat_completions([{"role": "user", "content": "next"}])
+        assert isinstance(answer, str) and answer.startswith(ANSWER_PREFIX)
+        if block:
+            await client.__aexit__(None, None, None)
+        else:
+            await client.aclose()
+
+
+async def test_stalled_stream_is_cut_without_async_with() -> None:
+    async with MockServer(chunk_delay=5.0) as url:
+        client = LLMClient(base_url=url, model="m", timeout=0.3, retry_times=0)
+        with pytest.raises(RequestTimeout):
+            async with aclosing(client.chat_completions_stream(
+                    [{"role": "user", "content": "slow"}])) as stream:
+                async for _ in stream:
+                    pass
+        await client.aclose()

@@ -142,3 +142,24 @@ def test_run_mock_prints_urls_and_stops_on_ctrl_c() -> None:
     assert proc.returncode == 0, err
     assert "mock server stopped" in out
     assert "Traceback" not in err
+
+
+@pytest.mark.anyio
+async def test_an_error_inside_async_with_propagates_unchanged() -> None:
+    server = MockServer()
+    with pytest.raises(KeyError, match="boom"):
+        async with server:
+            raise KeyError("boom")
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = server.port
+
+
+@pytest.mark.anyio
+async def test_outer_cancellation_stops_the_server() -> None:
+    server = MockServer()
+    with anyio.move_on_after(0.2) as scope:
+        async with server:
+            port = server.port
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    assert _refused(port)

@@ -177,6 +177,11 @@ class MockServer:
             return None
         tg.cancel_scope.cancel()
         try:
+            if isinstance(exc, Exception):
+                # The error is the caller's, not the server's: let it propagate as it is
+                # rather than wrapped in the task group's ExceptionGroup.
+                await tg.__aexit__(None, None, None)
+                return None
             return await tg.__aexit__(exc_type, exc, tb)
         finally:
             self._port = None

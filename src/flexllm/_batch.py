@@ -39,7 +39,6 @@ from flexllm_core import (
     ScanResult,
     UsageError,
     decode_record,
-    default_pricing,
     encode_record,
     request_hash,
 )
@@ -50,6 +49,7 @@ from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared, R
 from ._batch_writer import Entry, Tokens, run_writer, write_entries
 from ._checkpoint_file import CheckpointFile
 from ._cost import BudgetExceededError, CostTracker, Reservation
+from ._pricing_store import current_pricing
 from ._progress import BatchCounters, ProgressDisplay
 
 __all__ = ("BatchRun", "ChangedInputError")
@@ -58,6 +58,8 @@ log = logging.getLogger("flexllm.batch")
 
 
 _MAX_LISTED = 20
+#: What the consumer receives: one finished item, or a group read back from the checkpoint.
+Out = Entry | list[BatchItem]
 #: The end of the input.
 _END = object()
 
@@ -109,7 +111,8 @@ class BatchRun:
         self._requeue_event = anyio.Event()
         self._in_flight = 0
         self._tg: anyio.abc.TaskGroup | None = None
-        self._out: MemoryObjectReceiveStream[Entry] | None = None
+        self._out: MemoryObjectReceiveStream[Out] | None = None
+        self._restored: deque[BatchItem] = deque()
         self._display: ProgressDisplay | None = None
         self._finished = False
         self._orphans: list[Entry] = []
@@ -132,7 +135,7 @@ class BatchRun:
         opt = self._opt
         if self._tracker is None:
             # The bundled price table is package data: read it off the event loop.
-            self._tracker = CostTracker(pricing=await anyio.to_thread.run_sync(default_pricing))
+            self._tracker = CostTracker(pricing=await anyio.to_thread.run_sync(current_pricing))
         if opt.output_jsonl is not None:
             self._file, resume = await anyio.to_thread.run_sync(
                 CheckpointFile.open, opt.output_jsonl, opt.durability)
@@ -148,7 +151,7 @@ class BatchRun:
             self._display.start()
         if opt.track_cost:
             self.counters.cost = 0.0
-        out_send, out_recv = anyio.create_memory_object_stream[Entry](self._concurrency)
+        out_send, out_recv = anyio.create_memory_object_stream[Out](self._concurrency)
         self._out = out_recv
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
@@ -196,13 +199,21 @@ class BatchRun:
 
     async def __anext__(self) -> BatchItem:
         assert self._out is not None, "use 'async with BatchRun(...)' first"
-        try:
-            item, _line, took_token = await self._out.receive()
-        except anyio.EndOfStream:
-            self._finished = True
-            raise StopAsyncIteration from None
-        if took_token:
-            self._tokens.release()
+        if self._restored:
+            item = self._restored.popleft()
+        else:
+            try:
+                got = await self._out.receive()
+            except anyio.EndOfStream:
+                self._finished = True
+                raise StopAsyncIteration from None
+            if isinstance(got, list):  # a group read back from the checkpoint
+                self._restored.extend(got)
+                item = self._restored.popleft()
+            else:
+                item, _line, took_token = got
+                if took_token:
+                    self._tokens.release()
         c = self.counters
         c.done += 1
         if item.source is ItemSource.CHECKPOINT:
@@ -281,7 +292,7 @@ class BatchRun:
             return index
         return self._held_index
 
-    async def _next_work(self, out: MemoryObjectSendStream[Entry]) -> Prepared | None:
+    async def _next_work(self, out: MemoryObjectSendStream[Out]) -> Prepared | None:
         """The next item a worker should send; None when the run is out of work.
 
         Items finished in an earlier run are read back from the checkpoint in groups, and
@@ -340,7 +351,7 @@ class BatchRun:
         self._in_flight += 1
         return prepared
 
-    async def _restore(self, out: MemoryObjectSendStream[Entry]) -> None:
+    async def _restore(self, out: MemoryObjectSendStream[Out]) -> None:
         assert self._scan is not None and self._file is not None
         indices, self._restore_list = self._restore_list, []
         offsets = [self._scan.done_offsets[i] for i in indices]
@@ -349,8 +360,8 @@ class BatchRun:
         def read() -> list[BatchItem]:
             return [item_from_record(decode_record(line)) for line in file.read_lines(offsets)]
 
-        for item in await anyio.to_thread.run_sync(read):
-            await out.send((item, None, False))
+        # One stream message per group: a million restored items cost a few thousand hops.
+        await out.send(await anyio.to_thread.run_sync(read))
 
     def _not_sent(self, prepared: Prepared) -> BatchItem:
         budget = self.tracker.budget or 0.0
@@ -362,7 +373,7 @@ class BatchRun:
 
     # -- workers -------------------------------------------------------------------------
 
-    async def _worker(self, lane: Lane, out: MemoryObjectSendStream[Entry],
+    async def _worker(self, lane: Lane, out: MemoryObjectSendStream[Out],
                       records: MemoryObjectSendStream[Entry]) -> None:
         async with out, records:
             while (prepared := await self._next_work(out)) is not None:

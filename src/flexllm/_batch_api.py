@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import anyio.to_thread
 
-from flexllm_core import ChatRequest, JSONDict, JSONValue, UsageError, default_pricing
+from flexllm_core import ChatRequest, JSONDict, JSONValue, UsageError
 
 from ._batch import BatchRun
 from ._batch_input import BatchInput
@@ -26,6 +26,7 @@ from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
 from ._cache import ResponseCache
 from ._checkpoint_file import Durability
 from ._cost import CostReport, CostTracker
+from ._pricing_store import current_pricing
 
 if TYPE_CHECKING:
     from ._endpoint import Endpoint
@@ -136,7 +137,7 @@ async def open_run(
     retries: Callable[[], int] | None,
 ) -> BatchRun:
     """Check the options and build a run (not started); shared by the client and the pool."""
-    pricing = await anyio.to_thread.run_sync(default_pricing)
+    pricing = await anyio.to_thread.run_sync(current_pricing)
     tracker = CostTracker(budget=budget, pricing=pricing)
     tracker.check_prices(models)
     options = BatchOptions(

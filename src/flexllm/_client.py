@@ -43,6 +43,7 @@ from flexllm_transports import Transport
 from ._batch_api import BatchMethods
 from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from ._config import ClientSettings, resolve_settings
+from ._config_resolve import ConfigMethods
 from ._endpoint import Endpoint, EndpointStatistics, TokenSource
 from ._sync import SyncDriver
 
@@ -54,7 +55,7 @@ log = logging.getLogger("flexllm")
 _PROVIDER_OPTIONS = ("api_version", "use_vertex_ai", "project_id", "location")
 
 
-class LLMClient(BatchMethods):
+class LLMClient(ConfigMethods, BatchMethods):
     """One model endpoint, any provider, on asyncio or trio.
 
     Args:
@@ -209,6 +210,18 @@ class LLMClient(BatchMethods):
         Raises:
             UsageError: no model anywhere, or a malformed message/parameter.
         """
+        defaults = self._request_defaults  # from_config: the entry's system prompt and params
+        if defaults is not None:
+            messages = defaults.with_system(messages)
+            temperature = defaults.pick("temperature", temperature)
+            max_tokens = defaults.pick("max_tokens", max_tokens)
+            top_p = defaults.pick("top_p", top_p)
+            stop = defaults.pick("stop", stop)
+            seed = defaults.pick("seed", seed)
+            thinking = defaults.pick("thinking", thinking)
+            response_format = defaults.pick("response_format", response_format)
+            tool_choice = defaults.pick("tool_choice", tool_choice)
+            extra = defaults.extra(extra)
         name = model if model is not None else self._settings.model
         if name is None:
             raise UsageError(

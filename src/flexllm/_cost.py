@@ -26,8 +26,9 @@ from flexllm_core import (
     UsageError,
     cost_of,
     count_tokens_detailed,
-    default_pricing,
 )
+
+from ._pricing_store import current_pricing
 
 __all__ = (
     "DEFAULT_RESERVED_OUTPUT",
@@ -144,7 +145,7 @@ class CostTracker:
         ):
             raise UsageError(f"budget must be a number of USD >= 0, got {budget!r}")
         self.budget = None if budget is None else float(budget)
-        self._pricing = pricing or default_pricing()
+        self._pricing = pricing or current_pricing()
         self._prices: dict[str, ModelPrice | None] = {}
         self._spent = 0.0
         self._reserved = 0.0

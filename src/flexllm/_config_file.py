@@ -1,0 +1,526 @@
+"""The user's config file (``~/.flexllm/config.yaml``): finding, reading, validating, editing.
+
+One file serves the CLI and :meth:`LLMClient.from_config`. Search order: ``$FLEXLLM_CONFIG``
+(must exist), ``./flexllm_config.yaml``, ``~/.flexllm/config.yaml``. Values may name an
+environment variable instead of holding a secret (``api_key: ${OPENAI_API_KEY}`` or
+``api_key: env:OPENAI_API_KEY``); a variable that is not set is reported only when the
+model that uses it is selected, so one missing key does not break every command.
+
+Every mistake raises :class:`ConfigError` naming the file, the key and what was expected.
+Editing (``set-model``) changes one line of the YAML text, so comments and layout survive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from flexllm_core import UsageError
+
+__all__ = (
+    "BATCH_KEYS",
+    "CONFIG_TEMPLATE",
+    "CLIENT_OPTION_KEYS",
+    "BatchDefaults",
+    "ConfigError",
+    "FlexConfig",
+    "ModelEntry",
+    "config_dir",
+    "default_config_path",
+    "find_config",
+    "load_config",
+    "parse_config",
+    "set_default_model",
+    "write_new_config",
+)
+
+
+class ConfigError(UsageError):
+    """The config file (or the environment it points to) is wrong: the message names the
+    file, the key and what was expected."""
+
+
+#: Keys of a model entry that configure the client rather than each request.
+CLIENT_OPTION_KEYS = frozenset({
+    "concurrency_limit", "max_qps", "retry_times", "retry_delay", "timeout", "proxy",
+    "extra_headers", "api_version", "use_vertex_ai", "project_id", "location",
+})
+#: Keys of a model entry with a meaning of their own (everything else is a generation
+#: parameter sent with each request, e.g. temperature, max_tokens, thinking).
+_ENTRY_KEYS = frozenset({"id", "name", "provider", "base_url", "api_key", "system", "endpoints",
+                         "credits", "fallback", "load_balance"}) | CLIENT_OPTION_KEYS
+_TOP_KEYS = frozenset({"default", "system", "models", "batch"})
+#: ``batch:`` keys and the type each expects.
+BATCH_KEYS: Mapping[str, tuple[type, ...]] = {
+    "model": (str,),
+    "concurrency": (int,),
+    "cache": (bool,),
+    "cache_ttl": (int, float),
+    "track_cost": (bool,),
+    "max_qps": (int, float),
+    "timeout": (int, float),
+    "retry_times": (int,),
+    "retry_delay": (int, float),
+    "budget": (int, float),
+    "system": (str,),
+}
+_ENV_WHOLE = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
+_ENV_INLINE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def config_dir() -> Path:
+    """``~/.flexllm``: the config, the updated price table."""
+    return Path.home() / ".flexllm"
+
+
+def default_config_path() -> Path:
+    return config_dir() / "config.yaml"
+
+
+def find_config(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config file to read, or None when there is none.
+
+    Raises:
+        ConfigError: ``FLEXLLM_CONFIG`` names a file that does not exist.
+    """
+    env = os.environ if environ is None else environ
+    explicit = env.get("FLEXLLM_CONFIG", "").strip()
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"FLEXLLM_CONFIG={explicit}: no such file")
+        return path
+    for candidate in (Path("flexllm_config.yaml"), default_config_path()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# -- values that name environment variables -------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class _Value:
+    """A string value after ``${VAR}`` / ``env:VAR`` substitution."""
+
+    value: str | None
+    #: The variable(s) it was read from (shown by ``flexllm list`` instead of the value).
+    refs: tuple[str, ...] = ()
+    #: Variables that are not set (the value is unusable until they are).
+    missing: tuple[str, ...] = ()
+
+
+def _expand(raw: str, environ: Mapping[str, str]) -> _Value:
+    whole = _ENV_WHOLE.match(raw.strip())
+    if whole:
+        name = whole.group(1)
+        value = environ.get(name)
+        return _Value(value=value or None, refs=(name,), missing=() if value else (name,))
+    refs = tuple(_ENV_INLINE.findall(raw))
+    if not refs:
+        return _Value(value=raw)
+    missing = tuple(n for n in refs if not environ.get(n))
+    text = _ENV_INLINE.sub(lambda m: environ.get(m.group(1), ""), raw)
+    return _Value(value=None if missing else text, refs=refs, missing=missing)
+
+
+# -- the parsed file ------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class ModelEntry:
+    """One ``models:`` entry. The key is never in a repr."""
+
+    #: What ``-m`` matches (defaults to ``name``).
+    id: str
+    #: The model name sent to the API (defaults to ``id``).
+    name: str
+    provider: str = "auto"
+    base_url: str | None = None
+    api_key: str | None = None
+    #: Environment variables the key is read from (for display; never the value).
+    api_key_refs: tuple[str, ...] = ()
+    system: str | None = None
+    #: Client options (concurrency_limit, timeout, ...).
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    #: Generation parameters sent with every request (temperature, max_tokens, ...).
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    #: Several endpoints for one model (served by a pool), each a mapping.
+    endpoints: tuple[Mapping[str, Any], ...] = ()
+    #: The balance API to ask (``flexllm credits``); None: detected from the base_url host.
+    credits: str | None = None
+    #: (key, variable) pairs naming environment variables that are not set.
+    missing: tuple[tuple[str, str], ...] = ()
+    #: Where the entry is, for messages: ``models[2]``.
+    where: str = ""
+
+    def __repr__(self) -> str:
+        return f"ModelEntry(id={self.id!r}, name={self.name!r}, base_url={self.base_url!r})"
+
+    def matches(self, name: str) -> bool:
+        return name in (self.id, self.name)
+
+
+@attrs.frozen(kw_only=True)
+class BatchDefaults:
+    """``batch:`` defaults; None means "not set in the file"."""
+
+    model: str | None = None
+    concurrency: int | None = None
+    cache: bool | None = None
+    cache_ttl: float | None = None
+    track_cost: bool | None = None
+    max_qps: float | None = None
+    timeout: float | None = None
+    retry_times: int | None = None
+    retry_delay: float | None = None
+    budget: float | None = None
+    system: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class FlexConfig:
+    """A parsed config file."""
+
+    path: Path | None
+    default: str | None = None
+    system: str | None = None
+    models: tuple[ModelEntry, ...] = ()
+    batch: BatchDefaults = attrs.field(factory=BatchDefaults)
+
+    def find(self, name: str) -> ModelEntry | None:
+        """The entry whose id (first) or name is ``name``."""
+        for entry in self.models:
+            if entry.id == name:
+                return entry
+        for entry in self.models:
+            if entry.name == name:
+                return entry
+        return None
+
+    def default_entry(self) -> ModelEntry | None:
+        """The ``default`` entry, else the first one; None without models.
+
+        Raises:
+            ConfigError: ``default`` names no configured model.
+        """
+        if self.default is not None:
+            entry = self.find(self.default)
+            if entry is None:
+                raise ConfigError(
+                    f"{self.path}: default: expected the id or name of a model under 'models', "
+                    f"got {self.default!r} (known: {', '.join(e.id for e in self.models) or 'none'})"
+                )
+            return entry
+        return self.models[0] if self.models else None
+
+
+class _Checker:
+    """Builds ConfigErrors that name the file and the key."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.source = str(path) if path is not None else "config"
+
+    def fail(self, key: str, expected: str, got: object) -> ConfigError:
+        shown = type(got).__name__ if isinstance(got, (dict, list)) else repr(got)
+        return ConfigError(f"{self.source}: {key}: expected {expected}, got {shown}")
+
+    def string(self, key: str, value: object, *, optional: bool = True) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # `name: 4` is a model called "4", not an error
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, "a non-empty string", value)
+        return value.strip()
+
+
+def _entry(chk: _Checker, index: int, raw: object, environ: Mapping[str, str]) -> ModelEntry:
+    where = f"models[{index}]"
+    if not isinstance(raw, Mapping):
+        raise chk.fail(where, "a mapping with id, name, base_url, api_key", raw)
+    for key in raw:
+        if not isinstance(key, str):
+            raise chk.fail(f"{where}", "string keys", key)
+    ident = chk.string(f"{where}.id", raw.get("id"))
+    name = chk.string(f"{where}.name", raw.get("name"))
+    if ident is None and name is None:
+        raise chk.fail(where, "an 'id' or a 'name'", dict(raw))
+    missing: list[tuple[str, str]] = []
+
+    def text(key: str) -> tuple[str | None, tuple[str, ...]]:
+        value = chk.string(f"{where}.{key}", raw.get(key))
+        if value is None:
+            return None, ()
+        expanded = _expand(value, environ)
+        missing.extend((f"{where}.{key}", var) for var in expanded.missing)
+        return expanded.value, expanded.refs
+
+    provider = chk.string(f"{where}.provider", raw.get("provider")) or "auto"
+    base_url, _ = text("base_url")
+    if base_url is not None and not re.match(r"^https?://[^/\s]+", base_url):
+        raise chk.fail(f"{where}.base_url", "an http:// or https:// URL", base_url)
+    api_key, key_refs = text("api_key")
+    system, _ = text("system")
+    credits = chk.string(f"{where}.credits", raw.get("credits"))
+    endpoints_raw = raw.get("endpoints") or ()
+    if not isinstance(endpoints_raw, (list, tuple)) or not all(isinstance(e, Mapping) for e in endpoints_raw):
+        raise chk.fail(f"{where}.endpoints", "a list of mappings (base_url, api_key, ...)", endpoints_raw)
+    endpoints = []
+    for n, ep in enumerate(endpoints_raw):
+        resolved: dict[str, Any] = {}
+        for key, value in ep.items():
+            if isinstance(value, str):
+                expanded = _expand(value, environ)
+                missing.extend((f"{where}.endpoints[{n}].{key}", v) for v in expanded.missing)
+                value = expanded.value
+            resolved[str(key)] = value
+        endpoints.append(resolved)
+    if endpoints and base_url is not None:
+        raise chk.fail(f"{where}", "either base_url or endpoints, not both", "both")
+    options = {k: v for k, v in raw.items() if k in CLIENT_OPTION_KEYS}
+    params = {k: v for k, v in raw.items() if k not in _ENTRY_KEYS}
+    return ModelEntry(
+        id=ident or name or "", name=name or ident or "", provider=provider, base_url=base_url,
+        api_key=api_key, api_key_refs=key_refs, system=system, options=options, params=params,
+        endpoints=tuple(endpoints), credits=credits, missing=tuple(missing), where=where,
+    )
+
+
+def _batch(chk: _Checker, raw: object) -> BatchDefaults:
+    if raw is None:
+        return BatchDefaults()
+    if not isinstance(raw, Mapping):
+        raise chk.fail("batch", "a mapping (concurrency, cache, track_cost, ...)", raw)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        kinds = BATCH_KEYS.get(key)
+        if kinds is None:
+            raise chk.fail(f"batch.{key}", f"one of the keys {', '.join(BATCH_KEYS)}", key)
+        if value is None:
+            continue
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            names = " or ".join("a number" if k is float else f"a {k.__name__}" for k in kinds
+                                if not (k is int and float in kinds))
+            raise chk.fail(f"batch.{key}", names, value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise chk.fail(f"batch.{key}", "a number >= 0", value)
+        values[key] = value
+    if values.get("concurrency") == 0:
+        raise chk.fail("batch.concurrency", "an int >= 1", 0)
+    return BatchDefaults(**values)
+
+
+def parse_config(data: object, *, path: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> FlexConfig:
+    """Validate a loaded YAML document.
+
+    Raises:
+        ConfigError: naming the file, the key and what was expected.
+    """
+    env = os.environ if environ is None else environ
+    chk = _Checker(path)
+    if data is None:
+        return FlexConfig(path=path)
+    if not isinstance(data, Mapping):
+        raise chk.fail("(top level)", "a mapping with 'default', 'models', 'batch'", data)
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise chk.fail(str(key), f"one of the top-level keys {', '.join(sorted(_TOP_KEYS))}", key)
+    models_raw = data.get("models") or []
+    if not isinstance(models_raw, list):
+        raise chk.fail("models", "a list of model entries", models_raw)
+    models = tuple(_entry(chk, i, raw, env) for i, raw in enumerate(models_raw))
+    seen: set[str] = set()
+    for entry in models:
+        if entry.id in seen:
+            raise chk.fail(f"{entry.where}.id", "a unique id", entry.id)
+        seen.add(entry.id)
+    system = chk.string("system", data.get("system"))
+    return FlexConfig(
+        path=path,
+        default=chk.string("default", data.get("default")),
+        system=_expand(system, env).value if system is not None else None,
+        models=models,
+        batch=_batch(chk, data.get("batch")),
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *,
+                environ: Mapping[str, str] | None = None) -> FlexConfig:
+    """Read and validate the config (``path``, else the search order). No file: empty config.
+
+    Raises:
+        ConfigError: the file is missing (when named), unreadable, not YAML, or invalid.
+    """
+    import yaml
+
+    if path is None:
+        found = find_config(environ)
+        if found is None:
+            return FlexConfig(path=None)
+    else:
+        found = Path(path).expanduser()
+    try:
+        text = found.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{found}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{found}: cannot read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "somewhere"
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{found}: {where}: expected valid YAML ({problem})") from None
+    return parse_config(data, path=found, environ=environ)
+
+
+# -- writing --------------------------------------------------------------------------
+
+CONFIG_TEMPLATE = """\
+# flexllm configuration (written by `flexllm init`).
+#
+# Precedence: command-line flags, then environment variables (FLEXLLM_BASE_URL /
+# OPENAI_BASE_URL, FLEXLLM_API_KEY / OPENAI_API_KEY, FLEXLLM_MODEL / OPENAI_MODEL),
+# then this file. Keep keys out of this file by naming a variable instead:
+#   api_key: ${OPENAI_API_KEY}      or      api_key: env:OPENAI_API_KEY
+
+# The model used when no -m/--model is given (an id or a name below).
+default: "gpt-4o-mini"
+
+# A system prompt for every request (a model's own `system` wins).
+# system: "You are a concise assistant."
+
+models:
+  - id: gpt-4o-mini                 # what you pass to -m
+    name: gpt-4o-mini               # the model name sent to the API
+    provider: openai                # openai | claude | gemini | auto
+    base_url: https://api.openai.com/v1
+    api_key: ${OPENAI_API_KEY}
+    # temperature: 0.7              # any other key is sent with every request
+
+  - id: claude
+    name: claude-sonnet-4-20250514
+    provider: claude
+    api_key: ${ANTHROPIC_API_KEY}
+
+  - id: local
+    name: qwen2.5
+    provider: openai
+    base_url: http://localhost:11434/v1
+    api_key: EMPTY
+
+  - id: mock                        # `flexllm mock` in another terminal
+    name: mock-model
+    base_url: http://127.0.0.1:8001/v1
+    api_key: EMPTY
+
+# Defaults of `flexllm batch` (its flags win).
+batch:
+  concurrency: 20
+  cache: true
+  track_cost: true
+  # max_qps: 10
+  # timeout: 120
+  # retry_times: 3
+  # budget: 5.00                    # USD; items that could pass it are not sent
+"""
+
+
+def _atomic_write(path: Path, text: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_new_config(path: Path, *, force: bool = False, text: str = CONFIG_TEMPLATE) -> None:
+    """Write the commented template, private to the user (0600).
+
+    Raises:
+        ConfigError: the file exists and ``force`` is False.
+    """
+    if path.exists() and not force:
+        raise ConfigError(f"{path}: already exists; pass --force to overwrite it")
+    _atomic_write(path, text, 0o600)
+
+
+_DEFAULT_LINE = re.compile(r"^default[ \t]*:(?P<value>[^\n]*)$", re.MULTILINE)
+
+
+def _split_comment(value: str) -> str:
+    """The trailing ``# comment`` of a YAML scalar line (with its leading spaces), or ""."""
+    stripped = value.lstrip()
+    start = len(value) - len(stripped)
+    if stripped[:1] in ("'", '"'):
+        quote = stripped[0]
+        end = stripped.find(quote, 1)
+        while quote == '"' and end > 0 and stripped[end - 1] == "\\":
+            end = stripped.find(quote, end + 1)
+        rest_at = start + (end + 1 if end > 0 else len(stripped))
+    else:
+        rest_at = start
+    match = re.search(r"\s+#", value[rest_at:]) if rest_at < len(value) else None
+    if match is None:
+        return ""
+    return value[rest_at + match.start():]
+
+
+def set_default_model(path: Path, name: str) -> str:
+    """Point ``default:`` at ``name`` by editing one line; everything else is kept byte for byte.
+
+    Returns:
+        The new file text.
+
+    Raises:
+        ConfigError: the file is invalid, ``name`` is not a configured model, or the edit
+            would not read back as intended (nothing is written then).
+    """
+    import yaml
+
+    config = load_config(path, environ={})
+    if config.find(name) is None:
+        known = ", ".join(e.id for e in config.models) or "none"
+        raise ConfigError(f"{path}: models: no model with id or name {name!r} (known: {known})")
+    text = path.read_text("utf-8")
+    new_line = f"default: {json.dumps(name, ensure_ascii=False)}"
+    match = _DEFAULT_LINE.search(text)
+    if match is not None:
+        comment = _split_comment(match.group("value"))
+        new_text = text[: match.start()] + new_line + comment + text[match.end():]
+    else:
+        # Put it after the leading comment block, where a reader looks first.
+        lines = text.splitlines(keepends=True)
+        at = 0
+        while at < len(lines) and (lines[at].startswith("#") or lines[at].strip() in ("", "---")):
+            at += 1
+        lines.insert(at, new_line + "\n")
+        new_text = "".join(lines)
+    try:
+        check = yaml.safe_load(new_text)
+    except yaml.YAMLError:
+        check = None
+    if not isinstance(check, Mapping) or str(check.get("default")) != name:
+        raise ConfigError(f"{path}: default: could not be rewritten safely; edit the file by hand")
+    mode = path.stat().st_mode & 0o777
+    _atomic_write(path, new_text, mode)
+    return new_text

@@ -106,6 +106,10 @@ from ._endpoint import Endpoint as Endpoint
 from ._endpoint import EndpointStatistics as EndpointStatistics
 from ._endpoint import RetryNotice as RetryNotice
 from ._mllm import MllmClient as MllmClient
+from ._pool import AllEndpointsFailedError as AllEndpointsFailedError
+from ._pool import LLMClientPool as LLMClientPool
+from ._pool_stats import PoolEndpointStatistics as PoolEndpointStatistics
+from ._pool_stats import PoolStatistics as PoolStatistics
 from ._providers import ClaudeClient as ClaudeClient
 from ._providers import GeminiClient as GeminiClient
 from ._providers import OpenAIClient as OpenAIClient
@@ -165,4 +169,9 @@ __all__ = (
     "CostReport",
     "ItemSource",
     "ResponseCacheConfig",
+    # load balancing
+    "AllEndpointsFailedError",
+    "LLMClientPool",
+    "PoolEndpointStatistics",
+    "PoolStatistics",
 )

@@ -113,6 +113,7 @@ class BatchRun:
         self._tg: anyio.abc.TaskGroup | None = None
         self._out: MemoryObjectReceiveStream[Out] | None = None
         self._restored: deque[BatchItem] = deque()
+        self._read_limiter = anyio.CapacityLimiter(1)
         self._display: ProgressDisplay | None = None
         self._finished = False
         self._orphans: list[Entry] = []
@@ -361,7 +362,9 @@ class BatchRun:
             return [item_from_record(decode_record(line)) for line in file.read_lines(offsets)]
 
         # One stream message per group: a million restored items cost a few thousand hops.
-        await out.send(await anyio.to_thread.run_sync(read))
+        # One reader thread at a time: starting a new thread per group while others decode
+        # holds the event loop up (thread start waits for the GIL).
+        await out.send(await anyio.to_thread.run_sync(read, limiter=self._read_limiter))
 
     def _not_sent(self, prepared: Prepared) -> BatchItem:
         budget = self.tracker.budget or 0.0

@@ -106,8 +106,8 @@ from ._endpoint import Endpoint as Endpoint
 from ._endpoint import EndpointStatistics as EndpointStatistics
 from ._endpoint import RetryNotice as RetryNotice
 from ._mllm import MllmClient as MllmClient
-from ._pool import AllEndpointsFailedError as AllEndpointsFailedError
 from ._pool import LLMClientPool as LLMClientPool
+from ._pool_route import AllEndpointsFailedError as AllEndpointsFailedError
 from ._pool_stats import PoolEndpointStatistics as PoolEndpointStatistics
 from ._pool_stats import PoolStatistics as PoolStatistics
 from ._providers import ClaudeClient as ClaudeClient

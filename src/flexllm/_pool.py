@@ -19,40 +19,23 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
-import random
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Literal
 
 import anyio
-import attrs
-from typing_extensions import assert_never
 
 from flexllm_core import (
     Balancer,
     BalanceStrategy,
     ChatRequest,
     ChatResult,
-    FlexLLMError,
-    GiveUp,
-    HealthState,
     JSONDict,
     JSONValue,
-    ProviderError,
     RetryPolicy,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
-    TransportError,
     UsageError,
-    UsageReport,
     cache_key,
-    decide_retry,
     make_request,
 )
 from flexllm_transports import Transport
@@ -65,90 +48,15 @@ from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from ._cost import CostReport
 from ._endpoint import Endpoint
 from ._pool_config import PoolEndpoint, check_defaults, display_url, parse_endpoints
-from ._pool_stats import PoolEndpointStatistics, PoolStatistics
+from ._pool_route import AllEndpointsFailedError, PoolRouter
+from ._pool_stats import PoolStatistics
 from ._sync import SyncDriver
 
 __all__ = ("AllEndpointsFailedError", "LLMClientPool")
 
-log = logging.getLogger("flexllm.pool")
-
 #: Generation parameters make_request takes by name; any other keyword goes into the body.
 _REQUEST_PARAMS = frozenset(inspect.signature(make_request).parameters) - {
     "model", "messages", "extra_body"}
-
-
-class AllEndpointsFailedError(FlexLLMError):
-    """Every endpoint failed this request or is out of service.
-
-    ``errors`` maps each endpoint (``endpoints[i] <url>``, no credentials) to its last
-    error (``Type: message``, keys redacted), or None when it has not failed.
-    """
-
-    def __init__(self, message: str, *, errors: Mapping[str, str | None]) -> None:
-        super().__init__(message)
-        self.errors = dict(errors)
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, (ProviderError, TransportError)) and bool(exc.retryable)
-
-
-class _Route:
-    """One request's way through the pool: what it tried, and when it gives up."""
-
-    __slots__ = ("last", "pool", "prefer", "rounds", "tried")
-
-    def __init__(self, pool: LLMClientPool, prefer: int | None) -> None:
-        self.pool = pool
-        self.prefer = prefer
-        self.tried: set[int] = set()
-        self.rounds = 0
-        self.last: FlexLLMError | None = None
-
-    async def next(self) -> int:
-        """The endpoint for the next attempt; sleeps between rounds.
-
-        Raises:
-            AllEndpointsFailedError: none is usable, or the rounds are used up (a one-endpoint
-                pool raises that endpoint's own error instead, like LLMClient).
-        """
-        pool = self.pool
-        while True:
-            index = pool._balancer.select(time.monotonic(), exclude=self.tried,
-                                          prefer=self.prefer, rand=pool._rng.random())
-            if index is not None:
-                return index
-            last = self.last
-            if last is None:  # nothing tried: every endpoint is out of service
-                raise pool._all_failed(None)
-            self.rounds += 1
-            decision = decide_retry(pool._policy, self.rounds, last, jitter=pool._rng.random())
-            if isinstance(decision, GiveUp):
-                raise pool._all_failed(last)
-            pool._retries += 1
-            await anyio.sleep(decision.delay)
-            self.tried.clear()
-
-    def failed(self, index: int, exc: FlexLLMError) -> None:
-        """Count a failure of ``index``; re-raise it when it must not move elsewhere."""
-        self.pool._record_failure(index, exc)
-        if not _retryable(exc) or not self.pool._fallback:
-            raise exc
-        self.tried.add(index)
-        self.last = exc
-        self.pool._retries += 1
-
-
-@attrs.frozen(kw_only=True)
-class _Lane:
-    """A batch lane: ``prefer`` is the endpoint its workers feed (None: the strategy picks)."""
-
-    pool: LLMClientPool
-    concurrency: int
-    prefer: int | None = None
-
-    def complete(self, request: ChatRequest) -> Awaitable[ChatResult]:
-        return self.pool._complete(request, prefer=self.prefer)
 
 
 class LLMClientPool(BatchMethods):
@@ -204,16 +112,17 @@ class LLMClientPool(BatchMethods):
         if not isinstance(fallback, bool):
             raise UsageError(f"fallback must be True or False, got {fallback!r}")
         entries = parse_endpoints(endpoints, defaults)
-        self._balancer = Balancer([e.weight for e in entries], strategy=load_balance,
-                                  failure_threshold=failure_threshold,
-                                  recovery_time=recovery_time)
-        self._fallback = fallback
-        self._policy = RetryPolicy.from_retry_times(retry_times, retry_delay=retry_delay)
+        balancer = Balancer([e.weight for e in entries], strategy=load_balance,
+                            failure_threshold=failure_threshold, recovery_time=recovery_time)
         self._entries = tuple(entries)
-        self._endpoints = tuple(
-            self._make_endpoint(e, transport, single_attempt=fallback) for e in entries)
-        self._labels = tuple(f"endpoints[{i}] {display_url(e.settings.base_url)}"
-                             for i, e in enumerate(entries))
+        self._urls = tuple(display_url(e.settings.base_url) for e in entries)
+        self._router = PoolRouter(
+            [self._make_endpoint(e, transport, single_attempt=fallback) for e in entries],
+            models=[e.settings.model or "" for e in entries],
+            labels=[f"endpoints[{i}] {url}" for i, url in enumerate(self._urls)],
+            balancer=balancer,
+            policy=RetryPolicy.from_retry_times(retry_times, retry_delay=retry_delay),
+            fallback=fallback)
         self._model: str = entries[0].settings.model or ""
         self._cache_scope = (
             "+".join(sorted({e.settings.provider for e in entries})),
@@ -221,8 +130,6 @@ class LLMClientPool(BatchMethods):
         )
         self._cache: ResponseCache | None = open_response_cache(cache)
         self._sync = SyncDriver()
-        self._rng = random.Random()
-        self._retries = 0
         self._closed = False
         self._stack: contextlib.AsyncExitStack | None = None
 
@@ -242,9 +149,8 @@ class LLMClientPool(BatchMethods):
                         max_qps=s.max_qps, retry=retry, timeout=s.timeout, auth=auth)
 
     def __repr__(self) -> str:
-        urls = ", ".join(display_url(e.settings.base_url) for e in self._entries)
-        return (f"LLMClientPool({len(self._entries)} endpoints: {urls}; "
-                f"load_balance={self._balancer.strategy.value!r})")
+        return (f"LLMClientPool({len(self._urls)} endpoints: {', '.join(self._urls)}; "
+                f"load_balance={self._router.balancer.strategy.value!r})")
 
     # -- properties and statistics -----------------------------------------------------
 
@@ -255,7 +161,8 @@ class LLMClientPool(BatchMethods):
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
-        return self._endpoints
+        """The request engines, one per entry (in order)."""
+        return self._router.endpoints
 
     @property
     def cache(self) -> ResponseCache | None:
@@ -263,84 +170,13 @@ class LLMClientPool(BatchMethods):
 
     def statistics(self) -> PoolStatistics:
         """Per endpoint: requests, errors, latency, in flight, health."""
-        now = time.monotonic()
-        rows = []
-        for i, (entry, ep) in enumerate(zip(self._entries, self._endpoints, strict=True)):
-            s, h = ep.statistics(), self._balancer.health(i)
-            rows.append(PoolEndpointStatistics(
-                index=i, base_url=display_url(entry.settings.base_url),
-                model=entry.settings.model or "", provider=ep.provider,
-                requests=s.requests, successes=s.successes, errors=s.errors,
-                in_flight=s.in_flight, latency=s.latency, last_error=s.last_error,
-                healthy=h.healthy, state=h.state.value,
-                consecutive_failures=h.consecutive_failures,
-                probe_in=self._balancer.probe_in(i, now)))
-        return PoolStatistics(endpoints=tuple(rows), retries=self._retries)
+        return self._router.statistics(self._urls)
 
     # -- routing -------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed:
             raise UsageError("this LLMClientPool is closed")
-
-    def _for(self, index: int, req: ChatRequest) -> ChatRequest:
-        """``req`` as endpoint ``index`` takes it: its own model unless one was asked for."""
-        own = self._entries[index].settings.model
-        if own and req.model == self._model and own != req.model:
-            return attrs.evolve(req, model=own)
-        return req
-
-    def _record_failure(self, index: int, exc: FlexLLMError) -> None:
-        if self._balancer.failure(index, time.monotonic(), retryable=_retryable(exc)):
-            log.warning("%s out of service after %d failures in a row (last: %s); "
-                        "one probe in %gs", self._labels[index],
-                        self._balancer.health(index).consecutive_failures,
-                        type(exc).__name__, self._balancer.recovery_time)
-
-    def _record_success(self, index: int) -> None:
-        if self._balancer.success(index):
-            log.warning("%s is back in service", self._labels[index])
-
-    def _all_failed(self, last: FlexLLMError | None) -> FlexLLMError:
-        if last is not None and len(self._endpoints) == 1:
-            return last
-        now = time.monotonic()
-        errors: dict[str, str | None] = {}
-        parts = []
-        for i, ep in enumerate(self._endpoints):
-            label, error = self._labels[i], ep.statistics().last_error
-            errors[label] = error
-            state = self._balancer.health(i).state
-            if state is HealthState.UNHEALTHY:
-                status = f"out of service, probe in {self._balancer.probe_in(i, now) or 0:.1f}s"
-            elif state is HealthState.PROBING:
-                status = "being probed"
-            else:
-                status = "failed"
-            parts.append(f"{label} ({status}): {error or 'no error recorded'}")
-        exc = AllEndpointsFailedError(
-            f"all {len(self._endpoints)} endpoints failed or are out of service: "
-            + "; ".join(parts), errors=errors)
-        exc.__cause__ = last
-        return exc
-
-    async def _complete(self, req: ChatRequest, *, prefer: int | None = None,
-                        timeout: float | None = None) -> ChatResult:
-        """Send ``req`` through the pool (the path of single calls and batch items)."""
-        route = _Route(self, prefer)
-        while True:
-            index = await route.next()
-            try:
-                result = await self._endpoints[index].complete(self._for(index, req),
-                                                               timeout=timeout)
-            except FlexLLMError as exc:
-                route.failed(index, exc)
-                continue
-            except BaseException:
-                self._balancer.release(index)
-                raise
-            self._record_success(index)
-            return result
 
     # -- requests ------------------------------------------------------------------------
 
@@ -386,7 +222,7 @@ class LLMClientPool(BatchMethods):
             hit = await cache.get(key)
             if hit is not None:
                 return hit if (return_usage or req.tools is not None) else hit.text
-        result = await self._complete(req, timeout=timeout)
+        result = await self._router.complete(req, timeout=timeout)
         if cache is not None and key is not None:
             await cache.set(key, result)
         if return_usage or return_raw or req.tools is not None:
@@ -410,34 +246,10 @@ class LLMClientPool(BatchMethods):
         """
         self._check_open()
         req = self.build_request(messages, model=model, stream=True, **params)
-        route = _Route(self, None)
-        while True:
-            index = await route.next()
-            received = shown = False
-            try:
-                stream = self._endpoints[index].stream(self._for(index, req), timeout=timeout)
-                async with aclosing(stream) as events:
-                    async for event in events:
-                        received = True
-                        item = _shown(event, return_events)
-                        if item is not None:
-                            shown = True
-                            yield item
-            except FlexLLMError as exc:
-                if shown:
-                    self._record_failure(index, exc)
-                    raise
-                route.failed(index, exc)
-                continue
-            except BaseException:
-                # Left early (or cancelled): events that came prove the endpoint works.
-                if received:
-                    self._record_success(index)
-                else:
-                    self._balancer.release(index)
-                raise
-            self._record_success(index)
-            return
+        stream = self._router.stream(req, return_events=return_events, timeout=timeout)
+        async with aclosing(stream) as items:
+            async for item in items:
+                yield item
 
     # -- batches -------------------------------------------------------------------------
 
@@ -489,11 +301,7 @@ class LLMClientPool(BatchMethods):
                 f"at one model's price); the endpoints serve {', '.join(sorted(models))}: pass "
                 "model= or use endpoints of one model")
         prepare = make_preparer(self.build_request, metadata_list=metadata_list, params=params)
-        if distribute:
-            lanes = [_Lane(pool=self, concurrency=ep.concurrency, prefer=i)
-                     for i, ep in enumerate(self._endpoints)]
-        else:
-            lanes = [_Lane(pool=self, concurrency=sum(ep.concurrency for ep in self._endpoints))]
+        lanes = self._router.lanes(distribute=distribute)
         cache = self._cache if use_cache else None
         base = self._retries_so_far()
         return await open_run(
@@ -504,7 +312,8 @@ class LLMClientPool(BatchMethods):
             keep_raw=return_raw, retries=lambda: self._retries_so_far() - base)
 
     def _retries_so_far(self) -> int:
-        return self._retries + sum(ep.statistics().retries for ep in self._endpoints)
+        r = self._router
+        return r.retries + sum(ep.statistics().retries for ep in r.endpoints)
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -522,7 +331,7 @@ class LLMClientPool(BatchMethods):
             await self._cache.aclose()
 
     async def _close_endpoints(self) -> None:
-        for ep in self._endpoints:
+        for ep in self._router.endpoints:
             await ep.aclose()
 
     def close(self) -> None:
@@ -545,7 +354,7 @@ class LLMClientPool(BatchMethods):
         self._check_open()
         stack = contextlib.AsyncExitStack()
         async with stack:
-            for ep in self._endpoints:
+            for ep in self._router.endpoints:
                 await stack.enter_async_context(ep)
             self._stack = stack.pop_all()
         return self
@@ -566,16 +375,3 @@ class LLMClientPool(BatchMethods):
     def __exit__(self, et: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-
-def _shown(event: StreamEvent | ChatResult, return_events: bool) -> object | None:
-    """What the caller of a stream sees of ``event`` (None: nothing)."""
-    match event:
-        case TextDelta(text=text):
-            return event if return_events else (text or None)
-        case ThinkingDelta() | ToolCallDelta() | UsageReport() | StreamEnd():
-            return event if return_events else None
-        case ChatResult():
-            return None  # the assembled answer; its text was already yielded
-        case _:
-            assert_never(event)

@@ -501,3 +501,37 @@ async def test_reading_a_stream_after_its_block_is_refused(kind: str) -> None:
                 pass
             with pytest.raises(UsageError, match="after its `async with` block"):
                 await resp.aread()
+
+
+async def test_waiting_for_a_connection_slot_can_be_cancelled_or_time_out(kind: str) -> None:
+    release = anyio.Event()
+
+    async def gated(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        if req.target == "/v1/chat":
+            await release.wait()
+        return await echo(req, stream, srv)
+
+    with anyio.fail_after(LIMIT):
+        async with serve(gated) as srv, open_transport(kind, max_connections_per_host=1) as t:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(t.send, post(srv.url))  # holds the only connection
+                await anyio.sleep(0.1)
+                with anyio.move_on_after(0.1) as scope:
+                    await t.send(HttpRequest(method="GET", url=srv.url + "/x"))
+                assert scope.cancelled_caught
+                with pytest.raises(RequestTimeout, match="free connection"):
+                    await t.send(
+                        HttpRequest(method="GET", url=srv.url + "/x"),
+                        timeouts=Timeouts(connect=5, read=5, total=0.1),
+                    )
+                waiting = anyio.Event()
+
+                async def third() -> None:
+                    waiting.set()
+                    assert (await t.send(HttpRequest(method="GET", url=srv.url + "/y"))).status == 200
+
+                tg.start_soon(third)
+                await waiting.wait()
+                release.set()
+            assert srv.connections == 1
+            assert [r.target for r in srv.requests] == ["/v1/chat", "/y"]

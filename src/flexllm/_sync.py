@@ -1,21 +1,27 @@
 """The ``*_sync`` driver: the async engine run on a private event loop thread.
 
-Each client owns one :class:`SyncDriver`. Its first call starts a blocking portal
-(:func:`anyio.from_thread.start_blocking_portal`, a daemon thread running an event loop);
-every later sync call of that client runs there, so one connection pool serves them all.
+Each client owns one :class:`SyncDriver`. Its first call starts a blocking portal (an
+:class:`anyio.from_thread.BlockingPortal` served by an event loop in a daemon thread); every
+later sync call of that client runs there, so one connection pool serves them all.
 Because the loop lives in its own thread, a sync call works the same from a plain script
 and from code already inside a running event loop (Jupyter, ``asyncio.run(main())``):
 nothing here ever calls ``asyncio.run``. The portal stops when the client is closed.
+
+The thread is started here rather than with ``start_blocking_portal()``: that context
+manager, left open by a script that never closes its client, is finalised at interpreter
+exit and then waits forever for the (already frozen) daemon thread, so the script hangs.
+Here nothing is waited for at exit: the daemon thread just ends with the process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import anyio
 import anyio.from_thread
 
 from flexllm_core import UsageError
@@ -35,8 +41,8 @@ class SyncDriver:
     def __init__(self, backend: str = "asyncio") -> None:
         self._backend = backend
         self._lock = threading.Lock()
-        self._stack: contextlib.ExitStack | None = None
         self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._thread: threading.Thread | None = None
         self._thread_id: int | None = None
 
     @property
@@ -49,12 +55,25 @@ class SyncDriver:
             return portal
         with self._lock:
             if self._portal is None:
-                stack = contextlib.ExitStack()
-                portal = stack.enter_context(
-                    anyio.from_thread.start_blocking_portal(self._backend, name="flexllm-sync")
-                )
-                self._thread_id = portal.call(threading.get_ident)
-                self._stack, self._portal = stack, portal
+                ready: Future[anyio.from_thread.BlockingPortal] = Future()
+
+                async def serve() -> None:
+                    async with anyio.from_thread.BlockingPortal() as new:
+                        ready.set_result(new)
+                        await new.sleep_until_stopped()
+
+                def run() -> None:
+                    try:
+                        anyio.run(serve, backend=self._backend)
+                    except BaseException as exc:  # surfaced to the caller waiting below
+                        if not ready.done():
+                            ready.set_exception(exc)
+
+                thread = threading.Thread(target=run, name="flexllm-sync", daemon=True)
+                thread.start()
+                self._portal = ready.result()
+                self._thread = thread
+                self._thread_id = thread.ident
             return self._portal
 
     def call(self, fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
@@ -71,13 +90,14 @@ class SyncDriver:
     def close(self, cleanup: Callable[[], Awaitable[None]] | None = None) -> None:
         """Run ``cleanup`` on the portal's loop (if it was started), then stop it."""
         with self._lock:
-            stack, portal = self._stack, self._portal
-            self._stack = self._portal = None
+            portal, thread = self._portal, self._thread
+            self._portal = self._thread = None
             self._thread_id = None
-        if stack is None or portal is None:
+        if portal is None or thread is None:
             return
         try:
             if cleanup is not None:
                 portal.call(cleanup)
         finally:
-            stack.close()
+            portal.call(portal.stop, False)
+            thread.join()

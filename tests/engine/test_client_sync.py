@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import anyio
 import pytest
@@ -83,3 +86,18 @@ def test_close_without_sync_use() -> None:
     client.close()
     client.close()
     assert portal_threads() == 0
+
+
+def test_script_that_never_closes_its_client_exits(tmp_path: Path) -> None:
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        "from flexllm import LLMClient\n"
+        "from flexllm.mock import MockServer\n"
+        "server = MockServer()\n"
+        "url = server.start()\n"
+        "client = LLMClient(base_url=url, model='m')\n"
+        "print(client.chat_completions_sync([{'role': 'user', 'content': 'bye'}]))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(ANSWER_PREFIX + "bye")

@@ -56,11 +56,11 @@ class ChunkedResponse:
         return HttpResponse(status=self.status, headers=self.headers, body=b"".join(self.chunks))
 
 
-Answer: TypeAlias = "HttpResponse | ChunkedResponse | list[bytes]"
+Answer: TypeAlias = "HttpResponse | ChunkedResponse | list[bytes] | StreamResponse"
 Handler: TypeAlias = "Callable[[HttpRequest], Answer | Awaitable[Answer]]"
 
 
-def _as_chunked(answer: Answer) -> ChunkedResponse:
+def _as_chunked(answer: HttpResponse | ChunkedResponse | list[bytes]) -> ChunkedResponse:
     if isinstance(answer, ChunkedResponse):
         return answer
     if isinstance(answer, HttpResponse):
@@ -71,12 +71,11 @@ def _as_chunked(answer: Answer) -> ChunkedResponse:
 class _ScriptedStream:
     """StreamResponse over a ChunkedResponse."""
 
-    def __init__(self, answer: ChunkedResponse, on_done: Callable[[list[bytes]], None] | None):
+    def __init__(self, answer: ChunkedResponse) -> None:
         self.status = answer.status
         self.headers = answer.headers
         self._answer = answer
         self._next = 0
-        self._on_done = on_done
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         answer = self._answer
@@ -89,9 +88,6 @@ class _ScriptedStream:
                 yield piece
         if answer.error is not None:
             raise answer.error
-        if self._on_done is not None:
-            self._on_done(list(answer.chunks))
-            self._on_done = None
 
     async def aread(self) -> bytes:
         return b"".join([piece async for piece in self.aiter_bytes()])
@@ -100,8 +96,8 @@ class _ScriptedStream:
 class MemoryTransport:
     """Answers each request by calling ``handler`` (sync or async); records the requests.
 
-    The handler returns an HttpResponse, a list of body chunks (a 200 stream), or a
-    :class:`ChunkedResponse`; it may raise flexllm errors (``ConnectError`` ...) to
+    The handler returns an HttpResponse, a list of body chunks (a 200 stream), a
+    :class:`ChunkedResponse`, or any StreamResponse object; it may raise flexllm errors (``ConnectError`` ...) to
     simulate failures. ``send`` joins chunks; ``stream`` yields them one by one.
     """
 
@@ -145,6 +141,9 @@ class MemoryTransport:
         answer = await self._answer(request, timeouts)
         if isinstance(answer, HttpResponse):
             return answer
+        if not isinstance(answer, (ChunkedResponse, list)):  # a StreamResponse
+            body = await answer.aread()
+            return HttpResponse(status=answer.status, headers=answer.headers, body=body)
         chunked = _as_chunked(answer)
         for _ in chunked.chunks:
             if chunked.delay:
@@ -156,7 +155,10 @@ class MemoryTransport:
         self, request: HttpRequest, *, timeouts: Timeouts | None = None
     ) -> AsyncIterator[StreamResponse]:
         answer = await self._answer(request, timeouts)
-        yield _ScriptedStream(_as_chunked(answer), None)
+        if isinstance(answer, (HttpResponse, ChunkedResponse, list)):
+            yield _ScriptedStream(_as_chunked(answer))
+        else:
+            yield answer
 
     async def aclose(self) -> None:
         self.closed = True
@@ -261,7 +263,7 @@ class ReplayTransport:
     async def stream(
         self, request: HttpRequest, *, timeouts: Timeouts | None = None
     ) -> AsyncIterator[StreamResponse]:
-        yield _ScriptedStream(self._find(request), None)
+        yield _ScriptedStream(self._find(request))
 
     async def aclose(self) -> None:
         return None

@@ -535,3 +535,33 @@ async def test_waiting_for_a_connection_slot_can_be_cancelled_or_time_out(kind: 
                 release.set()
             assert srv.connections == 1
             assert [r.target for r in srv.requests] == ["/v1/chat", "/y"]
+
+
+async def test_h11_and_httptools_give_identical_responses() -> None:
+    answers = [
+        response(b'{"a": 1}', headers=(("X-Request-ID", "abc"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"))),
+        response(headers=(("Transfer-Encoding", "chunked"), ("Content-Encoding", "gzip")), length=False)[:-2]
+        + b"".join(chunked([gzipped(b"zipped")])),
+        b"HTTP/1.1 100 Continue\r\n\r\n" + response(b"", status=404),
+        response(b"until close", length=False),
+    ]
+
+    async def scripted(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
+        index = int(req.target.rsplit("/", 1)[1])
+        await stream.send(answers[index])
+        return index != 3
+
+    with anyio.fail_after(LIMIT):
+        async with serve(scripted) as srv:
+            results = {}
+            for parser in ("httptools", "h11"):
+                async with open_transport(f"{parser}+watchdog") as t:
+                    results[parser] = [
+                        await t.send(HttpRequest(method="GET", url=f"{srv.url}/{i}")) for i in range(4)
+                    ]
+            assert results["httptools"] == results["h11"]
+            first = results["h11"][0]
+            assert first.headers[:3] == (("X-Request-ID", "abc"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"))
+            assert results["h11"][1].body == b"zipped"
+            assert results["h11"][2].status == 404
+            assert results["h11"][3].body == b"until close"

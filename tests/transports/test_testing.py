@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -112,3 +113,23 @@ def test_replay_file_errors_name_the_line(tmp_path: Path) -> None:
     path.write_text(json.dumps(good) + "\n\n" + '{"request": {}}\n')
     with pytest.raises(UsageError, match=r"bad.jsonl:3"):
         ReplayTransport.from_file(path)
+
+
+async def test_memory_transport_passes_stream_objects_through() -> None:
+    class Slow:
+        status = 200
+        headers = (("Content-Type", "text/event-stream"),)
+
+        async def aiter_bytes(self) -> AsyncIterator[bytes]:
+            for piece in (b"data: 1\n\n", b"data: 2\n\n"):
+                await anyio.sleep(0)
+                yield piece
+
+        async def aread(self) -> bytes:
+            return b"".join([p async for p in self.aiter_bytes()])
+
+    t = MemoryTransport(lambda r: Slow())
+    async with t.stream(req()) as resp:
+        assert resp.headers == (("Content-Type", "text/event-stream"),)
+        assert [p async for p in resp.aiter_bytes()] == [b"data: 1\n\n", b"data: 2\n\n"]
+    assert (await t.send(req())).body == b"data: 1\n\ndata: 2\n\n"

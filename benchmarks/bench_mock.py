@@ -7,6 +7,13 @@ CPU is read from /proc (Linux) around the measured phase; the client's from
 
     /work/venv/bin/python benchmarks/bench_mock.py               # the default table
     /work/venv/bin/python benchmarks/bench_mock.py --requests 20000 --concurrency 100
+
+Measured on the 2-CPU dev VM (load ~4 from other work, so req/s is noisy; CPU per request
+is the stable figure), 10000 requests at 50 in flight, httptools parser:
+server CPU 0.13-0.14 ms per JSON request (one repeated prompt; 0.18-0.27 ms with a new
+prompt each time), 0.13-0.21 ms per unpaced 50-chunk stream, against 0.22-0.32 ms of
+client CPU for raw aiohttp: the server costs less than the fastest client it serves.
+The h11 fallback costs ~0.3 ms per request.
 """
 
 from __future__ import annotations

@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from typing import Any
-
 import pytest
+from pool_support import endpoints, msgs, servers
 
-from flexllm import BadRequestError, ChatResult, LLMClientPool, ServerError
-from flexllm.mock import MockServer
+from flexllm import BadRequestError, BatchResult, ChatResult, LLMClientPool, ServerError
 
 pytestmark = pytest.mark.anyio
 
-MODEL = "gpt-4o-mini"
 HI = [{"role": "user", "content": "hi"}]
-
-
-@contextmanager
-def servers(*options: dict[str, Any]) -> Iterator[list[MockServer]]:
-    """Mock servers on loopback, each in its own thread (so asyncio and trio tests share it)."""
-    with ExitStack() as stack:
-        started = []
-        for opts in options:
-            server = MockServer(**opts)
-            stack.enter_context(server)
-            started.append(server)
-        yield started
-
-
-def endpoints(group: list[MockServer], **per: list[Any]) -> list[dict[str, Any]]:
-    out = []
-    for i, s in enumerate(group):
-        entry: dict[str, Any] = {"base_url": s.base_url, "model": MODEL, "api_key": "sk-test"}
-        entry.update({k: v[i] for k, v in per.items()})
-        out.append(entry)
-    return out
-
-
-def msgs(n: int, word: str = "q") -> list[list[dict[str, str]]]:
-    return [[{"role": "user", "content": f"{word} {i}"}] for i in range(n)]
 
 
 async def test_weighted_single_calls_follow_the_weights() -> None:
@@ -58,7 +28,7 @@ async def test_weighted_batch_split_within_tolerance() -> None:
                                  load_balance="weighted") as pool:
             results = await pool.chat_completions_batch(msgs(120), distribute=False,
                                                         show_progress=False)
-        assert results.ok and len(results) == 120
+        assert isinstance(results, BatchResult) and results.ok and len(results) == 120
         got = [s.stats.completions for s in group]
         assert sum(got) == 120
         for count, share in zip(got, (20, 40, 60), strict=True):
@@ -90,7 +60,7 @@ async def test_distribute_lets_a_fast_endpoint_do_more() -> None:
     with servers({"delay": 0}, {"delay": 0.05}) as group:
         async with LLMClientPool(endpoints(group, concurrency_limit=[2, 2])) as pool:
             results = await pool.chat_completions_batch(msgs(80), show_progress=False)
-        assert results.ok
+        assert isinstance(results, BatchResult) and results.ok
         fast, slow = (s.stats.completions for s in group)
         assert fast + slow == 80 and fast > 2 * slow
 
@@ -140,7 +110,7 @@ async def test_statistics_count_requests_latency_and_in_flight() -> None:
         async with LLMClientPool(endpoints(group), concurrency_limit=2) as pool:
             results = await pool.chat_completions_batch(msgs(10), show_progress=False)
             stats = pool.statistics()
-        assert results.ok
+        assert isinstance(results, BatchResult) and results.ok
         assert stats.requests == 10 and stats.errors == 0 and stats.in_flight == 0
         for e in stats.endpoints:
             assert e.requests == e.successes > 0

@@ -7,22 +7,19 @@ before the core's :func:`~flexllm_core.decide_retry` says how long to sleep, so 
 waiting out a 429 never blocks others; the next attempt queues for a slot and a rate token
 again. Batches and the multi-endpoint pool call the same two methods.
 
-Per event loop state (the transport's connections, the concurrency gate's waiters) is kept
-per loop, so one client serves a script's ``*_sync`` calls (the portal's loop) and the
-caller's own loop without sharing a socket between loops.
+Per event loop state (the transport's connections, the concurrency gate's waiters) lives in
+:class:`~flexllm._loops.LoopResources`, so one client serves a script's ``*_sync`` calls
+and the caller's own loop without sharing a socket between loops.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
-from typing import Protocol
 
 import anyio
-import anyio.lowlevel
 import attrs
 
 from flexllm_core import (
@@ -34,7 +31,6 @@ from flexllm_core import (
     HttpRequest,
     HttpResponse,
     ProviderConfig,
-    ProviderError,
     RetryPolicy,
     StreamEvent,
     TextDelta,
@@ -46,7 +42,9 @@ from flexllm_core import (
 )
 from flexllm_transports import Timeouts, Transport, default_transport
 
-from ._limits import ConcurrencyLimiter, RateLimiter
+from ._endpoint_types import EndpointStatistics, RetryNotice, TokenSource, redact_error
+from ._limits import RateLimiter
+from ._loops import LoopResources
 
 __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
 
@@ -54,59 +52,6 @@ __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
 _EWMA_ALPHA = 0.2
 #: Connect deadline when the request timeout is larger (a dead host should fail fast).
 _CONNECT_TIMEOUT = 10.0
-
-
-class TokenSource(Protocol):
-    """Where a short-lived bearer token comes from (Vertex AI); asked before each attempt."""
-
-    async def token(self) -> str:
-        """The current token, refreshed when it is about to expire."""
-        ...
-
-
-@attrs.frozen(kw_only=True)
-class RetryNotice:
-    """Told to ``Endpoint.on_retry`` before a retry sleeps (a progress bar counts these)."""
-
-    #: The attempt that failed (1-based).
-    attempt: int
-    #: Seconds until the next attempt.
-    delay: float
-    #: The failure, as ``Type: message`` with any key redacted.
-    error: str
-
-
-@attrs.frozen(kw_only=True)
-class EndpointStatistics:
-    """A snapshot of one endpoint's counters (immutable, like trio's statistics())."""
-
-    #: Calls to complete/stream started.
-    requests: int
-    #: Calls that returned an answer.
-    successes: int
-    #: Calls that raised a flexllm error after their last attempt.
-    errors: int
-    #: Retries scheduled (attempts beyond each call's first).
-    retries: int
-    #: Attempts sent to the transport.
-    attempts: int
-    #: Attempts holding a concurrency slot right now.
-    in_flight: int
-    #: Moving average of successful attempts' duration in seconds; None before the first.
-    latency: float | None
-    #: The last failure (``Type: message``, key redacted), or None.
-    last_error: str | None
-
-
-@attrs.define
-class _LoopState:
-    transport: Transport
-    owned: bool
-    limiter: ConcurrencyLimiter
-    #: Closes ``transport`` when the loop ends (see Endpoint._start_guard).
-    guard: AsyncGenerator[None, None] | None = None
-    #: True inside ``async with endpoint`` (the transport's own context is entered).
-    entered: bool = False
 
 
 def _now() -> float:
@@ -147,14 +92,17 @@ class Endpoint:
         self._codec: Codec = get_codec(provider)
         self.provider = self._codec.NAME
         self._config = config
-        self._transport = transport
-        self._proxy = proxy
         self._concurrency = concurrency_limit
         self._rate = RateLimiter(max_qps) if max_qps is not None else None
         self._policy = retry if retry is not None else RetryPolicy()
         self._timeout = timeout
         self._auth = auth
-        self._states: dict[anyio.lowlevel.EventLoopToken, _LoopState] = {}
+        self._loops = LoopResources(
+            transport=transport,
+            make_transport=lambda: default_transport(proxy, base_url=config.base_url),
+            concurrency=concurrency_limit,
+        )
+        self._token: str | None = None  # the last bearer token from ``auth``
         self._timeouts = self._make_timeouts(timeout, stream=False)
         self._stream_timeouts = self._make_timeouts(timeout, stream=True)
         #: Called with a :class:`RetryNotice` before each retry sleeps.
@@ -176,55 +124,16 @@ class Endpoint:
     def base_url(self) -> str:
         return self._config.base_url
 
-    # -- state ----------------------------------------------------------------------------
+    # -- per-loop resources ----------------------------------------------------------------
 
     @staticmethod
     def _make_timeouts(timeout: float | None, *, stream: bool) -> Timeouts:
         connect = _CONNECT_TIMEOUT if timeout is None else min(_CONNECT_TIMEOUT, timeout)
         return Timeouts(connect=connect, read=timeout, total=None if stream else timeout)
 
-    def _state(self) -> _LoopState:
-        token = anyio.lowlevel.current_token()
-        state = self._states.get(token)
-        if state is None:
-            if self._transport is not None:
-                transport, owned = self._transport, False
-            else:
-                transport = default_transport(self._proxy, base_url=self._config.base_url)
-                owned = True
-            state = _LoopState(transport=transport, owned=owned,
-                               limiter=ConcurrencyLimiter(self._concurrency))
-            if owned:
-                state.guard = self._start_guard(token)
-            self._states[token] = state
-        return state
-
-    def _start_guard(self, token: anyio.lowlevel.EventLoopToken) -> AsyncGenerator[None, None]:
-        """An async generator parked inside ``try`` that closes this loop's transport.
-
-        Both asyncio (``asyncio.run`` → ``shutdown_asyncgens``) and trio finalise the async
-        generators still alive when their run ends, in that loop; so connections opened in a
-        loop that ends without ``aclose()`` (``asyncio.run`` called twice with one client)
-        are closed there instead of leaking until garbage collection.
-        """
-        guard = self._guard(token)
-        step = guard.__anext__()  # registers the generator with the running loop
-        with contextlib.suppress(StopIteration):
-            step.send(None)  # runs to the first yield: nothing in between awaits
-        return guard
-
-    async def _guard(self, token: anyio.lowlevel.EventLoopToken) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            state = self._states.pop(token, None)
-            if state is not None:
-                with anyio.CancelScope(shield=True):
-                    await state.transport.aclose()
-
     def transport(self) -> Transport:
         """This event loop's transport (for side requests such as fetching an image)."""
-        return self._state().transport
+        return self._loops.state().transport
 
     def statistics(self) -> EndpointStatistics:
         return EndpointStatistics(
@@ -233,7 +142,7 @@ class Endpoint:
             errors=self._errors,
             retries=self._retries,
             attempts=self._attempts,
-            in_flight=sum(s.limiter.in_flight for s in self._states.values()),
+            in_flight=self._loops.in_flight,
             latency=self._latency,
             last_error=self._last_error,
         )
@@ -245,57 +154,17 @@ class Endpoint:
         deadlines with one background task instead of a cancel scope per request, which
         saves about 35 µs of CPU per request. Must be exited in the task that entered it.
         """
-        state = self._state()
-        enter = getattr(state.transport, "__aenter__", None)
-        if state.owned and enter is not None and not state.entered:
-            await enter()
-            state.entered = True
+        await self._loops.enter()
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        token = anyio.lowlevel.current_token()
-        state = self._states.get(token)
-        if state is None or not state.entered:
-            await self.aclose()
-            return
-        del self._states[token]
-        # No shielding scope around this: the transport's task group was entered before
-        # it and must be exited as the current scope.
-        try:
-            await state.transport.__aexit__(et, exc, tb)  # type: ignore[attr-defined]
-        finally:
-            if state.guard is not None:
-                with anyio.CancelScope(shield=True):
-                    await state.guard.aclose()
+        await self._loops.exit(et, exc, tb)
 
     async def aclose(self) -> None:
-        """Close the transport this endpoint created for the current event loop.
-
-        A transport entered with ``async with endpoint`` is left to ``__aexit__``.
-        """
-        try:
-            token = anyio.lowlevel.current_token()
-        except Exception:  # no loop running: nothing of ours can be closed from here
-            return
-        state = self._states.get(token)
-        if state is None or state.entered:
-            return
-        del self._states[token]
-        if state.owned:
-            with anyio.CancelScope(shield=True):
-                await state.transport.aclose()
-                if state.guard is not None:
-                    await state.guard.aclose()  # its finally finds nothing left to close
-
-    def forget_other_loops(self) -> None:
-        """Drop state of loops other than the current one (they have ended)."""
-        try:
-            token = anyio.lowlevel.current_token()
-        except Exception:
-            token = None
-        self._states = {k: v for k, v in self._states.items() if k == token}
+        """Close the transport this endpoint created for the current event loop."""
+        await self._loops.aclose()
 
     # -- building and classifying -----------------------------------------------------------
 
@@ -303,32 +172,12 @@ class Endpoint:
         """The HTTP request for ``req``, with a fresh bearer token when one is needed."""
         config = self._config
         if self._auth is not None:
-            config = attrs.evolve(config, api_key=await self._auth.token())
+            self._token = await self._auth.token()
+            config = attrs.evolve(config, api_key=self._token)
         return self._codec.build_request(req, config)
 
     def _redact(self, exc: FlexLLMError) -> FlexLLMError:
-        """Replace the key in an error's text (a provider or proxy may echo it back)."""
-        key = self._config.api_key
-        if not key or len(key) < 6:
-            return exc
-        text = str(exc)
-        if isinstance(exc, ProviderError):
-            body = exc.body
-            if key not in text and key not in repr(body):
-                return exc
-            clean = type(exc)(
-                exc.message.replace(key, "***"),
-                status=exc.status,
-                error_type=exc.error_type,
-                retryable=exc.retryable,
-                retry_after=exc.retry_after,
-                provider=exc.provider,
-                body=None if body is None else "<redacted: it contained the API key>",
-            )
-            return clean
-        if key in text:
-            return type(exc)(text.replace(key, "***"))
-        return exc
+        return redact_error(exc, (self._config.api_key, self._token))
 
     def _note_failure(self, exc: BaseException) -> None:
         self._last_error = f"{type(exc).__name__}: {exc}"
@@ -375,7 +224,7 @@ class Endpoint:
             while True:
                 attempt += 1
                 http = await self.build(req)
-                state = self._state()
+                state = self._loops.state()
                 limiter = state.limiter
                 await limiter.acquire()
                 try:
@@ -386,8 +235,8 @@ class Endpoint:
                     try:
                         resp = await state.transport.send(http, timeouts=timeouts)
                         result = self._parse(resp)
-                    except (ProviderError, TransportError) as exc:
-                        error: FlexLLMError = self._redact(exc)
+                    except FlexLLMError as exc:
+                        error = self._redact(exc)
                         self._note_failure(error)
                     else:
                         self._record_latency(time.monotonic() - started)
@@ -399,10 +248,8 @@ class Endpoint:
                 if delay is None:
                     raise error
                 await anyio.sleep(delay)
-        except FlexLLMError as exc:
+        except FlexLLMError:
             self._errors += 1
-            if self._last_error is None:
-                self._note_failure(exc)
             raise
 
     async def stream(
@@ -425,7 +272,7 @@ class Endpoint:
             while True:
                 attempt += 1
                 http = await self.build(req)
-                state = self._state()
+                state = self._loops.state()
                 limiter = state.limiter
                 await limiter.acquire()
                 yielded = False
@@ -447,8 +294,8 @@ class Endpoint:
                                     yielded = True
                                     yield event
                             result = decoder.close()
-                    except (ProviderError, TransportError) as exc:
-                        error: FlexLLMError = self._redact(exc)
+                    except FlexLLMError as exc:
+                        error = self._redact(exc)
                         self._note_failure(error)
                         if yielded:
                             raise error from None
@@ -463,10 +310,8 @@ class Endpoint:
                 if delay is None:
                     raise error
                 await anyio.sleep(delay)
-        except FlexLLMError as exc:
+        except FlexLLMError:
             self._errors += 1
-            if self._last_error is None:
-                self._note_failure(exc)
             raise
 
     async def get(self, path: str, *, timeout: float | None = None) -> HttpResponse:

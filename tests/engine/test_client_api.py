@@ -9,7 +9,8 @@ import pytest
 
 import flexllm
 
-MODULES = ("_client", "_config", "_endpoint", "_limits", "_mllm", "_providers", "_sync")
+MODULES = ("_client", "_config", "_endpoint", "_endpoint_types", "_limits", "_loops", "_mllm",
+           "_providers", "_sync")
 
 
 @pytest.mark.parametrize("name", MODULES)

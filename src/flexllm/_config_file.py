@@ -157,6 +157,8 @@ class ModelEntry:
     endpoints: tuple[Mapping[str, Any], ...] = ()
     #: The balance API to ask (``flexllm credits``); None: detected from the base_url host.
     credits: str | None = None
+    #: ``fallback`` / ``load_balance`` for a multi-endpoint entry (LLMClientPool options).
+    pool_options: Mapping[str, Any] = attrs.field(factory=dict)
     #: (key, variable) pairs naming environment variables that are not set.
     missing: tuple[tuple[str, str], ...] = ()
     #: Where the entry is, for messages: ``models[2]``.
@@ -292,6 +294,7 @@ def _entry(chk: _Checker, index: int, raw: object, environ: Mapping[str, str]) -
         id=ident or name or "", name=name or ident or "", provider=provider, base_url=base_url,
         api_key=api_key, api_key_refs=key_refs, system=system, options=options, params=params,
         endpoints=tuple(endpoints), credits=credits, missing=tuple(missing), where=where,
+        pool_options={k: raw[k] for k in ("fallback", "load_balance") if k in raw},
     )
 
 

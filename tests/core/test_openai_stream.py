@@ -457,3 +457,19 @@ def test_render_error_is_classified_back(status: int, cls: str) -> None:
     assert set(body["error"]) == {"message", "type", "param", "code"}
     err = openai.parse_error(status, [], json.dumps(body).encode())
     assert type(err).__name__ == cls and err.message == "went wrong"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"thinking": {"type": "enabled"}}, True),
+        ({"thinking": {"type": "disabled"}}, False),
+        ({"reasoning": {"effort": "high"}}, "high"),
+        ({"reasoning": {"enabled": False}}, False),
+        ({"reasoning_effort": "none"}, False),
+        ({}, None),
+    ],
+)
+def test_server_reads_gateway_thinking_switches(fields: dict[str, object], expected: object) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], **fields}
+    assert openai.parse_request("/v1/chat/completions", body).thinking == expected

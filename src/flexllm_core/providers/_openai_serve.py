@@ -41,6 +41,16 @@ def _thinking(body: JSONDict, extra: JSONDict) -> ThinkingOption:
     if isinstance(body.get("think"), bool) and enabled is None:
         enabled = body["think"]
     effort = body.get("reasoning_effort")
+    # Gateways (OpenRouter, DeepSeek, GLM) use {"reasoning": {...}} or {"thinking": {"type": ...}}.
+    for key in ("reasoning", "thinking"):
+        gate = body.get(key)
+        if isinstance(gate, dict) and enabled is None:
+            kind = gate.get("type", gate.get("enabled", True))
+            enabled = kind not in ("disabled", False)
+            effort = gate.get("effort", effort)
+    if effort == "none":
+        # OpenAI accepts "none" for reasoning off on models that allow it.
+        return False
     if enabled is False:
         return False
     if isinstance(budget, int) and not isinstance(budget, bool):

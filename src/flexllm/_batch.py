@@ -185,7 +185,8 @@ class BatchRun:
         src = self._source
         if isinstance(src, (JSONLFile, Sequence)):
             done = self._scan.done if self._scan is not None else {}
-            verified = await anyio.to_thread.run_sync(verify_inputs, src, self._prepare, done)
+            verified = await anyio.to_thread.run_sync(
+                verify_inputs, src, self._prepare, done, self._opt.fast_hash)
             self.counters.total = verified.total
             self._verified = True
             if verified.changed:
@@ -325,7 +326,8 @@ class BatchRun:
             index = self._take_index()
             recorded = done.get(index)
             if recorded is not None and index not in self._changed:
-                if not self._verified:
+                fast = self._opt.fast_hash
+                if not self._verified and (fast is None or fast(raw) != recorded):
                     # A one-shot input is checked against its record as it is read.
                     try:
                         prepared = self._prepare(raw, index)

@@ -10,6 +10,8 @@ misuse (bad input, a locked or mismatching checkpoint) and bugs do.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -18,7 +20,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import anyio.to_thread
 
-from flexllm_core import ChatRequest, JSONDict, JSONValue, UsageError
+from flexllm_core import (
+    ChatRequest,
+    JSONDict,
+    JSONValue,
+    UsageError,
+    canonical_request,
+    request_hash,
+)
 
 from ._batch import BatchRun
 from ._batch_input import BatchInput
@@ -32,7 +41,7 @@ if TYPE_CHECKING:
     from ._endpoint import Endpoint
     from ._sync import SyncDriver
 
-__all__ = ("BatchMethods", "BatchResult", "make_preparer", "open_run")
+__all__ = ("BatchMethods", "BatchResult", "make_fast_hash", "make_preparer", "open_run")
 
 
 class BatchResult(list[Any]):
@@ -118,6 +127,56 @@ def make_preparer(
     return prepare
 
 
+_SIMPLE_ROLES = frozenset({"system", "developer", "user", "assistant"})
+
+
+def make_fast_hash(build: Callable[..., ChatRequest], params: Mapping[str, Any]
+                   ) -> Callable[[object], str | None] | None:
+    """A quick request hash for items made of plain text messages (None when unsure).
+
+    Resuming a million finished items must not mean validating a million requests again:
+    this reproduces the core's request hash by substituting the item's messages into the
+    canonical form of a probe request built with the same parameters. It is checked
+    against the core on the probe; and a value that does not match a record only sends
+    the item through the full check, so a wrong guess can cost time, never correctness.
+    """
+    probe_messages = [{"role": "user", "content": "probe"}]
+    try:
+        probe = build(probe_messages, **params)
+        base = json.loads(canonical_request("openai", "http://fast.invalid", probe))
+    except (UsageError, ValueError):
+        return None
+    base.pop("provider", None)
+    base.pop("base_url", None)
+
+    def digest(messages: object) -> str:
+        payload = {**base, "messages": messages}
+        data = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+        return hashlib.sha256(data).hexdigest()[:16]
+
+    if digest(probe_messages) != request_hash(probe):
+        return None  # the core's canonical form changed: always take the full path
+
+    def fast(raw: object) -> str | None:
+        if isinstance(raw, Mapping):
+            raw = raw.get("messages")
+        elif isinstance(raw, str):
+            raw = [{"role": "user", "content": raw}]
+        if type(raw) is not list or not raw:
+            return None
+        for m in raw:
+            if (type(m) is not dict or len(m) != 2 or type(m.get("content")) is not str
+                    or m.get("role") not in _SIMPLE_ROLES):
+                return None
+        try:
+            return digest(raw)
+        except (TypeError, ValueError):
+            return None
+
+    return fast
+
+
 async def open_run(
     items: BatchInput,
     lanes: Sequence[Lane],
@@ -135,6 +194,7 @@ async def open_run(
     cache_key: Callable[[ChatRequest], str] | None,
     keep_raw: bool,
     retries: Callable[[], int] | None,
+    fast_hash: Callable[[object], str | None] | None = None,
 ) -> BatchRun:
     """Check the options and build a run (not started); shared by the client and the pool."""
     pricing = await anyio.to_thread.run_sync(current_pricing)
@@ -151,6 +211,7 @@ async def open_run(
         show_progress=show_progress,
         keep_raw=keep_raw,
         retries=retries,
+        fast_hash=fast_hash,
     )
     return BatchRun(items, lanes, prepare, options)
 
@@ -203,6 +264,7 @@ class BatchMethods:
             cache_key=self.cache_key if cache is not None else None,
             keep_raw=return_raw,
             retries=lambda: endpoint.statistics().retries - base_retries,
+            fast_hash=make_fast_hash(self.build_request, params) if output_jsonl else None,
         )
 
     async def chat_completions_batch(

@@ -117,16 +117,23 @@ def verify_inputs(
     source: Sequence[object] | JSONLFile,
     prepare: Callable[[object, int], Prepared],
     done: dict[int, str],
+    fast_hash: Callable[[object], str | None] | None = None,
 ) -> Verified:
     """Prepare every item (raising on the first invalid one) and compare finished items'
-    request hashes with their records. Blocking: run in a worker thread."""
+    request hashes with their records. Blocking: run in a worker thread.
+
+    A finished item whose ``fast_hash`` equals its record is unchanged (the same request
+    was sent before, so it was valid then) and skips the full preparation.
+    """
     iterable: Iterable[object] = source.iter_blocking() if isinstance(source, JSONLFile) else source
     changed: list[int] = []
     total = 0
     for index, raw in enumerate(iterable):
-        prepared = prepare(raw, index)
+        total = index + 1
         recorded = done.get(index)
+        if recorded is not None and fast_hash is not None and fast_hash(raw) == recorded:
+            continue
+        prepared = prepare(raw, index)
         if recorded is not None and request_hash(prepared.request) != recorded:
             changed.append(index)
-        total = index + 1
     return Verified(total=total, changed=tuple(changed))

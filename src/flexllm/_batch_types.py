@@ -133,6 +133,10 @@ class BatchOptions:
     redact: Callable[[str], str] = str
     #: Total retries so far (shown in the progress bar).
     retries: Callable[[], int] | None = None
+    #: A cheap way to the request hash of a raw input item (None when it cannot tell).
+    #: Used only to confirm an unchanged finished item quickly on resume: a value equal
+    #: to the recorded hash means unchanged; anything else falls back to the full check.
+    fast_hash: Callable[[object], str | None] | None = None
     #: Unix time for records' ``created_at``.
     clock: Callable[[], float] = time.time
     #: Restored records are read back in groups of this many per thread call.

@@ -129,3 +129,47 @@ def test_sync_batch(tmp_path: Path) -> None:
                                                    show_progress=False)
     assert isinstance(results, BatchResult) and isinstance(again, BatchResult)
     assert list(results) == list(again) and len(results) == 5
+
+
+@pytest.mark.parametrize("params", [{}, {"temperature": 0.3, "max_tokens": 50},
+                                    {"model": "other-model", "seed": 7, "stop": "END"}])
+def test_fast_resume_hash_agrees_with_the_core(params: dict[str, object]) -> None:
+    from flexllm._batch_api import make_fast_hash
+    from flexllm_core import request_hash
+
+    client = LLMClient(base_url="http://127.0.0.1:9/v1", model=MODEL, api_key="k")
+    fast = make_fast_hash(client.build_request, params)
+    assert fast is not None
+    items: list[object] = [
+        [{"role": "user", "content": "hello"}],
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "naïve café ✓"}],
+        {"messages": [{"role": "user", "content": "with metadata"}], "id": 3},
+        "a bare prompt",
+    ]
+    for item in items:
+        messages = item["messages"] if isinstance(item, dict) else item
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        assert fast(item) == request_hash(client.build_request(messages, **params))
+    # Anything but plain text messages: no guess, the full check runs instead.
+    assert fast([{"role": "user", "content": [{"type": "text", "text": "x"}]}]) is None
+    assert fast([{"role": "tool", "content": "x", "tool_call_id": "1"}]) is None
+
+
+async def test_client_resume_detects_changed_inputs(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    server = MockServer()
+    async with server as url, LLMClient(base_url=url, model=MODEL, api_key="k") as client:
+        await client.chat_completions_batch(_msgs(8), output_jsonl=str(out), show_progress=False)
+        sent = server.stats.completions
+        edited = _msgs(8)
+        edited[5] = [{"role": "user", "content": "edited"}]
+        with pytest.raises(UsageError, match="index 5"):
+            await client.chat_completions_batch(edited, output_jsonl=str(out), show_progress=False)
+        # Different generation parameters change every request, too.
+        with pytest.raises(UsageError, match="8 input"):
+            await client.chat_completions_batch(_msgs(8), output_jsonl=str(out),
+                                                show_progress=False, temperature=0.9)
+        again = await client.chat_completions_batch(_msgs(8), output_jsonl=str(out),
+                                                    show_progress=False)
+    assert server.stats.completions == sent and len(again) == 8 and again.ok

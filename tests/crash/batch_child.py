@@ -1,6 +1,9 @@
 """A batch run that the crash test kills with SIGKILL at random moments.
 
-Usage: python batch_child.py BACKEND BASE_URL CHECKPOINT SENT_LOG N
+Usage: python batch_child.py BACKEND BASE_URL CHECKPOINT SENT_LOG N [sync]
+
+With ``sync`` the run goes through ``chat_completions_batch_sync`` from plain code (the
+Ctrl+C test sends SIGINT to it).
 
 Before each request leaves, its prompt is appended to SENT_LOG with one unbuffered
 ``write(2)``, so the log survives the kill and tells the test exactly what was sent.
@@ -58,6 +61,21 @@ async def main(base_url: str, checkpoint: str, sent_log: str, n: int) -> None:
     await transport.aclose()
 
 
+def main_sync(base_url: str, checkpoint: str, sent_log: str, n: int) -> None:
+    fd = os.open(sent_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    transport = LoggingTransport(default_transport(base_url=base_url), fd)
+    with LLMClient(base_url=base_url, model="gpt-4o-mini", api_key="sk-crash-test",
+                   concurrency_limit=8, retry_times=0, transport=transport) as client:
+        print("ready", flush=True)
+        items = [[{"role": "user", "content": prompt(i)}] for i in range(n)]
+        results = client.chat_completions_batch_sync(items, output_jsonl=checkpoint,
+                                                     show_progress=False)
+        print("done", len(results), results.failed_count, flush=True)
+
+
 if __name__ == "__main__":
     backend, url, path, log, count = sys.argv[1:6]
-    anyio.run(main, url, path, log, int(count), backend=backend)
+    if sys.argv[6:] == ["sync"]:
+        main_sync(url, path, log, int(count))
+    else:
+        anyio.run(main, url, path, log, int(count), backend=backend)

@@ -311,8 +311,8 @@ def _batch(chk: _Checker, raw: object) -> BatchDefaults:
         if value is None:
             continue
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            names = " or ".join("a number" if k is float else f"a {k.__name__}" for k in kinds
-                                if not (k is int and float in kinds))
+            words = {int: "an int", float: "a number", bool: "true or false", str: "a string"}
+            names = " or ".join(words[k] for k in kinds if not (k is int and float in kinds))
             raise chk.fail(f"batch.{key}", names, value)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise chk.fail(f"batch.{key}", "a number >= 0", value)

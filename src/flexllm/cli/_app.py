@@ -10,13 +10,41 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
-from ._common import EXIT_INTERRUPTED, EXIT_USAGE, exit_code_for, message_for
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    exit_code_for,
+    leaf,
+    message_for,
+    setup_logging,
+)
 
 __all__ = ("CliGroup", "app")
+
+
+def _click_classes() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...], tuple[type[BaseException], ...]]:
+    """(usage errors, other click errors, aborts): typer >= 0.20 vendors click as
+    ``typer._click``; older versions use click itself. Both are caught."""
+    usage: list[type[Exception]] = []
+    other: list[type[Exception]] = []
+    aborts: list[type[BaseException]] = [typer.Abort]
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = __import__(name, fromlist=["UsageError"])
+        except ImportError:
+            continue
+        usage.append(module.UsageError)
+        other.append(module.ClickException)
+        abort = getattr(module, "Abort", None)
+        if abort is not None:
+            aborts.append(abort)
+    return tuple(usage), tuple(other), tuple(aborts)
+
+
+_USAGE, _CLICK, _ABORT = _click_classes()
 
 
 def _error_line(text: str) -> None:
@@ -40,25 +68,29 @@ class CliGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        setup_logging()
         try:
             rv = super().main(args=args, prog_name=prog_name or "flexllm",
                               complete_var=complete_var, standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
-        except click.UsageError as exc:
-            command = exc.ctx.command_path if exc.ctx is not None else "flexllm"
-            _error_line(f"{exc.format_message()} (see '{command} --help')")
+        except _USAGE as exc:
+            ctx = getattr(exc, "ctx", None)
+            command = ctx.command_path if ctx is not None else "flexllm"
+            _error_line(f"{exc.format_message()} (see '{command} --help')")  # type: ignore[attr-defined]
             code = EXIT_USAGE
-        except click.ClickException as exc:
-            _error_line(exc.format_message())
-            code = exc.exit_code
-        except click.Abort:
+        except _CLICK as exc:
+            _error_line(exc.format_message())  # type: ignore[attr-defined]
+            code = int(getattr(exc, "exit_code", 1))
+        except _ABORT:
             code = EXIT_INTERRUPTED
         except KeyboardInterrupt:
             _error_line("interrupted")
             code = EXIT_INTERRUPTED
-        except Exception as exc:
-            _error_line(message_for(exc))
+        except BaseException as exc:
+            if not isinstance(leaf(exc), Exception) and not isinstance(leaf(exc), KeyboardInterrupt):
+                raise  # SystemExit and friends pass through
             code = exit_code_for(exc)
+            _error_line("interrupted" if code == EXIT_INTERRUPTED else message_for(exc))
         if standalone_mode:
             sys.exit(code)
         return code

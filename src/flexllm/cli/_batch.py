@@ -65,9 +65,7 @@ Examples:
 
   flexllm batch input.jsonl -m gpt-4o-mini -c 50 --qps 20 --no-cache --json
 
-Input lines: {"messages": [...]}, {"prompt": "..."} / {"text": ...} / {"question": ...}
-with an optional "system", or OpenAI Batch API lines ({"custom_id", "body"}). Other fields
-are kept as metadata in the output. Re-run the same command to resume.
+Input lines: {"messages": [...]}, {"prompt": "..."} / {"text": ...} / {"question": ...} with an optional "system", or OpenAI Batch API lines ({"custom_id", "body"}). Other fields are kept as metadata in the output. Re-run the same command to resume.
 """
 
 

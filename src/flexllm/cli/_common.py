@@ -17,6 +17,7 @@ Exit codes (a contract for scripts, documented in the README):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -72,6 +73,31 @@ EXIT_INTERRUPTED = 130
 MOCK_MODEL = "mock-model"
 
 _secrets: set[str] = set()
+#: Mock runs serve a model no price table knows; its "no price" warning is noise there.
+_quiet_prices = False
+
+
+class _StderrHandler(logging.Handler):
+    """Library warnings as ``warning: ...`` lines on the *current* stderr (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _quiet_prices and record.getMessage().startswith("no price known"):
+            return
+        try:
+            sys.stderr.write(f"{record.levelname.lower()}: {scrub(record.getMessage())}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def setup_logging() -> None:
+    """Route the library's warnings to stderr once (no timestamps, keys scrubbed)."""
+    logger = logging.getLogger("flexllm")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler(logging.WARNING))
+        logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
 
 
 class CliError(Exception):
@@ -104,8 +130,18 @@ def mask_key(key: str | None) -> str:
     return f"{prefix}****"
 
 
+def leaf(exc: BaseException) -> BaseException:
+    """The error inside task-group wrappers (what the user needs to hear about)."""
+    # Duck-typed: BaseExceptionGroup is builtin from 3.11, a backport on 3.10.
+    while isinstance(getattr(exc, "exceptions", None), tuple) and exc.exceptions:  # type: ignore[attr-defined]
+        inner: list[BaseException] = list(exc.exceptions)  # type: ignore[attr-defined]
+        exc = next((e for e in inner if isinstance(e, KeyboardInterrupt)), inner[0])
+    return exc
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The documented exit code of an error."""
+    exc = leaf(exc)
     if isinstance(exc, CliError):
         return exc.code
     if isinstance(exc, ConfigError):
@@ -123,6 +159,7 @@ def exit_code_for(exc: BaseException) -> int:
 
 def message_for(exc: BaseException) -> str:
     """One line describing ``exc``, without any registered key."""
+    exc = leaf(exc)
     if isinstance(exc, ProviderError):
         status = getattr(exc, "status", None)
         kind = type(exc).__name__
@@ -223,6 +260,8 @@ async def open_client(target: Target, *, need_model: bool = True,
     if target.mock:
         from ..mock import MockServer
 
+        global _quiet_prices
+        _quiet_prices = True
         async with MockServer(port=0, **dict(target.mock_options)) as url:
             resolved = ResolvedModel(model=target.model or MOCK_MODEL, base_url=url,
                                      api_key="EMPTY", provider="openai", source="--mock")

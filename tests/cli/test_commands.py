@@ -354,3 +354,21 @@ def test_mock_rejects_bad_options(cli: Invoke) -> None:
     result = cli("mock", "-d", "5-1")
     assert result.exit_code == 2
     assert "delay" in one_line_error(result.stderr)
+
+
+def test_entry_with_several_endpoints_uses_a_pool(cli: Invoke, home: Path, tmp_path: Path) -> None:
+    m1, m2 = MockServer(), MockServer()
+    with m1 as url1, m2 as url2:
+        write_config(home, "default: pooled\nmodels:\n  - id: pooled\n    name: mock-model\n"
+                           f"    api_key: EMPTY\n    load_balance: round_robin\n    endpoints:\n"
+                           f"      - base_url: {url1}\n      - base_url: {url2}\n")
+        asked = cli("ask", "pooled?")
+        assert asked.exit_code == 0, asked.output
+        assert asked.stdout.startswith("Mock answer to: pooled?")
+        data = tmp_path / "in.jsonl"
+        data.write_text("".join(f'{{"prompt": "p{i}"}}\n' for i in range(6)))
+        run = cli("batch", str(data), "--json", "--no-cache", "--no-progress")
+        assert run.exit_code == 0, run.output
+        assert json.loads(run.stdout)["succeeded"] == 6
+    assert m1.stats.completions > 0 and m2.stats.completions > 0
+    assert m1.stats.completions + m2.stats.completions == 7

@@ -1,0 +1,167 @@
+"""``flexllm batch``: input shapes, metadata, bad lines, resume, cache, budget, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import Invoke
+
+from flexllm.mock import MockServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def summary(stdout: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(stdout)
+    return data
+
+
+def test_readme_command_in_process(cli: Invoke, home: Path) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    out = Path("results.jsonl")
+    first = cli("batch", str(src), "-o", str(out), "--mock", "--json", "--mock-delay", "0")
+    assert first.exit_code == 0, first.output
+    s = summary(first.stdout)
+    assert (s["total"], s["succeeded"], s["failed"], s["sent"]) == (20, 20, 0, 20)
+    recs = records(out)
+    assert sorted(r["index"] for r in recs) == list(range(20))
+    by_index = {r["index"]: r for r in recs}
+    assert by_index[0]["metadata"] == {"id": "q01"}
+    assert by_index[2]["metadata"] == {"id": "q03", "topic": "biology"}
+    assert by_index[7]["metadata"] == {"custom_id": "req-08"}
+    assert by_index[0]["output"].startswith("Mock answer to: What is the capital of France?")
+    # the mock cache lives apart from the user's real cache
+    assert (home / ".cache" / "flexllm" / "mock").is_dir()
+    assert not (home / ".cache" / "flexllm" / "llm_response").exists()
+    again = summary(cli("batch", str(src), "-o", str(out), "--mock", "--json").stdout)
+    assert (again["sent"], again["resumed"], again["succeeded"]) == (0, 20, 20)
+    assert len(records(out)) == 20
+    # without the checkpoint, the cache answers everything
+    out.unlink()
+    cached = summary(cli("batch", str(src), "-o", str(out), "--mock", "--json").stdout)
+    assert (cached["sent"], cached["cached"]) == (0, 20)
+
+
+def test_default_output_name(cli: Invoke) -> None:
+    Path("data.jsonl").write_text('{"prompt": "x"}\n')
+    result = cli("batch", "data.jsonl", "--mock", "--mock-delay", "0", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert len(records(Path("data.output.jsonl"))) == 1
+    assert "1/1 succeeded" in result.stderr
+
+
+BAD_INPUT = """\
+{"prompt": "good one"}
+{"prompt": "broken"
+["not", "an", "object"]
+
+{"nothing": "useful"}
+{"messages": [{"role": "wizard", "content": "x"}]}
+{"question": "good two", "lang": "en"}
+"""
+
+
+def test_malformed_lines_fail_alone_with_their_line_numbers(cli: Invoke) -> None:
+    Path("in.jsonl").write_text(BAD_INPUT)
+    result = cli("batch", "in.jsonl", "-o", "out.jsonl", "--mock", "--mock-delay", "0", "--json")
+    assert result.exit_code == 6, result.output
+    s = summary(result.stdout)
+    assert (s["total"], s["succeeded"], s["failed"], s["invalid_lines"]) == (6, 2, 4, 4)
+    assert [(e["index"], e["line"]) for e in s["errors"]] == [(1, 2), (2, 3), (3, 5), (4, 6)]
+    for line in ("line 2: not valid JSON", "line 3: expected a JSON object", "line 5: expected 'messages'",
+                 "line 6:"):
+        assert line in result.stderr
+    recs = records(Path("out.jsonl"))
+    ok = {r["index"]: r for r in recs if r["status"] == "success"}
+    failed = {r["index"]: r for r in recs if r["status"] == "error"}
+    assert set(ok) == {0, 5} and set(failed) == {1, 2, 3, 4}
+    assert ok[5]["metadata"] == {"lang": "en"}
+    assert failed[1]["error"].startswith("line 2: not valid JSON")
+    # fixing a line and re-running sends only that line
+    Path("in.jsonl").write_text(BAD_INPUT.replace('{"prompt": "broken"', '{"prompt": "fixed"}'))
+    again = cli("batch", "in.jsonl", "-o", "out.jsonl", "--mock", "--mock-delay", "0", "--json")
+    s2 = summary(again.stdout)
+    assert (s2["sent"], s2["resumed"], s2["succeeded"], s2["failed"]) == (1, 2, 3, 3)
+
+
+def test_openai_batch_line_parameters_apply_per_line(cli: Invoke) -> None:
+    Path("in.jsonl").write_text(
+        '{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": '
+        '{"model": "model-from-line", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}}\n'
+        '{"prompt": "plain"}\n')
+    result = cli("batch", "in.jsonl", "--mock", "--mock-delay", "0", "-m", "flag-model", "--json")
+    assert result.exit_code == 0, result.output
+    recs = {r["index"]: r for r in records(Path("in.output.jsonl"))}
+    assert recs[0]["extra"]["model"] == "model-from-line"
+    assert recs[0]["output"] == "Mock answer to: hi"  # max_tokens 4 from the line
+    assert recs[0]["metadata"] == {"custom_id": "a"}
+    assert recs[1]["extra"]["model"] == "flag-model"
+
+
+def test_system_flag_and_config_batch_defaults(cli: Invoke, home: Path) -> None:
+    with MockServer() as url:
+        cfg = home / ".flexllm" / "config.yaml"
+        cfg.parent.mkdir()
+        cfg.write_text(f"models:\n  - id: m\n    base_url: {url}\n    api_key: EMPTY\n"
+                       "batch:\n  concurrency: 2\n  cache: false\n  track_cost: true\n")
+        Path("in.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b", "system": "own"}\n')
+        result = cli("batch", "in.jsonl", "-s", "from flag", "--json")
+        assert result.exit_code == 0, result.output
+        s = summary(result.stdout)
+        assert s["cost_usd"] is None or s["cost_usd"] == 0  # track_cost on, model has no price
+        again = cli("batch", "in.jsonl", "-o", "other.jsonl", "--json")
+        assert summary(again.stdout)["cached"] == 0  # batch.cache: false
+
+
+def test_failed_items_exit_6_and_are_retried(cli: Invoke) -> None:
+    Path("in.jsonl").write_text("".join(f'{{"prompt": "p{i}"}}\n' for i in range(4)))
+    with MockServer(errors=[400]) as url:
+        result = cli("batch", "in.jsonl", "--base-url", url, "-m", "m", "-c", "1", "--json")
+        assert result.exit_code == 6
+        s = summary(result.stdout)
+        assert (s["succeeded"], s["failed"]) == (3, 1)
+        assert "HTTP 400" in result.stderr or "BadRequestError" in result.stderr
+        again = cli("batch", "in.jsonl", "--base-url", url, "-m", "m", "--json")
+        assert again.exit_code == 0
+        assert summary(again.stdout)["sent"] == 1
+
+
+def test_budget_needs_a_known_price(cli: Invoke) -> None:
+    Path("in.jsonl").write_text('{"prompt": "x"}\n')
+    result = cli("batch", "in.jsonl", "--mock", "--budget", "1")
+    assert result.exit_code == 2
+    assert "budget= needs a price for mock-model" in result.stderr
+
+
+def test_changed_input_is_refused_then_rerun(cli: Invoke) -> None:
+    Path("in.jsonl").write_text('{"prompt": "one"}\n')
+    assert cli("batch", "in.jsonl", "--mock", "--mock-delay", "0").exit_code == 0
+    Path("in.jsonl").write_text('{"prompt": "two"}\n')
+    refused = cli("batch", "in.jsonl", "--mock")
+    assert refused.exit_code == 2 and "changed" in refused.stderr
+    rerun = cli("batch", "in.jsonl", "--mock", "--rerun-changed", "--json")
+    assert rerun.exit_code == 0 and summary(rerun.stdout)["sent"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("missing.jsonl",), "input missing.jsonl: no such file"),
+        (("in.jsonl", "-o", "in.jsonl"), "is the input file"),
+        (("in.jsonl", "-o", "out.txt"), "expected a .jsonl file"),
+        (("in.jsonl", "-c", "0"), "Invalid value"),
+    ],
+)
+def test_batch_usage_errors(cli: Invoke, args: tuple[str, ...], message: str) -> None:
+    Path("in.jsonl").write_text('{"prompt": "x"}\n')
+    result = cli("batch", *args, "--mock")
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output

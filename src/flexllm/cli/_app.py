@@ -6,6 +6,7 @@ exit code (see :mod:`flexllm.cli._common`), never as a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -50,7 +51,8 @@ _USAGE, _CLICK, _ABORT = _click_classes()
 def _error_line(text: str) -> None:
     try:
         stream = sys.stderr
-        text = f"\x1b[31merror:\x1b[0m {text}" if stream.isatty() else f"error: {text}"
+        colour = stream.isatty() and not os.environ.get("NO_COLOR")
+        text = f"\x1b[31merror:\x1b[0m {text}" if colour else f"error: {text}"
         stream.write(text + "\n")
         stream.flush()
     except (OSError, ValueError):

@@ -183,6 +183,12 @@ def test_list_masks_keys(cli: Invoke, home: Path) -> None:
     assert SECRET not in json.dumps(data)
 
 
+def test_list_models_alias_from_the_seed_readme(cli: Invoke, home: Path) -> None:
+    write_config(home, "models:\n  - id: a\n    base_url: http://h/v1\n")
+    assert cli("list_models", "--json").stdout == cli("list", "--json").stdout
+    assert "list_models" not in cli("--help").stdout
+
+
 def test_list_without_config(cli: Invoke) -> None:
     result = cli("list")
     assert result.exit_code == 0

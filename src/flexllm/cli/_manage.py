@@ -206,6 +206,8 @@ def init(
 
 def register(app: typer.Typer) -> None:
     app.command("list", epilog="Examples:\n\n  flexllm list\n\n  flexllm list --json")(list_models)
+    # The original README spells it `flexllm list_models`: kept as a hidden alias.
+    app.command("list_models", hidden=True, epilog="Examples:\n\n  flexllm list_models")(list_models)
     app.command(epilog="Examples:\n\n  flexllm models\n\n  flexllm models -m local --json\n\n"
                 "  flexllm models --mock")(models)
     app.command("test", epilog="Examples:\n\n  flexllm test\n\n  flexllm test -m claude --json\n\n"

@@ -19,7 +19,7 @@ from flexllm import (
 )
 from flexllm.mock import MockServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 
 MODEL = "gpt-4o-mini"
 

@@ -22,7 +22,7 @@ from flexllm._batch import BatchRun
 from flexllm._batch_types import BatchOptions, ItemSource, RequeueItem
 from flexllm_core import ChatRequest, ChatResult, UsageError
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 
 
 async def test_generator_input_every_index_once() -> None:

@@ -15,14 +15,14 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
-from batch_support import MODEL, ScriptedLane, messages, prepare
+from batch_support import MODEL, ScriptedLane, messages, no_blocking, prepare  # noqa: F401
 
 from flexllm._batch import BatchRun
 from flexllm._batch_types import BatchOptions, ItemSource
 from flexllm._cache import ResponseCache, ResponseCacheConfig, _make_disk_class, open_response_cache
 from flexllm_core import ChatRequest, ChatResult, ToolCall, Usage, UsageError, cache_key
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 
 
 class _Payload:

@@ -24,7 +24,7 @@ from flexllm._batch_types import BatchOptions, ItemSource
 from flexllm._checkpoint_file import CheckpointFile, Durability
 from flexllm_core import UsageError
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 
 
 @pytest.mark.usefixtures("no_blocking")

@@ -252,3 +252,12 @@ def test_every_sequence_keeps_the_invariants(ops: list[tuple[str, int, float]],
                 assert b.usable(i, now) == (now >= h.down_since + recovery)  # type: ignore[operator]
             if h.state is HealthState.PROBING:
                 assert not b.usable(i, now)
+
+
+def test_size_and_probe_in_of_a_healthy_endpoint() -> None:
+    b = Balancer([1, 1, 1], failure_threshold=1, recovery_time=2)
+    assert len(b) == 3 and b.probe_in(0, 0.0) is None
+    b.failure(0, 0.0)
+    assert b.probe_in(0, 5.0) == 0.0
+    b.select(5.0, prefer=0)
+    assert b.probe_in(0, 5.0) is None  # probing

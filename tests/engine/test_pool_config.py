@@ -62,15 +62,17 @@ def test_nothing_is_sent_for_bad_input() -> None:
 def test_repr_and_statistics_hide_keys_and_credentials() -> None:
     pool = LLMClientPool([
         ep("http://user:hunter2@10.0.0.1:8000/v1?key=abc"),
+        ep("http://[::1]:8001/v1"),
         ep("https://gpu2.example/v1", weight=2, model="qwen"),
     ], load_balance="weighted")
     text = repr(pool) + repr(pool.statistics())
     for secret in (KEY, "hunter2", "key=abc"):
         assert secret not in text
     stats = pool.statistics()
-    assert [e.base_url for e in stats.endpoints] == ["http://10.0.0.1:8000/v1", "https://gpu2.example/v1"]
-    assert [e.model for e in stats.endpoints] == [MODEL, "qwen"]
-    assert stats.healthy == 2 and stats.requests == 0 and stats.in_flight == 0
+    assert [e.base_url for e in stats.endpoints] == [
+        "http://10.0.0.1:8000/v1", "http://[::1]:8001/v1", "https://gpu2.example/v1"]
+    assert [e.model for e in stats.endpoints] == [MODEL, MODEL, "qwen"]
+    assert stats.healthy == 3 and stats.requests == 0 and stats.in_flight == 0
     assert all(e.state == "healthy" and e.latency is None for e in stats.endpoints)
     pool.close()
 

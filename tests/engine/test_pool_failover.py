@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,26 @@ def test_sync_methods() -> None:
         results = pool.chat_completions_batch_sync(msgs(6), show_progress=False)
         assert isinstance(results, BatchResult) and results.ok and len(results) == 6
         assert sum(s.stats.completions for s in group) == 7
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_probe_does_not_leave_the_endpoint_stuck() -> None:
+    url = dead_url()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    with servers({}) as group:
+        async with LLMClientPool([entry(url), entry(group[0].base_url)], load_balance="fallback",
+                                 failure_threshold=1, recovery_time=0) as pool:
+            assert await pool.chat_completions(HI)  # endpoint 0 refuses: taken out, 1 answers
+            assert pool.statistics().endpoints[0].state == "unhealthy"
+            with MockServer(port=port, delay=30) as _slow:
+                with anyio.move_on_after(0.5):
+                    await pool.chat_completions(HI)  # the probe hangs, then is cancelled
+                assert pool.statistics().endpoints[0].state == "unhealthy"  # not "probing"
+            revived = MockServer(port=port)
+            with revived:
+                # Leaving a stream after its first piece still proves the endpoint works.
+                async with aclosing(pool.chat_completions_stream(HI)) as pieces:
+                    async for _piece in pieces:
+                        break
+                assert pool.statistics().endpoints[0].healthy
+                assert revived.stats.requests == 1

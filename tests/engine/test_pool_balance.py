@@ -116,3 +116,15 @@ async def test_statistics_count_requests_latency_and_in_flight() -> None:
             assert e.requests == e.successes > 0
             assert e.latency is not None and e.latency > 0
             assert e.healthy
+
+
+async def test_each_endpoint_gets_its_own_model_unless_the_call_names_one() -> None:
+    with servers({}, {}) as group:
+        eps = endpoints(group, model=["gpt-4o-mini", "qwen"])
+        async with LLMClientPool(eps) as pool:
+            own = [await pool.chat_completions(HI, return_usage=True) for _ in range(2)]
+            asked = [await pool.chat_completions(HI, model="llama", return_usage=True)
+                     for _ in range(2)]
+        assert pool.model == "gpt-4o-mini"
+        assert sorted(str(r.model) for r in own if isinstance(r, ChatResult)) == ["gpt-4o-mini", "qwen"]
+        assert [r.model for r in asked if isinstance(r, ChatResult)] == ["llama", "llama"]

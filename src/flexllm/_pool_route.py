@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from contextlib import aclosing
@@ -92,8 +93,9 @@ class _Route:
         """
         r = self.router
         while True:
-            index = r.balancer.select(time.monotonic(), exclude=self.tried, prefer=self.prefer,
-                                      rand=r.rng.random())
+            with r.lock:
+                index = r.balancer.select(time.monotonic(), exclude=self.tried,
+                                          prefer=self.prefer, rand=r.rng.random())
             if index is not None:
                 return index
             last = self.last
@@ -158,6 +160,9 @@ class PoolRouter:
         self.policy = policy
         self.fallback = fallback
         self.rng = random.Random()
+        #: The sync methods run on their own loop thread, maybe beside the caller's loop:
+        #: every balancer transition happens under this lock.
+        self.lock = threading.Lock()
         #: Requests moved to another endpoint or sent again after a backoff.
         self.retries = 0
 
@@ -177,8 +182,10 @@ class PoolRouter:
         return req
 
     def record_failure(self, index: int, exc: FlexLLMError) -> None:
-        was = self.balancer.health(index).state
-        if self.balancer.failure(index, time.monotonic(), retryable=_retryable(exc)):
+        with self.lock:
+            was = self.balancer.health(index).state
+            went_down = self.balancer.failure(index, time.monotonic(), retryable=_retryable(exc))
+        if went_down:
             level = logging.WARNING if was is HealthState.HEALTHY else logging.DEBUG
             log.log(level, "%s out of service after %d failures in a row (last: %s); "
                     "one probe in %gs", self.labels[index],
@@ -186,8 +193,14 @@ class PoolRouter:
                     self.balancer.recovery_time)
 
     def record_success(self, index: int) -> None:
-        if self.balancer.success(index):
+        with self.lock:
+            back = self.balancer.success(index)
+        if back:
             log.warning("%s is back in service", self.labels[index])
+
+    def release(self, index: int) -> None:
+        with self.lock:
+            self.balancer.release(index)
 
     def all_failed(self, last: FlexLLMError | None) -> FlexLLMError:
         """The error for a request no endpoint could answer, naming each one's last error."""
@@ -228,7 +241,7 @@ class PoolRouter:
                 route.failed(index, exc)
                 continue
             except BaseException:
-                self.balancer.release(index)
+                self.release(index)
                 raise
             self.record_success(index)
             return result
@@ -261,7 +274,7 @@ class PoolRouter:
                 if received:
                     self.record_success(index)
                 else:
-                    self.balancer.release(index)
+                    self.release(index)
                 raise
             self.record_success(index)
             return

@@ -25,7 +25,6 @@ from typing_extensions import assert_never
 from flexllm_core import (
     ChatRequest,
     ChatResult,
-    JSONDict,
     JSONValue,
     RetryPolicy,
     StreamEnd,
@@ -45,6 +44,7 @@ from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from ._config import ClientSettings, resolve_settings
 from ._config_resolve import ConfigMethods
 from ._endpoint import Endpoint, EndpointStatistics, TokenSource
+from ._models import ModelListing
 from ._sync import SyncDriver
 
 __all__ = ("LLMClient",)
@@ -55,7 +55,7 @@ log = logging.getLogger("flexllm")
 _PROVIDER_OPTIONS = ("api_version", "use_vertex_ai", "project_id", "location")
 
 
-class LLMClient(ConfigMethods, BatchMethods):
+class LLMClient(ConfigMethods, BatchMethods, ModelListing):
     """One model endpoint, any provider, on asyncio or trio.
 
     Args:
@@ -368,27 +368,6 @@ class LLMClient(ConfigMethods, BatchMethods):
         """Split reasoning from answer: ``{"thought": ..., "answer": ...}`` for any provider."""
         return parse_thoughts(data)
 
-    # -- models ------------------------------------------------------------------------
-
-    async def list_models(self, *, timeout: float | None = 10.0) -> list[str]:
-        """Model ids served at ``{base_url}/models`` (OpenAI, Claude and Gemini shapes).
-
-        Raises:
-            ProviderError: the endpoint refused (e.g. 401, or 404 when it has no such list).
-        """
-        self._check_open()
-        resp = await self._endpoint.get("models", timeout=timeout)
-        if resp.status >= 400:
-            raise self._endpoint.classify(resp)
-        return _model_ids(resp.body)
-
-    def list_models_sync(self, *, timeout: float | None = 10.0) -> list[str]:
-        """:meth:`list_models` for synchronous code."""
-        self._check_open()
-        return self._sync.call(self.list_models, timeout=timeout)
-
-    models_sync = list_models_sync
-
     # -- lifetime ----------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -447,25 +426,3 @@ class LLMClient(ConfigMethods, BatchMethods):
 
 async def _noop() -> None:
     return None
-
-
-def _model_ids(body: bytes) -> list[str]:
-    import json
-
-    try:
-        data: JSONValue = json.loads(body)
-    except ValueError:
-        return []
-    items: list[JSONDict] = []
-    if isinstance(data, dict):
-        for field in ("data", "models"):
-            value = data.get(field)
-            if isinstance(value, list):
-                items = [v for v in value if isinstance(v, dict)]
-                break
-    ids = []
-    for item in items:
-        ident = item.get("id") or item.get("name")
-        if isinstance(ident, str):
-            ids.append(ident.removeprefix("models/"))
-    return ids

@@ -9,7 +9,7 @@ import pytest
 
 import flexllm
 
-MODULES = ("_client", "_config", "_endpoint", "_endpoint_types", "_limits", "_loops", "_mllm",
+MODULES = ("_client", "_config", "_endpoint", "_endpoint_types", "_limits", "_loops", "_mllm", "_models",
            "_providers", "_sync")
 
 

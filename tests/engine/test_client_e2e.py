@@ -242,3 +242,26 @@ async def test_stalled_stream_is_cut_without_async_with() -> None:
                 async for _ in stream:
                     pass
         await client.aclose()
+
+
+@pytest.mark.parametrize(("cut_after", "attempts"), [(1, 3), (3, 1)])
+async def test_stream_cut_is_retried_only_before_the_first_token(cut_after: int, attempts: int) -> None:
+    """OpenAI's first frame carries only the role: a cut there is retried; later, raised."""
+    from flexllm import ReadError
+
+    async with serving("openai", {"stream_cut_after": cut_after}, retry_times=2) as (_, client):
+        with pytest.raises(ReadError):
+            async with aclosing(client.chat_completions_stream(
+                    [{"role": "user", "content": "cut"}])) as stream:
+                async for _ in stream:
+                    pass
+        stats = client.statistics()
+        assert (stats.attempts, stats.errors, stats.in_flight) == (attempts, 1, 0)
+
+
+async def test_proxy_selects_the_httpx_transport() -> None:
+    from flexllm_transports import HttpxTransport
+
+    client = LLMClient(base_url="http://127.0.0.1:9/v1", model="m", proxy="http://127.0.0.1:3128")
+    assert isinstance(client.endpoint.transport(), HttpxTransport)
+    await client.aclose()

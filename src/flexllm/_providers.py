@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from flexllm_core import UsageError
+from flexllm_core import AuthenticationError, FlexLLMError, UsageError
 
 from ._client import LLMClient
 from ._endpoint import TokenSource
@@ -144,7 +144,16 @@ class GoogleAuthToken:
         token = self._token
         if token is not None and time.monotonic() < self._valid_until:
             return token
-        return await anyio.to_thread.run_sync(self._refresh_blocking)
+        try:
+            return await anyio.to_thread.run_sync(self._refresh_blocking)
+        except FlexLLMError:
+            raise
+        except Exception as exc:  # google-auth's own errors: no credentials, refresh refused
+            raise AuthenticationError(
+                f"Vertex AI: could not get an access token from google-auth: "
+                f"{type(exc).__name__}: {exc}",
+                provider="gemini",
+            ) from None
 
 
 def vertex_token_source() -> TokenSource:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -169,6 +170,8 @@ def vertex_token_source() -> TokenSource:
         found = importlib.util.find_spec("google.auth") is not None
     except ImportError:  # no "google" namespace package at all
         found = False
+    except ValueError:  # already imported without a spec (a stand-in module)
+        found = "google.auth" in sys.modules
     if not found:
         raise UsageError(
             f"Vertex AI needs a bearer token: pass api_key=, set {TOKEN_ENV}, "

@@ -35,6 +35,8 @@ class LoopState:
     guard: AsyncGenerator[None, None] | None = None
     #: True inside ``async with`` (the transport's own context is entered).
     entered: bool = False
+    #: Nesting depth of enter()/exit() (a batch inside ``async with client``).
+    depth: int = 0
 
 
 class LoopResources:
@@ -97,11 +99,19 @@ class LoopResources:
                     await state.transport.aclose()
 
     async def enter(self) -> None:
-        """Enter this loop's transport context (AnyioTransport's watchdog mode)."""
+        """Enter this loop's transport context (AnyioTransport's watchdog mode).
+
+        Nests: a batch may enter inside ``async with client``; the outermost exit closes.
+        """
         state = self.state()
+        state.depth += 1
         enter = getattr(state.transport, "__aenter__", None)
         if state.owned and enter is not None and not state.entered:
-            await enter()
+            try:
+                await enter()
+            except BaseException:
+                state.depth -= 1
+                raise
             state.entered = True
 
     async def exit(
@@ -110,7 +120,12 @@ class LoopResources:
         """Leave what :meth:`enter` entered (in the same task), closing the transport."""
         token = anyio.lowlevel.current_token()
         state = self._states.get(token)
+        if state is not None and state.depth > 1:
+            state.depth -= 1  # an inner block: the outermost one closes
+            return
         if state is None or not state.entered:
+            if state is not None:
+                state.depth = 0
             await self.aclose()
             return
         del self._states[token]

@@ -265,3 +265,14 @@ async def test_proxy_selects_the_httpx_transport() -> None:
     client = LLMClient(base_url="http://127.0.0.1:9/v1", model="m", proxy="http://127.0.0.1:3128")
     assert isinstance(client.endpoint.transport(), HttpxTransport)
     await client.aclose()
+
+
+async def test_endpoint_blocks_nest() -> None:
+    """A batch entering the endpoint inside `async with client` must not close it early."""
+    async with serving("openai") as (_, client):
+        transport = client.endpoint.transport()
+        async with client.endpoint:
+            assert (await client.chat_completions([{"role": "user", "content": "inner"}]))
+        # The outer block is still open: the same transport keeps working.
+        assert client.endpoint.transport() is transport
+        assert (await client.chat_completions([{"role": "user", "content": "outer"}]))

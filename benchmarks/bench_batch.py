@@ -269,7 +269,8 @@ def bench_throughput(n: int, concurrency: int, delay: float, orig_python: str, r
                 print(f"throughput: {orig_python} missing; the original is skipped")
             for r in range(rounds):  # interleaved rounds, best of each
                 for name, cmd, extra in runs:
-                    out = str(Path(tmp) / f"{name.split()[0]}-{len(extra)}-{r}.jsonl".replace(" ", ""))
+                    slug = "".join(ch for ch in name if ch.isalnum())
+                    out = str(Path(tmp) / f"{slug}-{r}.jsonl")  # a fresh checkpoint per run
                     res = subprocess.run([*cmd, server.base_url, str(n), str(concurrency), out, *extra],
                                          capture_output=True, text=True, check=True)
                     rows.setdefault(name, []).append(json.loads(res.stdout.strip().splitlines()[-1])["wall"])

@@ -45,7 +45,15 @@ from flexllm_core import (
 
 from ._batch_input import BatchInput, JSONLFile, aiterate, as_source, verify_inputs
 from ._batch_records import item_from_record, record_of
-from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared, RequeueItem
+from ._batch_types import (
+    BatchItem,
+    BatchOptions,
+    ChangedInputError,
+    ItemSource,
+    Lane,
+    Prepared,
+    RequeueItem,
+)
 from ._batch_writer import Entry, Tokens, run_writer, write_entries
 from ._checkpoint_file import CheckpointFile
 from ._cost import BudgetExceededError, CostTracker, Reservation
@@ -57,25 +65,10 @@ __all__ = ("BatchRun", "ChangedInputError")
 log = logging.getLogger("flexllm.batch")
 
 
-_MAX_LISTED = 20
 #: What the consumer receives: one finished item, or a group read back from the checkpoint.
 Out = Entry | list[BatchItem]
 #: The end of the input.
 _END = object()
-
-
-class ChangedInputError(UsageError):
-    """Inputs no longer match their checkpoint records (the list was edited or reordered)."""
-
-    def __init__(self, path: str, indices: Sequence[int]) -> None:
-        shown = ", ".join(map(str, indices[:_MAX_LISTED]))
-        more = f" and {len(indices) - _MAX_LISTED} more" if len(indices) > _MAX_LISTED else ""
-        super().__init__(
-            f"{len(indices)} input(s) changed since they were recorded in {path!r}: index {shown}{more}. "
-            "Their requests no longer match the checkpoint; restore the original input, use a "
-            "new output_jsonl, or pass on_changed='rerun' to send them again"
-        )
-        self.indices = tuple(indices)
 
 
 class BatchRun:

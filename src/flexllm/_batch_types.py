@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, Protocol
 
 import attrs
 
-from flexllm_core import ChatRequest, ChatResult, JSONDict, JSONValue
+from flexllm_core import ChatRequest, ChatResult, JSONDict, JSONValue, UsageError
 
 from ._cache import ResponseCache
 from ._checkpoint_file import Durability
@@ -19,6 +19,7 @@ from ._cost import CostTracker
 __all__ = (
     "BatchItem",
     "BatchOptions",
+    "ChangedInputError",
     "ItemSource",
     "Lane",
     "Prepared",
@@ -145,3 +146,20 @@ class BatchOptions:
 
 #: What the runner writes as a record's ``extra`` (besides thinking and tool calls).
 ExtraJSON = dict[str, JSONValue]
+
+
+_MAX_LISTED = 20
+
+
+class ChangedInputError(UsageError):
+    """Inputs no longer match their checkpoint records (the list was edited or reordered)."""
+
+    def __init__(self, path: str, indices: Sequence[int]) -> None:
+        shown = ", ".join(map(str, indices[:_MAX_LISTED]))
+        more = f" and {len(indices) - _MAX_LISTED} more" if len(indices) > _MAX_LISTED else ""
+        super().__init__(
+            f"{len(indices)} input(s) changed since they were recorded in {path!r}: index {shown}{more}. "
+            "Their requests no longer match the checkpoint; restore the original input, use a "
+            "new output_jsonl, or pass on_changed='rerun' to send them again"
+        )
+        self.indices = tuple(indices)

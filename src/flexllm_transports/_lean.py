@@ -1,20 +1,21 @@
 """AnyioTransport: the default transport, HTTP/1.1 on anyio streams (asyncio and trio).
 
-Why our own: measured on loopback, httpx costs 16x aiohttp's client CPU per request
-(its pool scans every connection per request) while anyio streams + a constant-time
-keep-alive pool + httptools cost about 0.7x aiohttp's, on trio and asyncio alike.
+Why our own: measured on loopback (benchmarks/bench_transports.py), httpx costs about
+20x aiohttp's client CPU per request (its pool scans every connection per request) while
+anyio streams + a constant-time keep-alive pool + httptools cost 0.4-0.5x aiohttp's, on
+trio and asyncio alike.
 
 Timeouts: used inside ``async with transport:``, one watchdog task closes connections
-past their deadline, so a request costs no cancel scope. Used without it, each request
-runs in one cancel scope whose deadline moves with every read. Either way a timeout
-surfaces as :class:`flexllm_core.RequestTimeout`.
+past their deadline, so a request costs no cancel scope. Used without it, ``send`` runs
+in one cancel scope whose deadline moves with every read, and a stream gives each read
+its own scope (none spans the caller's code). Either way a timeout surfaces as
+:class:`flexllm_core.RequestTimeout`.
 """
 
 from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import AsyncIterator
 from importlib import metadata
 from time import monotonic
 from types import TracebackType
@@ -24,33 +25,21 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSStream
 
-from flexllm_core import (
-    ConnectError,
-    FlexLLMError,
-    HttpRequest,
-    HttpResponse,
-    ProtocolError,
-    ReadError,
-    RequestTimeout,
-    UsageError,
-)
+from flexllm_core import ConnectError, HttpRequest, HttpResponse, UsageError
 
+from ._exchange import NETWORK_ERRORS, Exchange
 from ._http11 import (
     HAVE_HTTPTOOLS,
-    BodyDecoder,
     H11Parser,
     HttptoolsParser,
     IncompleteResponse,
-    MalformedResponse,
     ParserFactory,
-    ResponseParser,
     Route,
-    encode_head,
     make_body_decoder,
-    route_for,
 )
 from ._pool import Connection, Pool, close_quietly, watch_deadlines
 from ._protocol import Timeouts
+from ._stream import StreamContext
 
 __all__ = ("AnyioTransport",)
 
@@ -65,112 +54,6 @@ _COALESCE = 64 * 1024
 #: Errors that, before any response byte on a reused connection, mean the server had
 #: already dropped it while idle: safe to send again on a fresh connection.
 _STALE = (IncompleteResponse, anyio.BrokenResourceError, OSError)
-_NETWORK = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
-
-
-class _Exchange:
-    """One request's state: route, parser, deadlines; shared by send and stream."""
-
-    __slots__ = (
-        "conn",
-        "connect",
-        "decoder",
-        "head",
-        "offset",
-        "parser",
-        "phase",
-        "read",
-        "request",
-        "route",
-        "scope",
-        "timed_out",
-        "total",
-        "total_deadline",
-        "wants_close",
-    )
-
-    def __init__(self, request: HttpRequest, timeouts: Timeouts, user_agent: str, stream: bool):
-        self.request = request
-        self.route = route = route_for(request.url)
-        self.head, self.wants_close = encode_head(
-            request.method, route, request.headers, len(request.body), user_agent
-        )
-        self.read = timeouts.read
-        self.connect = timeouts.connect
-        self.timed_out = False
-        self.total = None if stream else timeouts.total
-        self.total_deadline = math.inf if self.total is None else monotonic() + self.total
-        self.conn: Connection | None = None
-        self.parser: ResponseParser | None = None
-        self.decoder: BodyDecoder | None = None
-        self.scope: anyio.CancelScope | None = None
-        self.offset = 0.0
-        self.phase = "total"
-
-    def arm(self) -> None:
-        """Set the deadline for the next wait on the connection: read timeout or total."""
-        deadline = self.total_deadline
-        if self.read is not None:
-            by_read = monotonic() + self.read
-            if by_read < deadline:
-                deadline = by_read
-                self.phase = "read"
-            else:
-                self.phase = "total"
-        assert self.conn is not None
-        self.conn.deadline = deadline
-        scope = self.scope
-        if scope is not None:
-            # Moving an anyio deadline costs a timer; skip moves of under 10 ms (a timeout
-            # may then fire up to 10 ms off, which no caller can tell from jitter).
-            deadline += self.offset
-            if abs(deadline - scope.deadline) > 0.01:
-                scope.deadline = deadline
-
-    def disarm(self) -> None:
-        """Between stream pieces the caller's own processing time does not count."""
-        assert self.conn is not None
-        self.conn.deadline = math.inf
-        if self.scope is not None:
-            self.scope.deadline = math.inf
-
-    async def receive(self) -> bytes:
-        """The next bytes from the server, or b"" at end of stream."""
-        self.arm()
-        assert self.conn is not None
-        try:
-            return await self.conn.stream.receive(65536)
-        except anyio.EndOfStream:
-            return b""
-
-    def timeout_error(self) -> RequestTimeout:
-        label = self.route.label
-        if self.phase == "read":
-            return RequestTimeout(f"read timeout: no data from {label} for {self.read}s")
-        if self.phase == "connect":
-            return RequestTimeout(f"connect timeout: {label} did not accept a connection")
-        if self.phase == "pool":
-            return RequestTimeout(f"timed out waiting for a free connection to {label}")
-        return RequestTimeout(f"request to {label} exceeded its total timeout of {self.total}s")
-
-    def map_error(self, exc: BaseException) -> FlexLLMError | None:
-        """The flexllm error for ``exc``, or None to let it propagate (cancellation, bugs)."""
-        if not isinstance(exc, Exception):
-            return None  # cancellation (trio's Cancelled, asyncio's CancelledError) must go on
-        label = self.route.label
-        if self.timed_out or (self.conn is not None and self.conn.timed_out):
-            return self.timeout_error()
-        if isinstance(exc, FlexLLMError):
-            return exc
-        if isinstance(exc, MalformedResponse):
-            return ProtocolError(f"invalid HTTP/1.1 response from {label}: {exc}")
-        if isinstance(exc, IncompleteResponse):
-            return ReadError(f"{label}: server {exc}")
-        if isinstance(exc, _NETWORK):
-            cause = exc.__cause__ or exc
-            detail = str(cause) or type(cause).__name__
-            return ReadError(f"connection to {label} failed: {detail}")
-        return None
 
 
 class AnyioTransport:
@@ -260,7 +143,7 @@ class AnyioTransport:
     # -- requests --
     async def send(self, request: HttpRequest, *, timeouts: Timeouts | None = None) -> HttpResponse:
         """Send ``request`` and read the whole response (any status)."""
-        ex = _Exchange(request, timeouts or self._timeouts, self._user_agent, stream=False)
+        ex = Exchange(request, timeouts or self._timeouts, self._user_agent, stream=False)
         if self._task_group is not None:
             return await self._send(ex)
         # No watchdog: one cancel scope for the request; receive() moves its deadline.
@@ -272,14 +155,14 @@ class AnyioTransport:
 
     def stream(
         self, request: HttpRequest, *, timeouts: Timeouts | None = None
-    ) -> _StreamContext:
+    ) -> StreamContext:
         """Send ``request``; the context gives the response once its headers arrived.
 
         Leaving the context before the body ended closes the connection (never reused).
         """
-        return _StreamContext(self, request, timeouts or self._timeouts)
+        return StreamContext(self, request, timeouts or self._timeouts)
 
-    async def _send(self, ex: _Exchange) -> HttpResponse:
+    async def _send(self, ex: Exchange) -> HttpResponse:
         await self._open(ex)
         parser = ex.parser
         conn = ex.conn
@@ -304,7 +187,7 @@ class AnyioTransport:
         await self._release(ex)
         return HttpResponse(status=parser.status, headers=tuple(parser.headers), body=body)
 
-    async def _open(self, ex: _Exchange) -> None:
+    async def _open(self, ex: Exchange) -> None:
         """Send the request and read up to the end of the response headers.
 
         A reused connection that fails before any response byte is retried once on a
@@ -351,7 +234,7 @@ class AnyioTransport:
                 raise mapped from None
             return
 
-    async def _acquire(self, ex: _Exchange, *, fresh: bool) -> None:
+    async def _acquire(self, ex: Exchange, *, fresh: bool) -> None:
         route = ex.route
 
         async def connect() -> Connection:
@@ -364,7 +247,7 @@ class AnyioTransport:
             ex.phase = "pool"
             raise ex.timeout_error() from None
 
-    async def _connect(self, route: Route, ex: _Exchange) -> Connection:
+    async def _connect(self, route: Route, ex: Exchange) -> Connection:
         remaining = None if ex.total is None else ex.total_deadline - monotonic()
         limit = _min_opt(ex.connect, remaining)
         raw: anyio.abc.ByteStream | None = None
@@ -384,7 +267,7 @@ class AnyioTransport:
             if raw is not None:
                 await anyio.aclose_forcefully(raw)
             raise ex.timeout_error() from None
-        except (*_NETWORK, ssl.SSLError) as exc:
+        except (*NETWORK_ERRORS, ssl.SSLError) as exc:
             if raw is not None:
                 await anyio.aclose_forcefully(raw)
             cause = exc.__cause__ or exc
@@ -403,7 +286,7 @@ class AnyioTransport:
             self._ssl_context = ctx
         return self._ssl_context
 
-    async def _release(self, ex: _Exchange) -> None:
+    async def _release(self, ex: Exchange) -> None:
         conn, ex.conn = ex.conn, None
         parser = ex.parser
         if conn is None or parser is None:
@@ -412,7 +295,7 @@ class AnyioTransport:
         if to_close is not None:
             await close_quietly(to_close)
 
-    async def _discard(self, ex: _Exchange) -> None:
+    async def _discard(self, ex: Exchange) -> None:
         conn, ex.conn = ex.conn, None
         if conn is not None:
             ex.timed_out = conn.timed_out  # map_error reports a timeout, not a reset
@@ -426,160 +309,3 @@ def _min_opt(a: float | None, b: float | None) -> float | None:
     if b is None:
         return a
     return min(a, b)
-
-
-class _StreamContext:
-    """``async with transport.stream(req) as resp``: one exchange, closed on exit."""
-
-    __slots__ = ("_ex", "_response", "_transport")
-
-    def __init__(self, transport: AnyioTransport, request: HttpRequest, timeouts: Timeouts):
-        self._transport = transport
-        self._ex = _Exchange(request, timeouts, transport._user_agent, stream=True)
-        self._response: LeanStreamResponse | None = None
-
-    async def __aenter__(self) -> LeanStreamResponse:
-        ex = self._ex
-        if self._transport._task_group is None:
-            ex.scope = anyio.CancelScope()
-            ex.scope.__enter__()
-            ex.offset = anyio.current_time() - monotonic()
-        try:
-            await self._transport._open(ex)
-            ex.disarm()
-        except BaseException as exc:
-            if ex.scope is not None:
-                ex.scope.__exit__(type(exc), exc, exc.__traceback__)
-                if ex.scope.cancelled_caught:
-                    raise ex.timeout_error() from None
-            raise
-        if ex.scope is not None:
-            # Leave the scope before handing the body to the caller: a scope held open
-            # across the caller's code breaks when a stream is abandoned (a `break` out
-            # of an async generator finalised in another task). Reads get their own scope.
-            scope, ex.scope = ex.scope, None
-            scope.__exit__(None, None, None)
-            if scope.cancelled_caught:
-                await self._transport._discard(ex)
-                raise ex.timeout_error()
-        parser = ex.parser
-        assert parser is not None
-        ex.decoder = make_body_decoder(parser.headers)
-        self._response = LeanStreamResponse(self._transport, ex)
-        return self._response
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        ex = self._ex
-        try:
-            if ex.conn is not None:
-                if ex.parser is not None and ex.parser.complete:
-                    await self._transport._release(ex)  # body ended (maybe unread): reuse
-                else:
-                    # Left before the body ended: the connection is mid-response, close it.
-                    await self._transport._discard(ex)
-        finally:
-            if ex.scope is not None:
-                # trio's scope returns True from __exit__ whenever nothing is left to
-                # raise, so ask whether it caught its own deadline instead.
-                ex.scope.__exit__(exc_type, exc, tb)
-                if ex.scope.cancelled_caught:
-                    raise ex.timeout_error() from None
-
-
-class LeanStreamResponse:
-    """A response whose body is read piece by piece as it arrives."""
-
-    __slots__ = ("_ex", "_flushed", "_transport", "headers", "status")
-
-    def __init__(self, transport: AnyioTransport, ex: _Exchange) -> None:
-        assert ex.parser is not None
-        self._transport = transport
-        self._ex = ex
-        self._flushed = False
-        self.status = ex.parser.status
-        self.headers = tuple(ex.parser.headers)
-
-    def __repr__(self) -> str:
-        return f"<LeanStreamResponse status={self.status}>"
-
-    def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """Body pieces (de-chunked, decompressed) as they arrive; the read timeout applies
-        between pieces."""
-        return _BodyIterator(self)
-
-    async def aread(self) -> bytes:
-        """The rest of the body."""
-        return b"".join([piece async for piece in self.aiter_bytes()])
-
-    async def _next_piece(self) -> bytes | None:
-        ex = self._ex
-        parser = ex.parser
-        assert parser is not None
-        decoder = ex.decoder
-        try:
-            while True:
-                if parser.body:
-                    pieces = parser.body
-                    parser.body = []
-                    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                    if decoder is not None:
-                        data = decoder.decode(data)
-                    if data:
-                        return data
-                    continue
-                if parser.complete:
-                    break
-                if ex.conn is None:
-                    raise UsageError("can't read a stream after its `async with` block ended")
-                if self._transport._task_group is None:
-                    # No watchdog: one cancel scope per read enforces the read timeout.
-                    try:
-                        with anyio.CancelScope() as scope:
-                            ex.scope = scope
-                            data = await ex.receive()
-                    finally:
-                        ex.scope = None
-                    if scope.cancelled_caught:
-                        raise ex.timeout_error()
-                else:
-                    data = await ex.receive()
-                ex.disarm()
-                if data:
-                    parser.feed(data)
-                else:
-                    parser.feed_eof()
-            if decoder is not None and not self._flushed:
-                self._flushed = True
-                tail = decoder.flush()
-                if tail:
-                    return tail
-        except BaseException as exc:
-            await self._transport._discard(ex)
-            mapped = ex.map_error(exc)
-            if mapped is None or mapped is exc:
-                raise
-            raise mapped from None
-        if ex.conn is not None:
-            await self._transport._release(ex)  # back in the pool before the caller exits
-        return None
-
-
-class _BodyIterator:
-    __slots__ = ("_response",)
-
-    def __init__(self, response: LeanStreamResponse) -> None:
-        self._response = response
-
-    def __aiter__(self) -> _BodyIterator:
-        return self
-
-    async def __anext__(self) -> bytes:
-        piece = await self._response._next_piece()
-        if piece is None:
-            raise StopAsyncIteration
-        return piece

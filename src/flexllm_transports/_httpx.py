@@ -38,14 +38,17 @@ from ._http11 import route_for
 from ._lean import _VERSION, AnyioTransport
 from ._protocol import StreamResponse, Timeouts, Transport
 
-try:
-    import httpx2 as httpx
+if TYPE_CHECKING:
+    # Both share one API; type-check against the declared dependency.
+    import httpx
+else:
+    try:
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover - depends on the environment
+        import httpx
 
-    HTTPX_NAME = "httpx2"
-except ImportError:  # pragma: no cover - depends on the environment
-    import httpx  # type: ignore[no-redef]
-
-    HTTPX_NAME = "httpx"
+#: Which library backs HttpxTransport here: "httpx2" or "httpx".
+HTTPX_NAME: str = httpx.__name__
 
 __all__ = ("HTTPX_NAME", "HttpxTransport", "default_transport", "proxy_for")
 

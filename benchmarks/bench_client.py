@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 
@@ -239,7 +238,7 @@ def original(python: str) -> Callable[[str, int, int, bool], tuple[float, float]
                + ORIG_DRIVER, base_url, str(total), str(concurrency), "1" if stream else "0",
                json.dumps(MESSAGES)]
         # Subtract the interpreter's start-up and import cost, measured with total=0.
-        base = json.loads(subprocess.run(cmd[:3] + [base_url, "0", "1", cmd[6], cmd[7]],
+        base = json.loads(subprocess.run([*cmd[:3], base_url, "0", "1", cmd[6], cmd[7]],
                                          capture_output=True, text=True, check=True).stdout)["cpu"]
         t0 = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -293,7 +292,7 @@ def main() -> None:
         delay, total, conc, stream = scenarios[scenario]
         server = Server(delay, 50)
         try:
-            for name, backend, fn in clients:  # warm-up: imports, first connections
+            for _name, backend, fn in clients:  # warm-up: imports, first connections
                 if fn is not None and delay == 0:
                     measure(fn, backend, server.base_url, 100, 10, stream)
             for _ in range(args.rounds):

@@ -38,13 +38,19 @@ from flexllm_core import (
     FlexLLMError,
     ScanResult,
     UsageError,
-    decode_record,
     encode_record,
     request_hash,
 )
 
-from ._batch_input import BatchInput, JSONLFile, aiterate, as_source, verify_inputs
-from ._batch_records import item_from_record, record_of
+from ._batch_input import (
+    BatchInput,
+    InvalidLineError,
+    JSONLFile,
+    aiterate,
+    as_source,
+    verify_inputs,
+)
+from ._batch_records import RestoredItem, record_of, rejected_record
 from ._batch_types import (
     BatchItem,
     BatchOptions,
@@ -213,7 +219,8 @@ class BatchRun:
         c.done += 1
         if item.source is ItemSource.CHECKPOINT:
             c.restored += 1
-        elif item.source is ItemSource.CACHE:
+            return item  # nothing spent, nothing retried
+        if item.source is ItemSource.CACHE:
             c.cache_hits += 1
         elif item.source is ItemSource.NOT_SENT:
             c.not_sent += 1
@@ -287,7 +294,8 @@ class BatchRun:
             return index
         return self._held_index
 
-    async def _next_work(self, out: MemoryObjectSendStream[Out]) -> Prepared | None:
+    async def _next_work(self, out: MemoryObjectSendStream[Out],
+                         records: MemoryObjectSendStream[Entry]) -> Prepared | None:
         """The next item a worker should send; None when the run is out of work.
 
         Items finished in an earlier run are read back from the checkpoint in groups, and
@@ -325,7 +333,7 @@ class BatchRun:
                     try:
                         prepared = self._prepare(raw, index)
                     except UsageError as exc:
-                        await out.send((_invalid(index, exc), None, False))
+                        await self._reject(index, exc, records)
                         continue
                     if request_hash(prepared.request) != recorded:
                         if self._opt.on_changed == "error":
@@ -339,9 +347,18 @@ class BatchRun:
             try:
                 prepared = self._prepare(raw, index)
             except UsageError as exc:
-                await out.send((_invalid(index, exc), None, False))
+                await self._reject(index, exc, records)
                 continue
             return self._dispatch(prepared)
+
+    async def _reject(self, index: int, exc: UsageError,
+                      records: MemoryObjectSendStream[Entry]) -> None:
+        """An item that cannot be sent: a failed record (retried next run), via the writer."""
+        item = _invalid(index, exc)
+        line = None
+        if self._opt.output_jsonl is not None:
+            line = encode_record(rejected_record(item, self._opt))
+        await records.send((item, line, False))
 
     def _dispatch(self, prepared: Prepared) -> Prepared:
         self._in_flight += 1
@@ -354,7 +371,8 @@ class BatchRun:
         file = self._file
 
         def read() -> list[BatchItem]:
-            return [item_from_record(decode_record(line)) for line in file.read_lines(offsets)]
+            # Decoded lazily (RestoredItem): the answers are read here, parsed when used.
+            return list(map(RestoredItem, indices, file.read_lines(offsets)))
 
         # One stream message per group: a million restored items cost a few thousand hops.
         # One reader thread at a time: starting a new thread per group while others decode
@@ -374,7 +392,7 @@ class BatchRun:
     async def _worker(self, lane: Lane, out: MemoryObjectSendStream[Out],
                       records: MemoryObjectSendStream[Entry]) -> None:
         async with out, records:
-            while (prepared := await self._next_work(out)) is not None:
+            while (prepared := await self._next_work(out, records)) is not None:
                 try:
                     if self._halted is not None:
                         await out.send((self._not_sent(prepared), None, False))
@@ -470,4 +488,6 @@ class BatchRun:
         return encode_record(record_of(item, p, self._opt))
 
 def _invalid(index: int, exc: UsageError) -> BatchItem:
-    return BatchItem(index=index, error=exc, source=ItemSource.NOT_SENT)
+    # A malformed JSONL line's error carries the line's metadata fields (custom_id, ...).
+    metadata = exc.metadata if isinstance(exc, InvalidLineError) else None
+    return BatchItem(index=index, error=exc, source=ItemSource.NOT_SENT, metadata=metadata)

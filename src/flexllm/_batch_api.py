@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ from flexllm_core import (
 )
 
 from ._batch import BatchRun
-from ._batch_input import BatchInput
+from ._batch_input import BatchInput, InputLine
 from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
 from ._cache import ResponseCache
 from ._checkpoint_file import Durability
@@ -94,8 +95,24 @@ def make_preparer(
     """Turn an input item into a request: a message list, a ``{"messages": [...], ...}``
     dict (other keys become metadata), or a plain string (one user message)."""
 
+    def with_extra(metadata: JSONDict | None, index: int) -> JSONDict | None:
+        if metadata_list is None:
+            return metadata
+        try:
+            extra = metadata_list[index]
+        except IndexError:
+            raise UsageError(f"metadata_list has no entry for item {index}") from None
+        if extra is None:
+            return metadata
+        if not isinstance(extra, Mapping):
+            raise UsageError(f"metadata_list[{index}]: expected a dict, got {type(extra).__name__}")
+        return {**(metadata or {}), **extra}
+
     def prepare(raw: object, index: int) -> Prepared:
         metadata: JSONDict | None = None
+        if isinstance(raw, InputLine):  # a JSONL line: its shapes and own params (_batch_input)
+            line = raw.prepare(build, params, index)
+            return Prepared(index=index, request=line.request, metadata=with_extra(line.metadata, index))
         if isinstance(raw, Mapping):
             if "messages" not in raw:
                 raise UsageError(f"item {index}: a dict item needs a 'messages' list")
@@ -105,15 +122,7 @@ def make_preparer(
             messages = [{"role": "user", "content": raw}]
         else:
             messages = raw
-        if metadata_list is not None:
-            try:
-                extra = metadata_list[index]
-            except IndexError:
-                raise UsageError(f"metadata_list has no entry for item {index}") from None
-            if extra is not None:
-                if not isinstance(extra, Mapping):
-                    raise UsageError(f"metadata_list[{index}]: expected a dict, got {type(extra).__name__}")
-                metadata = {**(metadata or {}), **extra}
+        metadata = with_extra(metadata, index)
         if not isinstance(messages, (list, tuple)):
             raise UsageError(
                 f"item {index}: expected a list of messages, a dict with 'messages', or a string; "
@@ -128,6 +137,7 @@ def make_preparer(
 
 
 _SIMPLE_ROLES = frozenset({"system", "developer", "user", "assistant"})
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def make_fast_hash(build: Callable[..., ChatRequest], params: Mapping[str, Any]
@@ -148,27 +158,48 @@ def make_fast_hash(build: Callable[..., ChatRequest], params: Mapping[str, Any]
         return None
     base.pop("provider", None)
     base.pop("base_url", None)
+    # The canonical JSON around the messages is the same for every item: split it once at
+    # a marker, and only serialise each item's messages (key order "content" < "role").
+    marker = "\x00flexllm-messages\x00"
+    try:
+        framed = json.dumps({**base, "messages": marker}, sort_keys=True, separators=(",", ":"),
+                            ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    token = json.dumps(marker, ensure_ascii=False)
+    if framed.count(token) != 1:
+        return None
+    head, tail = framed.split(token)
+    roles = {r: f',"role":{json.dumps(r)}}}' for r in _SIMPLE_ROLES}
+    enc = _encode_str
+    sha = hashlib.sha256
 
-    def digest(messages: object) -> str:
-        payload = {**base, "messages": messages}
-        data = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
-        return hashlib.sha256(data).hexdigest()[:16]
+    def digest(messages: list[dict[str, str]]) -> str | None:
+        parts = [head, "["]
+        for m in messages:
+            if type(m) is not dict or len(m) != 2:
+                return None
+            content = m.get("content")
+            role = roles.get(m.get("role"))  # type: ignore[arg-type]
+            if type(content) is not str or role is None:
+                return None
+            parts += ('{"content":', enc(content), role, ",")
+        parts[-1] = "]"
+        parts.append(tail)
+        return sha("".join(parts).encode("utf-8")).hexdigest()[:16]
 
     if digest(probe_messages) != request_hash(probe):
         return None  # the core's canonical form changed: always take the full path
 
     def fast(raw: object) -> str | None:
-        if isinstance(raw, Mapping):
+        if type(raw) is list:
+            pass
+        elif isinstance(raw, Mapping):
             raw = raw.get("messages")
         elif isinstance(raw, str):
             raw = [{"role": "user", "content": raw}]
         if type(raw) is not list or not raw:
             return None
-        for m in raw:
-            if (type(m) is not dict or len(m) != 2 or type(m.get("content")) is not str
-                    or m.get("role") not in _SIMPLE_ROLES):
-                return None
         try:
             return digest(raw)
         except (TypeError, ValueError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flexllm_core import (
     ChatResult,
     CheckpointRecord,
@@ -9,12 +11,13 @@ from flexllm_core import (
     JSONDict,
     ToolCall,
     Usage,
+    decode_record,
     request_hash,
 )
 
 from ._batch_types import BatchItem, BatchOptions, ItemSource, Prepared
 
-__all__ = ("RecordedError", "item_from_record", "record_of")
+__all__ = ("RecordedError", "item_from_record", "record_of", "rejected_record")
 
 
 class RecordedError(FlexLLMError):
@@ -71,6 +74,20 @@ def record_of(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointReco
     )
 
 
+def rejected_record(item: BatchItem, opt: BatchOptions) -> CheckpointRecord:
+    """The record of an item that could not be sent (no request, so no request hash)."""
+    error = item.error
+    return CheckpointRecord(
+        index=item.index,
+        request_hash="",
+        status="error",
+        error=opt.redact(str(error)) if error is not None else "not sent",
+        error_type=type(error).__name__ if error is not None else None,
+        metadata=item.metadata,
+        created_at=round(opt.clock(), 3),
+    )
+
+
 def _usage(value: JSONDict | None) -> Usage | None:
     if value is None:
         return None
@@ -106,3 +123,65 @@ def item_from_record(rec: CheckpointRecord) -> BatchItem:
     )
     return BatchItem(index=rec.index, result=result, metadata=rec.metadata,
                      source=ItemSource.CHECKPOINT, latency=rec.latency, cost=rec.cost)
+
+
+# A success record's answer text, when it is a string without escapes (the common case):
+# the encoder writes "output" right after "status".
+_PLAIN_TEXT = re.compile(rb',"status":"success","output":"([^"\\]*)"[,}]')
+_set = object.__setattr__
+
+
+class RestoredItem(BatchItem):
+    """A finished item read back from the checkpoint, decoded on first use.
+
+    Resuming a million records must not mean building a million answers nobody looks at:
+    this keeps the record's line and decodes it when ``result``, ``metadata``, ``latency``
+    or ``cost`` is first read (``text`` of a plain answer needs no decode). Only success
+    records are restored, so ``error`` is always None.
+    """
+
+    __slots__ = ("_decoded", "_line")
+    _decoded: BatchItem | None
+    _line: bytes
+
+    def __init__(self, index: int, line: bytes) -> None:
+        _set(self, "index", index)
+        _set(self, "error", None)
+        _set(self, "source", ItemSource.CHECKPOINT)
+        _set(self, "_line", line)
+        _set(self, "_decoded", None)
+
+    def _full(self) -> BatchItem:
+        decoded: BatchItem | None = self._decoded
+        if decoded is None:
+            decoded = item_from_record(decode_record(self._line))
+            _set(self, "_decoded", decoded)
+        return decoded
+
+    @property
+    def result(self) -> ChatResult | None:
+        return self._full().result
+
+    @property
+    def metadata(self) -> JSONDict | None:
+        return self._full().metadata
+
+    @property
+    def latency(self) -> float | None:
+        return self._full().latency
+
+    @property
+    def cost(self) -> float | None:
+        return self._full().cost
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    @property
+    def text(self) -> str | None:
+        if self._decoded is None:
+            plain = _PLAIN_TEXT.search(self._line)
+            if plain is not None:
+                return plain.group(1).decode("utf-8")
+        return self._full().text

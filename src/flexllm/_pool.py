@@ -41,7 +41,14 @@ from flexllm_core import (
 from flexllm_transports import Transport
 
 from ._batch import BatchRun
-from ._batch_api import BatchMethods, BatchResult, _check_metadata, make_preparer, open_run
+from ._batch_api import (
+    BatchMethods,
+    BatchResult,
+    _check_metadata,
+    make_fast_hash,
+    make_preparer,
+    open_run,
+)
 from ._batch_input import BatchInput
 from ._batch_types import BatchItem
 from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
@@ -309,7 +316,8 @@ class LLMClientPool(BatchMethods):
             show_progress=show_progress, track_cost=track_cost, budget=budget,
             fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
             cache=cache, cache_key=self.cache_key if cache is not None else None,
-            keep_raw=return_raw, retries=lambda: self._retries_so_far() - base)
+            keep_raw=return_raw, retries=lambda: self._retries_so_far() - base,
+            fast_hash=make_fast_hash(self.build_request, params) if output_jsonl else None)
 
     def _retries_so_far(self) -> int:
         r = self._router

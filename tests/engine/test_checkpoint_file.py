@@ -188,3 +188,38 @@ def test_open_reports_unreadable_lines_and_keeps_the_rest(tmp_path: Path) -> Non
         assert resume.scan.garbled == 1 and resume.scan.done == {0: "h"}
     finally:
         f.close()
+
+
+async def test_restored_items_match_what_was_sent(tmp_path: Path) -> None:
+    """Restored answers (decoded lazily) equal the original ones, escapes and all."""
+    out = tmp_path / "out.jsonl"
+    prompts = ['plain', 'with "quotes" and \\ backslash', 'naïve ✓ \n newline']
+    items = [{"messages": [{"role": "user", "content": p}], "id": i} for i, p in enumerate(prompts)]
+    first, _ = await run_all(items, ScriptedLane(), output_jsonl=out)
+    lane = ScriptedLane()
+    again, _ = await run_all(items, lane, output_jsonl=out)
+    assert lane.sent == []
+    before = {i.index: i for i in first}
+    for item in again:
+        assert item.source is ItemSource.CHECKPOINT and item.ok and item.error is None
+        orig = before[item.index]
+        assert item.text == answer_for(prompts[item.index]) == orig.text
+        assert item.result is not None and orig.result is not None
+        assert item.result.usage == orig.result.usage
+        assert item.result.finish_reason == "stop" and item.metadata == {"id": item.index}
+        assert item.cost == orig.cost and item.latency == round(orig.latency or 0.0, 6)
+
+
+def test_read_lines_in_any_order(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    lines = [json.dumps({"n": i, "pad": "x" * (i * 700)}).encode() + b"\n" for i in range(12)]
+    out.write_bytes(b"".join(lines))
+    offsets = [sum(map(len, lines[:i])) for i in range(12)]
+    f, _ = CheckpointFile.open(out, Durability())
+    try:
+        order = [11, 0, 5, 3, 3, 10, 1]
+        assert f.read_lines([offsets[i] for i in order]) == [lines[i] for i in order]
+        assert f.read_lines([offsets[11]]) == [lines[11]]
+        assert f.read_lines([]) == []
+    finally:
+        f.close()

@@ -372,9 +372,10 @@ def test_entry_with_several_endpoints_uses_a_pool(cli: Invoke, home: Path, tmp_p
         assert asked.exit_code == 0, asked.output
         assert asked.stdout.startswith("Mock answer to: pooled?")
         data = tmp_path / "in.jsonl"
-        data.write_text("".join(f'{{"prompt": "p{i}"}}\n' for i in range(6)))
-        run = cli("batch", str(data), "--json", "--no-cache", "--no-progress")
+        data.write_text("".join(f'{{"prompt": "p{i}"}}\n' for i in range(12)))
+        # The pool's own batch: both endpoints pull from one queue, 2 in flight each.
+        run = cli("batch", str(data), "-c", "2", "--json", "--no-cache", "--no-progress")
         assert run.exit_code == 0, run.output
-        assert json.loads(run.stdout)["succeeded"] == 6
+        assert json.loads(run.stdout)["succeeded"] == 12
     assert m1.stats.completions > 0 and m2.stats.completions > 0
-    assert m1.stats.completions + m2.stats.completions == 7
+    assert m1.stats.completions + m2.stats.completions == 13

@@ -169,6 +169,7 @@ def test_chat_on_a_terminal(dirs: tuple[Path, Path]) -> None:
         chat.expect("> ")
         chat.send(b"/model\r")
         chat.expect("model: mock-model")
+        chat.expect("> ")  # back at the prompt (a Ctrl+C before it would end the process)
         chat.send(b"\x03")  # Ctrl+C at the prompt: the session stays
         chat.expect("(Ctrl+D or /exit to leave)")
         chat.send(b"/exit\r")

@@ -64,13 +64,14 @@ async def test_jsonl_path_input_with_metadata(tmp_path: Path) -> None:
     assert sorted(successes_by_index(out)) == list(range(2500))
 
 
-async def test_jsonl_path_bad_line_names_the_line(tmp_path: Path) -> None:
+async def test_jsonl_path_bad_line_is_a_failed_item(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps(messages(1)[0]) + "\n{oops\n")
     lane = ScriptedLane()
-    with pytest.raises(UsageError, match="line 2"):
-        await run_all(str(src), lane)
-    assert lane.sent == []
+    got, _ = await run_all(str(src), lane, output_jsonl=tmp_path / "out.jsonl")
+    by_index = {i.index: i for i in got}
+    assert by_index[0].ok and len(lane.sent) == 1
+    assert isinstance(by_index[1].error, UsageError) and by_index[1].source is ItemSource.NOT_SENT
 
 
 async def test_invalid_item_in_a_list_fails_before_sending() -> None:

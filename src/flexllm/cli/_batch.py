@@ -2,8 +2,10 @@
 
 The output file is the engine's checkpoint: one record per finished item (index, answer,
 usage, cost, error, metadata). Re-running the same command sends only what is missing or
-failed. Lines that cannot be sent are reported with their line number, recorded as failed
-items (appended once the run has closed the file), and the other lines still run.
+failed. The command is a thin layer over the public batch path
+(``iter_chat_completions_batch`` of the client, or of the pool for an entry with several
+endpoints): input lines are parsed by the library's JSONL reader, so a malformed line is a
+failed item recorded with its line number while the other lines run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from contextlib import aclosing
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -19,21 +22,13 @@ import anyio.to_thread
 import attrs
 import typer
 
-from flexllm_core import (
-    ChatRequest,
-    ChatResult,
-    CheckpointRecord,
-    UsageError,
-    cache_key,
-    encode_record,
-)
+from flexllm_core import ChatRequest, UsageError, cache_key
 
-from .._batch_api import open_run
+from .._batch_input import JSONLFile
 from .._batch_types import BatchItem, ItemSource
-from .._cache import ResponseCacheConfig, open_response_cache
+from .._cache import ResponseCacheConfig
 from .._config_file import BatchDefaults, load_config
 from .._cost import BudgetExceededError
-from ._batch_lines import InputSummary, aiter_lines, make_line_preparer, summarize
 from ._common import (
     EXIT_BATCH_FAILED,
     EXIT_INTERRUPTED,
@@ -86,6 +81,7 @@ class BatchOutcome:
     not_sent: int = 0
     invalid: list[tuple[int, str]] = attrs.field(factory=list)
     errors: list[tuple[int, str]] = attrs.field(factory=list)
+    spent: float = 0.0
     cost: float | None = None
     elapsed: float = 0.0
 
@@ -98,6 +94,7 @@ class BatchOutcome:
         return self.sent_failed + self.not_sent + len(self.invalid)
 
     def add(self, item: BatchItem) -> None:
+        self.total += 1
         if item.source is ItemSource.CHECKPOINT:
             self.resumed += 1
         elif item.source is ItemSource.CACHE:
@@ -106,53 +103,38 @@ class BatchOutcome:
             if isinstance(item.error, BudgetExceededError) or not isinstance(item.error, UsageError):
                 self.not_sent += 1
                 self._error(item)
-            else:
+            elif len(self.invalid) < 1000:
                 self.invalid.append((item.index, str(item.error)))
+            else:
+                self.invalid.append((item.index, ""))
         elif item.error is not None:
             self.sent_failed += 1
             self._error(item)
         else:
             self.sent_ok += 1
+            self.spent += item.cost or 0.0
 
     def _error(self, item: BatchItem) -> None:
         if len(self.errors) < 1000:
             self.errors.append((item.index, f"{type(item.error).__name__}: {item.error}"))
 
 
-class _PoolLane:
-    """A batch lane over a pool's public API (the runner has already checked the cache)."""
-
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-        self.concurrency = sum(max(1, ep.concurrency) for ep in pool.endpoints)
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        named = {k: getattr(request, k) for k in (
-            "tools", "tool_choice", "thinking", "temperature", "max_tokens", "top_p", "stop",
-            "response_format", "seed") if getattr(request, k) is not None}
-        result = await self._pool.chat_completions(
-            list(request.messages), model=request.model, return_usage=True, use_cache=False,
-            extra_body=dict(request.extra_body) or None, **named)
-        assert isinstance(result, ChatResult)
-        return result
-
-
-def _append_invalid(output: Path, invalid: list[tuple[int, str]]) -> None:
-    """Record unsendable lines as failed items (blocking; the run has closed the file)."""
-    if not invalid:
-        return
-    now = round(time.time(), 3)
-    lines = b"".join(
-        encode_record(CheckpointRecord(index=index, request_hash="", status="error", error=msg,
-                                       error_type="UsageError", created_at=now))
-        for index, msg in invalid)
-    with open(output, "ab") as f:
-        if f.tell() > 0:
-            with open(output, "rb") as r:
-                r.seek(-1, 2)
-                if r.read(1) != b"\n":
-                    f.write(b"\n")
-        f.write(lines)
+def _line_numbers(path: Path, indices: set[int]) -> dict[int, int]:
+    """File line number of each wanted item index (blank lines hold no item). Blocking."""
+    found: dict[int, int] = {}
+    if not indices:
+        return found
+    index = -1
+    last = max(indices)
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if raw.strip():
+                index += 1
+                if index in indices:
+                    found[index] = number
+                if index >= last:
+                    break
+    return found
 
 
 @attrs.frozen(kw_only=True)
@@ -173,65 +155,45 @@ class _Plan:
     client_options: dict[str, Any]
 
 
-async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, InputSummary]:
+def _mock_cache_key(req: ChatRequest) -> str:
+    return cache_key("openai", _MOCK_SCOPE, req)
+
+
+async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
     started = time.monotonic()
-    summary: InputSummary = await anyio.to_thread.run_sync(summarize, plan.input)
-    outcome = BatchOutcome(total=summary.total)
-    cache_dir = str(mock_cache_dir()) if plan.target.mock else None
+    outcome = BatchOutcome()
     cache_cfg = ResponseCacheConfig(enabled=plan.cache, ttl=plan.cache_ttl)
-    if cache_dir is not None:
-        cache_cfg = attrs.evolve(cache_cfg, cache_dir=cache_dir)
-    cache = open_response_cache(cache_cfg)
+    if plan.target.mock:
+        cache_cfg = attrs.evolve(cache_cfg, cache_dir=str(mock_cache_dir()))
     options = {"concurrency_limit": plan.concurrency, "max_qps": plan.qps, **plan.client_options}
-    try:
-        async with open_client(plan.target, **options) as (client, resolved):
-            params = {**dict(resolved.params), **plan.params}
-            system = plan.system if plan.system is not None else resolved.system
-            prepare = make_line_preparer(client.build_request, params, system)
-            if hasattr(client, "endpoint"):
-                lanes: list[Any] = [client.endpoint]
-                stats = client.endpoint.statistics
-            else:
-                lanes = [_PoolLane(client)]
-                stats = None
-            if plan.target.mock:
-                def key(req: ChatRequest) -> str:
-                    return cache_key("openai", _MOCK_SCOPE, req)
-            else:
-                key = client.cache_key
-            base = stats().retries if stats is not None else 0
-            models = set(summary.models)
-            if resolved.model:
-                models.add(str(params.get("model") or resolved.model))
-            run = await open_run(
-                aiter_lines(plan.input), lanes, prepare, models=sorted(models),
-                output_jsonl=str(plan.output), show_progress=plan.progress,
-                track_cost=plan.track_cost, budget=plan.budget, fsync_every=None,
-                fsync_interval=None, on_changed="rerun" if plan.rerun_changed else "error",
-                cache=cache, cache_key=key if cache is not None else None, keep_raw=False,
-                retries=(lambda: stats().retries - base) if stats is not None else None)
-            async with run:
-                run.counters.total = summary.total
-                async for item in run:
-                    outcome.add(item)
-            report = run.tracker.report()
-            outcome.cost = report.total_cost if plan.track_cost or report.total_cost else None
-            model = resolved.model
-    finally:
-        if cache is not None:
-            await cache.aclose()
-    await anyio.to_thread.run_sync(_append_invalid, plan.output, outcome.invalid)
+    async with open_client(plan.target, cache=cache_cfg if plan.cache else None,
+                           **options) as (client, resolved):
+        if plan.target.mock:
+            # One cache across --mock runs, whatever port the mock got this time.
+            client.cache_key = _mock_cache_key
+        params = {**dict(resolved.params), **plan.params}
+        system = plan.system if plan.system is not None else resolved.system
+        items = client.iter_chat_completions_batch(
+            JSONLFile(plan.input, system=system), output_jsonl=str(plan.output),
+            show_progress=plan.progress, track_cost=plan.track_cost, budget=plan.budget,
+            on_changed="rerun" if plan.rerun_changed else "error", use_cache=plan.cache,
+            **params)
+        async with aclosing(items) as run:
+            async for item in run:
+                outcome.add(item)
+        model = resolved.model
+    if plan.track_cost or outcome.spent:
+        outcome.cost = outcome.spent
+    wanted = {i for i, _ in outcome.invalid[:100] + outcome.errors[:100]}
+    lines = await anyio.to_thread.run_sync(_line_numbers, plan.input, wanted)
     outcome.elapsed = time.monotonic() - started
-    return outcome, model, summary
+    return outcome, model, lines
 
 
-def _report(plan: _Plan, outcome: BatchOutcome, model: str | None, summary: InputSummary,
+def _report(plan: _Plan, outcome: BatchOutcome, model: str | None, lines: dict[int, int],
             as_json: bool) -> None:
-    def line(index: int) -> int | None:
-        return summary.lines[index] if index < len(summary.lines) else None
-
-    errors = [{"index": i, "line": line(i), "error": e}
-              for i, e in sorted(outcome.invalid + outcome.errors)]
+    errors = [{"index": i, "line": lines.get(i), "error": e}
+              for i, e in sorted(outcome.invalid[:100] + outcome.errors[:100])]
     if as_json:
         print_json({
             "input": str(plan.input), "output": str(plan.output), "model": model,
@@ -328,11 +290,11 @@ def batch(
         progress=progress, rerun_changed=rerun_changed, client_options=client_options,
     )
     try:
-        outcome, used_model, summary = anyio.run(functools.partial(_run, plan))
+        outcome, used_model, lines = anyio.run(functools.partial(_run, plan))
     except KeyboardInterrupt:
         raise CliError(f"interrupted: finished items are saved in {out}; run the same command "
                        "again to continue", EXIT_INTERRUPTED) from None
-    _report(plan, outcome, used_model, summary, as_json)
+    _report(plan, outcome, used_model, lines, as_json)
     if outcome.failed:
         sys.stdout.flush()
         raise typer.Exit(EXIT_BATCH_FAILED)

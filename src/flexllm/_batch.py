@@ -71,10 +71,29 @@ __all__ = ("BatchRun", "ChangedInputError")
 log = logging.getLogger("flexllm.batch")
 
 
+class Restored:
+    """A group of items read back from the checkpoint: their indices and record lines.
+
+    The consumer makes each :class:`RestoredItem` as it takes it: objects made long before
+    they are used would survive into the garbage collector's oldest generation, and a
+    million of those cost full collections that stop the event loop.
+    """
+
+    __slots__ = ("indices", "lines")
+
+    def __init__(self, indices: list[int], lines: list[bytes]) -> None:
+        self.indices = indices
+        self.lines = lines
+
+
 #: What the consumer receives: one finished item, or a group read back from the checkpoint.
-Out = Entry | list[BatchItem]
+Out = Entry | Restored
 #: The end of the input.
 _END = object()
+#: Indices of a verified list sorted per thread call (restored items go out as one group).
+_CHUNK = 4096
+#: Restored groups sent but not yet taken by the consumer, at most.
+_GROUPS_AHEAD = 4
 
 
 class BatchRun:
@@ -111,7 +130,8 @@ class BatchRun:
         self._in_flight = 0
         self._tg: anyio.abc.TaskGroup | None = None
         self._out: MemoryObjectReceiveStream[Out] | None = None
-        self._restored: deque[BatchItem] = deque()
+        self._restored = Restored([], [])
+        self._restored_at = 0
         self._read_limiter = anyio.CapacityLimiter(1)
         self._display: ProgressDisplay | None = None
         self._finished = False
@@ -122,6 +142,12 @@ class BatchRun:
         self._held_index = 0
         self._exhausted = False
         self._restore_list: list[int] = []
+        # A verified list is sorted a stretch at a time (in a thread) into restored items
+        # and items to send; see _next_chunk.
+        self._chunked = False
+        self._pending: deque[tuple[int, object]] = deque()
+        self._groups_out = 0
+        self._group_taken = anyio.Event()
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -146,6 +172,8 @@ class BatchRun:
         except BaseException:
             await self._close_file()
             raise
+        self._chunked = (self._verified and isinstance(self._source, Sequence)
+                         and self._scan is not None and bool(self._scan.done))
         if opt.show_progress:
             self._display = ProgressDisplay(self.counters)
             self._display.start()
@@ -200,17 +228,21 @@ class BatchRun:
 
     async def __anext__(self) -> BatchItem:
         assert self._out is not None, "use 'async with BatchRun(...)' first"
-        if self._restored:
-            item = self._restored.popleft()
+        at = self._restored_at
+        if at < len(self._restored.indices):
+            item: BatchItem = RestoredItem(self._restored.indices[at], self._restored.lines[at])
+            self._restored_at = at + 1
         else:
             try:
                 got = await self._out.receive()
             except anyio.EndOfStream:
                 self._finished = True
                 raise StopAsyncIteration from None
-            if isinstance(got, list):  # a group read back from the checkpoint
-                self._restored.extend(got)
-                item = self._restored.popleft()
+            if isinstance(got, Restored):  # a group read back from the checkpoint
+                self._groups_out -= 1
+                self._group_taken.set()
+                self._restored, self._restored_at = got, 1
+                item = RestoredItem(got.indices[0], got.lines[0])
             else:
                 item, _line, took_token = got
                 if took_token:
@@ -306,6 +338,14 @@ class BatchRun:
             if self._requeued:
                 self._in_flight += 1
                 return self._requeued.popleft()
+            if self._pending:
+                index, raw = self._pending.popleft()
+                try:
+                    prepared = self._prepare(raw, index)
+                except UsageError as exc:
+                    await out.send((_invalid(index, exc), None, False))
+                    continue
+                return self._dispatch(prepared)
             if self._exhausted or self._late_changed:
                 if self._restore_list:
                     await self._restore(out)
@@ -316,6 +356,9 @@ class BatchRun:
                 if self._requeue_event.is_set():
                     self._requeue_event = anyio.Event()
                 await self._requeue_event.wait()
+                continue
+            if self._chunked:
+                await self._next_chunk(out)
                 continue
             raw = await self._pull()
             if raw is _END:
@@ -370,14 +413,61 @@ class BatchRun:
         offsets = [self._scan.done_offsets[i] for i in indices]
         file = self._file
 
-        def read() -> list[BatchItem]:
+        def read() -> Restored:
             # Decoded lazily (RestoredItem): the answers are read here, parsed when used.
-            return list(map(RestoredItem, indices, file.read_lines(offsets)))
+            return Restored(indices, file.read_lines(offsets))
 
         # One stream message per group: a million restored items cost a few thousand hops.
         # One reader thread at a time: starting a new thread per group while others decode
         # holds the event loop up (thread start waits for the GIL).
-        await out.send(await anyio.to_thread.run_sync(read, limiter=self._read_limiter))
+        group = await anyio.to_thread.run_sync(read, limiter=self._read_limiter)
+        self._groups_out += 1
+        await out.send(group)
+
+    async def _next_chunk(self, out: MemoryObjectSendStream[Out]) -> None:
+        """Sort the next stretch of a verified list into restored items and items to send.
+
+        Every index was checked against its record by the pre-pass, so this only needs the
+        record lines: a thread reads them for a whole stretch at once, and the restored
+        items go to the consumer as one group without passing through a worker.
+        """
+        async with self._pull_lock:
+            if self._pending or self._exhausted:
+                return  # another worker got here first
+            while self._groups_out >= _GROUPS_AHEAD:  # the consumer is behind: do not read on
+                if self._group_taken.is_set():
+                    self._group_taken = anyio.Event()
+                await self._group_taken.wait()
+            assert self._scan is not None and self._file is not None
+            start, total = self._next_index, self.counters.total or 0
+            end = min(start + _CHUNK, total)
+            if start >= end:
+                self._exhausted = True
+                self._requeue_event.set()
+                return
+            self._next_index = end
+            src = self._source
+            assert isinstance(src, Sequence)
+            done, offsets, changed, file = (self._scan.done, self._scan.done_offsets,
+                                            self._changed, self._file)
+
+            def sort() -> tuple[Restored, list[tuple[int, object]]]:
+                restore: list[int] = []
+                pending: list[tuple[int, object]] = []
+                for i in range(start, end):
+                    if i in done and i not in changed:
+                        restore.append(i)
+                    else:
+                        pending.append((i, src[i]))
+                lines = file.read_lines([offsets[i] for i in restore])
+                return Restored(restore, lines), pending
+
+            restored, pending = await anyio.to_thread.run_sync(sort, limiter=self._read_limiter)
+            self._pending.extend(pending)
+            if restored.indices:
+                self._groups_out += 1
+        if restored.indices:
+            await out.send(restored)
 
     def _not_sent(self, prepared: Prepared) -> BatchItem:
         budget = self.tracker.budget or 0.0

@@ -354,13 +354,22 @@ class BatchMethods:
             async for item in run:
                 by_index[item.index] = item
         full = return_usage or return_raw or params.get("tools") is not None
-        items = [by_index[i] for i in sorted(by_index)]
-        values = [
-            None if i.result is None else (i.result if full else i.result.text) for i in items
-        ]
         report = run.tracker.report()
-        results = BatchResult(values, items=items, cost=report, budget_exceeded=run.budget_exceeded,
-                              elapsed=time.monotonic() - start)
+
+        def assemble() -> BatchResult:
+            # Indices are 0..n-1 when every item came back; sorted() of a million holds the
+            # GIL (and so the event loop) for a while.
+            n = len(by_index)
+            order = range(n) if n == 0 or max(by_index) == n - 1 else sorted(by_index)
+            items = [by_index[i] for i in order]
+            # ``text`` of an item restored from the checkpoint needs no full decode.
+            values = [i.result for i in items] if full else [i.text for i in items]
+            return BatchResult(values, items=items, cost=report,
+                               budget_exceeded=run.budget_exceeded,
+                               elapsed=time.monotonic() - start)
+
+        # A million results take a while to put in order: not on the event loop.
+        results = await anyio.to_thread.run_sync(assemble)
         if return_cost_report:
             return results, report
         return results

@@ -223,3 +223,23 @@ def test_read_lines_in_any_order(tmp_path: Path) -> None:
         assert f.read_lines([]) == []
     finally:
         f.close()
+
+
+async def test_resume_of_many_items_sends_only_the_failed(tmp_path: Path) -> None:
+    """Several stretches of restored items, failures scattered through them."""
+    out = tmp_path / "out.jsonl"
+    n = 9000
+    failing = {f"q{i}" for i in range(7, n, 997)}
+    await run_all(messages(n), ScriptedLane(concurrency=32, fail=failing), output_jsonl=out)
+    lane = ScriptedLane(concurrency=8)
+    async with BatchRun(messages(n), [lane], prepare, BatchOptions(output_jsonl=out)) as run:
+        got = []
+        async for item in run:
+            got.append(item)
+            if len(got) % 1000 == 0:
+                await anyio.sleep(0.001)  # a consumer that falls behind now and then
+    assert sorted(lane.sent) == sorted(failing)
+    assert sorted(i.index for i in got) == list(range(n))
+    assert all(i.ok and i.text == answer_for(f"q{i.index}") for i in got)
+    restored = [i for i in got if i.source is ItemSource.CHECKPOINT]
+    assert len(restored) == n - len(failing) and run.counters.restored == len(restored)

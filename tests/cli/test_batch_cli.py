@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,34 @@ def test_batch_usage_errors(cli: Invoke, args: tuple[str, ...], message: str) ->
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_bad_lines_are_recorded_once_per_run_and_counted_in_full(cli: Invoke) -> None:
+    good = "".join(f'{{"prompt": "p{i}"}}\n' for i in range(3))
+    Path("in.jsonl").write_text(good + "{nope\n" * 150)
+    args = ("batch", "in.jsonl", "-o", "out.jsonl", "--mock", "--mock-delay", "0", "--json")
+    first = cli(*args)
+    assert first.exit_code == 6
+    s = summary(first.stdout)
+    assert (s["total"], s["succeeded"], s["invalid_lines"], s["failed"]) == (153, 3, 150, 150)
+    assert len(s["errors"]) == 100 and s["errors"][0] == {
+        "index": 3, "line": 4, "error": s["errors"][0]["error"]}
+    assert s["errors"][0]["error"].startswith("line 4: not valid JSON")
+    assert "... and 140 more" in first.stderr
+    counts = Counter(r["index"] for r in records(Path("out.jsonl")))
+    assert counts == {i: 1 for i in range(153)}  # written during the run, not appended after
+    again = cli(*args)
+    s2 = summary(again.stdout)
+    assert (s2["sent"], s2["resumed"], s2["invalid_lines"]) == (0, 3, 150)
+    counts = Counter(r["index"] for r in records(Path("out.jsonl")))
+    assert counts == {**{i: 1 for i in range(3)}, **{i: 2 for i in range(3, 153)}}
+
+
+def test_budget_checks_the_prices_of_models_named_by_lines(cli: Invoke) -> None:
+    Path("in.jsonl").write_text(
+        '{"custom_id": "a", "body": {"model": "line-model", "messages": [{"role": "user", "content": "hi"}]}}\n'
+        '{"prompt": "plain"}\n')
+    result = cli("batch", "in.jsonl", "--mock", "-m", "gpt-4o-mini", "--budget", "1")
+    assert result.exit_code == 2
+    assert "budget= needs a price for line-model" in result.stderr
+    assert not Path("in.output.jsonl").exists()  # refused before anything ran

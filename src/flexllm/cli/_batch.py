@@ -28,7 +28,8 @@ from .._batch_input import JSONLFile
 from .._batch_types import BatchItem, ItemSource
 from .._cache import ResponseCacheConfig
 from .._config_file import BatchDefaults, load_config
-from .._cost import BudgetExceededError
+from .._cost import BudgetExceededError, CostTracker
+from .._pricing_store import current_pricing
 from ._common import (
     EXIT_BATCH_FAILED,
     EXIT_INTERRUPTED,
@@ -50,6 +51,8 @@ MOCK_DELAY = "0.05-0.3"
 #: Cache scope of --mock runs: the mock's port changes every run, its answers do not.
 _MOCK_SCOPE = "http://flexllm-mock.invalid/v1"
 _SHOWN_ERRORS = 10
+#: Failures kept for the report (--json lists this many; the counts are always complete).
+_KEPT_ERRORS = 100
 
 EXAMPLES = """\
 Examples:
@@ -79,6 +82,8 @@ class BatchOutcome:
     cached: int = 0
     resumed: int = 0
     not_sent: int = 0
+    invalid_lines: int = 0
+    #: The first failures (index, message), for the report; the counts above are complete.
     invalid: list[tuple[int, str]] = attrs.field(factory=list)
     errors: list[tuple[int, str]] = attrs.field(factory=list)
     spent: float = 0.0
@@ -91,7 +96,7 @@ class BatchOutcome:
 
     @property
     def failed(self) -> int:
-        return self.sent_failed + self.not_sent + len(self.invalid)
+        return self.sent_failed + self.not_sent + self.invalid_lines
 
     def add(self, item: BatchItem) -> None:
         self.total += 1
@@ -103,10 +108,10 @@ class BatchOutcome:
             if isinstance(item.error, BudgetExceededError) or not isinstance(item.error, UsageError):
                 self.not_sent += 1
                 self._error(item)
-            elif len(self.invalid) < 1000:
-                self.invalid.append((item.index, str(item.error)))
             else:
-                self.invalid.append((item.index, ""))
+                self.invalid_lines += 1
+                if len(self.invalid) < _KEPT_ERRORS:
+                    self.invalid.append((item.index, str(item.error)))
         elif item.error is not None:
             self.sent_failed += 1
             self._error(item)
@@ -115,7 +120,7 @@ class BatchOutcome:
             self.spent += item.cost or 0.0
 
     def _error(self, item: BatchItem) -> None:
-        if len(self.errors) < 1000:
+        if len(self.errors) < _KEPT_ERRORS:
             self.errors.append((item.index, f"{type(item.error).__name__}: {item.error}"))
 
 
@@ -155,6 +160,19 @@ class _Plan:
     client_options: dict[str, Any]
 
 
+def _line_models(source: JSONLFile) -> set[str]:
+    """Models named by the lines themselves (OpenAI Batch bodies). Blocking."""
+    return {m for line in source.iter_blocking() if isinstance(m := line.params.get("model"), str)}
+
+
+async def _check_budget_prices(source: JSONLFile, budget: float) -> None:
+    """With --budget, a line's own model needs a price too: say so before anything is sent."""
+    models = await anyio.to_thread.run_sync(_line_models, source)
+    if models:
+        pricing = await anyio.to_thread.run_sync(current_pricing)
+        CostTracker(budget=budget, pricing=pricing).check_prices(models)
+
+
 def _mock_cache_key(req: ChatRequest) -> str:
     return cache_key("openai", _MOCK_SCOPE, req)
 
@@ -166,6 +184,8 @@ async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
     if plan.target.mock:
         cache_cfg = attrs.evolve(cache_cfg, cache_dir=str(mock_cache_dir()))
     options = {"concurrency_limit": plan.concurrency, "max_qps": plan.qps, **plan.client_options}
+    if plan.budget is not None:
+        await _check_budget_prices(JSONLFile(plan.input), plan.budget)
     async with open_client(plan.target, cache=cache_cfg if plan.cache else None,
                            **options) as (client, resolved):
         if plan.target.mock:
@@ -184,7 +204,7 @@ async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
         model = resolved.model
     if plan.track_cost or outcome.spent:
         outcome.cost = outcome.spent
-    wanted = {i for i, _ in outcome.invalid[:100] + outcome.errors[:100]}
+    wanted = {i for i, _ in outcome.invalid + outcome.errors}
     lines = await anyio.to_thread.run_sync(_line_numbers, plan.input, wanted)
     outcome.elapsed = time.monotonic() - started
     return outcome, model, lines
@@ -193,23 +213,23 @@ async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
 def _report(plan: _Plan, outcome: BatchOutcome, model: str | None, lines: dict[int, int],
             as_json: bool) -> None:
     errors = [{"index": i, "line": lines.get(i), "error": e}
-              for i, e in sorted(outcome.invalid[:100] + outcome.errors[:100])]
+              for i, e in sorted(outcome.invalid + outcome.errors)][:_KEPT_ERRORS]
     if as_json:
         print_json({
             "input": str(plan.input), "output": str(plan.output), "model": model,
             "total": outcome.total, "succeeded": outcome.succeeded, "failed": outcome.failed,
             "sent": outcome.sent_ok + outcome.sent_failed, "cached": outcome.cached,
             "resumed": outcome.resumed, "not_sent": outcome.not_sent,
-            "invalid_lines": len(outcome.invalid), "cost_usd": outcome.cost,
-            "elapsed_s": round(outcome.elapsed, 3), "errors": errors[:100],
+            "invalid_lines": outcome.invalid_lines, "cost_usd": outcome.cost,
+            "elapsed_s": round(outcome.elapsed, 3), "errors": errors,
         })
     console = stderr_console()
     for entry in errors[:_SHOWN_ERRORS]:
         msg = entry["error"]
         where = "" if str(msg).startswith("line ") else f"line {entry['line']}: "
         console.print(f"[red]failed[/red] {where}{msg}", markup=True, highlight=False)
-    if len(errors) > _SHOWN_ERRORS:
-        console.print(f"... and {len(errors) - _SHOWN_ERRORS} more (see {plan.output})")
+    if outcome.failed > _SHOWN_ERRORS:
+        console.print(f"... and {outcome.failed - _SHOWN_ERRORS} more (see {plan.output})")
     if as_json:
         return
     sent = outcome.sent_ok + outcome.sent_failed

@@ -50,7 +50,7 @@ from ._batch_input import (
     as_source,
     verify_inputs,
 )
-from ._batch_records import RestoredItem, record_of, rejected_record
+from ._batch_records import Restored, RestoredItem, record_of, rejected_record, sort_stretch
 from ._batch_types import (
     BatchItem,
     BatchOptions,
@@ -69,21 +69,6 @@ from ._progress import BatchCounters, ProgressDisplay
 __all__ = ("BatchRun", "ChangedInputError")
 
 log = logging.getLogger("flexllm.batch")
-
-
-class Restored:
-    """A group of items read back from the checkpoint: their indices and record lines.
-
-    The consumer makes each :class:`RestoredItem` as it takes it: objects made long before
-    they are used would survive into the garbage collector's oldest generation, and a
-    million of those cost full collections that stop the event loop.
-    """
-
-    __slots__ = ("indices", "lines")
-
-    def __init__(self, indices: list[int], lines: list[bytes]) -> None:
-        self.indices = indices
-        self.lines = lines
 
 
 #: What the consumer receives: one finished item, or a group read back from the checkpoint.
@@ -343,7 +328,7 @@ class BatchRun:
                 try:
                     prepared = self._prepare(raw, index)
                 except UsageError as exc:
-                    await out.send((_invalid(index, exc), None, False))
+                    await self._reject(index, exc, records)
                     continue
                 return self._dispatch(prepared)
             if self._exhausted or self._late_changed:
@@ -448,21 +433,9 @@ class BatchRun:
             self._next_index = end
             src = self._source
             assert isinstance(src, Sequence)
-            done, offsets, changed, file = (self._scan.done, self._scan.done_offsets,
-                                            self._changed, self._file)
-
-            def sort() -> tuple[Restored, list[tuple[int, object]]]:
-                restore: list[int] = []
-                pending: list[tuple[int, object]] = []
-                for i in range(start, end):
-                    if i in done and i not in changed:
-                        restore.append(i)
-                    else:
-                        pending.append((i, src[i]))
-                lines = file.read_lines([offsets[i] for i in restore])
-                return Restored(restore, lines), pending
-
-            restored, pending = await anyio.to_thread.run_sync(sort, limiter=self._read_limiter)
+            restored, pending = await anyio.to_thread.run_sync(
+                sort_stretch, src, range(start, end), self._scan, self._changed, self._file,
+                limiter=self._read_limiter)
             self._pending.extend(pending)
             if restored.indices:
                 self._groups_out += 1

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from flexllm_core import (
     ChatResult,
     CheckpointRecord,
     FlexLLMError,
     JSONDict,
+    ScanResult,
     ToolCall,
     Usage,
     decode_record,
@@ -16,8 +18,17 @@ from flexllm_core import (
 )
 
 from ._batch_types import BatchItem, BatchOptions, ItemSource, Prepared
+from ._checkpoint_file import CheckpointFile
 
-__all__ = ("RecordedError", "item_from_record", "record_of", "rejected_record")
+__all__ = (
+    "RecordedError",
+    "Restored",
+    "RestoredItem",
+    "item_from_record",
+    "record_of",
+    "rejected_record",
+    "sort_stretch",
+)
 
 
 class RecordedError(FlexLLMError):
@@ -185,3 +196,36 @@ class RestoredItem(BatchItem):
             if plain is not None:
                 return plain.group(1).decode("utf-8")
         return self._full().text
+
+
+class Restored:
+    """A group of items read back from the checkpoint: their indices and record lines.
+
+    The consumer makes each :class:`RestoredItem` as it takes it: objects made long before
+    they are used would survive into the garbage collector's oldest generation, and a
+    million of those cost full collections that stop the event loop.
+    """
+
+    __slots__ = ("indices", "lines")
+
+    def __init__(self, indices: list[int], lines: list[bytes]) -> None:
+        self.indices = indices
+        self.lines = lines
+
+
+def sort_stretch(src: Sequence[object], indices: range, scan: ScanResult, changed: set[int],
+                 file: CheckpointFile) -> tuple[Restored, list[tuple[int, object]]]:
+    """Split a stretch of a verified list into restored items and ``(index, item)`` to send.
+
+    Every index was checked against its record by the pre-pass, so only the record lines
+    are needed. Blocking: run in a worker thread.
+    """
+    done, offsets = scan.done, scan.done_offsets
+    restore: list[int] = []
+    pending: list[tuple[int, object]] = []
+    for i in indices:
+        if i in done and i not in changed:
+            restore.append(i)
+        else:
+            pending.append((i, src[i]))
+    return Restored(restore, file.read_lines([offsets[i] for i in restore])), pending

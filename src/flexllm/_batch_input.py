@@ -58,6 +58,8 @@ _PROMPT_KEYS = ("prompt", "text", "question")
 #: Body fields of an OpenAI Batch line that are not generation parameters.
 _BODY_SKIP = frozenset({"messages", "stream", "stream_options"})
 _PROBE = ({"role": "user", "content": "probe"},)
+#: json.loads without its per-call encoding sniffing (lines are UTF-8, a BOM allowed).
+_decode = json.JSONDecoder().decode
 
 
 class InvalidLineError(UsageError):
@@ -140,7 +142,7 @@ def parse_line(raw: bytes | str, line: int, *, system: str | None = None) -> Inp
     ``system`` is the default system prompt, put first in a line that has none.
     """
     try:
-        obj = json.loads(raw)
+        obj = _decode(raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw)
     except ValueError as exc:  # UnicodeDecodeError included
         return _bad(line, f"not valid JSON ({exc})")
     if isinstance(obj, list) and obj and all(isinstance(m, dict) for m in obj):

@@ -143,7 +143,11 @@ def parse_line(raw: bytes | str, line: int, *, system: str | None = None) -> Inp
     """
     try:
         obj = _decode(raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw)
-    except ValueError as exc:  # UnicodeDecodeError included
+    except json.JSONDecodeError as exc:
+        # Positions within the line: the decoder's own "line 1" would read as a file line.
+        where = " at the end of the line" if exc.lineno > 1 else f" at column {exc.colno}"
+        return _bad(line, f"not valid JSON ({exc.msg}{where})")
+    except ValueError as exc:  # UnicodeDecodeError
         return _bad(line, f"not valid JSON ({exc})")
     if isinstance(obj, list) and obj and all(isinstance(m, dict) for m in obj):
         return InputLine({"messages": _with_system(obj, system)}, line=line)  # a bare chat

@@ -63,7 +63,10 @@ def test_line_shapes_become_messages_metadata_and_params() -> None:
 @pytest.mark.parametrize(
     ("raw", "why"),
     [
-        (b"{oops", "line 7: not valid JSON"),
+        (b"{oops", "line 7: not valid JSON (Expecting property name enclosed in double quotes "
+                   "at column 2)"),
+        (b'{"prompt": "cut short"\n', "line 7: not valid JSON (Expecting ',' delimiter at the end "
+                                       "of the line)"),
         (b"\xff\xfe{}", "line 7: not valid JSON"),
         (b'"just a string"', "line 7: expected a JSON object, got a string"),
         (b"42", "line 7: expected a JSON object, got a number"),

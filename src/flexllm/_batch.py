@@ -213,25 +213,28 @@ class BatchRun:
 
     async def __anext__(self) -> BatchItem:
         assert self._out is not None, "use 'async with BatchRun(...)' first"
-        at = self._restored_at
-        if at < len(self._restored.indices):
-            item: BatchItem = RestoredItem(self._restored.indices[at], self._restored.lines[at])
+        at, group = self._restored_at, self._restored
+        if at < len(group.indices):  # the fast path of a resume: no await, no bookkeeping
             self._restored_at = at + 1
+            c = self.counters
+            c.done += 1
+            c.restored += 1
+            return RestoredItem(group.indices[at], group.lines[at])
+        try:
+            got = await self._out.receive()
+        except anyio.EndOfStream:
+            self._finished = True
+            raise StopAsyncIteration from None
+        item: BatchItem
+        if isinstance(got, Restored):  # a group read back from the checkpoint
+            self._groups_out -= 1
+            self._group_taken.set()
+            self._restored, self._restored_at = got, 1
+            item = RestoredItem(got.indices[0], got.lines[0])
         else:
-            try:
-                got = await self._out.receive()
-            except anyio.EndOfStream:
-                self._finished = True
-                raise StopAsyncIteration from None
-            if isinstance(got, Restored):  # a group read back from the checkpoint
-                self._groups_out -= 1
-                self._group_taken.set()
-                self._restored, self._restored_at = got, 1
-                item = RestoredItem(got.indices[0], got.lines[0])
-            else:
-                item, _line, took_token = got
-                if took_token:
-                    self._tokens.release()
+            item, _line, took_token = got
+            if took_token:
+                self._tokens.release()
         c = self.counters
         c.done += 1
         if item.source is ItemSource.CHECKPOINT:

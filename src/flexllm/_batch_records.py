@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any, SupportsIndex
 
 from flexllm_core import (
     ChatResult,
@@ -142,6 +143,10 @@ _PLAIN_TEXT = re.compile(rb',"status":"success","output":"([^"\\]*)"[,}]')
 _set = object.__setattr__
 
 
+def _same(item: BatchItem) -> BatchItem:
+    return item
+
+
 class RestoredItem(BatchItem):
     """A finished item read back from the checkpoint, decoded on first use.
 
@@ -151,23 +156,27 @@ class RestoredItem(BatchItem):
     records are restored, so ``error`` is always None.
     """
 
-    __slots__ = ("_decoded", "_line")
-    _decoded: BatchItem | None
-    _line: bytes
+    __slots__ = ("_rec",)
+    #: The record's line until it is decoded, then the decoded item.
+    _rec: bytes | BatchItem
+    # Class-level: the same for every restored item, so nothing to set per item.
+    error = None
+    source = ItemSource.CHECKPOINT
 
     def __init__(self, index: int, line: bytes) -> None:
         _set(self, "index", index)
-        _set(self, "error", None)
-        _set(self, "source", ItemSource.CHECKPOINT)
-        _set(self, "_line", line)
-        _set(self, "_decoded", None)
+        _set(self, "_rec", line)
 
     def _full(self) -> BatchItem:
-        decoded: BatchItem | None = self._decoded
-        if decoded is None:
-            decoded = item_from_record(decode_record(self._line))
-            _set(self, "_decoded", decoded)
-        return decoded
+        rec = self._rec
+        if isinstance(rec, bytes):
+            rec = item_from_record(decode_record(rec))
+            _set(self, "_rec", rec)
+        return rec
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> str | tuple[Any, ...]:
+        # Pickled (e.g. to another process) as the plain BatchItem it stands for.
+        return (_same, (self._full(),))
 
     @property
     def result(self) -> ChatResult | None:
@@ -191,8 +200,9 @@ class RestoredItem(BatchItem):
 
     @property
     def text(self) -> str | None:
-        if self._decoded is None:
-            plain = _PLAIN_TEXT.search(self._line)
+        rec = self._rec
+        if isinstance(rec, bytes):
+            plain = _PLAIN_TEXT.search(rec)
             if plain is not None:
                 return plain.group(1).decode("utf-8")
         return self._full().text

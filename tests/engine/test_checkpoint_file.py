@@ -243,3 +243,15 @@ async def test_resume_of_many_items_sends_only_the_failed(tmp_path: Path) -> Non
     assert all(i.ok and i.text == answer_for(f"q{i.index}") for i in got)
     restored = [i for i in got if i.source is ItemSource.CHECKPOINT]
     assert len(restored) == n - len(failing) and run.counters.restored == len(restored)
+
+
+async def test_a_restored_item_pickles_as_a_plain_item(tmp_path: Path) -> None:
+    import pickle
+
+    out = tmp_path / "out.jsonl"
+    await run_all(messages(2), ScriptedLane(), output_jsonl=out)
+    got, _ = await run_all(messages(2), ScriptedLane(), output_jsonl=out)
+    for item in got:
+        copy = pickle.loads(pickle.dumps(item))
+        assert type(copy).__name__ == "BatchItem" and copy.source is ItemSource.CHECKPOINT
+        assert (copy.index, copy.text, copy.result) == (item.index, item.text, item.result)

@@ -170,6 +170,9 @@ def test_chat_on_a_terminal(dirs: tuple[Path, Path]) -> None:
         chat.send(b"/model\r")
         chat.expect("model: mock-model")
         chat.expect("> ")  # back at the prompt (a Ctrl+C before it would end the process)
+        # readline prints the prompt before it takes the terminal; let it settle so the
+        # Ctrl+C lands at the prompt, not in between.
+        time.sleep(0.5)
         chat.send(b"\x03")  # Ctrl+C at the prompt: the session stays
         chat.expect("(Ctrl+D or /exit to leave)")
         chat.send(b"/exit\r")

@@ -130,6 +130,7 @@ class BatchRun:
         # A verified list is sorted a stretch at a time (in a thread) into restored items
         # and items to send; see _next_chunk.
         self._chunked = False
+        self._reader: Iterator[object] | None = None  # the input, read in a thread
         self._pending: deque[tuple[int, object]] = deque()
         self._groups_out = 0
         self._group_taken = anyio.Event()
@@ -157,7 +158,7 @@ class BatchRun:
         except BaseException:
             await self._close_file()
             raise
-        self._chunked = (self._verified and isinstance(self._source, Sequence)
+        self._chunked = (self._verified and isinstance(self._source, (Sequence, JSONLFile))
                          and self._scan is not None and bool(self._scan.done))
         if opt.show_progress:
             self._display = ProgressDisplay(self.counters)
@@ -265,6 +266,10 @@ class BatchRun:
                     await write_entries(self._file, self._orphans)
                     self._orphans = []
                 await self._close_file()
+                reader, self._reader = self._reader, None
+                close = getattr(reader, "close", None)
+                if close is not None:  # a JSONL input's open file
+                    await anyio.to_thread.run_sync(close)
                 if self._out is not None:
                     self._out.close()
                 if self._display is not None:
@@ -413,7 +418,7 @@ class BatchRun:
         await out.send(group)
 
     async def _next_chunk(self, out: MemoryObjectSendStream[Out]) -> None:
-        """Sort the next stretch of a verified list into restored items and items to send.
+        """Sort the next stretch of a verified input into restored items and items to send.
 
         Every index was checked against its record by the pre-pass, so this only needs the
         record lines: a thread reads them for a whole stretch at once, and the restored
@@ -427,18 +432,16 @@ class BatchRun:
                     self._group_taken = anyio.Event()
                 await self._group_taken.wait()
             assert self._scan is not None and self._file is not None
-            start, total = self._next_index, self.counters.total or 0
-            end = min(start + _CHUNK, total)
-            if start >= end:
+            src, start = self._source, self._next_index
+            if self._reader is None:
+                self._reader = src.iter_blocking() if isinstance(src, JSONLFile) else iter(src)  # type: ignore[arg-type]
+            restored, pending, pulled = await anyio.to_thread.run_sync(
+                sort_stretch, self._reader, start, _CHUNK, self._scan, self._changed, self._file,
+                limiter=self._read_limiter)
+            self._next_index = start + pulled
+            if pulled < _CHUNK:
                 self._exhausted = True
                 self._requeue_event.set()
-                return
-            self._next_index = end
-            src = self._source
-            assert isinstance(src, Sequence)
-            restored, pending = await anyio.to_thread.run_sync(
-                sort_stretch, src, range(start, end), self._scan, self._changed, self._file,
-                limiter=self._read_limiter)
             self._pending.extend(pending)
             if restored.indices:
                 self._groups_out += 1

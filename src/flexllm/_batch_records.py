@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator
 from typing import Any, SupportsIndex
 
 from flexllm_core import (
@@ -223,9 +223,11 @@ class Restored:
         self.lines = lines
 
 
-def sort_stretch(src: Sequence[object], indices: range, scan: ScanResult, changed: set[int],
-                 file: CheckpointFile) -> tuple[Restored, list[tuple[int, object]]]:
-    """Split a stretch of a verified list into restored items and ``(index, item)`` to send.
+def sort_stretch(items: Iterator[object], start: int, count: int, scan: ScanResult,
+                 changed: set[int], file: CheckpointFile,
+                 ) -> tuple[Restored, list[tuple[int, object]], int]:
+    """Take up to ``count`` items of a verified input (the first has index ``start``) and
+    split them into restored items and ``(index, item)`` to send; also how many were taken.
 
     Every index was checked against its record by the pre-pass, so only the record lines
     are needed. Blocking: run in a worker thread.
@@ -233,9 +235,12 @@ def sort_stretch(src: Sequence[object], indices: range, scan: ScanResult, change
     done, offsets = scan.done, scan.done_offsets
     restore: list[int] = []
     pending: list[tuple[int, object]] = []
-    for i in indices:
+    taken = 0
+    # range first: when it runs out, zip stops without taking one more item.
+    for i, raw in zip(range(start, start + count), items, strict=False):
+        taken += 1
         if i in done and i not in changed:
             restore.append(i)
         else:
-            pending.append((i, src[i]))
-    return Restored(restore, file.read_lines([offsets[i] for i in restore])), pending
+            pending.append((i, raw))
+    return Restored(restore, file.read_lines([offsets[i] for i in restore])), pending, taken

@@ -255,3 +255,20 @@ async def test_a_restored_item_pickles_as_a_plain_item(tmp_path: Path) -> None:
         copy = pickle.loads(pickle.dumps(item))
         assert type(copy).__name__ == "BatchItem" and copy.source is ItemSource.CHECKPOINT
         assert (copy.index, copy.text, copy.result) == (item.index, item.text, item.result)
+
+
+async def test_resume_from_a_jsonl_path_over_several_stretches(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    n = 5000
+    src.write_text("".join(json.dumps({"messages": m, "row": i}) + "\n"
+                           for i, m in enumerate(messages(n))))
+    out = tmp_path / "out.jsonl"
+    failing = {f"q{i}" for i in range(3, n, 1001)}
+    await run_all(str(src), ScriptedLane(concurrency=16, fail=failing), output_jsonl=out)
+    lane = ScriptedLane(concurrency=4)
+    got, run = await run_all(str(src), lane, output_jsonl=out)
+    assert sorted(lane.sent) == sorted(failing)
+    assert sorted(i.index for i in got) == list(range(n))
+    assert all(i.ok and i.text == answer_for(f"q{i.index}") and i.metadata == {"row": i.index}
+               for i in got)
+    assert run.counters.restored == n - len(failing)

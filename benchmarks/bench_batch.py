@@ -10,9 +10,11 @@
   in-memory transport (``iter_chat_completions_batch`` with a checkpoint), each in a fresh
   process; the ratio should be near 1 (memory does not grow with the input).
 * resume: build a checkpoint of ``--records`` finished records, then time (a) the scan
-  alone (open + lock + scan in a thread) and (b) a whole resumed run over the same
-  inputs (check every input against its record, read every answer back, send nothing),
-  with the event loop's longest stall measured by a 10 ms ticker.
+  alone (open + lock + scan in a thread) and (b) a whole resumed run over the same list
+  of inputs (check every input's request hash against its record, restore every answer,
+  send nothing), once with ``iter_chat_completions_batch`` and once with
+  ``chat_completions_batch``, each with the event loop's longest stall measured by a
+  10 ms ticker.
 * cache: answers per second served from a warm diskcache response cache.
 * throughput: items per second against one mock server process (no delay, 50 in flight,
   checkpoint on): flexllm (asyncio, trio) vs the original ``flexllm==0.17.10`` with its

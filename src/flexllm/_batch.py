@@ -8,7 +8,10 @@ Shape of a run (STYLE H9)::
 
 * The feeder pulls one input item at a time, so memory does not grow with the input. Items
   finished in an earlier run are read back from the checkpoint (in groups, off the loop)
-  instead of being sent.
+  instead of being sent. A list or a JSONL path, already checked against the checkpoint
+  by the pre-pass, is read a stretch at a time in a thread: its restored items go to the
+  consumer as one group (lines only; each item is made, and decoded lazily, as it is
+  taken) and never pass through a worker.
 * A worker sends at most one request at a time, and first takes a token that only the
   consumer gives back: the run never gets more than the concurrency ahead of its consumer.
 * The writer is the only owner of the checkpoint file; it writes each record (through a

@@ -262,7 +262,13 @@ class BatchRun:
             if self._tg is not None:
                 if et is not None or not self._finished:
                     self._tg.cancel_scope.cancel()
-                await self._tg.__aexit__(et, exc, tb)
+                if et is not None and issubclass(et, GeneratorExit):
+                    # The consumer closed the iterator early (aclosing / aclose): the run is
+                    # cancelled, and GeneratorExit passes on as itself, not wrapped in the
+                    # task group's exception group.
+                    await self._tg.__aexit__(None, None, None)
+                else:
+                    await self._tg.__aexit__(et, exc, tb)
         finally:
             with anyio.CancelScope(shield=True):
                 if self._orphans:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,24 @@ async def test_iter_yields_each_index_with_metadata(tmp_path: Path) -> None:
     assert sorted(i.index for i in first) == list(range(6))
     assert {i.index: i.metadata for i in second} == {i: {"row": i} for i in range(12)}
     assert sum(i.source is ItemSource.CHECKPOINT for i in second) == 6
+
+
+async def test_iter_left_early_inside_aclosing_stops_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    async with MockServer(delay=0.01) as url, LLMClient(
+            base_url=url, model=MODEL, api_key="k", concurrency_limit=4) as client:
+        async with contextlib.aclosing(client.iter_chat_completions_batch(
+                _msgs(200), output_jsonl=str(out), show_progress=False)) as items:
+            async for item in items:
+                first = item
+                break
+        # The run was cancelled, not finished: far fewer than 200 records, the first among
+        # them, and the next run resumes from there.
+        done = {int(r["index"]) for r in records(out)}  # type: ignore[call-overload]
+        assert first.index in done and len(done) < 200
+        again = await client.chat_completions_batch(_msgs(200), output_jsonl=str(out),
+                                                    show_progress=False)
+    assert again.ok and len(again) == 200
 
 
 async def test_cache_hits_send_no_request(tmp_path: Path) -> None:

@@ -69,6 +69,14 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = (
     "__version__",
+    # token counting and estimates
+    "count_tokens",
+    "estimate_batch_cost",
+    "estimate_cost",
+    # configuration and batch input
+    "ConfigError",
+    "InvalidLineError",
+    "JSONLFile",
     # clients
     "ClaudeClient",
     "Endpoint",
@@ -122,4 +130,14 @@ __all__ = (
     "LLMClientPool",
     "PoolEndpointStatistics",
     "PoolStatistics",
+)
+
+# Token counting and cost estimates (seeds: ``from flexllm import count_tokens, ...``),
+# configuration errors and the JSONL batch input.
+from ._batch_input import InvalidLineError as InvalidLineError, JSONLFile as JSONLFile
+from ._config_file import ConfigError as ConfigError
+from ._estimates import (
+    count_tokens as count_tokens,
+    estimate_batch_cost as estimate_batch_cost,
+    estimate_cost as estimate_cost,
 )

@@ -38,6 +38,7 @@ no reasoning parser); see :mod:`flexllm_core._thinking`.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -85,8 +86,12 @@ _STRICT_HOSTS = ("api.openai.com", ".openai.azure.com")
 _PATH = "/chat/completions"
 
 
+@functools.lru_cache(maxsize=256)
 def is_strict_host(base_url: str) -> bool:
-    """True for OpenAI's own endpoints, which reject fields they do not know."""
+    """True for OpenAI's own endpoints, which reject fields they do not know.
+
+    Cached: it is asked on every request, and a client has one base_url.
+    """
     host = (urlsplit(base_url).hostname or "").lower()
     return any(host == h or (h.startswith(".") and host.endswith(h)) for h in _STRICT_HOSTS)
 

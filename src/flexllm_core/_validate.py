@@ -32,6 +32,7 @@ _PART_FIELDS: dict[str, str] = {
     "refusal": "refusal",
 }
 _TEXT_ONLY_ROLES = ("system", "developer")
+_PLAIN_ROLES = ("user", "system", "developer")  # a tuple: an unhashable role must not raise here
 _TOOL_CHOICES = ("auto", "none", "required")
 
 
@@ -101,6 +102,15 @@ def _check_tool_calls(where: str, calls: JSONValue) -> None:
 
 
 def _check_message(i: int, message: object) -> JSONDict:
+    # Fast path for the common case (a plain dict, a text role, string content, no name):
+    # every check below would pass, so skip building the error prefix and the lookups.
+    if (
+        type(message) is dict
+        and message.get("role") in _PLAIN_ROLES
+        and type(message.get("content")) is str
+        and message.get("name") is None
+    ):
+        return dict(message)
     where = f"messages[{i}]"
     if not isinstance(message, Mapping):
         raise UsageError(f"{where}: expected a dict with 'role' and 'content', got {_kind(message)}")
@@ -273,12 +283,13 @@ def make_request(
     if not isinstance(stream, bool):
         raise UsageError(f"stream: must be True or False, got {stream!r}")
     extra = dict(extra_body or {})
-    if not all(isinstance(k, str) for k in extra):
-        raise UsageError("extra_body: keys must be strings")
-    try:
-        json.dumps(extra, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"extra_body: must be JSON-serialisable: {exc}") from None
+    if extra:  # the usual empty one needs no encoding check
+        if not all(isinstance(k, str) for k in extra):
+            raise UsageError("extra_body: keys must be strings")
+        try:
+            json.dumps(extra, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"extra_body: must be JSON-serialisable: {exc}") from None
     return ChatRequest(
         model=model,
         messages=validate_messages(messages),

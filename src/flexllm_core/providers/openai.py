@@ -84,6 +84,7 @@ URL_MARKERS: tuple[str, ...] = ()
 
 _STRICT_HOSTS = ("api.openai.com", ".openai.azure.com")
 _PATH = "/chat/completions"
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)  # built once, not per request
 
 
 @functools.lru_cache(maxsize=256)
@@ -187,7 +188,7 @@ def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
         headers[name.lower()] = (name, value)  # the caller's headers win (Azure's api-key, ...)
     body = build_body(req, strict=is_strict_host(base))
     try:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        data = _ENCODER.encode(body)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"request body is not JSON-serialisable: {exc}") from None
     return HttpRequest(method="POST", url=url, headers=tuple(headers.values()), body=data.encode("utf-8"))

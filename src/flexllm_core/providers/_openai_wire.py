@@ -49,6 +49,8 @@ def normalise_finish(raw: JSONValue, *, has_tool_calls: bool) -> str | None:
 
 
 def _int_or_none(value: JSONValue) -> int | None:
+    if type(value) is int:  # the decoded-JSON case, asked five times per response
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import anyio
+from mock_process import MockProcess
 
 ORIG_PYTHON = "/work/venv-orig/bin/python"
 MODEL = "gpt-4o-mini"
@@ -254,24 +255,8 @@ anyio.run(main, backend=backend)
 """
 
 
-class _Server:
-    def __init__(self, delay: float) -> None:
-        code = (
-            "from flexllm.mock import MockOptions, run_mock\n"
-            f"run_mock(MockOptions(port=0, delay={delay!r}), echo=lambda s: print(s, flush=True))\n"
-        )
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        self.base_url = first.rsplit(" ", 1)[1].strip() + "/v1"
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 def bench_throughput(n: int, concurrency: int, delay: float, orig_python: str, rounds: int) -> None:
-    server = _Server(delay)
+    server = MockProcess(delay)
     rows: dict[str, list[float]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -25,38 +25,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from functools import partial
 
 import anyio
+from mock_process import MockProcess
 
 MODEL = "gpt-4o-mini"
-
-
-class _Server:
-    """A mock server in its own process."""
-
-    def __init__(self, delay: float) -> None:
-        code = (
-            "from flexllm.mock import MockOptions, run_mock\n"
-            f"run_mock(MockOptions(port=0, delay={delay!r}), echo=lambda s: print(s, flush=True))\n"
-        )
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        self.base_url = first.rsplit(" ", 1)[1].strip() + "/v1"
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def _items(n: int, tag: str) -> list[list[dict[str, str]]]:
@@ -64,7 +40,7 @@ def _items(n: int, tag: str) -> list[list[dict[str, str]]]:
 
 
 async def _batch(urls: Sequence[str], n: int, concurrency: int, *, tag: str,
-                 kill: _Server | None = None, failure_threshold: int | None = 3) -> float:
+                 kill: MockProcess | None = None, failure_threshold: int | None = 3) -> float:
     """Wall time of one batch; ``kill`` is SIGKILLed after a third of the items."""
     from flexllm import LLMClientPool
 
@@ -103,7 +79,7 @@ async def _separate_clients(urls: Sequence[str], n: int, concurrency: int, *, ta
 
 
 def bench_scaling(n: int, delay: float, concurrency: int, rounds: int, backend: str) -> None:
-    servers = [_Server(delay) for _ in range(3)]
+    servers = [MockProcess(delay) for _ in range(3)]
     try:
         best: dict[int, float] = {}
         by_hand = float("inf")
@@ -131,7 +107,7 @@ def bench_scaling(n: int, delay: float, concurrency: int, rounds: int, backend: 
             s.close()
 
 
-def _run_death(urls_of: list[_Server], n: int, concurrency: int, backend: str, *,
+def _run_death(urls_of: list[MockProcess], n: int, concurrency: int, backend: str, *,
                kill: bool, threshold: int | None, tag: str) -> float:
     run = partial(_batch, [s.base_url for s in urls_of], n, concurrency, tag=tag,
                   kill=urls_of[1] if kill else None, failure_threshold=threshold)
@@ -147,7 +123,7 @@ def bench_death(n: int, delay: float, concurrency: int, rounds: int, backend: st
     best: dict[str, float] = {}
     for r in range(rounds):  # interleaved rounds, best of each (the machine may be shared)
         for name, kill, threshold in variants:
-            servers = [_Server(delay) for _ in range(3)]
+            servers = [MockProcess(delay) for _ in range(3)]
             try:
                 wall = _run_death(servers, n, concurrency, backend, kill=kill,
                                   threshold=threshold, tag=f"d{r}{name}")

@@ -105,6 +105,13 @@ class ThinkingSplitter:
         """Consume a piece of answer text; return the deltas it makes certain."""
         if self._closed:
             raise RuntimeError("can't feed text after close()")
+        if text and not self._buf and (
+            self._answer_started if self._state is _State.AFTER
+            else self._state is _State.BEFORE and self._text_started and "<" not in text
+        ):
+            # Answer text with nothing held back and no tag to look for: what the general
+            # path below would return, without its searches (most pieces of most streams).
+            return [TextDelta(text=text)]
         self._buf += text
         out: list[TextDelta | ThinkingDelta] = []
         self._run(out, final=False)

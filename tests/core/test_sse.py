@@ -142,9 +142,13 @@ def test_invalid_utf8_is_replaced_not_fatal() -> None:
 
 ALPHABET = [
     b"data:", b"data: ", b"event: error", b"id: 1", b"id", b"retry: 20", b"retry: x", b":c",
-    b"\r", b"\n", b"\r\n", b"a", b" ", b"{}", "中".encode(), b"[DONE]", b"x:y",
+    b"\r", b"\n", b"\r\n", b"a", b" ", b"{}", "中".encode(), b"[DONE]", b"x:y", b"\xef\xbb\xbf",
 ]
 stream_bytes = st.lists(st.sampled_from(ALPHABET), max_size=40).map(b"".join)
+# Without CR the decoder takes its split-at-once path: the same rules must come out.
+lf_stream_bytes = st.lists(
+    st.sampled_from([a for a in ALPHABET if b"\r" not in a]), max_size=40
+).map(b"".join)
 
 
 @settings(max_examples=500, deadline=None)
@@ -155,6 +159,21 @@ def test_any_split_matches_the_spec_reference(data: bytes, points: list[int]) ->
     expected = reference(data)
     assert decode_all([data]) == expected
     assert decode_all(cut(data, points)) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=lf_stream_bytes, points=st.lists(st.integers(min_value=0, max_value=400), max_size=12))
+def test_lf_only_streams_match_the_spec_reference(data: bytes, points: list[int]) -> None:
+    expected = reference(data)
+    assert decode_all([data]) == expected
+    assert decode_all(cut(data, points)) == expected
+
+
+def test_bom_counts_only_at_the_very_start() -> None:
+    # After a blank first line the BOM is part of the field name, an unknown field.
+    for data in (b"\n\xef\xbb\xbfdata: x\n\n", b"\r\n\xef\xbb\xbfdata: x\r\n\r\n"):
+        assert decode_all([data]) == []
+        assert decode_all([data[:1], data[1:]]) == []
 
 
 @settings(max_examples=100, deadline=None)

@@ -17,8 +17,8 @@ import attrs
 
 from .._errors import ResponseFormatError
 from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageReport
-from .._json import JSONDict, JSONValue
-from .._sse import ServerSentEvent, SSEDecoder
+from .._json import JSONDict, JSONValue, loads
+from .._sse import SSEDecoder
 from .._thinking import ThinkingSplitter, split_think_tags
 from .._types import ChatResult, Usage
 from ._openai_error import error_from_body, is_error_body
@@ -32,6 +32,10 @@ from ._openai_wire import (
 )
 
 __all__ = ("OpenAIStreamDecoder",)
+
+_META_KEYS = ("id", "created", "model", "system_fingerprint")
+#: Delta members that need no more than the content path (most chunks of most streams).
+_PLAIN_DELTA = frozenset({"role", "content", "refusal"})
 
 
 @attrs.define
@@ -60,7 +64,6 @@ class OpenAIStreamDecoder:
     _finish: str | None = attrs.field(default=None, init=False)
     _usage: Usage | None = attrs.field(default=None, init=False)
     _usage_raw: JSONValue = attrs.field(default=None, init=False)
-    _meta: JSONDict = attrs.field(factory=dict, init=False)
     _chunks: list[JSONDict] = attrs.field(factory=list, init=False)
     _done: bool = attrs.field(default=False, init=False)
     _failed: Exception | None = attrs.field(default=None, init=False)
@@ -74,8 +77,8 @@ class OpenAIStreamDecoder:
             raise RuntimeError("can't feed data after close()")
         out: list[StreamEvent] = []
         try:
-            for event in self._sse.feed(data):
-                self._on_event(event, out)
+            for text, kind, _, _ in self._sse.feed_raw(data):
+                self._on_event(text, kind, out)
         except Exception as exc:
             self._failed = exc
             raise
@@ -87,8 +90,8 @@ class OpenAIStreamDecoder:
             raise self._failed
         if self._result is None:
             try:
-                for event in self._sse.close():
-                    self._on_event(event, [])
+                for text, kind, _, _ in self._sse.close_raw():
+                    self._on_event(text, kind, [])
                 if not self._chunks:
                     raise ResponseFormatError("the stream ended before any chunk arrived")
             except Exception as exc:
@@ -99,66 +102,77 @@ class OpenAIStreamDecoder:
 
     # -- one SSE event ------------------------------------------------------------------
 
-    def _on_event(self, event: ServerSentEvent, out: list[StreamEvent]) -> None:
-        text = event.data.strip()
-        if self._done or not text:
-            return  # nothing follows [DONE]; empty keep-alive events carry nothing
-        if text == "[DONE]":
-            self._done = True
-            return
+    def _on_event(self, text: str, kind: str, out: list[StreamEvent]) -> None:
+        """One SSE event: ``text`` is its data, ``kind`` its event type."""
+        if self._done:
+            return  # nothing follows [DONE]
+        if not text.startswith("{"):  # a chunk is an object: this is [DONE] or something odd
+            text = text.strip()
+            if not text:
+                return  # an empty keep-alive event carries nothing
+            if text == "[DONE]":
+                self._done = True
+                return
         try:
-            chunk = json.loads(text)
+            chunk = loads(text)
         except ValueError:
-            if event.event == "error":
+            if kind == "error":
                 raise error_from_body(None, (), text) from None
             raise ResponseFormatError(f"stream event is not JSON: {text[:200]!r}") from None
         if not isinstance(chunk, dict):
             raise ResponseFormatError(f"stream event is a JSON {type(chunk).__name__}, expected an object")
-        if event.event == "error" or is_error_body(chunk):
+        if kind == "error" or is_error_body(chunk):
             raise error_from_body(None, (), chunk)
         self._chunks.append(chunk)
-        for key in ("id", "created", "model", "system_fingerprint"):
-            if key in chunk and key not in self._meta:
-                self._meta[key] = chunk[key]
-        if isinstance(chunk.get("usage"), dict):
-            usage = parse_usage(chunk["usage"])
-            self._usage_raw = chunk["usage"]
-            if usage is not None and usage != self._usage:
-                self._usage = usage
-                out.append(UsageReport(usage=usage))
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._on_usage(usage, out)
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else ():
             # n > 1 is not supported in streams: only the first choice is followed.
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 self._on_choice(choice, out)
 
+    def _on_usage(self, raw: JSONDict, out: list[StreamEvent]) -> None:
+        usage = parse_usage(raw)
+        self._usage_raw = raw
+        if usage is not None and usage != self._usage:
+            self._usage = usage
+            out.append(UsageReport(usage=usage))
+
     def _on_choice(self, choice: JSONDict, out: list[StreamEvent]) -> None:
         delta = choice.get("delta")
         if isinstance(delta, dict):
-            reasoning = reasoning_of(delta)
-            if reasoning:
-                self._reasoning.append(reasoning)
-                out.append(ThinkingDelta(text=reasoning))
+            plain = delta.keys() <= _PLAIN_DELTA  # no reasoning, no tool calls: most chunks
+            if not plain:
+                reasoning = reasoning_of(delta)
+                if reasoning:
+                    self._reasoning.append(reasoning)
+                    out.append(ThinkingDelta(text=reasoning))
             content = delta.get("content")
-            if isinstance(content, str) and content:
+            if content and isinstance(content, str):
                 self._content.append(content)
                 if self._splitter_done:
                     out.append(TextDelta(text=content))
                 else:
                     out.extend(self._splitter.feed(content))
-            calls = delta.get("tool_calls")
-            for call in calls if isinstance(calls, list) else ():
-                if isinstance(call, dict):
-                    self._on_tool(call, out)
-            if isinstance(delta.get("function_call"), dict):  # legacy functions API
-                self._on_tool({"index": 0, "function": delta["function_call"]}, out)
+            if not plain:
+                self._on_tools(delta, out)
         finish = choice.get("finish_reason")
-        if isinstance(finish, str) and finish:
+        if finish and isinstance(finish, str):
             self._finish = finish
             if not self._splitter_done:
                 out.extend(self._splitter.close())
                 self._splitter_done = True
             out.append(StreamEnd(finish_reason=normalise_finish(finish, has_tool_calls=bool(self._slots))))
+
+    def _on_tools(self, delta: JSONDict, out: list[StreamEvent]) -> None:
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            if isinstance(call, dict):
+                self._on_tool(call, out)
+        if isinstance(delta.get("function_call"), dict):  # legacy functions API
+            self._on_tool({"index": 0, "function": delta["function_call"]}, out)
 
     def _slot_for(self, index: JSONValue, call_id: str | None) -> int:
         if isinstance(index, int) and not isinstance(index, bool):
@@ -201,6 +215,16 @@ class OpenAIStreamDecoder:
 
     # -- the final result ---------------------------------------------------------------
 
+    def _meta_of_chunks(self) -> JSONDict:
+        """Each of id/created/model/system_fingerprint from the first chunk that has it."""
+        meta: JSONDict = {}
+        for key in _META_KEYS:
+            for chunk in self._chunks:
+                if key in chunk:
+                    meta[key] = chunk[key]
+                    break
+        return meta
+
     def _assemble(self) -> ChatResult:
         content = "".join(self._content)
         reasoning = "".join(self._reasoning) or None
@@ -213,9 +237,10 @@ class OpenAIStreamDecoder:
             message["reasoning_content"] = reasoning
         if calls:
             message["tool_calls"] = [c.to_dict() for c in calls]
-        model = self._meta.get("model")
+        meta = self._meta_of_chunks()
+        model = meta.get("model")
         data: JSONDict = {
-            **self._meta,
+            **meta,
             "object": "chat.completion",
             "choices": [{"index": 0, "message": message, "finish_reason": self._finish}],
             "usage": self._usage_raw,

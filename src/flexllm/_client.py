@@ -20,19 +20,12 @@ from contextlib import aclosing
 from types import TracebackType
 from typing import Any
 
-from typing_extensions import assert_never
-
 from flexllm_core import (
     ChatRequest,
     ChatResult,
     JSONValue,
     RetryPolicy,
-    StreamEnd,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
     UsageError,
-    UsageReport,
     cache_key,
     make_request,
     parse_thoughts,
@@ -45,6 +38,7 @@ from ._config import ClientSettings, resolve_settings
 from ._config_resolve import ConfigMethods
 from ._endpoint import Endpoint, EndpointStatistics, TokenSource
 from ._models import ModelListing
+from ._stream_items import stream_items
 from ._sync import SyncDriver
 
 __all__ = ("LLMClient",)
@@ -347,21 +341,10 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
         req = self.build_request(messages, model=model, stream=True, **kwargs)
         # aclosing: when our caller closes this generator, the endpoint's stream (and its
         # connection and slot) is closed right away, not whenever it is garbage collected.
-        async with aclosing(self._endpoint.stream(req, timeout=timeout)) as events:
-            async for item in events:
-                match item:
-                    case TextDelta(text=text):
-                        if return_events:
-                            yield item
-                        elif text:
-                            yield text
-                    case ThinkingDelta() | ToolCallDelta() | UsageReport() | StreamEnd():
-                        if return_events:
-                            yield item
-                    case ChatResult():
-                        pass  # the assembled answer; a text stream has already yielded it
-                    case _:
-                        assert_never(item)
+        async with aclosing(self._endpoint.stream(req, timeout=timeout)) as steps:
+            async for step in steps:
+                for item in stream_items(step, return_events):
+                    yield item
 
     @staticmethod
     def parse_thoughts(data: JSONValue) -> dict[str, str]:

@@ -33,8 +33,6 @@ from flexllm_core import (
     ProviderConfig,
     RetryPolicy,
     StreamEvent,
-    TextDelta,
-    ThinkingDelta,
     TransportError,
     decide_retry,
     get_codec,
@@ -254,12 +252,14 @@ class Endpoint:
 
     async def stream(
         self, req: ChatRequest, *, timeout: float | None = None
-    ) -> AsyncGenerator[StreamEvent | ChatResult, None]:
+    ) -> AsyncGenerator[list[StreamEvent] | ChatResult, None]:
         """Send ``req`` streaming; yield its events, then the assembled ChatResult last.
 
-        A failure before the first event is retried like ``complete``; after it, it is
-        raised (the caller has already seen part of the answer). A stall longer than the
-        timeout between chunks raises RequestTimeout.
+        Events come in lists, one per body chunk that completed any (never an empty list):
+        one generator step per network read rather than per token. A failure before the
+        first event is retried like ``complete``; after it, it is raised (the caller has
+        already seen part of the answer). A stall longer than the timeout between chunks
+        raises RequestTimeout.
         """
         if not req.stream:
             req = attrs.evolve(req, stream=True)
@@ -288,11 +288,14 @@ class Endpoint:
                                 raise self._codec.parse_error(resp.status, resp.headers, body, now=_now())
                             decoder = self._codec.stream_decoder()
                             async for chunk in resp.aiter_bytes():
-                                for event in decoder.feed(chunk):
-                                    if isinstance(event, (TextDelta, ThinkingDelta)) and not event.text:
-                                        continue  # an empty delta (OpenAI's role frame) tells nothing
+                                events = decoder.feed(chunk)
+                                if events:
                                     yielded = True
-                                    yield event
+                                    yield events
+                            events = decoder.flush()
+                            if events:
+                                yielded = True
+                                yield events
                             result = decoder.close()
                     except FlexLLMError as exc:
                         error = self._redact(exc)

@@ -27,7 +27,6 @@ from typing import Any
 
 import anyio
 import attrs
-from typing_extensions import assert_never
 
 from flexllm_core import (
     Balancer,
@@ -38,20 +37,15 @@ from flexllm_core import (
     HealthState,
     ProviderError,
     RetryPolicy,
-    StreamEnd,
-    StreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    ToolCallDelta,
     TransportError,
-    UsageReport,
     decide_retry,
 )
 
 from ._endpoint import Endpoint
 from ._pool_stats import PoolEndpointStatistics, PoolStatistics
+from ._stream_items import stream_items
 
-__all__ = ("AllEndpointsFailedError", "PoolLane", "PoolRouter", "shown")
+__all__ = ("AllEndpointsFailedError", "PoolLane", "PoolRouter")
 
 log = logging.getLogger("flexllm.pool")
 
@@ -257,10 +251,9 @@ class PoolRouter:
                 events = self.endpoints[index].stream(self.for_endpoint(index, req),
                                                       timeout=timeout)
                 async with aclosing(events) as it:
-                    async for event in it:
+                    async for step in it:
                         received = True
-                        item = shown(event, return_events)
-                        if item is not None:
+                        for item in stream_items(step, return_events):
                             was_shown = True
                             yield item
             except FlexLLMError as exc:
@@ -294,16 +287,3 @@ class PoolRouter:
                 consecutive_failures=h.consecutive_failures,
                 probe_in=self.balancer.probe_in(i, now)))
         return PoolStatistics(endpoints=tuple(rows), retries=self.retries)
-
-
-def shown(event: StreamEvent | ChatResult, return_events: bool) -> object | None:
-    """What the caller of a stream sees of ``event`` (None: nothing)."""
-    match event:
-        case TextDelta(text=text):
-            return event if return_events else (text or None)
-        case ThinkingDelta() | ToolCallDelta() | UsageReport() | StreamEnd():
-            return event if return_events else None
-        case ChatResult():
-            return None  # the assembled answer; its text was already yielded
-        case _:
-            assert_never(event)

@@ -6,9 +6,12 @@ from typing import TypeAlias
 
 import attrs
 
-from ._types import Usage
+from ._types import ChatResult, Usage
 
-__all__ = ("StreamEnd", "StreamEvent", "TextDelta", "ThinkingDelta", "ToolCallDelta", "UsageReport")
+__all__ = (
+    "StreamEnd", "StreamEvent", "TextDelta", "ThinkingDelta", "ToolCallDelta", "UsageReport",
+    "events_of",
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -50,3 +53,22 @@ class StreamEnd:
 
 
 StreamEvent: TypeAlias = "TextDelta | ThinkingDelta | ToolCallDelta | UsageReport | StreamEnd"
+
+
+def events_of(result: ChatResult) -> list[StreamEvent]:
+    """The events a stream of ``result`` carries, for an answer that came whole.
+
+    A server or proxy that ignores ``stream: true`` answers with one JSON body; stream
+    readers still get its thinking, text, tool calls, usage and end, in stream order.
+    """
+    out: list[StreamEvent] = []
+    if result.thinking:
+        out.append(ThinkingDelta(text=result.thinking))
+    if result.text:
+        out.append(TextDelta(text=result.text))
+    for i, call in enumerate(result.tool_calls):
+        out.append(ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.raw_arguments))
+    if result.usage is not None:
+        out.append(UsageReport(usage=result.usage))
+    out.append(StreamEnd(finish_reason=result.finish_reason))
+    return out

@@ -247,10 +247,11 @@ async def test_cancelled_waiter_passes_its_slot_on(handed_over_first: bool) -> N
 
 
 async def collect(ep: Endpoint, text: str = "hello") -> tuple[list[object], ChatResult]:
-    events = [e async for e in ep.stream(request(text))]
-    final = events.pop()
+    steps = [step async for step in ep.stream(request(text))]
+    final = steps.pop()
     assert isinstance(final, ChatResult)
-    return events, final
+    assert all(isinstance(step, list) and step for step in steps)  # never an empty step
+    return [event for step in steps for event in step], final
 
 
 async def test_stream_yields_events_then_the_result() -> None:
@@ -276,8 +277,8 @@ async def test_stream_cut_after_first_token_raises() -> None:
     ep = endpoint(transport)
     seen: list[object] = []
     with pytest.raises(ReadError):
-        async for event in ep.stream(request()):
-            seen.append(event)
+        async for step in ep.stream(request()):
+            seen.extend(step if isinstance(step, list) else [step])
     assert any(isinstance(e, TextDelta) and e.text for e in seen)
     assert len(transport.requests) == 1
     assert ep.statistics().errors == 1

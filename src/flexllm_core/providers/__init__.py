@@ -26,6 +26,12 @@ class StreamDecoder(Protocol):
         for an in-band error event; after raising, the decoder stays poisoned."""
         ...
 
+    def flush(self) -> list[StreamEvent]:
+        """End of input: return the events only the end completes (a last event with no
+        blank line after it, text held back at a possible ``<think>`` tag, a whole JSON
+        answer to a stream request). Later calls return nothing."""
+        ...
+
     def close(self) -> ChatResult:
         """End of input: flush what is buffered and return the assembled answer."""
         ...

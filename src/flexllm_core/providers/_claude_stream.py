@@ -14,7 +14,15 @@ import json
 import attrs
 
 from .._errors import FlexLLMError, ProviderError, ResponseFormatError
-from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageReport
+from .._events import (
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    UsageReport,
+    events_of,
+)
 from .._json import JSONDict, JSONValue
 from .._sse import ServerSentEvent, SSEDecoder
 from .._types import ChatResult
@@ -102,6 +110,20 @@ class ClaudeStreamDecoder:
         self._run(self._sse.feed(data), events)
         return events
 
+    def flush(self) -> list[StreamEvent]:
+        """End of input: the events only the end completes (an event missing its blank
+        line; a whole JSON answer to a stream request, as events). Later calls return nothing.
+        """
+        self._check()
+        if self._result is not None:
+            return []
+        events: list[StreamEvent] = []
+        self._run(self._sse.close(), events)
+        if self._head:
+            self._result = self._run_plain(bytes(self._head))
+            return events_of(self._result)
+        return events
+
     def close(self) -> ChatResult:
         """End of input: the assembled answer. A stream cut before ``message_delta`` gives
         the text so far with ``finish_reason`` None. Calling it again returns the same result.
@@ -110,13 +132,9 @@ class ClaudeStreamDecoder:
             ProviderError: the body was a JSON error instead of a stream.
             ResponseFormatError: the body held no events and is not a JSON answer.
         """
-        self._check()
+        self.flush()
         if self._result is None:
-            self._run(self._sse.close(), [])
-            if self._head:
-                self._result = self._run_plain(bytes(self._head))
-            else:
-                self._result = self._assemble()
+            self._result = self._assemble()
         return self._result
 
     def _run_plain(self, body: bytes) -> ChatResult:

@@ -84,14 +84,28 @@ class OpenAIStreamDecoder:
             raise
         return out
 
-    def close(self) -> ChatResult:
-        """End of the body: return the assembled answer (also when ``[DONE]`` never came)."""
+    def flush(self) -> list[StreamEvent]:
+        """End of the body: the events only the end completes (an event missing its blank
+        line, text the ``<think>`` splitter held back). Later calls return nothing."""
         if self._failed is not None:
             raise self._failed
+        out: list[StreamEvent] = []
+        try:
+            for text, kind, _, _ in self._sse.close_raw():
+                self._on_event(text, kind, out)
+        except Exception as exc:
+            self._failed = exc
+            raise
+        if not self._splitter_done:
+            out.extend(self._splitter.close())
+            self._splitter_done = True
+        return out
+
+    def close(self) -> ChatResult:
+        """End of the body: return the assembled answer (also when ``[DONE]`` never came)."""
         if self._result is None:
+            self.flush()
             try:
-                for text, kind, _, _ in self._sse.close_raw():
-                    self._on_event(text, kind, [])
                 if not self._chunks:
                     raise ResponseFormatError("the stream ended before any chunk arrived")
             except Exception as exc:

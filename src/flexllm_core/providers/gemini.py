@@ -315,16 +315,31 @@ class GeminiStreamDecoder:
             self._error = exc
             raise
 
+    def flush(self) -> list[StreamEvent]:
+        """End of input: the events only the end completes (an event missing its blank
+        line; a JSON array answer, ``alt=sse`` forgotten). Later calls return nothing."""
+        if self._error is not None:
+            raise self._error
+        if self._result is not None:
+            return []
+        try:
+            events: list[StreamEvent] = []
+            for sse in self._sse.close():
+                events.extend(self._event(sse.data))
+            if not self._seen_event and bytes(self._prefix).strip():
+                events.extend(self._whole_json(bytes(self._prefix)))
+                self._seen_event = True
+            return events
+        except (ProviderError, ResponseFormatError) as exc:
+            self._error = exc
+            raise
+
     def close(self) -> ChatResult:
         """End of input: return the assembled answer (idempotent)."""
         if self._result is not None:
             return self._result
-        self._check_usable("close")
+        self.flush()
         try:
-            for sse in self._sse.close():
-                self._event(sse.data)
-            if not self._seen_event and bytes(self._prefix).strip():
-                self._whole_json(bytes(self._prefix))
             self._result = parse_response(self._assembled())
         except (ProviderError, ResponseFormatError) as exc:
             self._error = exc
@@ -337,14 +352,16 @@ class GeminiStreamDecoder:
         if self._result is not None:
             raise RuntimeError(f"can't {action} after close()")
 
-    def _whole_json(self, raw: bytes) -> None:
+    def _whole_json(self, raw: bytes) -> list[StreamEvent]:
         try:
             value = json.loads(raw)
         except ValueError:
             preview = raw[:120].decode("utf-8", "replace")
             raise ResponseFormatError(f"gemini stream: body is neither SSE nor JSON: {preview!r}") from None
+        events: list[StreamEvent] = []
         for chunk in value if isinstance(value, list) else [value]:
-            self._chunk(chunk)
+            events.extend(self._chunk(chunk))
+        return events
 
     def _event(self, data: str) -> list[StreamEvent]:
         self._seen_event = True

@@ -39,13 +39,16 @@ from flexllm_transports import AnyioTransport, Timeouts
 
 pytestmark = pytest.mark.anyio
 
-KINDS = ["httptools+watchdog", "httptools+scope", "h11+watchdog", "h11+scope"]
+# On asyncio the transport uses asyncio's own sockets unless "+anyio-streams" says not to.
+KINDS = ["httptools+watchdog", "httptools+scope", "h11+watchdog", "h11+scope",
+         "httptools+watchdog+anyio-streams", "h11+scope+anyio-streams"]
 LIMIT = 20  # seconds; every test is bounded
 
 
 @asynccontextmanager
 async def open_transport(kind: str, **kwargs: object) -> AsyncIterator[AnyioTransport]:
-    parser, mode = kind.split("+")
+    parser, mode, *streams = kind.split("+")
+    kwargs.setdefault("asyncio_native", streams != ["anyio-streams"])
     kwargs.setdefault("timeouts", Timeouts(connect=5, read=5, total=10))
     kwargs.setdefault("watchdog_tick", 0.02)
     transport = AnyioTransport(parser=parser, **kwargs)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ the transport treats it like any anyio stream.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 from collections import deque
 
@@ -153,7 +154,16 @@ async def connect_asyncio(
     transport, protocol = await loop.create_connection(
         _Protocol, host, port, ssl=ssl_context,
         server_hostname=host if ssl_context is not None else None,
-        happy_eyeballs_delay=0.25,
+        # Happy eyeballs only for names (several addresses); it costs four tasks a connect.
+        happy_eyeballs_delay=None if _is_ip(host) else 0.25,
     )
     assert isinstance(transport, asyncio.Transport)
     return AsyncioStream(transport, protocol)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -42,7 +42,7 @@ from flexllm_transports import Timeouts, Transport, default_transport
 
 from ._endpoint_types import EndpointStatistics, RetryNotice, TokenSource, redact_error
 from ._limits import RateLimiter
-from ._loops import LoopResources
+from ._loops import LoopResources, LoopState
 
 __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
 
@@ -177,9 +177,6 @@ class Endpoint:
     def _redact(self, exc: FlexLLMError) -> FlexLLMError:
         return redact_error(exc, (self._config.api_key, self._token))
 
-    def _note_failure(self, exc: BaseException) -> None:
-        self._last_error = f"{type(exc).__name__}: {exc}"
-
     def _retry_delay(self, attempt: int, error: FlexLLMError) -> float | None:
         """Seconds to wait before the next attempt, or None to give up."""
         decision = decide_retry(self._policy, attempt, error, jitter=random.random())
@@ -205,6 +202,40 @@ class Endpoint:
 
     # -- the request path -------------------------------------------------------------------
 
+    async def _begin(self, req: ChatRequest) -> tuple[HttpRequest, LoopState]:
+        """Build one attempt's request and take a concurrency slot and a rate token.
+
+        The caller releases ``state.limiter`` when the attempt ends, before any backoff
+        sleep: a request waiting to retry holds no slot.
+        """
+        http = await self.build(req)
+        state = self._loops.state()
+        await state.limiter.acquire()
+        try:
+            if self._rate is not None:
+                await self._rate.acquire()
+        except BaseException:
+            state.limiter.release()
+            raise
+        self._attempts += 1
+        return http, state
+
+    def _failed(self, exc: FlexLLMError) -> FlexLLMError:
+        error = self._redact(exc)
+        self._last_error = f"{type(error).__name__}: {error}"
+        return error
+
+    def _succeeded(self, started: float) -> None:
+        self._record_latency(time.monotonic() - started)
+        self._successes += 1
+
+    async def _back_off(self, attempt: int, error: FlexLLMError) -> None:
+        """Sleep before the next attempt, or raise ``error`` when the policy gives up."""
+        delay = self._retry_delay(attempt, error)
+        if delay is None:
+            raise error
+        await anyio.sleep(delay)
+
     async def complete(self, req: ChatRequest, *, timeout: float | None = None) -> ChatResult:
         """Send ``req`` (non-streaming) and return the parsed answer.
 
@@ -221,31 +252,19 @@ class Endpoint:
         try:
             while True:
                 attempt += 1
-                http = await self.build(req)
-                state = self._loops.state()
-                limiter = state.limiter
-                await limiter.acquire()
+                http, state = await self._begin(req)
                 try:
-                    if self._rate is not None:
-                        await self._rate.acquire()
-                    self._attempts += 1
                     started = time.monotonic()
                     try:
-                        resp = await state.transport.send(http, timeouts=timeouts)
-                        result = self._parse(resp)
+                        result = self._parse(await state.transport.send(http, timeouts=timeouts))
                     except FlexLLMError as exc:
-                        error = self._redact(exc)
-                        self._note_failure(error)
+                        error = self._failed(exc)
                     else:
-                        self._record_latency(time.monotonic() - started)
-                        self._successes += 1
+                        self._succeeded(started)
                         return result
                 finally:
-                    limiter.release()
-                delay = self._retry_delay(attempt, error)
-                if delay is None:
-                    raise error
-                await anyio.sleep(delay)
+                    state.limiter.release()
+                await self._back_off(attempt, error)
         except FlexLLMError:
             self._errors += 1
             raise
@@ -271,15 +290,9 @@ class Endpoint:
         try:
             while True:
                 attempt += 1
-                http = await self.build(req)
-                state = self._loops.state()
-                limiter = state.limiter
-                await limiter.acquire()
+                http, state = await self._begin(req)
                 yielded = False
                 try:
-                    if self._rate is not None:
-                        await self._rate.acquire()
-                    self._attempts += 1
                     started = time.monotonic()
                     try:
                         async with state.transport.stream(http, timeouts=timeouts) as resp:
@@ -298,21 +311,16 @@ class Endpoint:
                                 yield events
                             result = decoder.close()
                     except FlexLLMError as exc:
-                        error = self._redact(exc)
-                        self._note_failure(error)
+                        error = self._failed(exc)
                         if yielded:
                             raise error from None
                     else:
-                        self._record_latency(time.monotonic() - started)
-                        self._successes += 1
+                        self._succeeded(started)
                         yield result
                         return
                 finally:
-                    limiter.release()
-                delay = self._retry_delay(attempt, error)
-                if delay is None:
-                    raise error
-                await anyio.sleep(delay)
+                    state.limiter.release()
+                await self._back_off(attempt, error)
         except FlexLLMError:
             self._errors += 1
             raise

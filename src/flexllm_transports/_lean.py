@@ -2,7 +2,7 @@
 
 Why our own: measured on loopback (benchmarks/bench_transports.py), httpx costs about
 20x aiohttp's client CPU per request (its pool scans every connection per request) while
-anyio streams + a constant-time keep-alive pool + httptools cost 0.4-0.5x aiohttp's, on
+sockets + a constant-time keep-alive pool + httptools cost 0.3-0.5x aiohttp's, on
 trio and asyncio alike.
 
 Timeouts: used inside ``async with transport:``, one watchdog task closes connections

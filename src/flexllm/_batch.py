@@ -150,7 +150,8 @@ class BatchRun:
         opt = self._opt
         if self._tracker is None:
             # The bundled price table is package data: read it off the event loop.
-            self._tracker = CostTracker(pricing=await anyio.to_thread.run_sync(current_pricing))
+            self._tracker = CostTracker(pricing=await anyio.to_thread.run_sync(current_pricing),
+                                        warn_unknown=opt.track_cost)
         if opt.output_jsonl is not None:
             self._file, resume = await anyio.to_thread.run_sync(
                 CheckpointFile.open, opt.output_jsonl, opt.durability)

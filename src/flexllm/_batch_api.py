@@ -243,7 +243,8 @@ async def open_run(
 ) -> BatchRun:
     """Check the options and build a run (not started); shared by the client and the pool."""
     pricing = await anyio.to_thread.run_sync(current_pricing)
-    tracker = CostTracker(budget=budget, pricing=pricing)
+    tracker = CostTracker(budget=budget, pricing=pricing,
+                          warn_unknown=track_cost or budget is not None)
     tracker.check_prices(models)
     options = BatchOptions(
         output_jsonl=output_jsonl,

@@ -138,7 +138,10 @@ class _Acc:
 class CostTracker:
     """Running totals for one batch run (shared by all its workers and endpoints)."""
 
-    def __init__(self, *, budget: float | None = None, pricing: PricingTable | None = None) -> None:
+    def __init__(self, *, budget: float | None = None, pricing: PricingTable | None = None,
+                 warn_unknown: bool = True) -> None:
+        """``warn_unknown``: log once per model whose price is unknown (off when the user
+        asked for no cost report: the record's cost is then just null)."""
         if budget is not None and (
             isinstance(budget, bool) or not isinstance(budget, (int, float))
             or not math.isfinite(budget) or budget < 0
@@ -153,6 +156,7 @@ class CostTracker:
         self._hits = 0
         self._by_model: dict[str, _Acc] = {}
         self._unknown: set[str] = set()
+        self._warn_unknown = warn_unknown
         self.budget_exceeded = False
 
     def _lookup(self, model: str) -> ModelPrice | None:
@@ -237,7 +241,9 @@ class CostTracker:
         if price is None:
             if model not in self._unknown:
                 self._unknown.add(model)
-                log.warning("no price known for model %r: its cost is reported as unknown", model)
+                if self._warn_unknown:
+                    log.warning("no price known for model %r: its cost is reported as unknown",
+                                model)
             acc.cost = None
             return None
         cost = cost_of(usage, price)

@@ -15,6 +15,10 @@ from flexllm_core import ChatRequest, ChatResult, Usage, UsageError, default_pri
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 
+#: Read once at import: the bundled table is a file, and reading it inside a test's event
+#: loop is the blocking call ``no_blocking`` exists to catch.
+PRICING = default_pricing()
+
 
 class MeteredLane(ScriptedLane):
     """Checks, at every request start, that what is spent plus reserved stays in budget."""
@@ -32,7 +36,7 @@ class MeteredLane(ScriptedLane):
 
 async def test_budget_is_never_exceeded_with_100_in_flight() -> None:
     budget = 0.05
-    tracker = CostTracker(budget=budget, pricing=default_pricing())
+    tracker = CostTracker(budget=budget, pricing=PRICING)
     lane = MeteredLane(tracker, concurrency=100, delay=0.002, completion_tokens=3000)
     async with BatchRun(messages(500), [lane], prepare, BatchOptions(tracker=tracker)) as run:
         got = [i async for i in run]
@@ -52,7 +56,7 @@ async def test_budget_is_never_exceeded_with_100_in_flight() -> None:
 
 
 async def test_reservation_counts_prompt_and_max_tokens() -> None:
-    tracker = CostTracker(budget=1.0, pricing=default_pricing())
+    tracker = CostTracker(budget=1.0, pricing=PRICING)
     price = default_pricing().lookup(MODEL)
     assert price is not None
     req = make_request(model=MODEL, messages=[{"role": "user", "content": "hello " * 100}], max_tokens=50)
@@ -63,7 +67,7 @@ async def test_reservation_counts_prompt_and_max_tokens() -> None:
 
 
 def test_budget_needs_known_prices() -> None:
-    tracker = CostTracker(budget=1.0, pricing=default_pricing())
+    tracker = CostTracker(budget=1.0, pricing=PRICING)
     with pytest.raises(UsageError, match="no-such-model-xyz"):
         tracker.check_prices(["no-such-model-xyz", MODEL])
     with pytest.raises(UsageError, match="budget"):
@@ -71,7 +75,7 @@ def test_budget_needs_known_prices() -> None:
 
 
 def test_unknown_price_warns_once_and_is_not_free(caplog: pytest.LogCaptureFixture) -> None:
-    tracker = CostTracker(pricing=default_pricing())
+    tracker = CostTracker(pricing=PRICING)
     usage = Usage(prompt_tokens=10, completion_tokens=10, total_tokens=20)
     with caplog.at_level(logging.WARNING, logger="flexllm.cost"):
         assert tracker.settle(None, "my-private-model", usage) is None
@@ -97,10 +101,28 @@ async def test_cost_per_item_and_report() -> None:
 
 
 async def test_failed_requests_give_their_reservation_back() -> None:
-    tracker = CostTracker(budget=0.01, pricing=default_pricing())
+    tracker = CostTracker(budget=0.01, pricing=PRICING)
     lane = ScriptedLane(concurrency=10, fail={f"q{i}" for i in range(0, 40, 2)})
     async with BatchRun(messages(40), [lane], prepare, BatchOptions(tracker=tracker)) as run:
         got = [i async for i in run]
     assert tracker.reserved == pytest.approx(0.0, abs=1e-12)
     assert sum(i.ok for i in got) == 20 and not run.budget_exceeded
     await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("track_cost", [False, True])
+async def test_unknown_price_warns_only_when_costs_were_asked_for(
+    track_cost: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flexllm import LLMClient
+    from flexllm.mock import MockServer
+
+    async with MockServer(model="my-private-model") as url, \
+            LLMClient(base_url=url, model="my-private-model", api_key="k") as client:
+        with caplog.at_level(logging.WARNING, logger="flexllm.cost"):
+            got = await client.chat_completions_batch(
+                [[{"role": "user", "content": f"q{i}"}] for i in range(3)], track_cost=track_cost)
+    assert len(got) == 3 and all(isinstance(t, str) for t in got)
+    warned = [r for r in caplog.records if "no price known" in r.getMessage()]
+    assert len(warned) == (1 if track_cost else 0)

@@ -319,8 +319,14 @@ def test_error_event_mid_stream_raises_and_poisons() -> None:
 @given(cuts=st.lists(st.integers(0, 2000), max_size=8))
 def test_error_event_raises_whatever_the_split(cuts: list[int]) -> None:
     data = raw("error_midstream.sse")
+    decoder = claude.stream_decoder()
+    texts: list[str] = []
     with pytest.raises(OverloadedError):
-        decode(split_at(data, [c for c in cuts if c <= len(data)]))
+        for chunk in split_at(data, [c for c in cuts if c <= len(data)]):
+            texts.extend(e.text for e in decoder.feed(chunk) if isinstance(e, TextDelta))
+        decoder.close()
+    # Every event before the error is delivered, whatever the split; then the error.
+    assert "".join(texts) == "Once upon a time"
 
 
 def test_error_event_without_event_line_and_without_json() -> None:

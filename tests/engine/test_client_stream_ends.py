@@ -16,7 +16,7 @@ import anyio
 import pytest
 from anyio.abc import SocketAttribute
 
-from flexllm import ClaudeClient, LLMClient, StreamEnd, TextDelta
+from flexllm import ClaudeClient, LLMClient, ServerError, StreamEnd, TextDelta
 
 pytestmark = pytest.mark.anyio
 
@@ -75,3 +75,16 @@ async def test_whole_json_answer_to_a_stream_request_is_streamed() -> None:
             [{"role": "user", "content": "x"}], return_events=True)]
         assert [e.text for e in events if isinstance(e, TextDelta)] == ["Not streamed, still shown."]
         assert events[-1] == StreamEnd(finish_reason="stop")
+
+
+async def test_text_before_an_in_band_error_is_shown_then_the_error_raised() -> None:
+    # One write: the text and the error arrive in the same network read.
+    body = sse({"content": "Partial answer"}) + b"\n\n" + \
+        b'data: {"error": {"message": "upstream overloaded", "code": 502}}\n\n'
+    async with answering(body, "text/event-stream") as url, \
+            LLMClient(base_url=f"{url}/v1", model="m", api_key="k", retry_times=0) as client:
+        pieces: list[str] = []
+        with pytest.raises(ServerError, match="upstream overloaded"):
+            async for piece in client.chat_completions_stream([{"role": "user", "content": "x"}]):
+                pieces.append(piece)
+        assert pieces == ["Partial answer"]

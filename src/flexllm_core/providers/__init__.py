@@ -22,8 +22,11 @@ class StreamDecoder(Protocol):
     """Incremental stream decoding: the same bytes cut anywhere give the same result."""
 
     def feed(self, data: bytes) -> list[StreamEvent]:
-        """Consume raw body bytes; return the events they complete. Raises ProviderError
-        for an in-band error event; after raising, the decoder stays poisoned."""
+        """Consume raw body bytes; return the events they complete.
+
+        An in-band error event poisons the decoder: events before it are returned first,
+        then every call raises the typed ProviderError (at once when nothing precedes it).
+        """
         ...
 
     def flush(self) -> list[StreamEvent]:

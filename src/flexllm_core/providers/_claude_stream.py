@@ -82,8 +82,8 @@ class ClaudeStreamDecoder:
     """Push parser: ``feed(bytes) -> events``, then ``close() -> ChatResult``.
 
     The same bytes cut anywhere give the same events and result. An in-band ``error``
-    event raises the typed :class:`ProviderError`; the decoder then stays poisoned and
-    every later call raises that error again.
+    event poisons the decoder: the call that meets it returns the events before it (if
+    any), and every later call raises the typed :class:`ProviderError`.
     """
 
     _sse: SSEDecoder = attrs.field(factory=SSEDecoder)
@@ -107,8 +107,12 @@ class ClaudeStreamDecoder:
             if len(self._head) > _HEAD_LIMIT:
                 self._head = None
         events: list[StreamEvent] = []
-        self._run(self._sse.feed(data), events)
-        return events
+        try:
+            self._run(self._sse.feed(data), events)
+        except (ProviderError, ResponseFormatError):
+            if not events:
+                raise
+        return events  # events before an error come first; the next call raises it
 
     def flush(self) -> list[StreamEvent]:
         """End of input: the events only the end completes (an event missing its blank
@@ -118,7 +122,12 @@ class ClaudeStreamDecoder:
         if self._result is not None:
             return []
         events: list[StreamEvent] = []
-        self._run(self._sse.close(), events)
+        try:
+            self._run(self._sse.close(), events)
+        except (ProviderError, ResponseFormatError):
+            if not events:
+                raise
+            return events  # close() raises it
         if self._head:
             self._result = self._run_plain(bytes(self._head))
             return events_of(self._result)

@@ -49,8 +49,9 @@ class _ToolSlot:
 class OpenAIStreamDecoder:
     """``feed(bytes) -> events``, then ``close() -> ChatResult``; any split gives the same result.
 
-    After it raises (an in-band error event, a chunk that is not JSON), the decoder is
-    poisoned: every later call raises the same error again.
+    An in-band error event (or a chunk that is not JSON) poisons the decoder: the call that
+    meets it returns the events that came before it, if any, and every later call raises
+    the error; a call that has nothing to return raises it at once.
     """
 
     _sse: SSEDecoder = attrs.field(factory=SSEDecoder, init=False)
@@ -81,8 +82,9 @@ class OpenAIStreamDecoder:
                 self._on_event(text, kind, out)
         except Exception as exc:
             self._failed = exc
-            raise
-        return out
+            if not out:
+                raise
+        return out  # events before an error come first; the next call raises it
 
     def flush(self) -> list[StreamEvent]:
         """End of the body: the events only the end completes (an event missing its blank
@@ -95,7 +97,9 @@ class OpenAIStreamDecoder:
                 self._on_event(text, kind, out)
         except Exception as exc:
             self._failed = exc
-            raise
+            if not out:
+                raise
+            return out  # the next call (close) raises it
         if not self._splitter_done:
             out.extend(self._splitter.close())
             self._splitter_done = True

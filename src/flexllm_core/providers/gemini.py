@@ -306,14 +306,15 @@ class GeminiStreamDecoder:
         self._check_usable("feed data")
         if not self._seen_event:
             self._prefix += data
+        events: list[StreamEvent] = []
         try:
-            events: list[StreamEvent] = []
             for sse in self._sse.feed(data):
                 events.extend(self._event(sse.data))
-            return events
         except (ProviderError, ResponseFormatError) as exc:
             self._error = exc
-            raise
+            if not events:
+                raise
+        return events  # events before an error come first; the next call raises it
 
     def flush(self) -> list[StreamEvent]:
         """End of input: the events only the end completes (an event missing its blank
@@ -322,17 +323,18 @@ class GeminiStreamDecoder:
             raise self._error
         if self._result is not None:
             return []
+        events: list[StreamEvent] = []
         try:
-            events: list[StreamEvent] = []
             for sse in self._sse.close():
                 events.extend(self._event(sse.data))
             if not self._seen_event and bytes(self._prefix).strip():
                 events.extend(self._whole_json(bytes(self._prefix)))
                 self._seen_event = True
-            return events
         except (ProviderError, ResponseFormatError) as exc:
             self._error = exc
-            raise
+            if not events:
+                raise
+        return events  # after an error, close() raises it
 
     def close(self) -> ChatResult:
         """End of input: return the assembled answer (idempotent)."""

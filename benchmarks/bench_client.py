@@ -6,6 +6,8 @@ Scenarios (issue 3):
       requests (shown as ms per request).
   S2  3000 requests, 1000 in flight, 0.5 s server delay: wall time (ideal 1.5 s).
   S3  1000 streams of 50 chunks, 50 in flight: client CPU per stream.
+  S3p (extra, ``--scenarios S3p``) S3 with the chunks 1 ms apart, so each arrives in its
+      own read, as from a real model: client CPU per stream.
 
 Every client does the whole job a user sees: build the request, send it, parse the JSON (or
 the SSE stream) and take the answer text. Each is driven the same way: C long-lived worker
@@ -47,14 +49,15 @@ def _pin(cpu: int) -> None:
 class Server:
     """flexllm's mock server in its own process (asyncio + httptools), pinned to CPU 0."""
 
-    def __init__(self, delay: float, chunks: int) -> None:
+    def __init__(self, delay: float, chunks: int, chunk_delay: float = 0.0) -> None:
         code = (
             "import os\n"
             "if hasattr(os, 'sched_setaffinity') and (os.cpu_count() or 1) >= 2:\n"
             "    os.sched_setaffinity(0, {0})\n"
             "from flexllm.mock import MockOptions, run_mock\n"
             f"run_mock(MockOptions(port=0, delay={delay!r}, stream_chunks={chunks},"
-            " response_length=24), echo=lambda s: print(s, flush=True))\n"
+            f" chunk_delay={chunk_delay!r}, response_length=24),"
+            " echo=lambda s: print(s, flush=True))\n"
         )
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
@@ -282,15 +285,16 @@ def main() -> None:
     wanted = [w.strip().lower() for w in args.only.split(",")]
     clients = [c for c in CLIENTS if any(w in f"{c[0]} {c[1]}".lower() for w in wanted)]
     have_orig = os.path.exists(args.orig_python)
-    scenarios = {
-        "S1": (0.0, 3000, 50, False),
-        "S2": (0.5, 3000, 1000, False),
-        "S3": (0.0, 1000, 50, True),
+    scenarios = {  # server delay, requests, in flight, stream, chunk delay
+        "S1": (0.0, 3000, 50, False, 0.0),
+        "S2": (0.5, 3000, 1000, False, 0.0),
+        "S3": (0.0, 1000, 50, True, 0.0),
+        "S3p": (0.0, 1000, 50, True, 0.001),
     }
     results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for scenario in args.scenarios.split(","):
-        delay, total, conc, stream = scenarios[scenario]
-        server = Server(delay, 50)
+        delay, total, conc, stream, chunk_delay = scenarios[scenario]
+        server = Server(delay, 50, chunk_delay)
         try:
             for _name, backend, fn in clients:  # warm-up: imports, first connections
                 if fn is not None and delay == 0:
@@ -325,14 +329,18 @@ def main() -> None:
     b1 = med(("S1", "raw aiohttp", "asyncio"), 0)
     b2 = med(("S2", "raw aiohttp", "asyncio"), 1)
     b3 = med(("S3", "raw aiohttp", "asyncio"), 0)
+    b3p = med(("S3p", "raw aiohttp", "asyncio"), 0)
+    paced = b3p is not None
     print(f"\nmedian of {args.rounds} round(s), Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs; server: flexllm.mock (asyncio, httptools) in its own process\n")
-    print("| client | loop | S1 CPU ms/req (x aiohttp) | S2 wall s (x aiohttp) | S3 CPU ms/stream (x aiohttp) |")
-    print("|---|---|---:|---:|---:|")
+    print("| client | loop | S1 CPU ms/req (x aiohttp) | S2 wall s (x aiohttp) | S3 CPU ms/stream (x aiohttp) |"
+          + (" S3p CPU ms/stream (x aiohttp) |" if paced else ""))
+    print("|---|---|---:|---:|---:|" + ("---:|" if paced else ""))
     for name, backend, _ in clients:
+        extra = f" {cell(med(('S3p', name, backend), 0), b3p, '.3f')} |" if paced else ""
         print(f"| {name} | {backend} | {cell(med(('S1', name, backend), 0), b1, '.3f')} | "
               f"{cell(med(('S2', name, backend), 1), b2, '.2f')} | "
-              f"{cell(med(('S3', name, backend), 0), b3, '.3f')} |")
+              f"{cell(med(('S3', name, backend), 0), b3, '.3f')} |" + extra)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
+try:  # the optional accelerator (pip install "flexllm[fast]", part of [all])
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None  # type: ignore[assignment]
+
 __all__ = ("JSONDict", "JSONValue", "loads")
 
 #: A decoded JSON value. ``Any`` is confined to this alias (STYLE H15).
@@ -19,12 +24,9 @@ JSONDict: TypeAlias = dict[str, Any]
 _scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def loads(text: str) -> JSONValue:
-    """``json.loads(text)`` for one document, faster; same values, same errors.
-
-    Anything the scanner does not take whole (leading or trailing whitespace, trailing
-    data, invalid JSON) goes to ``json.loads``, which decides and words the error.
-    """
+def _stdlib_loads(text: str | bytes) -> JSONValue:
+    if isinstance(text, bytes):
+        return json.loads(text)
     try:
         value, end = _scan_once(text, 0)
     except StopIteration:
@@ -32,3 +34,17 @@ def loads(text: str) -> JSONValue:
     if end != len(text):
         return json.loads(text)
     return value
+
+
+def _fast_loads(text: str | bytes) -> JSONValue:
+    try:
+        return orjson.loads(text)
+    except ValueError:
+        # What orjson refuses and json takes (NaN, integers past 64 bits), or invalid
+        # JSON: json decides, and words the error the same way with or without orjson.
+        return _stdlib_loads(text)
+
+
+#: ``json.loads(text)`` for one document, faster (orjson when installed, else the C
+#: scanner called directly); same values, same errors.
+loads: Callable[[str | bytes], JSONValue] = _stdlib_loads if orjson is None else _fast_loads

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 
 from ._errors import ResponseFormatError
-from ._json import JSONDict, JSONValue
+from ._json import JSONDict, JSONValue, loads
 from ._thinking import split_think_tags
 from ._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
 from .providers import CODECS, get_codec
@@ -18,7 +17,7 @@ def _decode_json(body: bytes | str | JSONDict) -> JSONValue:
     if isinstance(body, dict):
         return body
     try:
-        return json.loads(body)
+        return loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         preview = body[:200] if isinstance(body, str) else body[:200].decode("utf-8", "replace")
         raise ResponseFormatError(f"response body is not JSON: {exc}; starts with {preview!r}") from None

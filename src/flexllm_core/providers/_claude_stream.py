@@ -23,7 +23,7 @@ from .._events import (
     UsageReport,
     events_of,
 )
-from .._json import JSONDict, JSONValue
+from .._json import JSONDict, JSONValue, loads
 from .._sse import ServerSentEvent, SSEDecoder
 from .._types import ChatResult
 from ._claude_parse import (
@@ -180,7 +180,7 @@ class ClaudeStreamDecoder:
         if sse.data.strip() == "[DONE]":  # some OpenAI-minded proxies append it
             return
         try:
-            payload: JSONValue = json.loads(sse.data)
+            payload: JSONValue = loads(sse.data)
         except ValueError:
             payload = None
         if sse.event == "error" or (isinstance(payload, dict) and payload.get("type") == "error"):

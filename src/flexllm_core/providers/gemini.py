@@ -44,7 +44,7 @@ import attrs
 from .._classify import make_provider_error, retry_after_from_headers
 from .._errors import AuthenticationError, ProviderError, ResponseFormatError
 from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageReport
-from .._json import JSONDict, JSONValue
+from .._json import JSONDict, JSONValue, loads
 from .._sse import SSEDecoder
 from .._types import ChatResult, ToolCall, Usage
 from ._gemini_build import build_request
@@ -369,7 +369,7 @@ class GeminiStreamDecoder:
         self._seen_event = True
         self._prefix.clear()
         try:
-            chunk = json.loads(data)
+            chunk = loads(data)
         except ValueError:
             raise ResponseFormatError(f"gemini stream: event data is not JSON: {data[:120]!r}") from None
         return self._chunk(chunk)

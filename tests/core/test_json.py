@@ -1,0 +1,62 @@
+"""``flexllm_core._json.loads``: json.loads's values and errors, with or without orjson."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from flexllm_core import _json
+
+LOADERS: dict[str, Callable[[Any], Any]] = {"stdlib": _json._stdlib_loads, "orjson": _json._fast_loads}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@pytest.fixture(params=sorted(LOADERS))
+def loads(request: pytest.FixtureRequest) -> Callable[[Any], Any]:
+    if request.param == "orjson":
+        pytest.importorskip("orjson")
+    return LOADERS[request.param]
+
+
+def test_the_module_picks_orjson_when_installed() -> None:
+    expected = _json._stdlib_loads if _json.orjson is None else _json._fast_loads
+    assert _json.loads is expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values, ascii_only=st.booleans(), pad=st.sampled_from(["", " ", "\n"]))
+def test_same_values_as_json(value: Any, ascii_only: bool, pad: str) -> None:
+    text = pad + json.dumps(value, ensure_ascii=ascii_only) + pad
+    for load in LOADERS.values():
+        if load is _json._fast_loads and _json.orjson is None:
+            continue
+        assert load(text) == json.loads(text)
+        assert load(text.encode()) == json.loads(text.encode())
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity, -Infinity]", str(2**70), '{"a": 1, "a": 2}'])
+def test_what_orjson_refuses_still_decodes_as_json_does(loads: Callable[[Any], Any], text: str) -> None:
+    got, want = loads(text), json.loads(text)
+    if text == "NaN":
+        assert math.isnan(got)
+    else:
+        assert got == want
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "[1,]", "\"unterminated", b"\xff"])
+def test_invalid_json_raises_jsons_own_error(loads: Callable[[Any], Any], text: str | bytes) -> None:
+    with pytest.raises(ValueError) as got:
+        loads(text)
+    with pytest.raises(ValueError) as want:
+        json.loads(text)
+    assert type(got.value) is type(want.value) and str(got.value) == str(want.value)

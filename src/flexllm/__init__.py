@@ -5,8 +5,6 @@ Everything public is re-exported here; implementation modules are private.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from flexllm_core import (
     AuthenticationError as AuthenticationError,
     BadRequestError as BadRequestError,
@@ -38,6 +36,7 @@ from flexllm_core import (
     UsageReport as UsageReport,
     parse_thoughts as parse_thoughts,
 )
+from flexllm_core._version import __version__ as __version__
 
 from ._batch_api import BatchResult as BatchResult
 from ._batch_types import BatchItem as BatchItem, ItemSource as ItemSource
@@ -61,11 +60,6 @@ from ._providers import (
     GeminiClient as GeminiClient,
     OpenAIClient as OpenAIClient,
 )
-
-try:
-    __version__ = version("flexllm")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
 
 __all__ = (
     "__version__",

@@ -8,7 +8,9 @@ answer without a network.
 
 from __future__ import annotations
 
-from ._httpx import HttpxTransport as HttpxTransport, default_transport as default_transport
+from typing import TYPE_CHECKING, Any
+
+from ._default import default_transport as default_transport
 from ._lean import AnyioTransport as AnyioTransport
 from ._protocol import (
     StreamResponse as StreamResponse,
@@ -27,3 +29,15 @@ __all__ = (
     "Transport",
     "default_transport",
 )
+
+if TYPE_CHECKING:
+    from ._httpx import HttpxTransport as HttpxTransport
+
+
+def __getattr__(name: str) -> Any:
+    # HttpxTransport on first use: importing httpx costs a tenth of a second.
+    if name == "HttpxTransport":
+        from ._httpx import HttpxTransport
+
+        return HttpxTransport
+    raise AttributeError(f"module 'flexllm_transports' has no attribute {name!r}")

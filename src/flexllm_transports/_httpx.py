@@ -9,17 +9,16 @@ dependency so the fallback always works.
 
 Only used when asked for, or by :func:`default_transport` when a proxy is configured:
 through a proxy the proxy's latency dominates, so the per-request cost matters less.
+Imported only then, too: httpx(2) takes a tenth of a second to import.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import ssl
-import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -50,7 +49,7 @@ else:
 #: Which library backs HttpxTransport here: "httpx2" or "httpx".
 HTTPX_NAME: str = httpx.__name__
 
-__all__ = ("HTTPX_NAME", "HttpxTransport", "default_transport", "proxy_for")
+__all__ = ("HTTPX_NAME", "HttpxTransport")
 
 _DEFAULT_TIMEOUTS = Timeouts()
 
@@ -233,53 +232,6 @@ class HttpxTransport:
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(httpx.HTTPError):
                 await resp.aclose()
-
-
-def proxy_for(url: str | None) -> str | None:
-    """The proxy the environment sets for ``url`` (or for any URL when None), honouring
-    NO_PROXY; None when requests to it go direct."""
-    proxies = urllib.request.getproxies_environment()
-    if url is None:
-        return proxies.get("https") or proxies.get("http") or proxies.get("all")
-    route = route_for(url)
-    found = proxies.get(route.scheme) or proxies.get("all")
-    if found is None:
-        return None
-    # proxy_bypass_environment reads NO_PROXY; it is public but missing from typeshed.
-    bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if bypass(route.host, proxies):
-        return None
-    return found
-
-
-def default_transport(
-    proxy: str | None = None,
-    *,
-    base_url: str | None = None,
-    timeouts: Timeouts = _DEFAULT_TIMEOUTS,
-    http2: bool = False,
-    trust_env: bool = True,
-    **lean_options: Any,
-) -> Transport:
-    """The transport flexllm uses unless given one.
-
-    AnyioTransport, unless a proxy is configured (the ``proxy`` argument, or the
-    environment's HTTP(S)_PROXY / ALL_PROXY for ``base_url``, honouring NO_PROXY) or
-    HTTP/2 is asked for: then HttpxTransport, which speaks both.
-
-    Args:
-        lean_options: passed to :class:`AnyioTransport` (e.g. ``max_connections_per_host``).
-    """
-    env_proxy = proxy_for(base_url) if trust_env and _any_proxy_env() else None
-    if proxy or env_proxy or http2:
-        return HttpxTransport(
-            proxy=proxy, http2=http2, trust_env=trust_env, timeouts=timeouts
-        )
-    return AnyioTransport(timeouts=timeouts, **lean_options)
-
-
-def _any_proxy_env() -> bool:
-    return any(key.lower().endswith("_proxy") for key in os.environ)
 
 
 if TYPE_CHECKING:  # static checks that the backends satisfy the protocols

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import ssl
-from importlib import metadata
 from time import monotonic
 from types import TracebackType
 from typing import Literal
@@ -26,6 +25,7 @@ import anyio.abc
 from anyio.streams.tls import TLSStream
 
 from flexllm_core import ConnectError, HttpRequest, HttpResponse, UsageError
+from flexllm_core._version import __version__
 
 from ._asyncio_stream import connect_asyncio, running_asyncio_loop
 from ._exchange import NETWORK_ERRORS, Exchange
@@ -44,10 +44,7 @@ from ._stream import StreamContext
 
 __all__ = ("AnyioTransport",)
 
-try:
-    _VERSION = metadata.version("flexllm")
-except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-    _VERSION = "0"
+_VERSION = __version__
 
 _DEFAULT_TIMEOUTS = Timeouts()
 #: Bodies below this go out in the same write as the head.

@@ -14,7 +14,7 @@ from flexllm_transports import (
     Timeouts,
     default_transport,
 )
-from flexllm_transports._httpx import proxy_for
+from flexllm_transports._default import proxy_for
 
 LIMIT = 20
 

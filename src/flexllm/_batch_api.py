@@ -16,6 +16,7 @@ import json.encoder
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -32,6 +33,7 @@ from flexllm_core import (
 
 from ._batch import BatchRun
 from ._batch_input import BatchInput, InputLine
+from ._batch_iter import iterate_in_background
 from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
 from ._cache import ResponseCache
 from ._checkpoint_file import Durability
@@ -409,16 +411,17 @@ class BatchMethods:
         each input as it finishes. Items resumed from the checkpoint come too.
 
         It never runs more than the concurrency ahead of the consumer, and every item it
-        yields is already in ``output_jsonl``. To stop early, leave the loop inside
-        ``contextlib.aclosing(...)`` so the run is cancelled and flushed at once.
+        yields is already in ``output_jsonl``. Leaving the loop early (``break``) stops the
+        run and flushes its checkpoint; inside ``contextlib.aclosing(...)`` that happens
+        before the next line runs, else as soon as the loop finalises the generator.
         """
         run = await self._open_batch(
             messages_list, output_jsonl=output_jsonl, show_progress=show_progress,
             track_cost=track_cost, budget=budget, metadata_list=metadata_list,
             fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
             use_cache=use_cache, return_raw=return_raw, params=params)
-        async with run:
-            async for item in run:
+        async with aclosing(iterate_in_background(run)) as items:
+            async for item in items:
                 yield item
 
     def chat_completions_batch_sync(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
+import anyio
 import pytest
 from batch_support import no_blocking, records  # noqa: F401 - fixture
 
@@ -85,6 +87,38 @@ async def test_iter_left_early_inside_aclosing_stops_cleanly(tmp_path: Path) -> 
         again = await client.chat_completions_batch(_msgs(200), output_jsonl=str(out),
                                                     show_progress=False)
     assert again.ok and len(again) == 200
+
+
+@pytest.mark.parametrize("in_context", [False, True])
+async def test_iter_left_with_a_plain_break_stops_cleanly(
+    tmp_path: Path, in_context: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The seeds' loop, left with a plain ``break`` (no aclosing), on a client used with and
+    # without ``async with``: the run stops, the client keeps working, nothing is lost.
+    out = tmp_path / "o.jsonl"
+    server = MockServer(delay=0.01)
+    async with server as url:
+        client = LLMClient(base_url=url, model=MODEL, api_key="k", concurrency_limit=4)
+        async with contextlib.AsyncExitStack() as stack:
+            if in_context:
+                await stack.enter_async_context(client)
+            async for item in client.iter_chat_completions_batch(
+                    _msgs(200), output_jsonl=str(out), show_progress=False):
+                first = item
+                break
+            assert (await client.chat_completions([{"role": "user", "content": "after"}]))
+            for _ in range(200):  # the loop finalises the generator: the run stops, flushes
+                sent = server.stats.completions
+                await anyio.sleep(0.02)
+                if server.stats.completions == sent:
+                    break
+            done = {int(r["index"]) for r in records(out)}  # type: ignore[call-overload]
+            assert first.index in done and len(done) < 100
+            again = await client.chat_completions_batch(_msgs(200), output_jsonl=str(out),
+                                                        show_progress=False)
+            assert again.ok and len(again) == 200
+        await client.aclose()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_cache_hits_send_no_request(tmp_path: Path) -> None:

@@ -1,0 +1,84 @@
+"""``iter_chat_completions_batch``: a batch run in a task of its own, read by a generator.
+
+An async generator must not own a task group: a consumer that leaves ``async for`` with a
+plain ``break`` leaves the generator to be finalised later, by the event loop, in another
+task, where the group's cancel scope cannot be exited (anyio raises on asyncio; trio's run
+crashes). So the run lives in a task spawned on the loop itself, and the generator only
+receives its items. Leaving early cancels the run (a plain call, safe from any task); the
+run then flushes and closes its checkpoint in its own task, and the generator waits for
+that when it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+import anyio
+
+from ._batch import BatchRun
+from ._batch_types import BatchItem
+
+__all__ = ("iterate_in_background",)
+
+#: How long leaving the loop early waits for the run to flush its checkpoint.
+_FLUSH_WAIT = 30.0
+
+
+async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None]:
+    """Yield ``run``'s items as they finish while the run itself works in another task."""
+    send, receive = anyio.create_memory_object_stream[BatchItem](0)
+    scope = anyio.CancelScope()
+    done = anyio.Event()
+    failure: list[BaseException] = []
+
+    async def host() -> None:
+        try:
+            with scope:
+                async with send, run:
+                    async for item in run:
+                        await send.send(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the reader left: the run is over
+        except Exception as exc:  # handed to the reader, who raises it
+            failure.append(exc)
+        finally:
+            done.set()
+
+    task = _spawn(host)
+    try:
+        async with receive:
+            async for item in receive:
+                yield item
+        await done.wait()
+        if failure:
+            raise failure[0]
+    finally:
+        scope.cancel()  # no-op when the run has ended
+        receive.close()
+        # Wait for the checkpoint to be flushed and closed, whichever task we are in (the
+        # reader's own, or the loop's generator finaliser after a plain ``break``).
+        with anyio.move_on_after(_FLUSH_WAIT, shield=True):
+            await done.wait()
+        del task
+
+
+def _spawn(fn: Callable[[], Awaitable[None]]) -> object:
+    """Start ``fn`` as a task of the running loop, outside the caller's task tree.
+
+    Returns the task (asyncio keeps only weak references to its tasks; hold it).
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        return loop.create_task(_as_coroutine(fn))
+    import trio  # not asyncio: anyio's other backend
+
+    trio.lowlevel.spawn_system_task(fn)
+    return None
+
+
+async def _as_coroutine(fn: Callable[[], Awaitable[None]]) -> None:
+    await fn()

@@ -64,8 +64,10 @@ class SSEDecoder:
                 data = data[1:]
         events: list[RawEvent] = []
         if b"\r" in data:
-            self._buffer = data[self._feed_cr(data, events):]
-            return events
+            if data.endswith(b"\r") or data.count(b"\r") != data.count(b"\r\n"):
+                self._buffer = data[self._feed_cr(data, events):]
+                return events
+            data = data.replace(b"\r\n", b"\n")  # CRLF only (Gemini): the same lines
         # LF-only, what every LLM API sends: split and decode the complete lines at once
         # (a UTF-8 character never contains the byte 0x0A, so a cut at an LF is safe).
         end = data.rfind(b"\n")

@@ -134,6 +134,10 @@ def parse_response(body: JSONDict) -> ChatResult:
     )
 
 
+#: A text part made of only these members continues the previous part of the same kind.
+_MERGEABLE_PART = frozenset({"text", "thought", "thoughtSignature"})
+
+
 def _first_candidate(candidates: list[JSONValue]) -> JSONDict:
     for cand in candidates:
         if isinstance(cand, dict) and cand.get("index", 0) == 0:
@@ -380,11 +384,13 @@ class GeminiStreamDecoder:
         if "error" in chunk and "candidates" not in chunk:
             raise _error_from_json(None, chunk, None)
         events: list[StreamEvent] = []
-        self._top.update({k: v for k, v in chunk.items() if k != "candidates"})
+        self._top.update(chunk)  # every top-level member but the candidates, latest wins
+        self._top.pop("candidates", None)
         candidates = chunk.get("candidates") or []
         if candidates:
             cand = _first_candidate(candidates if isinstance(candidates, list) else [])
-            self._candidate.update({k: v for k, v in cand.items() if k != "content"})
+            self._candidate.update(cand)
+            self._candidate.pop("content", None)
             for part in _candidate_parts(cand):
                 events.extend(self._part(part))
         finish = self._candidate.get("finishReason")
@@ -414,7 +420,7 @@ class GeminiStreamDecoder:
             isinstance(text, str) and prev is not None and isinstance(prev.get("text"), str)
             and bool(prev.get("thought")) == bool(part.get("thought"))
             and "thoughtSignature" not in prev
-            and set(part) <= {"text", "thought", "thoughtSignature"}
+            and part.keys() <= _MERGEABLE_PART
         ):
             self._pieces.setdefault(len(self._parts) - 1, []).append(text)
             if "thoughtSignature" in part:

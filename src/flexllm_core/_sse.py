@@ -83,6 +83,8 @@ class SSEDecoder:
         for line in text.split("\n"):
             if line.startswith("data: "):
                 pending.append(line[6:])
+            elif line.startswith("event: "):  # Claude names every event
+                self._event = line[7:]
             elif line:
                 self._field(line)
             else:

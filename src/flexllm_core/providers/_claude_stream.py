@@ -24,7 +24,7 @@ from .._events import (
     events_of,
 )
 from .._json import JSONDict, JSONValue, loads
-from .._sse import ServerSentEvent, SSEDecoder
+from .._sse import RawEvent, SSEDecoder
 from .._types import ChatResult
 from ._claude_parse import (
     PROVIDER,
@@ -108,7 +108,7 @@ class ClaudeStreamDecoder:
                 self._head = None
         events: list[StreamEvent] = []
         try:
-            self._run(self._sse.feed(data), events)
+            self._run(self._sse.feed_raw(data), events)
         except (ProviderError, ResponseFormatError):
             if not events:
                 raise
@@ -123,7 +123,7 @@ class ClaudeStreamDecoder:
             return []
         events: list[StreamEvent] = []
         try:
-            self._run(self._sse.close(), events)
+            self._run(self._sse.close_raw(), events)
         except (ProviderError, ResponseFormatError):
             if not events:
                 raise
@@ -166,31 +166,31 @@ class ClaudeStreamDecoder:
         if self._error is not None:
             raise self._error
 
-    def _run(self, sses: list[ServerSentEvent], events: list[StreamEvent]) -> None:
+    def _run(self, sses: list[RawEvent], events: list[StreamEvent]) -> None:
         if sses:
             self._head = None
         try:
-            for sse in sses:
-                self._handle(sse, events)
+            for data, event, _, _ in sses:
+                self._handle(data, event, events)
         except (ProviderError, ResponseFormatError) as exc:
             self._error = exc
             raise
 
-    def _handle(self, sse: ServerSentEvent, events: list[StreamEvent]) -> None:
-        if sse.data.strip() == "[DONE]":  # some OpenAI-minded proxies append it
+    def _handle(self, data: str, event: str, events: list[StreamEvent]) -> None:
+        """One SSE event: ``data`` is its data, ``event`` its event type."""
+        if data.strip() == "[DONE]":  # some OpenAI-minded proxies append it
             return
         try:
-            payload: JSONValue = loads(sse.data)
+            payload: JSONValue = loads(data)
         except ValueError:
             payload = None
-        if sse.event == "error" or (isinstance(payload, dict) and payload.get("type") == "error"):
-            raise error_from_body(None, (), sse.data, now=None)
+        if event == "error" or (isinstance(payload, dict) and payload.get("type") == "error"):
+            raise error_from_body(None, (), data, now=None)
         if not isinstance(payload, dict):
             raise ResponseFormatError(
-                f"{PROVIDER} stream: event {sse.event!r} carries non-JSON data: "
-                f"{_preview(sse.data)!r}"
+                f"{PROVIDER} stream: event {event!r} carries non-JSON data: {_preview(data)!r}"
             )
-        kind = payload.get("type") or sse.event
+        kind = payload.get("type") or event
         if kind == "message_start":
             message = payload.get("message")
             if isinstance(message, dict):

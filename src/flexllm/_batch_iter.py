@@ -12,6 +12,7 @@ that when it can.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import anyio
@@ -76,7 +77,8 @@ def _spawn(fn: Callable[[], Awaitable[None]]) -> object:
         return loop.create_task(_as_coroutine(fn))
     import trio  # not asyncio: anyio's other backend
 
-    trio.lowlevel.spawn_system_task(fn)
+    # A copy of the caller's context, as asyncio's create_task takes (tracing spans etc.).
+    trio.lowlevel.spawn_system_task(fn, context=contextvars.copy_context())
     return None
 
 

@@ -226,3 +226,27 @@ async def test_client_resume_detects_changed_inputs(tmp_path: Path) -> None:
         again = await client.chat_completions_batch(_msgs(8), output_jsonl=str(out),
                                                     show_progress=False)
     assert server.stats.completions == sent and len(again) == 8 and again.ok
+
+
+async def test_iter_run_sees_the_callers_context_variables() -> None:
+    # The run works in a task of its own: it still sees the caller's context (tracing
+    # spans and the like), on trio as on asyncio.
+    import contextvars
+
+    from client_support import ok
+
+    from flexllm_transports import MemoryTransport
+
+    request_id = contextvars.ContextVar("request_id", default="unset")
+    seen: list[str] = []
+
+    def answer(request: object) -> object:
+        seen.append(request_id.get())
+        return ok(text="fine")
+
+    request_id.set("job-42")
+    client = LLMClient(base_url="http://llm.test/v1", model=MODEL, api_key="k",
+                       transport=MemoryTransport(answer))  # type: ignore[arg-type]
+    got = [item async for item in client.iter_chat_completions_batch(_msgs(3))]
+    await client.aclose()
+    assert len(got) == 3 and seen == ["job-42"] * 3

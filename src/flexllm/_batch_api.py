@@ -366,6 +366,8 @@ class BatchMethods:
             track_cost=track_cost, budget=budget, metadata_list=metadata_list,
             fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
             use_cache=use_cache, return_raw=return_raw, params=params)
+        if return_cost_report:
+            run.tracker.warn_unknown = True  # costs were asked for: say which are unknown
         by_index: dict[int, BatchItem] = {}
         async with run:
             async for item in run:

@@ -156,7 +156,8 @@ class CostTracker:
         self._hits = 0
         self._by_model: dict[str, _Acc] = {}
         self._unknown: set[str] = set()
-        self._warn_unknown = warn_unknown
+        #: Log once per model whose price is unknown (settable until the run starts).
+        self.warn_unknown = warn_unknown
         self.budget_exceeded = False
 
     def _lookup(self, model: str) -> ModelPrice | None:
@@ -241,7 +242,7 @@ class CostTracker:
         if price is None:
             if model not in self._unknown:
                 self._unknown.add(model)
-                if self._warn_unknown:
+                if self.warn_unknown:
                     log.warning("no price known for model %r: its cost is reported as unknown",
                                 model)
             acc.cost = None

@@ -111,9 +111,9 @@ async def test_failed_requests_give_their_reservation_back() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("track_cost", [False, True])
+@pytest.mark.parametrize("asked", ["nothing", "track_cost", "return_cost_report"])
 async def test_unknown_price_warns_only_when_costs_were_asked_for(
-    track_cost: bool, caplog: pytest.LogCaptureFixture
+    asked: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     from flexllm import LLMClient
     from flexllm.mock import MockServer
@@ -122,7 +122,9 @@ async def test_unknown_price_warns_only_when_costs_were_asked_for(
             LLMClient(base_url=url, model="my-private-model", api_key="k") as client:
         with caplog.at_level(logging.WARNING, logger="flexllm.cost"):
             got = await client.chat_completions_batch(
-                [[{"role": "user", "content": f"q{i}"}] for i in range(3)], track_cost=track_cost)
-    assert len(got) == 3 and all(isinstance(t, str) for t in got)
+                [[{"role": "user", "content": f"q{i}"}] for i in range(3)],
+                **({asked: True} if asked != "nothing" else {}))
+    results = got[0] if asked == "return_cost_report" else got
+    assert len(results) == 3 and all(isinstance(t, str) for t in results)
     warned = [r for r in caplog.records if "no price known" in r.getMessage()]
-    assert len(warned) == (1 if track_cost else 0)
+    assert len(warned) == (0 if asked == "nothing" else 1)

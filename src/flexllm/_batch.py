@@ -541,7 +541,7 @@ class BatchRun:
             raise
         latency = time.monotonic() - started
         model = result.model or p.request.model
-        cost = tracker.settle(reservation, model, result.usage)
+        cost = tracker.settle(reservation, model, result.usage, requested=p.request.model)
         self._settled.set()
         if key is not None and opt.cache is not None:
             await opt.cache.set(key, result)

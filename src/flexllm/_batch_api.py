@@ -247,7 +247,9 @@ async def open_run(
     pricing = await anyio.to_thread.run_sync(current_pricing)
     tracker = CostTracker(budget=budget, pricing=pricing,
                           warn_unknown=track_cost or budget is not None)
+    models = list(models)
     tracker.check_prices(models)
+    tracker.reserve_across(models)
     options = BatchOptions(
         output_jsonl=output_jsonl,
         durability=Durability(fsync_every=fsync_every, fsync_interval=fsync_interval),

@@ -156,6 +156,7 @@ class CostTracker:
         self._hits = 0
         self._by_model: dict[str, _Acc] = {}
         self._unknown: set[str] = set()
+        self._across: tuple[str, ...] = ()
         #: Log once per model whose price is unknown (settable until the run starts).
         self.warn_unknown = warn_unknown
         self.budget_exceeded = False
@@ -192,18 +193,32 @@ class CostTracker:
             )
 
     def worst_case(self, request: ChatRequest) -> float:
-        """USD upper bound of one request: counted prompt plus max output."""
-        price = self._lookup(request.model)
-        if price is None:
-            raise UsageError(f"no price for model {request.model!r}; a budget cannot be enforced")
+        """USD upper bound of one request: counted prompt plus max output.
+
+        With :meth:`reserve_across` set (a pool of several models), at the dearest input
+        and output prices among them, the prompt counted with an estimate's margin.
+        """
+        models = self._across or (request.model,)
+        prices = [self._lookup(m) for m in models]
+        unknown = [m for m, p in zip(models, prices, strict=True) if p is None]
+        if unknown:
+            raise UsageError(f"no price for model {unknown[0]!r}; a budget cannot be enforced")
         counted = count_tokens_detailed(list(request.messages), request.model)
         prompt = counted.tokens
         if request.tools:
             prompt += sum(len(str(t)) for t in request.tools) // 2  # generous chars/token
-        if not counted.exact:
+        if not counted.exact or len(models) > 1:  # another model's tokenizer may count more
             prompt = math.ceil(prompt * _ESTIMATE_MARGIN)
         output = request.max_tokens if request.max_tokens is not None else DEFAULT_RESERVED_OUTPUT
-        return (prompt * price.input + output * price.output) / 1_000_000
+        input_price = max(p.input for p in prices if p is not None)
+        output_price = max(p.output for p in prices if p is not None)
+        return (prompt * input_price + output * output_price) / 1_000_000
+
+    def reserve_across(self, models: Iterable[str]) -> None:
+        """Reserve every request at the dearest of ``models`` (a pool whose endpoints serve
+        different models: which one answers is decided after the reservation)."""
+        across = tuple(sorted(set(models)))
+        self._across = across if len(across) > 1 else ()
 
     def reserve(self, request: ChatRequest, amount: float | None = None) -> Reservation | None:
         """Reserve the worst case (``amount`` when already computed); None when it does not
@@ -227,8 +242,14 @@ class CostTracker:
         """The request failed or was cancelled: give the reservation back."""
         self._reserved = max(0.0, self._reserved - reservation.amount)
 
-    def settle(self, reservation: Reservation | None, model: str, usage: Usage | None) -> float | None:
-        """Record an answer; returns its USD cost (None when the price is unknown)."""
+    def settle(self, reservation: Reservation | None, model: str, usage: Usage | None,
+               *, requested: str | None = None) -> float | None:
+        """Record an answer; returns its USD cost (None when the price is unknown).
+
+        ``model`` is the one the server reported; when the table does not know that name
+        (a gateway's alias), the ``requested`` model's price is used, so a budget still
+        counts the answer.
+        """
         if reservation is not None:
             self.release(reservation)
         acc = self._by_model.setdefault(model, _Acc())
@@ -239,6 +260,8 @@ class CostTracker:
         acc.output_tokens += usage.completion_tokens
         acc.cached_tokens += usage.cached_tokens or 0
         price = self._lookup(model)
+        if price is None and requested is not None and requested != model:
+            price = self._lookup(requested)
         if price is None:
             if model not in self._unknown:
                 self._unknown.add(model)

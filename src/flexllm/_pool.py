@@ -302,11 +302,6 @@ class LLMClientPool(BatchMethods):
         explicit = params.get("model")
         models = ({explicit} if isinstance(explicit, str)
                   else {e.settings.model or "" for e in self._entries})
-        if budget is not None and len(models) > 1:
-            raise UsageError(
-                "budget= needs one model across the pool (each request's worst case is reserved "
-                f"at one model's price); the endpoints serve {', '.join(sorted(models))}: pass "
-                "model= or use endpoints of one model")
         prepare = make_preparer(self.build_request, metadata_list=metadata_list, params=params)
         lanes = self._router.lanes(distribute=distribute)
         cache = self._cache if use_cache else None

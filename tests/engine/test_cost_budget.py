@@ -128,3 +128,24 @@ async def test_unknown_price_warns_only_when_costs_were_asked_for(
     assert len(results) == 3 and all(isinstance(t, str) for t in results)
     warned = [r for r in caplog.records if "no price known" in r.getMessage()]
     assert len(warned) == (0 if asked == "nothing" else 1)
+
+
+def test_an_answer_under_an_unknown_alias_is_charged_at_the_requested_price() -> None:
+    # A gateway reports its own name for the model: the budget must still count the answer.
+    tracker = CostTracker(budget=1.0, pricing=PRICING)
+    usage = Usage(prompt_tokens=1000, completion_tokens=1000, total_tokens=2000)
+    cost = tracker.settle(None, "my-gateway/alias-of-mini", usage, requested=MODEL)
+    assert cost is not None and cost == tracker.cost_of(MODEL, usage) and tracker.spent == cost
+    assert tracker.settle(None, "my-gateway/alias-of-mini", usage) is None  # nothing to go by
+
+
+def test_reserve_across_models_takes_the_dearest_prices() -> None:
+    request = make_request(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                           max_tokens=100)
+    alone = CostTracker(budget=1.0, pricing=PRICING)
+    pooled = CostTracker(budget=1.0, pricing=PRICING)
+    pooled.reserve_across(["gpt-4o-mini", "gpt-4o"])
+    dear = CostTracker(budget=1.0, pricing=PRICING)
+    assert pooled.worst_case(request) >= dear.worst_case(
+        make_request(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=100))
+    assert pooled.worst_case(request) > alone.worst_case(request)

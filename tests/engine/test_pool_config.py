@@ -85,8 +85,8 @@ def test_closed_pool_refuses_calls() -> None:
 
 
 @pytest.mark.anyio
-async def test_budget_needs_one_model_across_the_pool() -> None:
-    async with LLMClientPool([ep(), ep(model="gpt-4o")]) as pool:
-        with pytest.raises(UsageError, match="budget= needs one model"):
+async def test_budget_across_models_needs_every_price() -> None:
+    async with LLMClientPool([ep(), ep(model="my-private-model")]) as pool:
+        with pytest.raises(UsageError, match="my-private-model"):
             await pool.chat_completions_batch([[{"role": "user", "content": "x"}]], budget=1.0,
                                               show_progress=False)

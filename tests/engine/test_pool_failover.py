@@ -160,6 +160,25 @@ async def test_budget_is_shared_by_the_whole_pool(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_budget_holds_across_endpoints_of_different_models(tmp_path: Path) -> None:
+    # gpt-4o costs ~17x gpt-4o-mini: every request is reserved at gpt-4o's price, each
+    # answer is charged at its own model's, and the total never passes the budget.
+    budget = 0.002
+    with servers({}, {}) as group:
+        eps = endpoints(group, model=["gpt-4o-mini", "gpt-4o"], concurrency_limit=[4, 4])
+        async with LLMClientPool(eps, load_balance="round_robin") as pool:
+            results, report = await pool.chat_completions_batch(
+                msgs(80), budget=budget, max_tokens=40, return_cost_report=True,
+                show_progress=False, output_jsonl=str(tmp_path / "o.jsonl"))
+    assert isinstance(results, BatchResult) and isinstance(report, CostReport)
+    assert report.total_cost <= budget and results.budget_exceeded
+    assert set(report.by_model) == {"gpt-4o-mini", "gpt-4o"}
+    assert all(m.cost is not None and m.cost > 0 for m in report.by_model.values())
+    assert 0 < results.success_count < 80
+    assert sum(s.stats.completions for s in group) == results.success_count
+
+
+@pytest.mark.anyio
 async def test_cache_and_checkpoint_are_shared_across_endpoints(tmp_path: Path) -> None:
     cfg = ResponseCacheConfig.with_ttl(3600, cache_dir=str(tmp_path / "cache"))
     with servers({}, {}) as group:

@@ -101,10 +101,7 @@ def rejected_record(item: BatchItem, opt: BatchOptions) -> CheckpointRecord:
 
 
 def _usage(value: JSONDict | None) -> Usage | None:
-    if value is None:
-        return None
-    names = ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens", "cached_tokens")
-    return Usage(**{k: value[k] for k in names if isinstance(value.get(k), int)})
+    return None if value is None else Usage.from_dict(value)
 
 
 def item_from_record(rec: CheckpointRecord) -> BatchItem:

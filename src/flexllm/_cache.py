@@ -147,11 +147,7 @@ def result_to_json(result: ChatResult) -> JSONDict:
 
 
 def _usage_from(value: JSONValue) -> Usage | None:
-    if not isinstance(value, dict):
-        return None
-    names = ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens", "cached_tokens")
-    fields = {k: value[k] for k in names if isinstance(value.get(k), int)}
-    return Usage(**fields)
+    return Usage.from_dict(value) if isinstance(value, dict) else None
 
 
 def result_from_json(obj: JSONValue) -> ChatResult:

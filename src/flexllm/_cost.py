@@ -210,7 +210,8 @@ class CostTracker:
         if not counted.exact or len(models) > 1:  # another model's tokenizer may count more
             prompt = math.ceil(prompt * _ESTIMATE_MARGIN)
         output = request.max_tokens if request.max_tokens is not None else DEFAULT_RESERVED_OUTPUT
-        input_price = max(p.input for p in prices if p is not None)
+        # A prompt may be written to the provider's cache (Claude: 1.25x input).
+        input_price = max(max(p.input, p.cache_write or 0.0) for p in prices if p is not None)
         output_price = max(p.output for p in prices if p is not None)
         return (prompt * input_price + output * output_price) / 1_000_000
 

@@ -48,11 +48,15 @@ class ModelPrice:
     output: float
     #: A prompt token served from the provider's prompt cache; None = no discount known.
     cached_input: float | None = None
+    #: A prompt token written to the provider's prompt cache; None = billed as input.
+    cache_write: float | None = None
 
     def to_dict(self) -> JSONDict:
         out: JSONDict = {"input": self.input, "output": self.output}
         if self.cached_input is not None:
             out["cached_input"] = self.cached_input
+        if self.cache_write is not None:
+            out["cache_write"] = self.cache_write
         return out
 
 
@@ -139,13 +143,17 @@ class PricingTable:
 
 
 def cost_of(usage: Usage, price: ModelPrice) -> float:
-    """USD cost of one answer: cached prompt tokens at the cached price, the rest at input."""
+    """USD cost of one answer: prompt tokens read from the provider's cache at the cached
+    price, those written to it at the cache-write price, the rest at input."""
     prompt = max(usage.prompt_tokens, 0)
     cached = min(max(usage.cached_tokens or 0, 0), prompt)
+    written = min(max(usage.cache_write_tokens or 0, 0), prompt - cached)
     cached_price = price.input if price.cached_input is None else price.cached_input
+    write_price = price.input if price.cache_write is None else price.cache_write
     return (
-        (prompt - cached) * price.input
+        (prompt - cached - written) * price.input
         + cached * cached_price
+        + written * write_price
         + max(usage.completion_tokens, 0) * price.output
     ) / _PER
 
@@ -164,11 +172,12 @@ def _price(name: str, entry: JSONValue) -> ModelPrice:
     for field in ("input", "output"):
         if field not in entry:
             raise UsageError(f"pricing models[{name!r}]: missing {field!r}")
-    cached = entry.get("cached_input")
+    cached, write = entry.get("cached_input"), entry.get("cache_write")
     return ModelPrice(
         input=_number(entry["input"], f"models[{name!r}].input"),
         output=_number(entry["output"], f"models[{name!r}].output"),
         cached_input=None if cached is None else _number(cached, f"models[{name!r}].cached_input"),
+        cache_write=None if write is None else _number(write, f"models[{name!r}].cache_write"),
     )
 
 

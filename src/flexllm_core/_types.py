@@ -130,9 +130,20 @@ class Usage:
     total_tokens: int = 0
     reasoning_tokens: int | None = None
     cached_tokens: int | None = None
+    #: Prompt tokens written to the provider's prompt cache (Claude), billed above input.
+    cache_write_tokens: int | None = None
 
     def to_dict(self) -> JSONDict:
         return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: JSONDict) -> Usage:
+        """The inverse of :meth:`to_dict`, tolerant: keys that are not int counts are skipped
+        (records and cache rows written by other versions)."""
+        return cls(**{
+            f.name: value[f.name] for f in attrs.fields(cls)
+            if isinstance(value.get(f.name), int) and not isinstance(value.get(f.name), bool)
+        })
 
 
 @attrs.frozen(kw_only=True)

@@ -104,6 +104,7 @@ def test_redacted_thinking_is_kept_but_not_shown_and_cache_counts_in_prompt() ->
         total_tokens=2095 + 1500 + 3000 + 503,
         reasoning_tokens=420,
         cached_tokens=3000,
+        cache_write_tokens=1500,
     )
 
 

@@ -242,3 +242,21 @@ def test_parse_openrouter_models() -> None:
 def test_parse_openrouter_rejects_a_payload_without_data(payload: Any) -> None:
     with pytest.raises(ResponseFormatError, match="data"):
         parse_openrouter_models(payload)
+
+
+def test_claude_cache_writes_cost_more_than_input() -> None:
+    # 1000 read from the cache, 2000 written to it, 500 plain input, 100 output (Sonnet 4:
+    # $3 input, $0.30 cache read, $3.75 cache write, $15 output per million).
+    from flexllm_core import Usage, cost_of, default_pricing
+
+    price = default_pricing().lookup("claude-sonnet-4-20250514")
+    assert price is not None and price.cache_write == 3.75
+    usage = Usage(prompt_tokens=3500, completion_tokens=100, total_tokens=3600,
+                  cached_tokens=1000, cache_write_tokens=2000)
+    expected = (500 * 3.0 + 1000 * 0.30 + 2000 * 3.75 + 100 * 15.0) / 1_000_000
+    assert cost_of(usage, price) == pytest.approx(expected)
+    # A model without a cache-write price bills written tokens as input.
+    gpt = default_pricing().lookup("gpt-4o")
+    assert gpt is not None and gpt.cache_write is None
+    plain = Usage(prompt_tokens=3500, completion_tokens=100, total_tokens=3600, cached_tokens=1000)
+    assert cost_of(usage, gpt) == pytest.approx(cost_of(plain, gpt))

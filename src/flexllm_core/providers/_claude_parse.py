@@ -67,7 +67,8 @@ def usage_from(raw: JSONValue) -> Usage | None:
 
     Claude's ``input_tokens`` excludes the cached part of the prompt, so ``prompt_tokens`` is
     ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens`` (the whole
-    prompt, as OpenAI counts it); ``cached_tokens`` is the cache-read part.
+    prompt, as OpenAI counts it); ``cached_tokens`` is the cache-read part and
+    ``cache_write_tokens`` the part written to the cache (billed at 1.25x input).
     """
     if not isinstance(raw, dict):
         return None
@@ -78,6 +79,7 @@ def usage_from(raw: JSONValue) -> Usage | None:
     )
     completion = _count(raw, "output_tokens")
     cached = raw.get("cache_read_input_tokens")
+    written = raw.get("cache_creation_input_tokens")
     details = raw.get("output_tokens_details")
     reasoning = details.get("thinking_tokens") if isinstance(details, dict) else None
     return Usage(
@@ -86,6 +88,7 @@ def usage_from(raw: JSONValue) -> Usage | None:
         total_tokens=prompt + completion,
         reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
         cached_tokens=cached if isinstance(cached, int) else None,
+        cache_write_tokens=written if isinstance(written, int) and written else None,
     )
 
 

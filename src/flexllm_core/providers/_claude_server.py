@@ -251,11 +251,11 @@ def _usage(result: ChatResult) -> JSONDict:
     usage = result.usage
     if usage is None:
         return {"input_tokens": 0, "output_tokens": 0}
-    cached = usage.cached_tokens
-    out: JSONDict = {"input_tokens": max(usage.prompt_tokens - (cached or 0), 0)}
-    if cached is not None:
-        out["cache_creation_input_tokens"] = 0
-        out["cache_read_input_tokens"] = cached
+    cached, written = usage.cached_tokens, usage.cache_write_tokens
+    out: JSONDict = {"input_tokens": max(usage.prompt_tokens - (cached or 0) - (written or 0), 0)}
+    if cached is not None or written is not None:
+        out["cache_creation_input_tokens"] = written or 0
+        out["cache_read_input_tokens"] = cached or 0
     out["output_tokens"] = usage.completion_tokens
     if usage.reasoning_tokens is not None:
         out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}

@@ -282,7 +282,9 @@ def parse_openrouter_models(payload: Mapping[str, JSONValue], *, updated: str | 
         if prompt is None or completion is None or prompt + completion <= 0:
             continue
         cache_read = _per_million(pricing.get("input_cache_read"))
-        price = ModelPrice(input=prompt, output=completion, cached_input=cache_read or None)
+        cache_write = _per_million(pricing.get("input_cache_write"))
+        price = ModelPrice(input=prompt, output=completion, cached_input=cache_read or None,
+                           cache_write=cache_write or None)
         name = normalise_model_name(model_id.split("/", 1)[-1])
         old = models.get(name)
         if old is None or price.input + price.output > old.input + old.output:

@@ -228,13 +228,14 @@ def test_parse_openrouter_models() -> None:
     assert doc["_updated"] == "2026-11-22"
     assert doc["models"] == {
         "gpt-4o": {"input": 2.5, "output": 10.0, "cached_input": 1.25},
-        "claude-3.5-sonnet": {"input": 3.0, "output": 15.0, "cached_input": 0.3},
+        "claude-3.5-sonnet": {"input": 3.0, "output": 15.0, "cached_input": 0.3, "cache_write": 3.75},
         "deepseek-chat-v3-0324": {"input": 0.25, "output": 0.85},
         "shared-name": {"input": 2.0, "output": 2.0},  # the dearest, for safe budgets
     }
     # The result is a valid override table.
     table = load_pricing(doc)
-    assert table.lookup("anthropic/claude-3.5-sonnet") == ModelPrice(input=3.0, output=15.0, cached_input=0.3)
+    assert table.lookup("anthropic/claude-3.5-sonnet") == ModelPrice(
+        input=3.0, output=15.0, cached_input=0.3, cache_write=3.75)
     assert table.updated == "2026-11-22"
 
 

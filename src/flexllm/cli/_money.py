@@ -92,7 +92,7 @@ def _fmt(value: float | None) -> str:
 
 def _price_row(price: Any) -> dict[str, float | None]:
     return {"input_per_1m": price.input, "output_per_1m": price.output,
-            "cached_input_per_1m": price.cached_input}
+            "cached_input_per_1m": price.cached_input, "cache_write_per_1m": price.cache_write}
 
 
 async def _update(url: str) -> tuple[int, str]:
@@ -163,11 +163,11 @@ def pricing(
     out = Table(title=f"USD per 1M tokens · {origin} · updated {table.updated or 'unknown'}",
                 title_justify="left")
     for column, justify in (("model", "left"), ("input", "right"), ("output", "right"),
-                            ("cached input", "right")):
+                            ("cached input", "right"), ("cache write", "right")):
         out.add_column(column, justify=justify)  # type: ignore[arg-type]
     for name, row in rows.items():
         out.add_row(name, _fmt(row["input_per_1m"]), _fmt(row["output_per_1m"]),
-                    _fmt(row["cached_input_per_1m"]))
+                    _fmt(row["cached_input_per_1m"]), _fmt(row["cache_write_per_1m"]))
     stdout_console().print(out)
 
 

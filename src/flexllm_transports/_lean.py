@@ -40,6 +40,7 @@ from ._http11 import (
 )
 from ._pool import Connection, Pool, close_quietly, watch_deadlines
 from ._protocol import Timeouts
+from ._sockets import connect_ip
 from ._stream import StreamContext
 
 __all__ = ("AnyioTransport",)
@@ -262,7 +263,9 @@ class AnyioTransport:
                     tls = self._get_ssl_context() if route.scheme == "https" else None
                     raw = await connect_asyncio(loop, route.host, route.port, tls)
                     return Connection(raw, raw, route.key)
-                raw = await anyio.connect_tcp(route.host, route.port)
+                raw = await connect_ip(route.host, route.port)
+                if raw is None:
+                    raw = await anyio.connect_tcp(route.host, route.port)
                 stream: anyio.abc.ByteStream = raw
                 if route.scheme == "https":
                     stream = await TLSStream.wrap(

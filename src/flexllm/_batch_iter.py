@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import Any
 
 import anyio
 
@@ -64,7 +65,7 @@ async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None
         del task
 
 
-def _spawn(fn: Callable[[], Awaitable[None]]) -> object:
+def _spawn(fn: Callable[[], Coroutine[Any, Any, None]]) -> object:
     """Start ``fn`` as a task of the running loop, outside the caller's task tree.
 
     Returns the task (asyncio keeps only weak references to its tasks; hold it).
@@ -74,13 +75,9 @@ def _spawn(fn: Callable[[], Awaitable[None]]) -> object:
     except RuntimeError:
         loop = None
     if loop is not None:
-        return loop.create_task(_as_coroutine(fn))
+        return loop.create_task(fn())
     import trio  # not asyncio: anyio's other backend
 
     # A copy of the caller's context, as asyncio's create_task takes (tracing spans etc.).
     trio.lowlevel.spawn_system_task(fn, context=contextvars.copy_context())
     return None
-
-
-async def _as_coroutine(fn: Callable[[], Awaitable[None]]) -> None:
-    await fn()

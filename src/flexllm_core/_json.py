@@ -19,8 +19,8 @@ JSONValue: TypeAlias = Any
 JSONDict: TypeAlias = dict[str, Any]
 
 # The C scanner behind json.loads, called directly: json.loads adds three Python calls and
-# two whitespace regex matches per document, about a third of the cost of a small stream
-# chunk. Streams decode one document per chunk, so this is on the hottest path there is.
+# two whitespace regex matches per document. Streams decode one document per chunk, so
+# this is on the hottest path there is.
 _scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 

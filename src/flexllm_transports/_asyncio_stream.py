@@ -14,12 +14,13 @@ the transport treats it like any anyio stream.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl
 from collections import deque
 
 import anyio
 import anyio.abc
+
+from ._sockets import ip_literal
 
 __all__ = ("AsyncioStream", "connect_asyncio", "running_asyncio_loop")
 
@@ -155,15 +156,7 @@ async def connect_asyncio(
         _Protocol, host, port, ssl=ssl_context,
         server_hostname=host if ssl_context is not None else None,
         # Happy eyeballs only for names (several addresses); it costs four tasks a connect.
-        happy_eyeballs_delay=None if _is_ip(host) else 0.25,
+        happy_eyeballs_delay=None if ip_literal(host) is not None else 0.25,
     )
     assert isinstance(transport, asyncio.Transport)
     return AsyncioStream(transport, protocol)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

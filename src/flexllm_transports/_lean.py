@@ -69,7 +69,8 @@ class AnyioTransport:
         watchdog_tick: how often (seconds) the deadline watchdog looks; bounds how late a
             timeout may fire inside ``async with``.
         asyncio_native: on the asyncio loop, use asyncio's own socket transport (and its
-            TLS) instead of anyio's stream wrapper: about 40 µs less CPU per request.
+            TLS) instead of anyio's stream wrapper (bench_client S1 on asyncio: 1.04x ->
+            0.67x raw aiohttp's CPU per request).
             False: anyio streams on every loop.
     """
 

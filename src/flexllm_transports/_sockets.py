@@ -15,14 +15,21 @@ import socket
 import anyio
 import anyio.abc
 
-__all__ = ("connect_ip",)
+__all__ = ("connect_ip", "ip_literal")
+
+
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address, or None for a name (which may resolve to several)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 
 async def connect_ip(host: str, port: int) -> anyio.abc.SocketStream | None:
     """Connect to ``host`` when it is an IP literal; None for a name (resolve it elsewhere)."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    ip = ip_literal(host)
+    if ip is None:
         return None
     sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
                          socket.SOCK_STREAM)

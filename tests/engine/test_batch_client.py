@@ -71,30 +71,14 @@ async def test_iter_yields_each_index_with_metadata(tmp_path: Path) -> None:
     assert sum(i.source is ItemSource.CHECKPOINT for i in second) == 6
 
 
-async def test_iter_left_early_inside_aclosing_stops_cleanly(tmp_path: Path) -> None:
-    out = tmp_path / "o.jsonl"
-    async with MockServer(delay=0.01) as url, LLMClient(
-            base_url=url, model=MODEL, api_key="k", concurrency_limit=4) as client:
-        async with contextlib.aclosing(client.iter_chat_completions_batch(
-                _msgs(200), output_jsonl=str(out), show_progress=False)) as items:
-            async for item in items:
-                first = item
-                break
-        # The run was cancelled, not finished: far fewer than 200 records, the first among
-        # them, and the next run resumes from there.
-        done = {int(r["index"]) for r in records(out)}  # type: ignore[call-overload]
-        assert first.index in done and len(done) < 200
-        again = await client.chat_completions_batch(_msgs(200), output_jsonl=str(out),
-                                                    show_progress=False)
-    assert again.ok and len(again) == 200
-
-
-@pytest.mark.parametrize("in_context", [False, True])
-async def test_iter_left_with_a_plain_break_stops_cleanly(
-    tmp_path: Path, in_context: bool, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(("leave", "in_context"),
+                         [("aclosing", True), ("break", False), ("break", True)])
+async def test_iter_left_early_stops_cleanly(
+    tmp_path: Path, leave: str, in_context: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The seeds' loop, left with a plain ``break`` (no aclosing), on a client used with and
-    # without ``async with``: the run stops, the client keeps working, nothing is lost.
+    # Leaving the loop early: inside aclosing, or with the seeds' plain ``break`` on a
+    # client used with and without ``async with``. The run stops, the client keeps working,
+    # nothing is lost.
     out = tmp_path / "o.jsonl"
     server = MockServer(delay=0.01)
     async with server as url:
@@ -102,18 +86,26 @@ async def test_iter_left_with_a_plain_break_stops_cleanly(
         async with contextlib.AsyncExitStack() as stack:
             if in_context:
                 await stack.enter_async_context(client)
-            async for item in client.iter_chat_completions_batch(
-                    _msgs(200), output_jsonl=str(out), show_progress=False):
+            items = client.iter_chat_completions_batch(_msgs(200), output_jsonl=str(out),
+                                                       show_progress=False)
+            if leave == "aclosing":
+                items = await stack.enter_async_context(contextlib.aclosing(items))
+            async for item in items:
                 first = item
                 break
+            if leave == "aclosing":
+                await items.aclose()  # what leaving the aclosing block does
+            del items
             assert (await client.chat_completions([{"role": "user", "content": "after"}]))
             for _ in range(200):  # the loop finalises the generator: the run stops, flushes
                 sent = server.stats.completions
                 await anyio.sleep(0.02)
                 if server.stats.completions == sent:
                     break
+            # The run was cancelled, not finished: far fewer than 200 records, the first
+            # among them, and the next run resumes from there.
             done = {int(r["index"]) for r in records(out)}  # type: ignore[call-overload]
-            assert first.index in done and len(done) < 100
+            assert first.index in done and len(done) < 200 and len(done) < 100
             again = await client.chat_completions_batch(_msgs(200), output_jsonl=str(out),
                                                         show_progress=False)
             assert again.ok and len(again) == 200

@@ -109,12 +109,9 @@ class OpenAIStreamDecoder:
         """End of the body: return the assembled answer (also when ``[DONE]`` never came)."""
         if self._result is None:
             self.flush()
-            try:
-                if not self._chunks:
-                    raise ResponseFormatError("the stream ended before any chunk arrived")
-            except Exception as exc:
-                self._failed = exc
-                raise
+            if not self._chunks:
+                self._failed = ResponseFormatError("the stream ended before any chunk arrived")
+                raise self._failed
             self._result = self._assemble()
         return self._result
 

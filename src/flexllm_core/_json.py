@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -36,7 +37,16 @@ def _stdlib_loads(text: str | bytes) -> JSONValue:
     return value
 
 
+# orjson reads an integer below -2**63 as a float (precision lost, no error): text with a
+# run of 19 digits or more goes to json, which keeps every integer exact.
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+
+
 def _fast_loads(text: str | bytes) -> JSONValue:
+    long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
+    if long_digits.search(text):  # type: ignore[arg-type]
+        return _stdlib_loads(text)
     try:
         return orjson.loads(text)
     except ValueError:

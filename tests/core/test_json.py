@@ -44,13 +44,14 @@ def test_same_values_as_json(value: Any, ascii_only: bool, pad: str) -> None:
         assert load(text.encode()) == json.loads(text.encode())
 
 
-@pytest.mark.parametrize("text", ["NaN", "[Infinity, -Infinity]", str(2**70), '{"a": 1, "a": 2}'])
+@pytest.mark.parametrize("text", ["NaN", "[Infinity, -Infinity]", str(2**70), '{"a": 1, "a": 2}',
+                                  str(2**64), str(-(2**63) - 1), '{"id": -9223372036854775809}'])
 def test_what_orjson_refuses_still_decodes_as_json_does(loads: Callable[[Any], Any], text: str) -> None:
     got, want = loads(text), json.loads(text)
     if text == "NaN":
         assert math.isnan(got)
     else:
-        assert got == want
+        assert got == want and type(got) is type(want)  # an int stays an int, exact
 
 
 @pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "[1,]", "\"unterminated", b"\xff"])

@@ -135,7 +135,7 @@ async def _resume_child(path: str, n: int) -> None:
     import anyio.to_thread
 
     from flexllm import LLMClient
-    from flexllm._checkpoint_file import CheckpointFile, Durability
+    from flexllm._batch.checkpoint import CheckpointFile, Durability
 
     stall = 0.0
     done = False

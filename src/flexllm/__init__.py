@@ -38,27 +38,24 @@ from flexllm_core import (
 )
 from flexllm_core._version import __version__ as __version__
 
-from ._batch_api import BatchResult as BatchResult
-from ._batch_types import BatchItem as BatchItem, ItemSource as ItemSource
+from ._batch import BatchItem as BatchItem, BatchResult as BatchResult, ItemSource as ItemSource
 from ._cache import ResponseCacheConfig as ResponseCacheConfig
-from ._client import LLMClient as LLMClient
-from ._cost import BudgetExceededError as BudgetExceededError, CostReport as CostReport
-from ._endpoint import (
-    Endpoint as Endpoint,
-    EndpointStatistics as EndpointStatistics,
-    RetryNotice as RetryNotice,
-)
-from ._mllm import MllmClient as MllmClient
-from ._pool import LLMClientPool as LLMClientPool
-from ._pool_route import AllEndpointsFailedError as AllEndpointsFailedError
-from ._pool_stats import (
-    PoolEndpointStatistics as PoolEndpointStatistics,
-    PoolStatistics as PoolStatistics,
-)
-from ._providers import (
+from ._clients import (
     ClaudeClient as ClaudeClient,
     GeminiClient as GeminiClient,
+    LLMClient as LLMClient,
+    LLMClientPool as LLMClientPool,
+    MllmClient as MllmClient,
     OpenAIClient as OpenAIClient,
+)
+from ._cost import BudgetExceededError as BudgetExceededError, CostReport as CostReport
+from ._engine import (
+    AllEndpointsFailedError as AllEndpointsFailedError,
+    Endpoint as Endpoint,
+    EndpointStatistics as EndpointStatistics,
+    PoolEndpointStatistics as PoolEndpointStatistics,
+    PoolStatistics as PoolStatistics,
+    RetryNotice as RetryNotice,
 )
 
 __all__ = (
@@ -128,9 +125,9 @@ __all__ = (
 
 # Token counting and cost estimates (seeds: ``from flexllm import count_tokens, ...``),
 # configuration errors and the JSONL batch input.
-from ._batch_input import InvalidLineError as InvalidLineError, JSONLFile as JSONLFile
-from ._config_file import ConfigError as ConfigError
-from ._estimates import (
+from ._batch import InvalidLineError as InvalidLineError, JSONLFile as JSONLFile
+from ._config import ConfigError as ConfigError
+from ._cost import (
     count_tokens as count_tokens,
     estimate_batch_cost as estimate_batch_cost,
     estimate_cost as estimate_cost,

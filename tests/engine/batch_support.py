@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from flexllm._batch import BatchRun
-from flexllm._batch_types import BatchItem, BatchOptions, Prepared
+from flexllm._batch.run import BatchRun
+from flexllm._batch.types import BatchItem, BatchOptions, Prepared
 from flexllm_core import ChatRequest, ChatResult, ServerError, Usage, UsageError, make_request
 
 MODEL = "gpt-4o-mini"

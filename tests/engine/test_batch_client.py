@@ -179,7 +179,7 @@ def test_sync_batch(tmp_path: Path) -> None:
 @pytest.mark.parametrize("params", [{}, {"temperature": 0.3, "max_tokens": 50},
                                     {"model": "other-model", "seed": 7, "stop": "END"}])
 def test_fast_resume_hash_agrees_with_the_core(params: dict[str, object]) -> None:
-    from flexllm._batch_api import make_fast_hash
+    from flexllm._batch.prepare import make_fast_hash
     from flexllm_core import request_hash
 
     client = LLMClient(base_url="http://127.0.0.1:9/v1", model=MODEL, api_key="k")

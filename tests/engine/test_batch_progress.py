@@ -7,9 +7,9 @@ import io
 import pytest
 from batch_support import ScriptedLane, messages, prepare
 
-from flexllm._batch import BatchRun
-from flexllm._batch_types import BatchOptions
-from flexllm._progress import BatchCounters, ProgressDisplay, format_line
+from flexllm._batch.progress import BatchCounters, ProgressDisplay, format_line
+from flexllm._batch.run import BatchRun
+from flexllm._batch.types import BatchOptions
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ from batch_support import (
     successes_by_index,
 )
 
-from flexllm._batch import BatchRun
-from flexllm._batch_types import BatchOptions, ItemSource, RequeueItem
+from flexllm._batch.run import BatchRun
+from flexllm._batch.types import BatchOptions, ItemSource, RequeueItem
 from flexllm_core import ChatRequest, ChatResult, UsageError
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]

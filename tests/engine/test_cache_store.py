@@ -17,9 +17,14 @@ import anyio.to_thread
 import pytest
 from batch_support import MODEL, ScriptedLane, messages, no_blocking, prepare  # noqa: F401
 
-from flexllm._batch import BatchRun
-from flexllm._batch_types import BatchOptions, ItemSource
-from flexllm._cache import ResponseCache, ResponseCacheConfig, _make_disk_class, open_response_cache
+from flexllm._batch.run import BatchRun
+from flexllm._batch.types import BatchOptions, ItemSource
+from flexllm._cache.store import (
+    ResponseCache,
+    ResponseCacheConfig,
+    _make_disk_class,
+    open_response_cache,
+)
 from flexllm_core import ChatRequest, ChatResult, ToolCall, Usage, UsageError, cache_key
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
@@ -140,7 +145,7 @@ async def test_local_mode_is_per_process_memory(tmp_path: Path) -> None:
 
 _WORKER = r"""
 import sys, anyio
-from flexllm._cache import ResponseCache, ResponseCacheConfig
+from flexllm._cache.store import ResponseCache, ResponseCacheConfig
 from flexllm_core import ChatResult, Usage
 
 async def main(cache_dir, me):
@@ -206,7 +211,7 @@ async def test_batch_cache_hits_send_nothing_and_cost_nothing(tmp_path: Path, us
 
 
 async def test_coalescer_groups_calls_and_survives_cancelled_callers() -> None:
-    from flexllm._coalesce import Coalescer
+    from flexllm._cache.coalesce import Coalescer
 
     groups: list[int] = []
 

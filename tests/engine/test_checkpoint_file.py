@@ -19,9 +19,9 @@ from batch_support import (
     successes_by_index,
 )
 
-from flexllm._batch import BatchRun, ChangedInputError
-from flexllm._batch_types import BatchOptions, ItemSource
-from flexllm._checkpoint_file import CheckpointFile, Durability
+from flexllm._batch.checkpoint import CheckpointFile, Durability
+from flexllm._batch.run import BatchRun, ChangedInputError
+from flexllm._batch.types import BatchOptions, ItemSource
 from flexllm_core import UsageError
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]

@@ -9,8 +9,8 @@ import pytest
 
 import flexllm
 
-MODULES = ("_client", "_config", "_endpoint", "_endpoint_types", "_limits", "_loops", "_mllm", "_models",
-           "_providers", "_sync")
+MODULES = ("_clients.llm", "_config.settings", "_engine.endpoint", "_engine.stats", "_engine.gates",
+           "_engine.loops", "_clients.mllm", "_clients.models", "_clients.named", "_engine.sync")
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -6,7 +6,7 @@ import pytest
 from client_support import FAKE_KEY, MESSAGES, ok
 
 from flexllm import ClaudeClient, GeminiClient, LLMClient, OpenAIClient, UsageError
-from flexllm._config import resolve_settings
+from flexllm._config.settings import resolve_settings
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
 

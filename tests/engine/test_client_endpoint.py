@@ -25,7 +25,7 @@ from flexllm import (
     ServerError,
     TextDelta,
 )
-from flexllm._limits import ConcurrencyLimiter, RateLimiter
+from flexllm._engine.gates import ConcurrencyLimiter, RateLimiter
 from flexllm_core import HttpRequest, HttpResponse, ProviderConfig, RetryPolicy, make_request
 from flexllm_transports import MemoryTransport
 from flexllm_transports.testing import ChunkedResponse

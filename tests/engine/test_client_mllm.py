@@ -12,7 +12,7 @@ from blockbuster import BlockBuster, blockbuster_ctx
 from client_support import ok
 
 from flexllm import MllmClient, UsageError
-from flexllm._mllm import image_mime
+from flexllm._clients.mllm import image_mime
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
 

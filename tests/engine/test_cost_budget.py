@@ -8,9 +8,9 @@ import anyio
 import pytest
 from batch_support import MODEL, ScriptedLane, messages, no_blocking, prepare  # noqa: F401
 
-from flexllm._batch import BatchRun
-from flexllm._batch_types import BatchOptions, ItemSource
-from flexllm._cost import DEFAULT_RESERVED_OUTPUT, BudgetExceededError, CostTracker
+from flexllm._batch.run import BatchRun
+from flexllm._batch.types import BatchOptions, ItemSource
+from flexllm._cost.tracker import DEFAULT_RESERVED_OUTPUT, BudgetExceededError, CostTracker
 from flexllm_core import ChatRequest, ChatResult, Usage, UsageError, default_pricing, make_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]

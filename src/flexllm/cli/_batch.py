@@ -24,12 +24,10 @@ import typer
 
 from flexllm_core import ChatRequest, UsageError, cache_key
 
-from .._batch_input import JSONLFile
-from .._batch_types import BatchItem, ItemSource
+from .._batch import BatchItem, ItemSource, JSONLFile
 from .._cache import ResponseCacheConfig
-from .._config_file import BatchDefaults, load_config
-from .._cost import BudgetExceededError, CostTracker
-from .._pricing_store import current_pricing
+from .._config import BatchDefaults, load_config
+from .._cost import BudgetExceededError, CostTracker, current_pricing
 from ._common import (
     EXIT_BATCH_FAILED,
     EXIT_INTERRUPTED,

@@ -35,8 +35,7 @@ from flexllm_core import (
     UsageError,
 )
 
-from .._config_file import ConfigError, FlexConfig, load_config
-from .._config_resolve import ResolvedModel, resolve_model
+from .._config import ConfigError, FlexConfig, ResolvedModel, load_config, resolve_model
 
 __all__ = (
     "EXIT_BATCH_FAILED",
@@ -255,7 +254,7 @@ async def open_client(target: Target, *, need_model: bool = True,
     With ``target.mock`` a mock server is started on a free loopback port for the duration
     of the block, and neither config nor environment is read.
     """
-    from .._client import LLMClient
+    from .._clients import LLMClient
 
     if target.mock:
         from ..mock import MockServer
@@ -270,7 +269,7 @@ async def open_client(target: Target, *, need_model: bool = True,
         return
     resolved = resolve_target(target, need_model=need_model)
     if resolved.endpoints:
-        from .._pool import LLMClientPool
+        from .._clients import LLMClientPool
 
         endpoints = [{"model": resolved.model, "api_key": resolved.api_key,
                       "provider": resolved.provider, **dict(ep)} for ep in resolved.endpoints]

@@ -13,15 +13,15 @@ import typer
 
 from flexllm_core import ChatResult, FlexLLMError, NotFoundError
 
-from .._config_file import (
+from .._config import (
     ConfigError,
     default_config_path,
+    env_value,
     find_config,
     load_config,
     set_default_model,
     write_new_config,
 )
-from .._config_resolve import env_value
 from ._common import (
     EXIT_CONFIG,
     Target,

@@ -28,7 +28,7 @@ from flexllm_core import (
 )
 from flexllm_transports import Timeouts, default_transport
 
-from .._pricing_store import current_pricing, pricing_problem, save_user_pricing, user_pricing_path
+from .._cost import current_pricing, pricing_problem, save_user_pricing, user_pricing_path
 from ._common import (
     EXIT_ERROR,
     EXIT_PROVIDER,

@@ -18,8 +18,8 @@ import anyio.to_thread
 
 from flexllm_core import AuthenticationError, FlexLLMError, UsageError
 
-from ._client import LLMClient
-from ._endpoint import TokenSource
+from .._engine import TokenSource
+from .llm import LLMClient
 
 __all__ = ("ClaudeClient", "GeminiClient", "OpenAIClient", "vertex_token_source")
 

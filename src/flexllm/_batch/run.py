@@ -45,7 +45,9 @@ from flexllm_core import (
     request_hash,
 )
 
-from ._batch_input import (
+from .._cost import BudgetExceededError, CostTracker, Reservation, current_pricing
+from .checkpoint import CheckpointFile
+from .input import (
     BatchInput,
     InvalidLineError,
     JSONLFile,
@@ -53,8 +55,9 @@ from ._batch_input import (
     as_source,
     verify_inputs,
 )
-from ._batch_records import Restored, RestoredItem, record_of, rejected_record, sort_stretch
-from ._batch_types import (
+from .progress import BatchCounters, ProgressDisplay
+from .records import Restored, RestoredItem, record_of, rejected_record, sort_stretch
+from .types import (
     BatchItem,
     BatchOptions,
     ChangedInputError,
@@ -63,11 +66,7 @@ from ._batch_types import (
     Prepared,
     RequeueItem,
 )
-from ._batch_writer import Entry, Tokens, run_writer, write_entries
-from ._checkpoint_file import CheckpointFile
-from ._cost import BudgetExceededError, CostTracker, Reservation
-from ._pricing_store import current_pricing
-from ._progress import BatchCounters, ProgressDisplay
+from .writer import Entry, Tokens, run_writer, write_entries
 
 __all__ = ("BatchRun", "ChangedInputError")
 

@@ -18,8 +18,8 @@ from flexllm_core import (
     request_hash,
 )
 
-from ._batch_types import BatchItem, BatchOptions, ItemSource, Prepared
-from ._checkpoint_file import CheckpointFile
+from .checkpoint import CheckpointFile
+from .types import BatchItem, BatchOptions, ItemSource, Prepared
 
 __all__ = (
     "RecordedError",

@@ -24,7 +24,7 @@ import attrs
 
 from flexllm_core import JSONValue, detect_provider, get_codec
 
-from ._config_file import ConfigError, FlexConfig, ModelEntry, load_config
+from .file import ConfigError, FlexConfig, ModelEntry, load_config
 
 __all__ = ("ConfigMethods", "RequestDefaults", "ResolvedModel", "env_value", "resolve_model")
 

@@ -8,7 +8,7 @@ waiting out a 429 never blocks others; the next attempt queues for a slot and a 
 again. Batches and the multi-endpoint pool call the same two methods.
 
 Per event loop state (the transport's connections, the concurrency gate's waiters) lives in
-:class:`~flexllm._loops.LoopResources`, so one client serves a script's ``*_sync`` calls
+:class:`~flexllm._engine.loops.LoopResources`, so one client serves a script's ``*_sync`` calls
 and the caller's own loop without sharing a socket between loops.
 """
 
@@ -40,9 +40,9 @@ from flexllm_core import (
 )
 from flexllm_transports import Timeouts, Transport, default_transport
 
-from ._endpoint_types import EndpointStatistics, RetryNotice, TokenSource, redact_error
-from ._limits import RateLimiter
-from ._loops import LoopResources, LoopState
+from .gates import RateLimiter
+from .loops import LoopResources, LoopState
+from .stats import EndpointStatistics, RetryNotice, TokenSource, redact_error
 
 __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
 

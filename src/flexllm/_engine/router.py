@@ -41,9 +41,9 @@ from flexllm_core import (
     decide_retry,
 )
 
-from ._endpoint import Endpoint
-from ._pool_stats import PoolEndpointStatistics, PoolStatistics
-from ._stream_items import stream_items
+from .endpoint import Endpoint
+from .pool_stats import PoolEndpointStatistics, PoolStatistics
+from .stream_items import stream_items
 
 __all__ = ("AllEndpointsFailedError", "PoolLane", "PoolRouter")
 

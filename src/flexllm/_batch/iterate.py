@@ -18,8 +18,8 @@ from typing import Any
 
 import anyio
 
-from ._batch import BatchRun
-from ._batch_types import BatchItem
+from .run import BatchRun
+from .types import BatchItem
 
 __all__ = ("iterate_in_background",)
 

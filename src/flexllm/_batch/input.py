@@ -40,7 +40,7 @@ import attrs
 
 from flexllm_core import JSONDict, UsageError, request_hash
 
-from ._batch_types import Prepared
+from .types import Prepared
 
 __all__ = (
     "BatchInput",

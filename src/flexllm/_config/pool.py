@@ -14,7 +14,7 @@ import attrs
 
 from flexllm_core import UsageError
 
-from ._config import ClientSettings, resolve_settings
+from .settings import ClientSettings, resolve_settings
 
 __all__ = ("ENDPOINT_FIELDS", "PoolEndpoint", "check_defaults", "display_url", "parse_endpoints")
 
@@ -51,7 +51,7 @@ def parse_endpoints(endpoints: object, defaults: Mapping[str, Any]) -> list[Pool
 
     Raises:
         UsageError: an empty or malformed list, an unknown or missing field, or any value
-            :func:`~flexllm._config.resolve_settings` refuses, prefixed with the position.
+            :func:`~flexllm._config.settings.resolve_settings` refuses, prefixed with the position.
     """
     if isinstance(endpoints, (str, bytes, Mapping)) or not isinstance(endpoints, Sequence):
         raise UsageError(

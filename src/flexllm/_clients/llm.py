@@ -1,9 +1,9 @@
 """LLMClient: the public single-endpoint client.
 
-A thin layer over :class:`~flexllm._endpoint.Endpoint`: it validates the call, builds the
+A thin layer over :class:`~flexllm._engine.endpoint.Endpoint`: it validates the call, builds the
 core's ChatRequest, consults the response cache, and shapes the answer. Sending, limits and
 retries all happen in the endpoint, so batches and the pool share them. The ``*_sync``
-methods drive the same coroutines through the client's :class:`~flexllm._sync.SyncDriver`.
+methods drive the same coroutines through the client's :class:`~flexllm._engine.sync.SyncDriver`.
 
 Return values of ``chat_completions``: the answer text (a ``str``) by default, and the full
 :class:`~flexllm_core.ChatResult` (``.text``, ``.usage``, ``.tool_calls``, ``.thinking``,
@@ -32,14 +32,11 @@ from flexllm_core import (
 )
 from flexllm_transports import Transport
 
-from ._batch_api import BatchMethods
-from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
-from ._config import ClientSettings, resolve_settings
-from ._config_resolve import ConfigMethods
-from ._endpoint import Endpoint, EndpointStatistics, TokenSource
-from ._models import ModelListing
-from ._stream_items import stream_items
-from ._sync import SyncDriver
+from .._batch import BatchMethods
+from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
+from .._config import ClientSettings, ConfigMethods, resolve_settings
+from .._engine import Endpoint, EndpointStatistics, SyncDriver, TokenSource, stream_items
+from .models import ModelListing
 
 __all__ = ("LLMClient",)
 
@@ -131,7 +128,7 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
         """A bearer-token source for Vertex AI; None when the key is used as given."""
         if not settings.use_vertex_ai or explicit_key:
             return None
-        from ._providers import vertex_token_source
+        from .named import vertex_token_source
 
         return vertex_token_source()
 

@@ -30,7 +30,7 @@ import attrs
 
 from flexllm_core import ChatResult, JSONDict, JSONValue, ToolCall, Usage, UsageError
 
-from ._coalesce import Coalescer
+from .coalesce import Coalescer
 
 __all__ = (
     "CacheStatistics",

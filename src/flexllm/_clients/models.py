@@ -6,8 +6,7 @@ import json
 
 from flexllm_core import JSONDict, JSONValue, UsageError
 
-from ._endpoint import Endpoint
-from ._sync import SyncDriver
+from .._engine import Endpoint, SyncDriver
 
 __all__ = ("ModelListing", "model_ids")
 

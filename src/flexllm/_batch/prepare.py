@@ -31,18 +31,16 @@ from flexllm_core import (
     request_hash,
 )
 
-from ._batch import BatchRun
-from ._batch_input import BatchInput, InputLine
-from ._batch_iter import iterate_in_background
-from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
-from ._cache import ResponseCache
-from ._checkpoint_file import Durability
-from ._cost import CostReport, CostTracker
-from ._pricing_store import current_pricing
+from .._cache import ResponseCache
+from .._cost import CostReport, CostTracker, current_pricing
+from .checkpoint import Durability
+from .input import BatchInput, InputLine
+from .iterate import iterate_in_background
+from .run import BatchRun
+from .types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
 
 if TYPE_CHECKING:
-    from ._endpoint import Endpoint
-    from ._sync import SyncDriver
+    from .._engine import Endpoint, SyncDriver
 
 __all__ = ("BatchMethods", "BatchResult", "make_fast_hash", "make_preparer", "open_run")
 

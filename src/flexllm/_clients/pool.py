@@ -1,7 +1,7 @@
 """LLMClientPool: one model behind several endpoints, all of them busy, none of them fatal.
 
 The pool is a thin router over the same engine as :class:`~flexllm.LLMClient`: one
-:class:`~flexllm._endpoint.Endpoint` per entry (its own connections, concurrency limit and
+:class:`~flexllm._engine.endpoint.Endpoint` per entry (its own connections, concurrency limit and
 rate limit), the core's :class:`~flexllm_core.Balancer` to choose among them (time and
 randomness passed in), and the batch runner, checkpoint, cache and cost code of the client,
 fed with one lane per endpoint.
@@ -40,24 +40,21 @@ from flexllm_core import (
 )
 from flexllm_transports import Transport
 
-from ._batch import BatchRun
-from ._batch_api import (
+from .._batch import (
+    BatchInput,
+    BatchItem,
     BatchMethods,
     BatchResult,
+    BatchRun,
     _check_metadata,
     make_fast_hash,
     make_preparer,
     open_run,
 )
-from ._batch_input import BatchInput
-from ._batch_types import BatchItem
-from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
-from ._cost import CostReport
-from ._endpoint import Endpoint
-from ._pool_config import PoolEndpoint, check_defaults, display_url, parse_endpoints
-from ._pool_route import AllEndpointsFailedError, PoolRouter
-from ._pool_stats import PoolStatistics
-from ._sync import SyncDriver
+from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
+from .._config import PoolEndpoint, check_defaults, display_url, parse_endpoints
+from .._cost import CostReport
+from .._engine import AllEndpointsFailedError, Endpoint, PoolRouter, PoolStatistics, SyncDriver
 
 __all__ = ("AllEndpointsFailedError", "LLMClientPool")
 
@@ -146,7 +143,7 @@ class LLMClientPool(BatchMethods):
         s = entry.settings
         auth = None
         if s.use_vertex_ai and s.api_key == "EMPTY":
-            from ._providers import vertex_token_source
+            from .named import vertex_token_source
 
             auth = vertex_token_source()
         retry = RetryPolicy.from_retry_times(0 if single_attempt else s.retry_times,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flexllm_core import JSONValue, PricingTable, UsageError, default_pricing, load_pricing
 
-from ._config_file import config_dir
+from .._config import config_dir
 
 __all__ = ("current_pricing", "pricing_problem", "save_user_pricing", "user_pricing_path")
 

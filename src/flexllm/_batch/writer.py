@@ -16,8 +16,8 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._batch_types import BatchItem
-from ._checkpoint_file import CheckpointFile
+from .checkpoint import CheckpointFile
+from .types import BatchItem
 
 __all__ = ("Entry", "Tokens", "run_writer", "write_entries")
 

@@ -28,7 +28,7 @@ from flexllm_core import (
     count_tokens_detailed,
 )
 
-from ._pricing_store import current_pricing
+from .pricing import current_pricing
 
 __all__ = (
     "DEFAULT_RESERVED_OUTPUT",

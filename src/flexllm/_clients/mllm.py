@@ -21,7 +21,7 @@ import anyio
 from flexllm_core import ChatResult, FlexLLMError, HttpRequest, JSONDict, JSONValue, UsageError
 from flexllm_transports import Timeouts
 
-from ._client import LLMClient
+from .llm import LLMClient
 
 __all__ = ("MllmClient", "image_mime")
 

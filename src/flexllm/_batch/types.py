@@ -12,9 +12,9 @@ import attrs
 
 from flexllm_core import ChatRequest, ChatResult, JSONDict, JSONValue, UsageError
 
-from ._cache import ResponseCache
-from ._checkpoint_file import Durability
-from ._cost import CostTracker
+from .._cache import ResponseCache
+from .._cost import CostTracker
+from .checkpoint import Durability
 
 __all__ = (
     "BatchItem",

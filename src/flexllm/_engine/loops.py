@@ -18,7 +18,7 @@ import attrs
 
 from flexllm_transports import Transport
 
-from ._limits import ConcurrencyLimiter
+from .gates import ConcurrencyLimiter
 
 __all__ = ("LoopResources", "LoopState")
 

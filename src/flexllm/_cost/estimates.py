@@ -17,7 +17,7 @@ from flexllm_core import (
     estimate_cost as _core_cost,
 )
 
-from ._pricing_store import current_pricing
+from .pricing import current_pricing
 
 __all__ = ("count_tokens", "estimate_batch_cost", "estimate_cost")
 

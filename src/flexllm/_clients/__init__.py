@@ -1,0 +1,15 @@
+"""The public clients, the classes users construct.
+
+Other subpackages import this package's names from here, never from its modules.
+"""
+
+from __future__ import annotations
+
+from .llm import LLMClient as LLMClient
+from .mllm import MllmClient as MllmClient
+from .named import (
+    ClaudeClient as ClaudeClient,
+    GeminiClient as GeminiClient,
+    OpenAIClient as OpenAIClient,
+)
+from .pool import LLMClientPool as LLMClientPool

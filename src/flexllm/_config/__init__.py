@@ -1,0 +1,31 @@
+"""Settings, the config file, pool endpoints and model resolution.
+
+Other subpackages import this package's names from here, never from its modules.
+"""
+
+from __future__ import annotations
+
+from .file import (
+    BatchDefaults as BatchDefaults,
+    ConfigError as ConfigError,
+    FlexConfig as FlexConfig,
+    config_dir as config_dir,
+    default_config_path as default_config_path,
+    find_config as find_config,
+    load_config as load_config,
+    set_default_model as set_default_model,
+    write_new_config as write_new_config,
+)
+from .pool import (
+    PoolEndpoint as PoolEndpoint,
+    check_defaults as check_defaults,
+    display_url as display_url,
+    parse_endpoints as parse_endpoints,
+)
+from .resolve import (
+    ConfigMethods as ConfigMethods,
+    ResolvedModel as ResolvedModel,
+    env_value as env_value,
+    resolve_model as resolve_model,
+)
+from .settings import ClientSettings as ClientSettings, resolve_settings as resolve_settings

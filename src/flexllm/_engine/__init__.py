@@ -1,0 +1,20 @@
+"""One request on any event loop: endpoints, routing, limits, loops and the sync driver.
+
+Other subpackages import this package's names from here, never from its modules.
+"""
+
+from __future__ import annotations
+
+from .endpoint import (
+    Endpoint as Endpoint,
+    EndpointStatistics as EndpointStatistics,
+    RetryNotice as RetryNotice,
+    TokenSource as TokenSource,
+)
+from .pool_stats import (
+    PoolEndpointStatistics as PoolEndpointStatistics,
+    PoolStatistics as PoolStatistics,
+)
+from .router import AllEndpointsFailedError as AllEndpointsFailedError, PoolRouter as PoolRouter
+from .stream_items import stream_items as stream_items
+from .sync import SyncDriver as SyncDriver

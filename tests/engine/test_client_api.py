@@ -10,7 +10,8 @@ import pytest
 import flexllm
 
 MODULES = ("_clients.llm", "_config.settings", "_engine.endpoint", "_engine.stats", "_engine.gates",
-           "_engine.loops", "_clients.mllm", "_clients.models", "_clients.named", "_engine.sync")
+           "_engine.loops", "_clients.mllm", "_clients.models", "_clients.named", "_engine.sync",
+           "_engine.auth")
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -11,7 +11,7 @@ import pytest
 from client_support import MESSAGES, ok
 
 from flexllm import AuthenticationError, GeminiClient
-from flexllm._clients.named import GoogleAuthToken
+from flexllm._engine.auth import GoogleAuthToken
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
 

@@ -35,7 +35,14 @@ from flexllm_transports import Transport
 from .._batch import BatchMethods
 from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from .._config import ClientSettings, ConfigMethods, resolve_settings
-from .._engine import Endpoint, EndpointStatistics, SyncDriver, TokenSource, stream_items
+from .._engine import (
+    Endpoint,
+    EndpointStatistics,
+    SyncDriver,
+    TokenSource,
+    stream_items,
+    vertex_token_source,
+)
 from .models import ModelListing
 
 __all__ = ("LLMClient",)
@@ -128,8 +135,6 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
         """A bearer-token source for Vertex AI; None when the key is used as given."""
         if not settings.use_vertex_ai or explicit_key:
             return None
-        from .named import vertex_token_source
-
         return vertex_token_source()
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""Provider-named clients: LLMClient with the provider fixed, plus Vertex AI credentials.
+"""Provider-named clients: LLMClient with the provider fixed.
 
 They add no request logic (the codecs in ``flexllm_core.providers`` hold every wire
 difference); they exist because the seeds construct them by name, and so that
@@ -7,28 +7,13 @@ difference); they exist because the seeds construct them by name, and so that
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-import threading
-import time
 from typing import Any
 
-import anyio.to_thread
+from flexllm_core import UsageError
 
-from flexllm_core import AuthenticationError, FlexLLMError, UsageError
-
-from .._engine import TokenSource
 from .llm import LLMClient
 
-__all__ = ("ClaudeClient", "GeminiClient", "OpenAIClient", "vertex_token_source")
-
-#: Environment variable holding a ready Google OAuth access token (e.g. from
-#: ``gcloud auth print-access-token``).
-TOKEN_ENV = "GOOGLE_OAUTH_ACCESS_TOKEN"
-_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-#: Refresh this many seconds before the token's announced expiry.
-_REFRESH_MARGIN = 300.0
+__all__ = ("ClaudeClient", "GeminiClient", "OpenAIClient")
 
 
 def _no_provider(kwargs: dict[str, Any], cls: str, name: str) -> None:
@@ -84,97 +69,3 @@ class GeminiClient(LLMClient):
         super().__init__(provider="gemini", model=model, base_url=base_url, api_key=api_key,
                          project_id=project_id, location=location, use_vertex_ai=use_vertex_ai,
                          **kwargs)
-
-
-class StaticToken:
-    """A token that does not change (given, or from the environment)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __repr__(self) -> str:
-        return "StaticToken(***)"
-
-    async def token(self) -> str:
-        return self._token
-
-
-class GoogleAuthToken:
-    """Application Default Credentials via google-auth; refreshed in a worker thread.
-
-    google-auth's refresh is a blocking HTTP call, so it runs through
-    ``anyio.to_thread``; a threading lock keeps concurrent callers (and the sync loop's
-    thread) from refreshing twice.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._credentials: Any = None
-        self._token: str | None = None
-        self._valid_until = 0.0
-
-    def __repr__(self) -> str:
-        return "GoogleAuthToken(***)"
-
-    def _refresh_blocking(self) -> str:
-        with self._lock:
-            if self._token is not None and time.monotonic() < self._valid_until:
-                return self._token
-            import google.auth
-            import google.auth.transport.requests
-
-            if self._credentials is None:
-                self._credentials, _project = google.auth.default(scopes=list(_SCOPES))
-            creds = self._credentials
-            creds.refresh(google.auth.transport.requests.Request())
-            token = creds.token
-            if not isinstance(token, str) or not token:
-                raise UsageError("google-auth returned no access token for Vertex AI")
-            lifetime = 3600.0
-            expiry = getattr(creds, "expiry", None)
-            if expiry is not None:
-                import datetime
-
-                now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-                lifetime = (expiry.replace(tzinfo=None) - now).total_seconds()
-            self._token = token
-            self._valid_until = time.monotonic() + max(lifetime - _REFRESH_MARGIN, 0.0)
-            return token
-
-    async def token(self) -> str:
-        token = self._token
-        if token is not None and time.monotonic() < self._valid_until:
-            return token
-        try:
-            return await anyio.to_thread.run_sync(self._refresh_blocking)
-        except FlexLLMError:
-            raise
-        except Exception as exc:  # google-auth's own errors: no credentials, refresh refused
-            raise AuthenticationError(
-                f"Vertex AI: could not get an access token from google-auth: "
-                f"{type(exc).__name__}: {exc}",
-                provider="gemini",
-            ) from None
-
-
-def vertex_token_source() -> TokenSource:
-    """The bearer-token source for Vertex AI when no ``api_key`` was given.
-
-    Raises:
-        UsageError: no token in the environment and google-auth is not installed.
-    """
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if token:
-        return StaticToken(token)
-    try:
-        found = importlib.util.find_spec("google.auth") is not None
-    except ImportError:  # no "google" namespace package at all
-        found = False
-    except ValueError:  # already imported without a spec (a stand-in module)
-        found = "google.auth" in sys.modules
-    if not found:
-        raise UsageError(
-            f"Vertex AI needs a bearer token: pass api_key=, set {TOKEN_ENV}, "
-            "or install google-auth (pip install 'flexllm[google]')"
-        )
-    return GoogleAuthToken()

@@ -54,7 +54,14 @@ from .._batch import (
 from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from .._config import PoolEndpoint, check_defaults, display_url, parse_endpoints
 from .._cost import CostReport
-from .._engine import AllEndpointsFailedError, Endpoint, PoolRouter, PoolStatistics, SyncDriver
+from .._engine import (
+    AllEndpointsFailedError,
+    Endpoint,
+    PoolRouter,
+    PoolStatistics,
+    SyncDriver,
+    vertex_token_source,
+)
 
 __all__ = ("AllEndpointsFailedError", "LLMClientPool")
 
@@ -143,8 +150,6 @@ class LLMClientPool(BatchMethods):
         s = entry.settings
         auth = None
         if s.use_vertex_ai and s.api_key == "EMPTY":
-            from .named import vertex_token_source
-
             auth = vertex_token_source()
         retry = RetryPolicy.from_retry_times(0 if single_attempt else s.retry_times,
                                              retry_delay=s.retry_delay)

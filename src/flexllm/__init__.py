@@ -48,14 +48,17 @@ from ._clients import (
     MllmClient as MllmClient,
     OpenAIClient as OpenAIClient,
 )
-from ._cost import BudgetExceededError as BudgetExceededError, CostReport as CostReport
+from ._cost import CostReport as CostReport
 from ._engine import (
-    AllEndpointsFailedError as AllEndpointsFailedError,
     Endpoint as Endpoint,
     EndpointStatistics as EndpointStatistics,
     PoolEndpointStatistics as PoolEndpointStatistics,
     PoolStatistics as PoolStatistics,
     RetryNotice as RetryNotice,
+)
+from ._errors import (
+    AllEndpointsFailedError as AllEndpointsFailedError,
+    BudgetExceededError as BudgetExceededError,
 )
 
 __all__ = (
@@ -125,10 +128,10 @@ __all__ = (
 
 # Token counting and cost estimates (seeds: ``from flexllm import count_tokens, ...``),
 # configuration errors and the JSONL batch input.
-from ._batch import InvalidLineError as InvalidLineError, JSONLFile as JSONLFile
-from ._config import ConfigError as ConfigError
+from ._batch import JSONLFile as JSONLFile
 from ._cost import (
     count_tokens as count_tokens,
     estimate_batch_cost as estimate_batch_cost,
     estimate_cost as estimate_cost,
 )
+from ._errors import ConfigError as ConfigError, InvalidLineError as InvalidLineError

@@ -12,8 +12,8 @@ from batch_support import no_blocking, records  # noqa: F401 - fixture
 from pool_support import endpoints, servers
 
 from flexllm import ItemSource, LLMClient, LLMClientPool, UsageError
-from flexllm._batch.input import InvalidLineError, JSONLFile, parse_line
-from flexllm._batch.types import ChangedInputError
+from flexllm._batch.input import JSONLFile, parse_line
+from flexllm._errors import ChangedInputError, InvalidLineError
 from flexllm.mock import MockServer
 
 MODEL = "gpt-4o-mini"

@@ -19,7 +19,8 @@ from batch_support import (
 )
 
 from flexllm._batch.run import BatchRun
-from flexllm._batch.types import BatchOptions, ItemSource, RequeueItem
+from flexllm._batch.types import BatchOptions, ItemSource
+from flexllm._errors import RequeueItem
 from flexllm_core import ChatRequest, ChatResult, UsageError
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]

@@ -20,8 +20,9 @@ from batch_support import (
 )
 
 from flexllm._batch.checkpoint import CheckpointFile, Durability
-from flexllm._batch.run import BatchRun, ChangedInputError
+from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions, ItemSource
+from flexllm._errors import ChangedInputError
 from flexllm_core import UsageError
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]

@@ -5,11 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
-from .input import (
-    BatchInput as BatchInput,
-    InvalidLineError as InvalidLineError,
-    JSONLFile as JSONLFile,
-)
+from .input import BatchInput as BatchInput, JSONLFile as JSONLFile
 from .prepare import (
     BatchMethods as BatchMethods,
     BatchResult as BatchResult,

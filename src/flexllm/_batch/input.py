@@ -40,12 +40,12 @@ import attrs
 
 from flexllm_core import JSONDict, UsageError, request_hash
 
+from .._errors import InvalidLineError
 from .types import Prepared
 
 __all__ = (
     "BatchInput",
     "InputLine",
-    "InvalidLineError",
     "JSONLFile",
     "Verified",
     "parse_line",
@@ -62,14 +62,6 @@ _PROBE = ({"role": "user", "content": "probe"},)
 _decode = json.JSONDecoder().decode
 
 
-class InvalidLineError(UsageError):
-    """A JSONL input line that cannot be sent; the message starts ``line N:``."""
-
-    def __init__(self, message: str, *, line: int, metadata: JSONDict | None = None) -> None:
-        super().__init__(message)
-        self.line = line
-        #: The line's metadata fields, when it was an object (kept in its record).
-        self.metadata = metadata
 
 
 class InputLine(dict[str, Any]):

@@ -9,7 +9,6 @@ from typing import Any, SupportsIndex
 from flexllm_core import (
     ChatResult,
     CheckpointRecord,
-    FlexLLMError,
     JSONDict,
     ScanResult,
     ToolCall,
@@ -18,11 +17,11 @@ from flexllm_core import (
     request_hash,
 )
 
+from .._errors import RecordedError
 from .checkpoint import CheckpointFile
 from .types import BatchItem, BatchOptions, ItemSource, Prepared
 
 __all__ = (
-    "RecordedError",
     "Restored",
     "RestoredItem",
     "item_from_record",
@@ -32,12 +31,6 @@ __all__ = (
 )
 
 
-class RecordedError(FlexLLMError):
-    """An error read back from a checkpoint record (its original type is in ``error_type``)."""
-
-    def __init__(self, message: str, error_type: str | None) -> None:
-        super().__init__(message)
-        self.error_type = error_type
 
 
 def record_of(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointRecord:

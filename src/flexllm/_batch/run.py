@@ -45,30 +45,16 @@ from flexllm_core import (
     request_hash,
 )
 
-from .._cost import BudgetExceededError, CostTracker, Reservation, current_pricing
+from .._cost import CostTracker, Reservation, current_pricing
+from .._errors import BudgetExceededError, ChangedInputError, InvalidLineError, RequeueItem
 from .checkpoint import CheckpointFile
-from .input import (
-    BatchInput,
-    InvalidLineError,
-    JSONLFile,
-    aiterate,
-    as_source,
-    verify_inputs,
-)
+from .input import BatchInput, JSONLFile, aiterate, as_source, verify_inputs
 from .progress import BatchCounters, ProgressDisplay
 from .records import Restored, RestoredItem, record_of, rejected_record, sort_stretch
-from .types import (
-    BatchItem,
-    BatchOptions,
-    ChangedInputError,
-    ItemSource,
-    Lane,
-    Prepared,
-    RequeueItem,
-)
+from .types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
 from .writer import Entry, Tokens, run_writer, write_entries
 
-__all__ = ("BatchRun", "ChangedInputError")
+__all__ = ("BatchRun",)
 
 log = logging.getLogger("flexllm.batch")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 import attrs
@@ -19,11 +19,9 @@ from .checkpoint import Durability
 __all__ = (
     "BatchItem",
     "BatchOptions",
-    "ChangedInputError",
     "ItemSource",
     "Lane",
     "Prepared",
-    "RequeueItem",
 )
 
 
@@ -90,9 +88,6 @@ class Lane(Protocol):
         ...
 
 
-class RequeueItem(Exception):
-    """Raised by a lane that cannot take an item after all (e.g. its endpoint went down):
-    the runner puts the item back in the shared queue for another worker."""
 
 
 @attrs.frozen(kw_only=True)
@@ -105,7 +100,6 @@ class Prepared:
 
 
 def _on_changed(_inst: object, _attr: object, value: str) -> None:
-    from flexllm_core import UsageError
 
     if value not in ("error", "rerun"):
         raise UsageError(f"on_changed must be 'error' or 'rerun', got {value!r}")
@@ -148,18 +142,3 @@ class BatchOptions:
 ExtraJSON = dict[str, JSONValue]
 
 
-_MAX_LISTED = 20
-
-
-class ChangedInputError(UsageError):
-    """Inputs no longer match their checkpoint records (the list was edited or reordered)."""
-
-    def __init__(self, path: str, indices: Sequence[int]) -> None:
-        shown = ", ".join(map(str, indices[:_MAX_LISTED]))
-        more = f" and {len(indices) - _MAX_LISTED} more" if len(indices) > _MAX_LISTED else ""
-        super().__init__(
-            f"{len(indices)} input(s) changed since they were recorded in {path!r}: index {shown}{more}. "
-            "Their requests no longer match the checkpoint; restore the original input, use a "
-            "new output_jsonl, or pass on_changed='rerun' to send them again"
-        )
-        self.indices = tuple(indices)

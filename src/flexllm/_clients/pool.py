@@ -54,16 +54,9 @@ from .._batch import (
 from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from .._config import PoolEndpoint, check_defaults, display_url, parse_endpoints
 from .._cost import CostReport
-from .._engine import (
-    AllEndpointsFailedError,
-    Endpoint,
-    PoolRouter,
-    PoolStatistics,
-    SyncDriver,
-    vertex_token_source,
-)
+from .._engine import Endpoint, PoolRouter, PoolStatistics, SyncDriver, vertex_token_source
 
-__all__ = ("AllEndpointsFailedError", "LLMClientPool")
+__all__ = ("LLMClientPool",)
 
 #: Generation parameters make_request takes by name; any other keyword goes into the body.
 _REQUEST_PARAMS = frozenset(inspect.signature(make_request).parameters) - {

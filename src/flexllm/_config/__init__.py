@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from .file import (
     BatchDefaults as BatchDefaults,
-    ConfigError as ConfigError,
     FlexConfig as FlexConfig,
     config_dir as config_dir,
     default_config_path as default_config_path,

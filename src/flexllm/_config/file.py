@@ -23,14 +23,13 @@ from typing import Any
 
 import attrs
 
-from flexllm_core import UsageError
+from .._errors import ConfigError
 
 __all__ = (
     "BATCH_KEYS",
     "CONFIG_TEMPLATE",
     "CLIENT_OPTION_KEYS",
     "BatchDefaults",
-    "ConfigError",
     "FlexConfig",
     "ModelEntry",
     "config_dir",
@@ -43,9 +42,6 @@ __all__ = (
 )
 
 
-class ConfigError(UsageError):
-    """The config file (or the environment it points to) is wrong: the message names the
-    file, the key and what was expected."""
 
 
 #: Keys of a model entry that configure the client rather than each request.

@@ -24,7 +24,8 @@ import attrs
 
 from flexllm_core import JSONValue, detect_provider, get_codec
 
-from .file import ConfigError, FlexConfig, ModelEntry, load_config
+from .._errors import ConfigError
+from .file import FlexConfig, ModelEntry, load_config
 
 __all__ = ("ConfigMethods", "RequestDefaults", "ResolvedModel", "env_value", "resolve_model")
 

@@ -17,7 +17,6 @@ from .pricing import (
     user_pricing_path as user_pricing_path,
 )
 from .tracker import (
-    BudgetExceededError as BudgetExceededError,
     CostReport as CostReport,
     CostTracker as CostTracker,
     Reservation as Reservation,

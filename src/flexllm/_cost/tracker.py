@@ -19,7 +19,6 @@ import attrs
 
 from flexllm_core import (
     ChatRequest,
-    FlexLLMError,
     ModelPrice,
     PricingTable,
     Usage,
@@ -32,7 +31,6 @@ from .pricing import current_pricing
 
 __all__ = (
     "DEFAULT_RESERVED_OUTPUT",
-    "BudgetExceededError",
     "CostReport",
     "CostTracker",
     "ModelCost",
@@ -47,13 +45,6 @@ DEFAULT_RESERVED_OUTPUT = 4096
 _ESTIMATE_MARGIN = 1.5
 
 
-class BudgetExceededError(FlexLLMError):
-    """An item was not sent because its worst-case cost would pass the budget."""
-
-    def __init__(self, message: str, *, budget: float, spent: float) -> None:
-        super().__init__(message)
-        self.budget = budget
-        self.spent = spent
 
 
 @attrs.frozen(kw_only=True)

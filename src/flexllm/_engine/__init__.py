@@ -16,6 +16,6 @@ from .pool_stats import (
     PoolEndpointStatistics as PoolEndpointStatistics,
     PoolStatistics as PoolStatistics,
 )
-from .router import AllEndpointsFailedError as AllEndpointsFailedError, PoolRouter as PoolRouter
+from .router import PoolRouter as PoolRouter
 from .stream_items import stream_items as stream_items
 from .sync import SyncDriver as SyncDriver

@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -41,25 +41,16 @@ from flexllm_core import (
     decide_retry,
 )
 
+from .._errors import AllEndpointsFailedError
 from .endpoint import Endpoint
 from .pool_stats import PoolEndpointStatistics, PoolStatistics
 from .stream_items import stream_items
 
-__all__ = ("AllEndpointsFailedError", "PoolLane", "PoolRouter")
+__all__ = ("PoolLane", "PoolRouter")
 
 log = logging.getLogger("flexllm.pool")
 
 
-class AllEndpointsFailedError(FlexLLMError):
-    """Every endpoint failed this request or is out of service.
-
-    ``errors`` maps each endpoint (``endpoints[i] <url>``, no credentials) to its last
-    error (``Type: message``, keys redacted), or None when it has not failed.
-    """
-
-    def __init__(self, message: str, *, errors: Mapping[str, str | None]) -> None:
-        super().__init__(message)
-        self.errors = dict(errors)
 
 
 def _retryable(exc: BaseException) -> bool:

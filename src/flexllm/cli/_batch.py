@@ -27,7 +27,8 @@ from flexllm_core import ChatRequest, UsageError, cache_key
 from .._batch import BatchItem, ItemSource, JSONLFile
 from .._cache import ResponseCacheConfig
 from .._config import BatchDefaults, load_config
-from .._cost import BudgetExceededError, CostTracker, current_pricing
+from .._cost import CostTracker, current_pricing
+from .._errors import BudgetExceededError
 from ._common import (
     EXIT_BATCH_FAILED,
     EXIT_INTERRUPTED,

@@ -35,7 +35,8 @@ from flexllm_core import (
     UsageError,
 )
 
-from .._config import ConfigError, FlexConfig, ResolvedModel, load_config, resolve_model
+from .._config import FlexConfig, ResolvedModel, load_config, resolve_model
+from .._errors import ConfigError
 
 __all__ = (
     "EXIT_BATCH_FAILED",

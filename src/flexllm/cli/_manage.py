@@ -14,7 +14,6 @@ import typer
 from flexllm_core import ChatResult, FlexLLMError, NotFoundError
 
 from .._config import (
-    ConfigError,
     default_config_path,
     env_value,
     find_config,
@@ -22,6 +21,7 @@ from .._config import (
     set_default_model,
     write_new_config,
 )
+from .._errors import ConfigError
 from ._common import (
     EXIT_CONFIG,
     Target,

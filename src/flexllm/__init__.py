@@ -135,3 +135,11 @@ from ._cost import (
     estimate_cost as estimate_cost,
 )
 from ._errors import ConfigError as ConfigError, InvalidLineError as InvalidLineError
+
+# Public classes and functions name the module users import them from, not the private one
+# that defines them (as httpcore does): reprs, tracebacks and docs then read ``flexllm.X``.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("flexllm."):
+        setattr(_obj, "__module__", __name__)  # noqa: B010
+del _name, _obj

@@ -28,3 +28,10 @@ __all__ = (
     "run_mock",
     "serve_mock",
 )
+
+# Public names say they are flexllm.mock's, not their private module's (as in flexllm).
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith(f"{__name__}."):
+        setattr(_obj, "__module__", __name__)  # noqa: B010
+del _name, _obj

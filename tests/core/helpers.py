@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from flexllm_core import (
     ChatResult,
@@ -66,7 +67,7 @@ def merged(events: Iterable[StreamEvent]) -> Merged:
     for e in events:
         if isinstance(e, ToolCallDelta):
             args[e.index] = args.get(e.index, "") + e.arguments
-    others = [e for e in events if isinstance(e, (UsageReport, StreamEnd))]
+    others: list[StreamEvent] = [e for e in events if isinstance(e, (UsageReport, StreamEnd))]
     return text, thought, args, others
 
 
@@ -86,7 +87,7 @@ def feed_every_way(provider: str, data: bytes, *, every_split: bool = True) -> D
     return events, result
 
 
-def error_every_way(provider: str, data: bytes) -> FlexLLMError:
+def error_every_way(provider: str, data: bytes) -> Any:
     """The error ``data`` raises, which must be the same (class, status, type, message)
     whole, byte by byte and cut at every point; the whole-fed one is returned."""
     found: list[FlexLLMError] = []
@@ -98,7 +99,7 @@ def error_every_way(provider: str, data: bytes) -> FlexLLMError:
         else:
             raise AssertionError(f"no error for {pieces!r}")
     first = found[0]
-    for exc in found[1:]:
-        assert type(exc) is type(first) and str(exc) == str(first)
-        assert getattr(exc, "retryable", None) == getattr(first, "retryable", None)
+    for other in found[1:]:
+        assert type(other) is type(first) and str(other) == str(first)
+        assert getattr(other, "retryable", None) == getattr(first, "retryable", None)
     return first

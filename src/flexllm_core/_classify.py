@@ -23,7 +23,12 @@ from ._errors import (
 )
 from ._json import JSONValue
 
-__all__ = ("is_context_length_message", "make_provider_error", "retry_after_from_headers")
+__all__ = (
+    "is_context_length_message",
+    "is_known_error_type",
+    "make_provider_error",
+    "retry_after_from_headers",
+)
 
 _BY_STATUS: dict[int, type[ProviderError]] = {
     400: BadRequestError,
@@ -54,6 +59,11 @@ _BY_TYPE: dict[str, type[ProviderError]] = {
     "not_found": NotFoundError,
     "model_not_found": NotFoundError,
     "invalid_request_error": BadRequestError,
+    # Claude's other documented types (https://docs.anthropic.com/en/api/errors), which
+    # also arrive in-band in a stream, where no HTTP status says what they are.
+    "request_too_large": BadRequestError,
+    "billing_error": BadRequestError,
+    "timeout_error": ServerError,
     "invalid_argument": BadRequestError,
     "context_length_exceeded": ContextLengthExceededError,
     "api_error": ServerError,
@@ -73,6 +83,11 @@ _CONTEXT_MARKERS = (
     "maximum model length",
     "max_model_len",
 )
+
+
+def is_known_error_type(error_type: str | None) -> bool:
+    """True when ``error_type`` alone names an error class (an in-band error has no status)."""
+    return bool(error_type) and str(error_type).lower() in _BY_TYPE
 
 
 def is_context_length_message(message: str) -> bool:

@@ -185,6 +185,14 @@ class ChatResult:
     thinking_blocks: list[JSONDict] = attrs.field(factory=list)
     #: The provider's raw JSON; for a stream, the assembled events.
     data: JSONValue = attrs.field(factory=dict, eq=False, repr=False)
+    #: The provider's own reason, unnormalised (Gemini ``"SPII"``, Claude ``"refusal"``;
+    #: a blocked Gemini prompt gives its ``blockReason``), or None. Like ``data``, not
+    #: compared: results rebuilt from a cache or a checkpoint do not keep it.
+    raw_finish_reason: str | None = attrs.field(default=None, eq=False)
+    #: Calls the model made that must not be executed: a function the request did not
+    #: declare (Gemini ``UNEXPECTED_TOOL_CALL``) or a call it could not form
+    #: (``MALFORMED_FUNCTION_CALL``). Never in ``tool_calls``; ``finish_reason`` says why.
+    invalid_tool_calls: list[ToolCall] = attrs.field(factory=list)
 
     @property
     def content(self) -> str:

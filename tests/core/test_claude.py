@@ -496,7 +496,7 @@ def test_html_502_from_a_proxy() -> None:
     err = claude.parse_error(502, [("content-type", "text/html")], raw("proxy_502.html"))
     assert isinstance(err, ServerError)
     assert err.retryable is True
-    assert "HTTP 502 with a non-JSON body" in err.message
+    assert "HTTP 502 answered with a non-JSON body" in err.message
     assert "502 Bad Gateway" in err.message
     assert len(err.message) < 300
     assert "empty body" in claude.parse_error(503, [], b"  ").message

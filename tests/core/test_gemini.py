@@ -234,10 +234,10 @@ def test_error_classes(fixture: str, status: int, cls: type[ProviderError], retr
 def test_html_proxy_page_is_a_clear_server_error() -> None:
     err = gemini.parse_error(502, [("content-type", "text/html")], raw("proxy_502.html"))
     assert isinstance(err, ServerError) and err.retryable
-    assert "non-JSON error body (HTTP 502)" in err.message
+    assert "HTTP 502 answered with a non-JSON body" in err.message
     assert "502 Bad Gateway" in err.message
-    assert gemini.parse_error(500, [], b"").message == "empty error body (HTTP 500)"
-    assert gemini.parse_error(None, [], "   ").message == "empty error body"
+    assert gemini.parse_error(500, [], b"").message == "HTTP 500 answered with an empty body"
+    assert gemini.parse_error(None, [], "   ").message == "the server answered with an empty body"
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from .._classify import make_provider_error, retry_after_from_headers
 from .._errors import ProviderError
 from .._json import JSONDict, JSONValue
 from .._types import ChatResult, ToolCall, Usage
+from ._page import non_json_message
 
 __all__ = (
     "PROVIDER",
@@ -145,6 +146,7 @@ def result_from_message(message: JSONDict, *, raw_arguments: dict[int, str] | No
         model=model if isinstance(model, str) else None,
         thinking_blocks=blocks,
         data=message,
+        raw_finish_reason=stop if isinstance(stop := message.get("stop_reason"), str) and stop else None,
     )
 
 
@@ -189,11 +191,7 @@ def error_from_body(
         if message is None:
             message = _preview(json.dumps(data, ensure_ascii=False))
     elif isinstance(body, str):
-        code = f"HTTP {status}" if status is not None else "an error"
-        message = (
-            f"{code} with a non-JSON body: {_preview(body)!r}" if body.strip()
-            else f"{code} with an empty body"
-        )
+        message = non_json_message(status, body)
         data = body
     else:
         message = _preview(json.dumps(data, ensure_ascii=False, default=str))

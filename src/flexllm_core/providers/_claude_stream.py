@@ -33,6 +33,7 @@ from ._claude_parse import (
     result_from_message,
     usage_from,
 )
+from ._page import page_summary
 
 __all__ = ("ClaudeStreamDecoder",)
 
@@ -158,7 +159,7 @@ class ClaudeStreamDecoder:
         else:
             text = body.decode("utf-8", "replace").strip()
             self._error = ResponseFormatError(
-                f"{PROVIDER} stream: the body holds no server-sent events: {_preview(text)!r}"
+                f"{PROVIDER} stream: the body holds no server-sent events: {page_summary(text)!r}"
             )
         raise self._error
 

@@ -10,10 +10,12 @@ import json
 import re
 
 from .._json import JSONDict, JSONValue
+from .._types import ToolCall
 
 __all__ = (
     "CONTENT_FILTER_REASONS",
     "DUMMY_SIGNATURE",
+    "INVALID_CALL_REASONS",
     "SIGNATURE_BLOCK_TYPE",
     "STATUS_BY_CODE",
     "dumps",
@@ -22,6 +24,7 @@ __all__ = (
     "sse_frame",
     "signature_block",
     "status_name",
+    "tool_call",
 )
 
 #: ``thinking_blocks`` entries this codec produces and reads back. Other providers'
@@ -33,7 +36,9 @@ SIGNATURE_BLOCK_TYPE = "gemini_thought_signature"
 #: https://ai.google.dev/gemini-api/docs/thought-signatures
 DUMMY_SIGNATURE = "skip_thought_signature_validator"
 
-#: Candidate.FinishReason values that mean "blocked by a filter".
+#: Candidate.FinishReason values that mean "blocked by a filter", from the Gemini API
+#: (https://ai.google.dev/api/generate-content#FinishReason) and Vertex AI (which adds
+#: MODEL_ARMOR) references. LANGUAGE, IMAGE_OTHER, NO_IMAGE, OTHER are not filters.
 CONTENT_FILTER_REASONS = frozenset(
     {
         "SAFETY",
@@ -41,11 +46,16 @@ CONTENT_FILTER_REASONS = frozenset(
         "BLOCKLIST",
         "PROHIBITED_CONTENT",
         "SPII",
+        "MODEL_ARMOR",
         "IMAGE_SAFETY",
         "IMAGE_PROHIBITED_CONTENT",
         "IMAGE_RECITATION",
     }
 )
+
+#: Finish reasons saying the answer's function calls must not be run: a call to a
+#: function the request did not declare, or one the model could not form.
+INVALID_CALL_REASONS = frozenset({"UNEXPECTED_TOOL_CALL", "MALFORMED_FUNCTION_CALL"})
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 
@@ -96,6 +106,19 @@ def map_finish_reason(raw: str | None, *, has_tool_calls: bool) -> str | None:
     if raw in CONTENT_FILTER_REASONS:
         return "content_filter"
     return _FINISH.get(raw, raw.lower())
+
+
+def tool_call(fc: JSONDict, index: int) -> ToolCall:
+    """The ToolCall of a ``functionCall`` (``{name, args, id?}``), the ``index``-th of its answer."""
+    call_id = fc.get("id")
+    args = fc.get("args", {})
+    return ToolCall(
+        id=call_id if isinstance(call_id, str) and call_id else f"call_{index}",
+        name=str(fc.get("name") or ""),
+        arguments=args if isinstance(args, dict) else {},
+        raw_arguments=json.dumps(args, ensure_ascii=False),
+        arguments_valid=isinstance(args, dict),
+    )
 
 
 def signature_block(signature: str, part: str, **extra: JSONValue) -> JSONDict:

@@ -8,6 +8,10 @@ Shapes seen in the wild (all handled):
   in a stream after a 200.
 * vLLM: ``{"object": "error", "message", "type", "code": 400}`` and, in a stream,
   ``{"error": {...}}``.
+* Groq, in a stream after a 200: ``event: error`` with ``{"error": {"message", "type":
+  "invalid_request_error", "code": "tool_use_failed", "status_code": 400}}``.
+  With no HTTP status, the in-band ``status_code`` (or numeric ``code``) decides the class
+  as the HTTP status would; failing that, whichever of ``code`` and ``type`` names one.
 * Ollama: ``{"error": "model 'x' not found"}``; FastAPI servers: ``{"detail": "..."}``.
 * Proxies: an HTML or plain-text page (nginx "502 Bad Gateway"): a ServerError whose
   message says so and shows the page title or a short preview.
@@ -19,9 +23,10 @@ import json
 import re
 from collections.abc import Iterable
 
-from .._classify import make_provider_error, retry_after_from_headers
+from .._classify import is_known_error_type, make_provider_error, retry_after_from_headers
 from .._errors import BadRequestError, ContextLengthExceededError, ProviderError
 from .._json import JSONDict, JSONValue
+from ._page import non_json_message
 
 __all__ = ("error_from_body", "is_error_body")
 
@@ -31,8 +36,6 @@ NAME = "openai"
 _TRY_AGAIN = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.IGNORECASE)
 _UNIT = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_TAGS = re.compile(r"<[^>]+>")
 # vLLM's wording, which the shared context-length markers do not cover.
 _CONTEXT_WORDS = ("maximum model length", "context_length_exceeded")
 
@@ -42,15 +45,6 @@ def _retry_after_from_message(message: str) -> float | None:
     if match is None:
         return None
     return sum(float(n) * _SECONDS[u] for n, u in _UNIT.findall(match.group(1)))
-
-
-def _preview(text: str) -> str:
-    """A one-line description of a non-JSON body: its HTML title, else its first words."""
-    title = _TITLE.search(text)
-    if title and title.group(1).strip():
-        return " ".join(title.group(1).split())
-    flat = " ".join(_TAGS.sub(" ", text).split())
-    return flat[:200] + ("..." if len(flat) > 200 else "")
 
 
 def _fields(data: JSONValue) -> tuple[str, str | None, JSONValue, str | None]:
@@ -78,6 +72,27 @@ def _fields(data: JSONValue) -> tuple[str, str | None, JSONValue, str | None]:
     return message, name, code, param if isinstance(param, str) else None
 
 
+def _status_of(value: JSONValue) -> int | None:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and 400 <= value < 600 else None
+
+
+def _in_band(data: JSONValue, code: JSONValue, name: str | None) -> tuple[int | None, str | None]:
+    """(status, error type) of an error that came without an HTTP status (a stream event,
+    a saved body): its ``status_code`` (Groq) or numeric ``code`` (OpenRouter, vLLM) is
+    the status; else, if ``name`` (the code) names no class but ``type`` does, the type."""
+    if isinstance(data, list) and data:
+        data = data[0]
+    err = data.get("error", data) if isinstance(data, dict) else None
+    err = err if isinstance(err, dict) else {}
+    status = _status_of(err.get("status_code")) or _status_of(code)
+    etype = err.get("type")
+    if status is None and not is_known_error_type(name) and isinstance(etype, str) and is_known_error_type(etype):
+        name = etype
+    return status, name
+
+
 def error_from_body(
     status: int | None,
     headers: Iterable[tuple[str, str]],
@@ -94,11 +109,9 @@ def error_from_body(
         try:
             data = json.loads(body)
         except ValueError:
-            where = f"HTTP {status}" if status is not None else "the server"
-            text = _preview(body) or "an empty body"
             return make_provider_error(
                 status=status,
-                message=f"{where} answered with a non-JSON body (a proxy or gateway page?): {text}",
+                message=non_json_message(status, body),
                 retry_after=retry_after,
                 provider=NAME,
                 body=body[:2000],
@@ -106,8 +119,8 @@ def error_from_body(
     message, error_type, code, param = _fields(data)
     if param and param not in message:
         message = f"{message} (param: {param})"
-    if status is None and isinstance(code, int) and 400 <= code < 600:
-        status = code  # OpenRouter / vLLM carry the upstream status in-band
+    if status is None:
+        status, error_type = _in_band(data, code, error_type)
     if retry_after is None:
         retry_after = _retry_after_from_message(message)
     error = make_provider_error(

@@ -24,6 +24,7 @@ from .._types import ChatResult, Usage
 from ._openai_error import error_from_body, is_error_body
 from ._openai_wire import (
     as_dict,
+    content_parts,
     join_thinking,
     normalise_finish,
     parse_usage,
@@ -59,6 +60,8 @@ class OpenAIStreamDecoder:
     _splitter_done: bool = attrs.field(default=False, init=False)
     _content: list[str] = attrs.field(factory=list, init=False)
     _reasoning: list[str] = attrs.field(factory=list, init=False)
+    #: Thinking from typed content parts (Magistral), kept apart as the body parser does.
+    _part_thinking: list[str] = attrs.field(factory=list, init=False)
     _slots: list[_ToolSlot] = attrs.field(factory=list, init=False)
     _index_slot: dict[int, int] = attrs.field(factory=dict, init=False)
     _id_slot: dict[str, int] = attrs.field(factory=dict, init=False)
@@ -165,14 +168,17 @@ class OpenAIStreamDecoder:
                     self._reasoning.append(reasoning)
                     out.append(ThinkingDelta(text=reasoning))
             content = delta.get("content")
+            if isinstance(content, list):  # typed parts, as the body parser reads them
+                content, thought = content_parts(content)
+                if thought:
+                    self._part_thinking.append(thought)
+                    out.append(ThinkingDelta(text=thought))
             if content and isinstance(content, str):
-                self._content.append(content)
-                if self._splitter_done:
-                    out.append(TextDelta(text=content))
-                else:
-                    out.extend(self._splitter.feed(content))
+                self._on_text(content, out)
             if not plain:
                 self._on_tools(delta, out)
+        elif isinstance(choice.get("text"), str) and choice["text"]:
+            self._on_text(choice["text"], out)  # legacy completions-shaped chunks
         finish = choice.get("finish_reason")
         if finish and isinstance(finish, str):
             self._finish = finish
@@ -180,6 +186,13 @@ class OpenAIStreamDecoder:
                 out.extend(self._splitter.close())
                 self._splitter_done = True
             out.append(StreamEnd(finish_reason=normalise_finish(finish, has_tool_calls=bool(self._slots))))
+
+    def _on_text(self, content: str, out: list[StreamEvent]) -> None:
+        self._content.append(content)
+        if self._splitter_done:
+            out.append(TextDelta(text=content))
+        else:
+            out.extend(self._splitter.feed(content))
 
     def _on_tools(self, delta: JSONDict, out: list[StreamEvent]) -> None:
         calls = delta.get("tool_calls")
@@ -242,7 +255,7 @@ class OpenAIStreamDecoder:
 
     def _assemble(self) -> ChatResult:
         content = "".join(self._content)
-        reasoning = "".join(self._reasoning) or None
+        reasoning = join_thinking("".join(self._reasoning), "".join(self._part_thinking))
         tag_thought, text = split_think_tags(content)
         calls = [
             tool_call(s.id or f"call_{i}", s.name, "".join(s.arguments)) for i, s in enumerate(self._slots)
@@ -269,4 +282,5 @@ class OpenAIStreamDecoder:
             usage=self._usage,
             model=model if isinstance(model, str) else None,
             data=data,
+            raw_finish_reason=self._finish,
         )

@@ -14,6 +14,7 @@ from .._types import ToolCall, Usage
 
 __all__ = (
     "as_dict",
+    "content_parts",
     "join_thinking",
     "normalise_finish",
     "parse_usage",
@@ -114,6 +115,30 @@ def reasoning_of(obj: JSONDict) -> str | None:
                 texts.append(text)
         return "".join(texts) or None
     return None
+
+
+def content_parts(content: JSONValue) -> tuple[str, str | None]:
+    """Text and thinking of a content that is a list of typed parts.
+
+    Mistral's Magistral sends ``[{"type": "thinking", "thinking": [{"type": "text", "text"}]},
+    {"type": "text", "text"}]`` (https://docs.mistral.ai/capabilities/reasoning/), in a
+    message and in each stream delta alike; ``"reasoning"`` parts and a plain string
+    ``thinking`` are read the same way.
+    """
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") in ("thinking", "reasoning"):
+            inner = part.get("thinking", part.get("text"))
+            if isinstance(inner, list):
+                inner = "".join(p.get("text", "") for p in inner if isinstance(p, dict))
+            if isinstance(inner, str):
+                thoughts.append(inner)
+        elif isinstance(part.get("text"), str):
+            texts.append(part["text"])
+    return "".join(texts), ("".join(thoughts) or None)
 
 
 def as_dict(value: JSONValue) -> JSONDict:

@@ -6,7 +6,12 @@ https://ai.google.dev/gemini-api/docs/thinking. Wire quirks handled here:
 * The API key travels in ``x-goog-api-key`` (Vertex AI: ``Authorization: Bearer``), never
   in the URL, where proxies and logs would keep it.
 * Streams use ``:streamGenerateContent?alt=sse``; every SSE event is a complete
-  GenerateContentResponse holding only the new parts; a function call arrives whole.
+  GenerateContentResponse holding only the new parts; a function call arrives whole, or
+  on Vertex AI with ``streamFunctionCallArguments`` in pieces (:mod:`._gemini_partial`).
+* Every safety-type finish reason (SAFETY, SPII, MODEL_ARMOR, ...) is ``content_filter``;
+  the raw one is ``ChatResult.raw_finish_reason``. The calls of an answer that ends with
+  UNEXPECTED_TOOL_CALL or MALFORMED_FUNCTION_CALL go to ``invalid_tool_calls``, never
+  ``tool_calls``.
 * The unified ``thinking`` option maps to ``generationConfig.thinkingConfig``:
 
   ============  ==============================================  ===========================
@@ -43,13 +48,21 @@ import attrs
 
 from .._classify import make_provider_error, retry_after_from_headers
 from .._errors import AuthenticationError, ProviderError, ResponseFormatError
-from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageReport
+from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, UsageReport
 from .._json import JSONDict, JSONValue, loads
 from .._sse import SSEDecoder
 from .._types import ChatResult, ToolCall, Usage
 from ._gemini_build import build_request
+from ._gemini_partial import CallStream
 from ._gemini_serve import parse_request, render_error, render_response, render_stream
-from ._gemini_wire import map_finish_reason, signature_block, status_name
+from ._gemini_wire import (
+    INVALID_CALL_REASONS,
+    map_finish_reason,
+    signature_block,
+    status_name,
+    tool_call,
+)
+from ._page import non_json_message, page_summary
 
 __all__ = (
     "DEFAULT_BASE_URL",
@@ -96,8 +109,9 @@ def parse_response(body: JSONDict) -> ChatResult:
     if not candidates:
         feedback = body.get("promptFeedback")
         blocked = isinstance(feedback, dict) and bool(feedback.get("blockReason"))
+        reason = feedback.get("blockReason") if blocked and isinstance(feedback, dict) else None
         return ChatResult(finish_reason="content_filter" if blocked else None, usage=usage,
-                          model=model, data=body)
+                          model=model, data=body, raw_finish_reason=reason if isinstance(reason, str) else None)
     text: list[str] = []
     thinking: list[str] = []
     calls: list[ToolCall] = []
@@ -106,7 +120,7 @@ def parse_response(body: JSONDict) -> ChatResult:
         sig = part.get("thoughtSignature")
         sig = sig if isinstance(sig, str) and sig else None
         if isinstance(part.get("functionCall"), dict):
-            call = _tool_call(part["functionCall"], len(calls))
+            call = tool_call(part["functionCall"], len(calls))
             calls.append(call)
             if sig:
                 blocks.append(signature_block(sig, "function_call", tool_call_id=call.id))
@@ -121,16 +135,21 @@ def parse_response(body: JSONDict) -> ChatResult:
             if sig:
                 blocks.append(signature_block(sig, "text"))
     raw_finish = _first_candidate(candidates).get("finishReason")
+    raw_finish = raw_finish if isinstance(raw_finish, str) else None
+    invalid: list[ToolCall] = []
+    if raw_finish in INVALID_CALL_REASONS:
+        invalid, calls = calls, []  # an agent loop must not run them
     return ChatResult(
         text="".join(text),
         thinking="".join(thinking) or None,
         tool_calls=calls,
-        finish_reason=map_finish_reason(raw_finish if isinstance(raw_finish, str) else None,
-                                        has_tool_calls=bool(calls)),
+        finish_reason=map_finish_reason(raw_finish, has_tool_calls=bool(calls)),
         usage=usage,
         model=model,
         thinking_blocks=blocks,
         data=body,
+        raw_finish_reason=raw_finish,
+        invalid_tool_calls=invalid,
     )
 
 
@@ -153,23 +172,6 @@ def _candidate_parts(cand: JSONDict) -> list[JSONDict]:
     if not isinstance(parts, list):
         raise ResponseFormatError("gemini: 'candidates[0].content.parts' is not a list")
     return [p for p in parts if isinstance(p, dict)]
-
-
-def _args_text(args: JSONValue) -> str:
-    return json.dumps(args, ensure_ascii=False)
-
-
-def _tool_call(fc: JSONDict, index: int) -> ToolCall:
-    call_id = fc.get("id")
-    args = fc.get("args", {})
-    raw = _args_text(args)
-    return ToolCall(
-        id=call_id if isinstance(call_id, str) and call_id else f"call_{index}",
-        name=str(fc.get("name") or ""),
-        arguments=args if isinstance(args, dict) else {},
-        raw_arguments=raw,
-        arguments_valid=isinstance(args, dict),
-    )
 
 
 def _count(meta: Mapping[str, JSONValue], key: str) -> int | None:
@@ -215,11 +217,8 @@ def parse_error(
         try:
             data = json.loads(text)
         except ValueError:
-            preview = " ".join(text.split())[:200]
-            where = f" (HTTP {status})" if status is not None else ""
-            message = f"non-JSON error body{where}: {preview!r}" if preview else f"empty error body{where}"
-            return make_provider_error(status=status, message=message, retry_after=retry_after,
-                                       provider=NAME, body=text)
+            return make_provider_error(status=status, message=non_json_message(status, text),
+                                       retry_after=retry_after, provider=NAME, body=text)
     return _error_from_json(status, data, retry_after)
 
 
@@ -296,7 +295,7 @@ class GeminiStreamDecoder:
     _pieces: dict[int, list[str]] = attrs.field(factory=dict)
     _candidate: JSONDict = attrs.field(factory=dict)
     _top: JSONDict = attrs.field(factory=dict)
-    _calls: int = 0
+    _calls: CallStream = attrs.field(factory=CallStream)
     _ended: bool = False
     _seen_event: bool = False
     # Body bytes kept until the first SSE event: a body without any is a JSON array
@@ -334,6 +333,7 @@ class GeminiStreamDecoder:
             if not self._seen_event and bytes(self._prefix).strip():
                 events.extend(self._whole_json(bytes(self._prefix)))
                 self._seen_event = True
+            events.extend(self._calls.end())  # a stream cut before its call ended
         except (ProviderError, ResponseFormatError) as exc:
             self._error = exc
             if not events:
@@ -362,7 +362,7 @@ class GeminiStreamDecoder:
         try:
             value = json.loads(raw)
         except ValueError:
-            preview = raw[:120].decode("utf-8", "replace")
+            preview = page_summary(raw[:65536].decode("utf-8", "replace"))
             raise ResponseFormatError(f"gemini stream: body is neither SSE nor JSON: {preview!r}") from None
         events: list[StreamEvent] = []
         for chunk in value if isinstance(value, list) else [value]:
@@ -399,21 +399,18 @@ class GeminiStreamDecoder:
             events.append(UsageReport(usage=_usage(chunk["usageMetadata"]) or Usage()))
         elif not self._ended and (isinstance(finish, str) or blocked):
             self._ended = True
+            events.extend(self._calls.end())
             usage = _usage(self._top.get("usageMetadata"))
             if usage is not None:
                 events.append(UsageReport(usage=usage))
             reason = "content_filter" if blocked and not isinstance(finish, str) else map_finish_reason(
-                finish if isinstance(finish, str) else None, has_tool_calls=self._calls > 0)
+                finish if isinstance(finish, str) else None, has_tool_calls=self._calls.count > 0)
             events.append(StreamEnd(finish_reason=reason))
         return events
 
     def _part(self, part: JSONDict) -> list[StreamEvent]:
         if isinstance(part.get("functionCall"), dict):
-            call = _tool_call(part["functionCall"], self._calls)
-            self._calls += 1
-            self._parts.append(dict(part))
-            return [ToolCallDelta(index=self._calls - 1, id=call.id, name=call.name,
-                                  arguments=call.raw_arguments)]
+            return self._calls.feed(part, self._parts)
         text = part.get("text")
         prev = self._parts[-1] if self._parts else None
         if (

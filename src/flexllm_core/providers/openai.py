@@ -52,6 +52,7 @@ from ._openai_serve import parse_request, render_error, render_response, render_
 from ._openai_stream import OpenAIStreamDecoder
 from ._openai_wire import (
     as_dict,
+    content_parts,
     join_thinking,
     normalise_finish,
     parse_usage,
@@ -194,24 +195,6 @@ def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
     return HttpRequest(method="POST", url=url, headers=tuple(headers.values()), body=data.encode("utf-8"))
 
 
-def _content_parts(content: JSONValue) -> tuple[str, str | None]:
-    """Text and thinking of a content that is a list of parts (Mistral Magistral style)."""
-    texts: list[str] = []
-    thoughts: list[str] = []
-    for part in content if isinstance(content, list) else ():
-        if not isinstance(part, dict):
-            continue
-        if part.get("type") in ("thinking", "reasoning"):
-            inner = part.get("thinking", part.get("text"))
-            if isinstance(inner, list):
-                inner = "".join(p.get("text", "") for p in inner if isinstance(p, dict))
-            if isinstance(inner, str):
-                thoughts.append(inner)
-        elif isinstance(part.get("text"), str):
-            texts.append(part["text"])
-    return "".join(texts), ("".join(thoughts) or None)
-
-
 def _tool_calls(message: JSONDict) -> list[ToolCall]:
     calls: list[ToolCall] = []
     raw = message.get("tool_calls")
@@ -246,7 +229,7 @@ def parse_response(body: JSONDict) -> ChatResult:
     message = as_dict(choice.get("message"))
     content = message.get("content")
     if isinstance(content, list):
-        raw_text, part_thought = _content_parts(content)
+        raw_text, part_thought = content_parts(content)
     else:
         raw_text = content if isinstance(content, str) else ""
         if not raw_text and isinstance(choice.get("text"), str):
@@ -255,14 +238,16 @@ def parse_response(body: JSONDict) -> ChatResult:
     tag_thought, text = split_think_tags(raw_text)
     calls = _tool_calls(message)
     model = body.get("model")
+    raw_finish = choice.get("finish_reason")
     return ChatResult(
         text=text,
         thinking=join_thinking(reasoning_of(message), part_thought, tag_thought),
         tool_calls=calls,
-        finish_reason=normalise_finish(choice.get("finish_reason"), has_tool_calls=bool(calls)),
+        finish_reason=normalise_finish(raw_finish, has_tool_calls=bool(calls)),
         usage=parse_usage(body.get("usage")),
         model=model if isinstance(model, str) else None,
         data=body,
+        raw_finish_reason=raw_finish if isinstance(raw_finish, str) and raw_finish else None,
     )
 
 

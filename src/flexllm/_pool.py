@@ -54,7 +54,7 @@ from ._batch_types import BatchItem
 from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from ._cost import CostReport
 from ._endpoint import Endpoint
-from ._pool_config import PoolEndpoint, check_defaults, display_url, parse_endpoints
+from ._pool_config import PoolEndpoint, check_defaults, parse_endpoints
 from ._pool_route import AllEndpointsFailedError, PoolRouter
 from ._pool_stats import PoolStatistics
 from ._sync import SyncDriver
@@ -122,7 +122,7 @@ class LLMClientPool(BatchMethods):
         balancer = Balancer([e.weight for e in entries], strategy=load_balance,
                             failure_threshold=failure_threshold, recovery_time=recovery_time)
         self._entries = tuple(entries)
-        self._urls = tuple(display_url(e.settings.base_url) for e in entries)
+        self._urls = tuple(e.settings.shown_url for e in entries)
         self._router = PoolRouter(
             [self._make_endpoint(e, transport, single_attempt=fallback) for e in entries],
             models=[e.settings.model or "" for e in entries],

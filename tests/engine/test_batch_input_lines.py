@@ -53,8 +53,6 @@ def test_line_shapes_become_messages_metadata_and_params() -> None:
                                "body": {"model": "x", "messages": [{"role": "user", "content": "q"}],
                                         "temperature": 0.5, "stream": True}}), 4)
     assert b.metadata == {"custom_id": "c1"} and b.params == {"model": "x", "temperature": 0.5}
-    bare = parse_line('[{"role": "user", "content": "a bare chat"}]', 5)
-    assert bare.error is None and bare.metadata is None
     # a file saved with a UTF-8 byte order mark still reads its first line
     bom = parse_line(b'\xef\xbb\xbf{"prompt": "first"}', 1)
     assert bom.error is None and bom["messages"] == [{"role": "user", "content": "first"}]

@@ -189,8 +189,11 @@ def resolve_settings(
     requested = provider.strip() or "auto"
     if requested.lower() != "auto":
         get_codec(requested)  # raises UsageError naming the known providers
+    url_name = "base_url"
     if base_url is None:
         base_url = _from_env("base_url", requested, env)
+        url_name = next((f"base_url (from {var})" for var, _ in _ENV["base_url"]
+                         if base_url and env.get(var, "").strip() == base_url), url_name)
     if api_key is None:
         api_key = _from_env("api_key", requested, env)
     if model is None:
@@ -201,7 +204,7 @@ def resolve_settings(
         raise UsageError(f"model must be a non-empty string or None, got {model!r}")
 
     if base_url is not None:
-        base_url = check_url("base_url", base_url).rstrip("/")
+        base_url = check_url(url_name, base_url).rstrip("/")
 
     name = detect_provider(requested, base_url, api_key)
     codec = get_codec(name)

@@ -298,12 +298,18 @@ def _entry(chk: _Checker, index: int, raw: object, environ: Mapping[str, str]) -
         for key, value in ep.items():
             if key not in ENDPOINT_FIELDS:
                 guess = near_miss(str(key), ENDPOINT_FIELDS)
-                hint = f"did you mean {guess}?" if guess else f"an endpoint takes {', '.join(ENDPOINT_FIELDS)}"
+                hint = (f"did you mean {guess}?" if guess
+                        else f"an endpoint takes {', '.join(ENDPOINT_FIELDS)}")
                 raise ConfigError(f"{chk.source}: {where}.endpoints[{n}].{key}: unknown key; {hint}")
             if isinstance(value, str):
                 expanded = _expand(value, environ)
                 missing.extend((f"{where}.endpoints[{n}].{key}", v) for v in expanded.missing)
                 value = expanded.value
+            if key == "base_url" and value is not None:
+                try:
+                    value = check_url("base_url", value)
+                except UsageError as exc:
+                    raise ConfigError(f"{chk.source}: {where}.endpoints[{n}].{exc}") from None
             resolved[str(key)] = value
         endpoints.append(resolved)
     if endpoints and base_url is not None:

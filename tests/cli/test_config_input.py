@@ -74,6 +74,11 @@ def test_endpoint_key_typo_in_a_config_entry(tmp_path: Path) -> None:
         load_config(path, environ={})
     assert str(caught.value) == (f"{path}: models[0].endpoints[1].api_kye: unknown key; "
                                  "did you mean api_key?")
+    path.write_text("models:\n  - id: pool\n    endpoints:\n      - base_url: http://127.0.0.1:9/v1\n"
+                    "      - base_url: http://127.0.0.1:PORT/v1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value).startswith(f"{path}: models[0].endpoints[1].base_url must have a port")
 
 
 def test_cli_typo_and_broken_base_url_send_nothing(cli: Invoke, home: Path,

@@ -70,6 +70,17 @@ def test_unusable_base_url_is_refused_at_construction_naming_it(server: tuple[Mo
     assert mock.stats.requests == 0 and mock.stats.connections == 0
 
 
+def test_bad_base_url_from_the_environment_names_the_variable(
+    server: tuple[MockServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mock, url = server
+    monkeypatch.delenv("FLEXLLM_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", url.replace("/v1", " /v1"))
+    with pytest.raises(UsageError, match=r"^base_url \(from OPENAI_BASE_URL\) must not contain "):
+        LLMClient(model="m", api_key="k")
+    assert mock.stats.requests == 0
+
+
 def test_credentials_in_a_bad_base_url_are_redacted_in_the_error(server: tuple[MockServer, str]) -> None:
     mock, url = server
     bad = url.replace("http://", f"http://user:{SECRET}@").replace("/v1", " /v1") + "?key=" + SECRET

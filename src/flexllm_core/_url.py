@@ -31,14 +31,16 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
-    authority_end = len(rest)
-    for mark in "/?#":
-        at = rest.find(mark)
-        if at != -1:
-            authority_end = min(authority_end, at)
+    # A password may hold an unescaped "/": everything up to the last "@" before the query
+    # is taken as userinfo (a path with an "@" is over-redacted, never leaked).
+    before_query = min((i for i in (rest.find("?"), rest.find("#")) if i != -1), default=len(rest))
+    at_sign = rest.rfind("@", 0, before_query)
+    userinfo = at_sign != -1
+    rest = rest[at_sign + 1:]
+    authority_end = min((i for i in (rest.find(m) for m in "/?#") if i != -1), default=len(rest))
     authority, tail = rest[:authority_end], rest[authority_end:]
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
+    if userinfo:
+        authority = "***@" + authority
     tail = tail.partition("#")[0]
     path, qmark, _query = tail.partition("?")
     shown = authority + path + ("?***" if qmark else "")
@@ -81,6 +83,10 @@ def check_url(name: str, value: object, schemes: tuple[str, ...] = ("http", "htt
     try:
         port = parts.port
     except ValueError:
+        if "@" in shown.partition("?")[0] and "@" not in parts.netloc:
+            # ``http://u:pa/ss@host``: the parser took "u" for the host and "pa" for the port.
+            raise UsageError(f"{name} has credentials with a '/', '?' or '#' in them; write "
+                             f"them %-encoded (%2F, %3F, %23): {shown!r}") from None
         port_text = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
         raise UsageError(f"{name} must have a port that is a number in 1-65535, "
                          f"got {port_text!r}: {shown!r}") from None

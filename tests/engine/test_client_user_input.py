@@ -92,6 +92,10 @@ def test_credentials_in_a_bad_base_url_are_redacted_in_the_error(server: tuple[M
     with pytest.raises(UsageError) as caught:
         LLMClientPool([{"base_url": bad, "model": "m"}])
     assert SECRET not in str(caught.value) and "***@" in str(caught.value)
+    slash = url.replace("http://", "http://user:pass/" + SECRET + "@")  # an unescaped '/'
+    with pytest.raises(UsageError, match="%2F") as caught:
+        LLMClient(base_url=slash, model="m")
+    assert SECRET not in str(caught.value) and "pass" not in str(caught.value)
     assert mock.stats.requests == 0
 
 

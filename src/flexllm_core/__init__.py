@@ -102,6 +102,7 @@ from ._types import (
     ToolCall as ToolCall,
     Usage as Usage,
 )
+from ._url import check_url as check_url, redact_url as redact_url
 from ._validate import make_request as make_request, validate_messages as validate_messages
 from .providers import (
     CODECS as CODECS,

@@ -82,11 +82,16 @@ def _dumps(payload: JSONDict) -> bytes:
 
 @functools.lru_cache(maxsize=256)
 def _normalise_base_url(base_url: str) -> str:
-    """Scheme and host are case-insensitive, a trailing slash is noise; the path is kept."""
+    """Scheme and host are case-insensitive, a trailing slash is noise; the path is kept.
+
+    Credentials (``user:secret@``) are dropped: like the API key, they choose who pays, not
+    what is answered, and :func:`canonical_request` is shown when debugging a cache miss.
+    """
     text = base_url.strip()
     parts = urlsplit(text)
     path = parts.path.rstrip("/")
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
+    host = parts.netloc.rpartition("@")[2].lower()
+    return urlunsplit((parts.scheme.lower(), host, path, parts.query, ""))
 
 
 def canonical_request(provider: str, base_url: str, req: ChatRequest) -> bytes:

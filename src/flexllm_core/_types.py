@@ -8,6 +8,7 @@ from typing import Literal, TypeAlias
 import attrs
 
 from ._json import JSONDict, JSONValue
+from ._url import redact_url
 
 __all__ = (
     "ChatRequest",
@@ -54,9 +55,9 @@ class HttpRequest:
         return header_value(self.headers, name)
 
     def __repr__(self) -> str:
-        # Auth headers are masked so a logged request never leaks a key.
+        # Auth headers are masked and the URL redacted so a logged request never leaks a key.
         return (
-            f"HttpRequest(method={self.method!r}, url={self.url!r}, "
+            f"HttpRequest(method={self.method!r}, url={redact_url(self.url)!r}, "
             f"headers={_redacted(self.headers)}, body=<{len(self.body)} bytes>)"
         )
 
@@ -91,7 +92,7 @@ class ProviderConfig:
     def __repr__(self) -> str:
         key = "None" if self.api_key is None else "'***'"
         return (
-            f"ProviderConfig(base_url={self.base_url!r}, api_key={key}, "
+            f"ProviderConfig(base_url={redact_url(self.base_url)!r}, api_key={key}, "
             f"use_vertex_ai={self.use_vertex_ai!r})"
         )
 

@@ -62,7 +62,7 @@ def test_seed_config_parses_with_env_references(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ("models: 3\n", "models: expected a list of model entries"),
-        ("models:\n  - name: a\n    base_url: ftp://x\n", "models[0].base_url: expected an http:// or https:// URL"),
+        ("models:\n  - name: a\n    base_url: ftp://x\n", "models[0].base_url must be an http:// or https:// URL"),
         ("models:\n  - provider: openai\n", "models[0]: expected an 'id' or a 'name'"),
         ("batch:\n  concurrency: lots\n", "batch.concurrency: expected an int, got 'lots'"),
         ("batch:\n  cache: 3\n", "batch.cache: expected true or false, got 3"),

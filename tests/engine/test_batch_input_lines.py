@@ -53,8 +53,6 @@ def test_line_shapes_become_messages_metadata_and_params() -> None:
                                "body": {"model": "x", "messages": [{"role": "user", "content": "q"}],
                                         "temperature": 0.5, "stream": True}}), 4)
     assert b.metadata == {"custom_id": "c1"} and b.params == {"model": "x", "temperature": 0.5}
-    bare = parse_line('[{"role": "user", "content": "a bare chat"}]', 5)
-    assert bare.error is None and bare.metadata is None
     # a file saved with a UTF-8 byte order mark still reads its first line
     bom = parse_line(b'\xef\xbb\xbf{"prompt": "first"}', 1)
     assert bom.error is None and bom["messages"] == [{"role": "user", "content": "first"}]
@@ -70,6 +68,8 @@ def test_line_shapes_become_messages_metadata_and_params() -> None:
         (b"\xff\xfe{}", "line 7: not valid JSON"),
         (b'"just a string"', "line 7: expected a JSON object, got a string"),
         (b"42", "line 7: expected a JSON object, got a number"),
+        (b'[{"role": "user", "content": "a bare chat"}]',
+         'line 7: expected a JSON object, got an array (write a message list as {"messages": [...]})'),
         (b'{"messages": []}', "line 7: 'messages' must be a non-empty list"),
         (b'{"messages": "hi"}', "line 7: 'messages' must be a non-empty list"),
         (b'{"prompt": ""}', "line 7: 'prompt' must be a non-empty string"),
@@ -90,6 +90,21 @@ def test_malformed_lines_say_where_and_what(raw: bytes, why: str) -> None:
 
 
 # -- through the library's public batch path --------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_array_line_is_a_bad_line_and_is_not_sent(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('[{"role": "user", "content": "a bare chat"}]\n{"prompt": "an object"}\n')
+    server = MockServer()
+    async with server as url, LLMClient(base_url=url, model=MODEL, api_key="sk-test") as client:
+        results = await client.chat_completions_batch(str(src), output_jsonl=str(tmp_path / "o.jsonl"),
+                                                      show_progress=False)
+        assert list(results.errors) == [0]
+        assert isinstance(results.errors[0], InvalidLineError)
+        assert str(results.errors[0]).startswith("line 1: expected a JSON object, got an array")
+        assert results[1].startswith("Mock answer to: an object")
+        assert server.stats.requests == 1  # the object line only
 
 
 def _by_index(path: Path) -> dict[int, list[dict[str, object]]]:

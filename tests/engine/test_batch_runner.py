@@ -67,7 +67,7 @@ async def test_jsonl_path_input_with_metadata(tmp_path: Path) -> None:
 
 async def test_jsonl_path_bad_line_is_a_failed_item(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
-    src.write_text(json.dumps(messages(1)[0]) + "\n{oops\n")
+    src.write_text(json.dumps({"messages": messages(1)[0]}) + "\n{oops\n")
     lane = ScriptedLane()
     got, _ = await run_all(str(src), lane, output_jsonl=tmp_path / "out.jsonl")
     by_index = {i.index: i for i in got}

@@ -70,7 +70,7 @@ def test_repr_and_statistics_hide_keys_and_credentials() -> None:
         assert secret not in text
     stats = pool.statistics()
     assert [e.base_url for e in stats.endpoints] == [
-        "http://10.0.0.1:8000/v1", "http://[::1]:8001/v1", "https://gpu2.example/v1"]
+        "http://***@10.0.0.1:8000/v1?***", "http://[::1]:8001/v1", "https://gpu2.example/v1"]
     assert [e.model for e in stats.endpoints] == [MODEL, MODEL, "qwen"]
     assert stats.healthy == 3 and stats.requests == 0 and stats.in_flight == 0
     assert all(e.state == "healthy" and e.latency is None for e in stats.endpoints)

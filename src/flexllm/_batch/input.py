@@ -7,13 +7,13 @@ checkpoint record) before anything is sent.
 
 A JSONL line is parsed here, in the one place the library and ``flexllm batch`` share:
 
-* ``{"messages": [...], ...}`` (an optional ``"system"`` is put first unless one is there),
-  or a bare ``[{"role": ..., "content": ...}, ...]`` chat;
+* ``{"messages": [...], ...}`` (an optional ``"system"`` is put first unless one is there);
 * ``{"prompt": "..."}`` (or ``"text"`` / ``"question"``), with an optional ``"system"``;
 * OpenAI Batch API lines ``{"custom_id": ..., "body": {"messages": [...], ...}}``, whose
   body parameters (model, max_tokens, ...) apply to that line.
 
-Every other field is metadata, carried into the line's record. A malformed line does not
+Each line is one JSON object; any other value (a bare ``[{"role": ...}]`` array included) is
+a bad line. Every other field is metadata, carried into the line's record. A malformed line does not
 abort the run: it becomes a failed item at its index, with an error naming its line number
 (:class:`InvalidLineError`), recorded in the checkpoint like any failed item.
 """
@@ -141,10 +141,9 @@ def parse_line(raw: bytes | str, line: int, *, system: str | None = None) -> Inp
         return _bad(line, f"not valid JSON ({exc.msg}{where})")
     except ValueError as exc:  # UnicodeDecodeError
         return _bad(line, f"not valid JSON ({exc})")
-    if isinstance(obj, list) and obj and all(isinstance(m, dict) for m in obj):
-        return InputLine({"messages": _with_system(obj, system)}, line=line)  # a bare chat
     if not isinstance(obj, dict):
-        return _bad(line, f"expected a JSON object, got {_kind(obj)}")
+        hint = ' (write a message list as {"messages": [...]})' if isinstance(obj, list) else ""
+        return _bad(line, f"expected a JSON object, got {_kind(obj)}{hint}")
     if "messages" in obj:
         meta = {k: v for k, v in obj.items() if k not in ("messages", "system")}
         messages = obj["messages"]

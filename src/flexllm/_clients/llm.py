@@ -140,7 +140,7 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
     def __repr__(self) -> str:
         s = self._settings
         return (
-            f"{type(self).__name__}(provider={s.provider!r}, base_url={s.base_url!r}, "
+            f"{type(self).__name__}(provider={s.provider!r}, base_url={s.shown_url!r}, "
             f"model={s.model!r})"
         )
 
@@ -156,7 +156,8 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
 
     @property
     def base_url(self) -> str:
-        return self._settings.base_url
+        """The URL requests go under (Vertex AI's when ``use_vertex_ai``), credentials redacted."""
+        return self._settings.shown_url
 
     @property
     def settings(self) -> ClientSettings:

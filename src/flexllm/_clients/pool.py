@@ -52,7 +52,7 @@ from .._batch import (
     open_run,
 )
 from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
-from .._config import PoolEndpoint, check_defaults, display_url, parse_endpoints
+from .._config import PoolEndpoint, check_defaults, parse_endpoints
 from .._cost import CostReport
 from .._engine import Endpoint, PoolRouter, PoolStatistics, SyncDriver, vertex_token_source
 
@@ -119,7 +119,7 @@ class LLMClientPool(BatchMethods):
         balancer = Balancer([e.weight for e in entries], strategy=load_balance,
                             failure_threshold=failure_threshold, recovery_time=recovery_time)
         self._entries = tuple(entries)
-        self._urls = tuple(display_url(e.settings.base_url) for e in entries)
+        self._urls = tuple(e.settings.shown_url for e in entries)
         self._router = PoolRouter(
             [self._make_endpoint(e, transport, single_attempt=fallback) for e in entries],
             models=[e.settings.model or "" for e in entries],

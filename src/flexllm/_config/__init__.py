@@ -18,7 +18,6 @@ from .file import (
 from .pool import (
     PoolEndpoint as PoolEndpoint,
     check_defaults as check_defaults,
-    display_url as display_url,
     parse_endpoints as parse_endpoints,
 )
 from .resolve import (

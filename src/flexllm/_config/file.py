@@ -13,6 +13,7 @@ Editing (``set-model``) changes one line of the YAML text, so comments and layou
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import re
@@ -23,7 +24,11 @@ from typing import Any
 
 import attrs
 
+from flexllm_core import UsageError, check_url, make_request, redact_url
+
 from .._errors import ConfigError
+from .pool import ENDPOINT_FIELDS
+from .settings import near_miss
 
 __all__ = (
     "BATCH_KEYS",
@@ -53,6 +58,9 @@ CLIENT_OPTION_KEYS = frozenset({
 #: parameter sent with each request, e.g. temperature, max_tokens, thinking).
 _ENTRY_KEYS = frozenset({"id", "name", "provider", "base_url", "api_key", "system", "endpoints",
                          "credits", "fallback", "load_balance"}) | CLIENT_OPTION_KEYS
+#: Generation parameters flexllm itself knows; a near-miss of one is a typo, not a new one.
+_REQUEST_KEYS = frozenset(inspect.signature(make_request).parameters) - {"model", "messages",
+                                                                         "extra_body"}
 _TOP_KEYS = frozenset({"default", "system", "models", "batch"})
 #: ``batch:`` keys and the type each expects.
 BATCH_KEYS: Mapping[str, tuple[type, ...]] = {
@@ -161,7 +169,8 @@ class ModelEntry:
     where: str = ""
 
     def __repr__(self) -> str:
-        return f"ModelEntry(id={self.id!r}, name={self.name!r}, base_url={self.base_url!r})"
+        shown = None if self.base_url is None else redact_url(self.base_url)
+        return f"ModelEntry(id={self.id!r}, name={self.name!r}, base_url={shown!r})"
 
     def matches(self, name: str) -> bool:
         return name in (self.id, self.name)
@@ -248,6 +257,11 @@ def _entry(chk: _Checker, index: int, raw: object, environ: Mapping[str, str]) -
     for key in raw:
         if not isinstance(key, str):
             raise chk.fail(f"{where}", "string keys", key)
+        # Other keys are sent as request parameters; a typo of a known one must not be
+        # (``api_kye: sk-...`` would send the key to the provider as a parameter).
+        guess = None if key in _ENTRY_KEYS else near_miss(key, _ENTRY_KEYS | _REQUEST_KEYS)
+        if guess is not None and guess != key:
+            raise ConfigError(f"{chk.source}: {where}.{key}: unknown key; did you mean {guess}?")
     ident = chk.string(f"{where}.id", raw.get("id"))
     name = chk.string(f"{where}.name", raw.get("name"))
     if ident is None and name is None:
@@ -264,8 +278,11 @@ def _entry(chk: _Checker, index: int, raw: object, environ: Mapping[str, str]) -
 
     provider = chk.string(f"{where}.provider", raw.get("provider")) or "auto"
     base_url, _ = text("base_url")
-    if base_url is not None and not re.match(r"^https?://[^/\s]+", base_url):
-        raise chk.fail(f"{where}.base_url", "an http:// or https:// URL", base_url)
+    if base_url is not None:
+        try:
+            base_url = check_url("base_url", base_url)
+        except UsageError as exc:
+            raise ConfigError(f"{chk.source}: {where}.{exc}") from None
     api_key, key_refs = text("api_key")
     system, _ = text("system")
     credits = chk.string(f"{where}.credits", raw.get("credits"))
@@ -276,10 +293,20 @@ def _entry(chk: _Checker, index: int, raw: object, environ: Mapping[str, str]) -
     for n, ep in enumerate(endpoints_raw):
         resolved: dict[str, Any] = {}
         for key, value in ep.items():
+            if key not in ENDPOINT_FIELDS:
+                guess = near_miss(str(key), ENDPOINT_FIELDS)
+                hint = (f"did you mean {guess}?" if guess
+                        else f"an endpoint takes {', '.join(ENDPOINT_FIELDS)}")
+                raise ConfigError(f"{chk.source}: {where}.endpoints[{n}].{key}: unknown key; {hint}")
             if isinstance(value, str):
                 expanded = _expand(value, environ)
                 missing.extend((f"{where}.endpoints[{n}].{key}", v) for v in expanded.missing)
                 value = expanded.value
+            if key == "base_url" and value is not None:
+                try:
+                    value = check_url("base_url", value)
+                except UsageError as exc:
+                    raise ConfigError(f"{chk.source}: {where}.endpoints[{n}].{exc}") from None
             resolved[str(key)] = value
         endpoints.append(resolved)
     if endpoints and base_url is not None:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
 from flexllm_core import UsageError
 
-from .settings import ClientSettings, resolve_settings
+from .settings import ClientSettings, near_miss, resolve_settings
 
-__all__ = ("ENDPOINT_FIELDS", "PoolEndpoint", "check_defaults", "display_url", "parse_endpoints")
+__all__ = ("ENDPOINT_FIELDS", "PoolEndpoint", "check_defaults", "parse_endpoints")
 
 #: The keys an endpoint dict may have. Limits and timeouts left out fall back to the pool's.
 ENDPOINT_FIELDS = (
@@ -34,16 +33,6 @@ class PoolEndpoint:
     settings: ClientSettings
     #: Share under ``weighted`` / ``random`` (validated by the core's Balancer).
     weight: Any = 1.0
-
-
-def display_url(base_url: str) -> str:
-    """``base_url`` without credentials or query (where a key could hide), for messages."""
-    parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def parse_endpoints(endpoints: object, defaults: Mapping[str, Any]) -> list[PoolEndpoint]:
@@ -66,10 +55,12 @@ def parse_endpoints(endpoints: object, defaults: Mapping[str, Any]) -> list[Pool
         if not isinstance(entry, Mapping):
             raise UsageError(f"{where}: expected a dict with base_url and model, got {type(entry).__name__}")
         unknown = sorted(str(k) for k in entry if k not in ENDPOINT_FIELDS)
+        guesses = [g for g in (near_miss(k, ENDPOINT_FIELDS) for k in unknown) if g]
         if unknown:
             raise UsageError(
-                f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; "
-                f"an endpoint takes {', '.join(ENDPOINT_FIELDS)}"
+                f"{where}: unknown field(s) {', '.join(map(repr, unknown))}"
+                + (f" (did you mean {', '.join(guesses)}?)" if guesses else "")
+                + f"; an endpoint takes {', '.join(ENDPOINT_FIELDS)}"
             )
         for field in _REQUIRED:
             value = entry.get(field)

@@ -8,7 +8,9 @@ key is never paired with another endpoint's URL:
 3. ``FLEXLLM_BASE_URL`` / ``OPENAI_BASE_URL`` set: the environment's endpoint (its key and
    ``FLEXLLM_MODEL`` / ``OPENAI_MODEL``, or ``-m``).
 4. ``FLEXLLM_MODEL`` / ``OPENAI_MODEL`` naming a configured model: that entry.
-5. Otherwise the config's default entry, under the ``-m`` / env model name when one is given.
+5. Otherwise the config's default entry, under the ``-m`` / env model name when one is given;
+   a name that is no entry's id or name gets a ``note`` (the CLI prints it on stderr) naming
+   the entry and endpoint it goes to, so a typo is seen before a request is paid for.
 6. No config at all: the provider's default URL with the environment's key (if any).
 
 A configured entry is self-contained: an environment key is never sent to its URL.
@@ -22,7 +24,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from flexllm_core import JSONValue, detect_provider, get_codec
+from flexllm_core import JSONValue, detect_provider, get_codec, redact_url
 
 from .._errors import ConfigError
 from .file import FlexConfig, ModelEntry, load_config
@@ -69,9 +71,12 @@ class ResolvedModel:
     source: str = ""
     #: True when nothing at all (flag, env, config) named an endpoint or model.
     unconfigured: bool = False
+    #: One line for the user when the choice may surprise (a model name no entry has).
+    note: str | None = None
 
     def __repr__(self) -> str:
-        return (f"ResolvedModel(model={self.model!r}, base_url={self.base_url!r}, "
+        shown = None if self.base_url is None else redact_url(self.base_url)
+        return (f"ResolvedModel(model={self.model!r}, base_url={shown!r}, "
                 f"source={self.source!r})")
 
     def client_kwargs(self) -> dict[str, Any]:
@@ -150,8 +155,17 @@ def resolve_model(
     default = config.default_entry()
     if default is not None:
         label = f"config: {default.id} (default)"
-        return _entry_model(config, default, name=name, source=label, api_key=api_key,
-                            overridden=("api_key",) if api_key else ())
+        resolved = _entry_model(config, default, name=name, source=label, api_key=api_key,
+                                overridden=("api_key",) if api_key else ())
+        if name is None or default.matches(name):
+            return resolved
+        given = f"-m {name}" if model is not None else f"model {name!r} (from the environment)"
+        where = (redact_url(resolved.base_url) if resolved.base_url is not None
+                 else f"its {len(default.endpoints)} endpoints")
+        known = ", ".join(e.id for e in config.models)
+        return attrs.evolve(resolved, note=(
+            f"{given} is not a configured model ({known}); sending it to the default entry "
+            f"{default.id!r} at {where}"))
     env_key, _ = env_value("api_key", env)
     return ResolvedModel(provider=provider or "auto", model=name, base_url=None, api_key=api_key,
                          system=config.system, source="environment",

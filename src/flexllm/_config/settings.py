@@ -7,16 +7,23 @@ kept out of every repr and message.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
-from collections.abc import Mapping
-from urllib.parse import urlsplit
+from collections.abc import Iterable, Mapping
 
 import attrs
 
-from flexllm_core import ProviderConfig, UsageError, detect_provider, get_codec
+from flexllm_core import (
+    ProviderConfig,
+    UsageError,
+    check_url,
+    detect_provider,
+    get_codec,
+    redact_url,
+)
 
-__all__ = ("DEFAULT_API_KEY", "ClientSettings", "resolve_settings")
+__all__ = ("DEFAULT_API_KEY", "ClientSettings", "near_miss", "resolve_settings")
 
 #: What an OpenAI-compatible self-hosted server (vLLM, Ollama) accepts as "no key".
 DEFAULT_API_KEY = "EMPTY"
@@ -44,16 +51,18 @@ def _from_env(name: str, requested: str, environ: Mapping[str, str]) -> str | No
     return None
 
 
-def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        raise UsageError(f"{name} must be a string URL, got {type(value).__name__}")
-    parts = urlsplit(value.strip())
-    if parts.scheme.lower() not in schemes or not parts.netloc:
-        # Show only the scheme: a URL may carry credentials or a key in its query.
-        shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-        allowed = " or ".join(f"{s}://" for s in schemes)
-        raise UsageError(f"{name} must be an {allowed} URL with a host, got {shown}")
-    return value.strip()
+def near_miss(key: str, options: Iterable[str]) -> str | None:
+    """The option ``key`` is most likely a typo of (``api_kye``, ``base-url``, ``apiKey``),
+    or None. The cutoff is strict so a real provider parameter (``top_k`` next to ``top_p``)
+    is not taken for one."""
+    known = sorted(options)
+    norm = key.lower().replace("-", "_")
+    if norm != key and norm in known:
+        return norm
+    if norm.replace("_", "") in {k.replace("_", "") for k in known}:
+        return next(k for k in known if k.replace("_", "") == norm.replace("_", ""))
+    found = difflib.get_close_matches(norm, known, n=1, cutoff=0.85)
+    return found[0] if found else None
 
 
 def _positive_int(name: str, value: object, *, minimum: int) -> int:
@@ -133,10 +142,16 @@ class ClientSettings:
             location=self.location,
         )
 
+    @property
+    def shown_url(self) -> str:
+        """The URL requests go under, as the codec derives it (Vertex AI's, not the
+        Developer API's), with credentials and query redacted: what messages show."""
+        return redact_url(get_codec(self.provider).api_base(self.provider_config()))
+
     def __repr__(self) -> str:
         # The key is deliberately absent (not even masked: its length is a hint too).
         return (
-            f"ClientSettings(provider={self.provider!r}, base_url={self.base_url!r}, "
+            f"ClientSettings(provider={self.provider!r}, base_url={self.shown_url!r}, "
             f"model={self.model!r}, concurrency_limit={self.concurrency_limit!r}, "
             f"max_qps={self.max_qps!r}, retry_times={self.retry_times!r}, "
             f"timeout={self.timeout!r})"
@@ -174,8 +189,11 @@ def resolve_settings(
     requested = provider.strip() or "auto"
     if requested.lower() != "auto":
         get_codec(requested)  # raises UsageError naming the known providers
+    url_name = "base_url"
     if base_url is None:
         base_url = _from_env("base_url", requested, env)
+        url_name = next((f"base_url (from {var})" for var, _ in _ENV["base_url"]
+                         if base_url and env.get(var, "").strip() == base_url), url_name)
     if api_key is None:
         api_key = _from_env("api_key", requested, env)
     if model is None:
@@ -186,7 +204,7 @@ def resolve_settings(
         raise UsageError(f"model must be a non-empty string or None, got {model!r}")
 
     if base_url is not None:
-        base_url = _check_url("base_url", base_url, ("http", "https")).rstrip("/")
+        base_url = check_url(url_name, base_url).rstrip("/")
 
     name = detect_provider(requested, base_url, api_key)
     codec = get_codec(name)
@@ -197,13 +215,13 @@ def resolve_settings(
             )
         base_url = codec.DEFAULT_BASE_URL.rstrip("/")
     if proxy is not None:
-        proxy = _check_url("proxy", proxy, _PROXY_SCHEMES)
+        proxy = check_url("proxy", proxy, _PROXY_SCHEMES)
     if use_vertex_ai:
         for field, value in (("project_id", project_id), ("location", location)):
             if not isinstance(value, str) or not value.strip():
                 raise UsageError(f"use_vertex_ai=True needs {field}=, got {value!r}")
 
-    return ClientSettings(
+    settings = ClientSettings(
         provider=name,
         base_url=base_url,
         api_key=api_key if api_key else DEFAULT_API_KEY,
@@ -220,3 +238,5 @@ def resolve_settings(
         project_id=project_id,
         location=location,
     )
+    codec.api_base(settings.provider_config())  # a Vertex project or location unfit for a URL
+    return settings

@@ -37,6 +37,7 @@ from flexllm_core import (
     decide_retry,
     get_codec,
     parse_response,
+    redact_url,
 )
 from flexllm_transports import Timeouts, Transport, default_transport
 
@@ -110,7 +111,7 @@ class Endpoint:
         self._last_error: str | None = None
 
     def __repr__(self) -> str:
-        return f"<Endpoint {self.provider} {self._config.base_url}>"
+        return f"<Endpoint {self.provider} {redact_url(self._config.base_url)}>"
 
     # -- the Lane protocol of the batch runner ------------------------------------------
 

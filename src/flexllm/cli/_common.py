@@ -240,6 +240,8 @@ def resolve_target(target: Target, *, need_model: bool = True,
     register_secret(target.api_key)
     for var in ("FLEXLLM_API_KEY", "OPENAI_API_KEY"):
         register_secret(os.environ.get(var))
+    if resolved.note is not None:
+        sys.stderr.write(f"note: {scrub(resolved.note)}\n")
     if resolved.unconfigured or (need_model and resolved.model is None):
         fail("no model configured: pass -m MODEL (with --base-url), set FLEXLLM_BASE_URL and "
              "FLEXLLM_MODEL, run 'flexllm init', or add --mock to use the built-in mock server",

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import anyio
 import typer
 
-from flexllm_core import ChatResult, FlexLLMError, NotFoundError
+from flexllm_core import ChatResult, FlexLLMError, NotFoundError, redact_url
 
 from .._config import (
     default_config_path,
@@ -60,13 +60,15 @@ def list_models(as_json: JsonOpt = False) -> None:
         _env_key, key_var = env_value("api_key", os.environ)
         env_model, _ = env_value("model", os.environ)
         rows.append({"id": "(environment)", "name": env_model, "provider": "auto",
-                     "base_url": env_url, "api_key": f"${{{key_var}}}" if key_var else "(none)",
+                     "base_url": redact_url(env_url),
+                     "api_key": f"${{{key_var}}}" if key_var else "(none)",
                      "is_default": True, "source": url_var})
     for entry in cfg.models:
+        shown = (redact_url(entry.base_url) if entry.base_url
+                 else f"{len(entry.endpoints)} endpoints" if entry.endpoints else "(provider default)")
         rows.append({
             "id": entry.id, "name": entry.name, "provider": entry.provider,
-            "base_url": entry.base_url or (f"{len(entry.endpoints)} endpoints" if entry.endpoints
-                                           else "(provider default)"),
+            "base_url": shown,
             "api_key": _key_display(entry.api_key, entry.api_key_refs),
             "is_default": entry is default and env_url is None,
             "source": str(cfg.path),

@@ -25,6 +25,7 @@ from flexllm_core import (
     JSONValue,
     ResponseFormatError,
     parse_openrouter_models,
+    redact_url,
 )
 from flexllm_transports import Timeouts, default_transport
 
@@ -274,7 +275,7 @@ async def _credits(target: Target, service: str | None) -> dict[str, Any]:
     host = urlsplit(base_url).hostname or base_url
     api = balance_api_for(base_url, service)
     if api is None:
-        return {"available": False, "base_url": base_url,
+        return {"available": False, "base_url": redact_url(base_url),
                 "reason": f"not available for this provider ({host}); balances are known for "
                           f"{', '.join(a.label for a in BALANCE_APIS.values())}"}
     url = balance_url(api, base_url)
@@ -283,7 +284,7 @@ async def _credits(target: Target, service: str | None) -> dict[str, Any]:
         raise CliError(f"{api.label} balance: HTTP {resp.status} {_error_text(resp)}".strip(),
                        EXIT_PROVIDER)
     info = api.parse(_json(resp, f"{api.label} balance"), host)
-    return {"available": True, "service": api.name, "url": url, **info}
+    return {"available": True, "service": api.name, "url": redact_url(url), **info}
 
 
 def credits(

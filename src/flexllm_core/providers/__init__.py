@@ -54,6 +54,11 @@ class Codec(Protocol):
         """Build URL, auth headers and JSON body. Streaming when ``req.stream``."""
         ...
 
+    def api_base(self, cfg: ProviderConfig) -> str:
+        """The URL requests are sent under, as ``build_request`` derives it from ``cfg``
+        (what a client reports as its ``base_url``)."""
+        ...
+
     def parse_response(self, body: JSONDict) -> ChatResult:
         """Parse a successful (2xx) JSON body. Raises ProviderError if it is an error body."""
         ...

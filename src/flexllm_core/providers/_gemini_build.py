@@ -44,15 +44,14 @@ _OPENAPI_KEYS = frozenset({
 _CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"}
 
 
-def build_url(model: str, cfg: ProviderConfig, *, stream: bool) -> str:
-    """The endpoint URL; it never contains a credential."""
-    model = model.removeprefix("models/")
-    collection, tuned = "models", model.startswith("tunedModels/") and not cfg.use_vertex_ai
-    if tuned:
-        collection, model = model.split("/", 1)
-    if not model or not _SAFE_SEGMENT.match(model):
-        raise UsageError(f"model: {model!r} is not a valid Gemini model id")
-    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+def api_base(cfg: ProviderConfig) -> str:
+    """The URL every request goes under (``{api_base}/models/{model}:generateContent``).
+
+    Vertex AI: ``https://{location}-aiplatform.googleapis.com/v1/projects/{p}/locations/{l}
+    /publishers/google`` (the ``global`` location has no prefix); a base_url off
+    googleapis.com (a proxy or a private endpoint) is kept as the root. Developer API: the
+    base_url, with ``/v1beta`` added to a bare ``generativelanguage.googleapis.com``.
+    """
     if cfg.use_vertex_ai:
         project = _vertex_segment(cfg.project_id, "project_id")
         location = _vertex_segment(cfg.location, "location")
@@ -63,17 +62,26 @@ def build_url(model: str, cfg: ProviderConfig, *, stream: bool) -> str:
             root = "https://aiplatform.googleapis.com/v1"
         else:
             root = f"https://{location}-aiplatform.googleapis.com/v1"
-        return (
-            f"{root}/projects/{project}/locations/{location}"
-            f"/publishers/google/models/{quote(model, safe='-._')}:{method}"
-        )
+        return f"{root}/projects/{project}/locations/{location}/publishers/google"
     base = cfg.base_url.rstrip("/")
     if not base:
         raise UsageError("base_url: required for Gemini")
     parsed = urlsplit(base)
     if parsed.hostname == _DEV_HOST and parsed.path in ("", "/"):
         base += "/v1beta"
-    return f"{base}/{collection}/{quote(model, safe='-._')}:{method}"
+    return base
+
+
+def build_url(model: str, cfg: ProviderConfig, *, stream: bool) -> str:
+    """The endpoint URL; it never contains a credential."""
+    model = model.removeprefix("models/")
+    collection, tuned = "models", model.startswith("tunedModels/") and not cfg.use_vertex_ai
+    if tuned:
+        collection, model = model.split("/", 1)
+    if not model or not _SAFE_SEGMENT.match(model):
+        raise UsageError(f"model: {model!r} is not a valid Gemini model id")
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"{api_base(cfg)}/{collection}/{quote(model, safe='-._')}:{method}"
 
 
 def _vertex_segment(value: str | None, field: str) -> str:

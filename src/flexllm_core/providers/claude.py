@@ -26,6 +26,7 @@ __all__ = (
     "NAME",
     "URL_MARKERS",
     "ClaudeStreamDecoder",
+    "api_base",
     "build_request",
     "parse_error",
     "parse_request",
@@ -43,6 +44,11 @@ URL_MARKERS: tuple[str, ...] = ("anthropic.com",)
 #: The ``anthropic-version`` header when the config names none
 #: (https://docs.anthropic.com/en/api/versioning).
 DEFAULT_API_VERSION = "2023-06-01"
+
+
+def api_base(cfg: ProviderConfig) -> str:
+    """The URL requests go under: base_url, with ``/v1`` added to a bare host."""
+    return _messages_url(cfg.base_url).removesuffix("/messages")
 
 
 def _messages_url(base_url: str) -> str:

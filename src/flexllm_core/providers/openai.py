@@ -65,6 +65,7 @@ __all__ = (
     "NAME",
     "URL_MARKERS",
     "OpenAIStreamDecoder",
+    "api_base",
     "build_request",
     "parse_error",
     "parse_request",
@@ -167,6 +168,11 @@ def build_body(req: ChatRequest, *, strict: bool = False) -> JSONDict:
         body["stream_options"] = {"include_usage": True}
     _merge(body, req.extra_body.items())
     return body
+
+
+def api_base(cfg: ProviderConfig) -> str:
+    """The URL requests go under: base_url (a pasted ``.../chat/completions`` taken off)."""
+    return (cfg.base_url or "").strip().rstrip("/").removesuffix(_PATH)
 
 
 def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:

@@ -36,6 +36,7 @@ from ._errors import (
     ConnectError as ConnectError,
     ContextLengthExceededError as ContextLengthExceededError,
     FlexLLMError as FlexLLMError,
+    IncompleteStreamError as IncompleteStreamError,
     InvalidRequestError as InvalidRequestError,
     NotFoundError as NotFoundError,
     OverloadedError as OverloadedError,

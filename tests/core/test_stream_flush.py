@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from flexllm_core import ChatResult, IncompleteStreamError, StreamEnd, TextDelta, ThinkingDelta, ToolCallDelta
+from flexllm_core import (
+    ChatResult,
+    IncompleteStreamError,
+    StreamEnd,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
 from flexllm_core.providers import get_codec
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

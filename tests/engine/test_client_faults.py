@@ -156,6 +156,7 @@ async def test_finish_reason_without_done_is_a_complete_stream() -> None:
     frames = [f for f in stream_frames("openai") if f.strip() != b"data: [DONE]"]
     async with serving("openai", [b"".join(frames)], retry_times=0) as (server, client):
         events = [e async for e in client.chat_completions_stream(MESSAGES, return_events=True)]
+        assert server.stats.replies == 1 and server.stats.requests == 1
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "one two three four five six"
     assert events[-1] == StreamEnd(finish_reason="stop")
 

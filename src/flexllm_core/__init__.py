@@ -27,6 +27,7 @@ from ._checkpoint import (
     ScanResult as ScanResult,
     decode_record as decode_record,
     encode_record as encode_record,
+    record_matches as record_matches,
     scan_checkpoint as scan_checkpoint,
 )
 from ._classify import retry_after_from_headers as retry_after_from_headers

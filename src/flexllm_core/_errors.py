@@ -163,9 +163,20 @@ class IncompleteStreamError(ProviderError):
 
     default_retryable = True
 
-    def __init__(self, message: str, *, partial: ChatResult | None = None,
-                 **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial: ChatResult | None = None,
+        status: int | None = None,
+        error_type: str | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        provider: str | None = None,
+        body: JSONValue = None,
+    ) -> None:
+        super().__init__(message, status=status, error_type=error_type, retryable=retryable,
+                         retry_after=retry_after, provider=provider, body=body)
         self.partial = partial
 
 

@@ -251,3 +251,11 @@ def test_without_a_status_the_body_type_decides() -> None:
     with pytest.raises(BadRequestError):
         get_codec("openai").stream_decoder().feed(
             b'event: error\ndata: {"message": "bad", "type": "invalid_request_error"}\n\n')
+
+
+def test_an_incomplete_stream_error_survives_pickling_without_its_partial() -> None:
+    with pytest.raises(IncompleteStreamError) as info:
+        core.parse_stream("openai", [CUTS["openai"]()])
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert type(copy) is IncompleteStreamError and copy.retryable and copy.provider == "openai"
+    assert str(copy) == str(info.value) and copy.partial is None

@@ -27,6 +27,7 @@ from ._checkpoint import (
     ScanResult as ScanResult,
     decode_record as decode_record,
     encode_record as encode_record,
+    record_matches as record_matches,
     scan_checkpoint as scan_checkpoint,
 )
 from ._classify import retry_after_from_headers as retry_after_from_headers
@@ -36,6 +37,7 @@ from ._errors import (
     ConnectError as ConnectError,
     ContextLengthExceededError as ContextLengthExceededError,
     FlexLLMError as FlexLLMError,
+    IncompleteStreamError as IncompleteStreamError,
     InvalidRequestError as InvalidRequestError,
     NotFoundError as NotFoundError,
     OverloadedError as OverloadedError,

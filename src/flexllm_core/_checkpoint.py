@@ -8,6 +8,10 @@ kilobytes each); a line that does not fit that shape, or that looks like two rec
 together, goes through the full JSON decoder instead. Records are compact JSON with UTF-8
 kept, so ``jq`` reads them line by line. Nothing here knows an API key; there is no field
 that could hold one.
+
+Lines written by the original flexllm (0.17.x) are read too, as records of ours
+(:mod:`flexllm_core._checkpoint_legacy`): an upgrade resumes, it does not pay again. Compare a
+record with a request through :func:`record_matches`, which knows both kinds.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Literal, cast
 
 import attrs
 
+from ._checkpoint_legacy import is_legacy, legacy_fields, record_matches
 from ._errors import UsageError
 from ._json import JSONDict, JSONValue
 
@@ -28,6 +33,7 @@ __all__ = (
     "ScanResult",
     "decode_record",
     "encode_record",
+    "record_matches",
     "scan_checkpoint",
 )
 
@@ -111,6 +117,8 @@ def _opt(obj: JSONDict, name: str, kinds: tuple[type, ...], where: str) -> JSONV
 def _record_from_obj(obj: JSONValue, where: str) -> CheckpointRecord:
     if not isinstance(obj, dict):
         raise CheckpointFormatError(f"{where}: expected a JSON object")
+    if is_legacy(obj):
+        obj = legacy_fields(obj)
     index = obj.get("index")
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise CheckpointFormatError(f"{where}: field 'index' must be an int >= 0, got {index!r}")
@@ -145,7 +153,7 @@ def _record_from_obj(obj: JSONValue, where: str) -> CheckpointRecord:
 
 
 def decode_record(line: bytes | str, *, line_number: int | None = None) -> CheckpointRecord:
-    """Parse one checkpoint line (with or without its newline).
+    """Parse one checkpoint line (with or without its newline), ours or flexllm 0.17.x's.
 
     Raises:
         CheckpointFormatError: the line is not JSON or not a record; the message names the

@@ -96,17 +96,39 @@ def is_context_length_message(message: str) -> bool:
     return any(marker in low for marker in _CONTEXT_MARKERS)
 
 
+def _status_class(status: int | None) -> type[ProviderError] | None:
+    if status is None or status < 400:
+        return None  # an in-band stream error or an error body sent with 2xx
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    return ServerError if status >= 500 else BadRequestError
+
+
+#: Classes for the server's own trouble: a 5xx body may name any of them (an
+#: ``overloaded_error`` sent with 500 is still the server's, and still retryable).
+_SERVER_SIDE = (ServerError, OverloadedError)
+
+
 def _pick_class(status: int | None, error_type: str | None, message: str) -> type[ProviderError]:
-    if error_type and error_type.lower() in _BY_TYPE:
-        cls = _BY_TYPE[error_type.lower()]
-    elif status is not None and status in _BY_STATUS:
-        cls = _BY_STATUS[status]
-    elif status is not None and status >= 500:
-        cls = ServerError
-    elif status is not None and status >= 400:
-        cls = BadRequestError
+    """The HTTP status decides the class; the body's type only refines it.
+
+    A type refines when its class is a subclass of the status's class (400 +
+    ``context_length_exceeded``) or both are the server's trouble (500 + ``overloaded_error``).
+    A body that contradicts its status (401 + ``invalid_request_error``, 429 + ``invalid_argument``)
+    does not win: proxies and gateways rewrite bodies, and the status is what they mean.
+    Without a status (an in-band stream error) the type decides.
+    """
+    by_status = _status_class(status)
+    by_type = _BY_TYPE.get(error_type.lower()) if error_type else None
+    if by_status is None:
+        cls = by_type or ServerError
+    elif by_type is not None and (
+        issubclass(by_type, by_status)
+        or (issubclass(by_type, _SERVER_SIDE) and issubclass(by_status, _SERVER_SIDE))
+    ):
+        cls = by_type
     else:
-        cls = ServerError
+        cls = by_status
     if issubclass(cls, BadRequestError) and is_context_length_message(message):
         return ContextLengthExceededError
     return cls
@@ -123,7 +145,7 @@ def make_provider_error(
 ) -> ProviderError:
     """Build the typed error for a refusal; retryability follows the class."""
     cls = _pick_class(status, error_type, message)
-    if error_type == "insufficient_quota":
+    if error_type == "insufficient_quota" and _status_class(status) in (None, RateLimitError):
         # A 429 for an exhausted quota or billing limit: retrying only burns attempts.
         return RateLimitError(message, status=status, error_type=error_type, retryable=False,
                               retry_after=None, provider=provider, body=body)

@@ -9,7 +9,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._json import JSONValue
+
+if TYPE_CHECKING:  # _types imports _url, which raises UsageError from here
+    from ._types import ChatResult
 
 __all__ = (
     "AuthenticationError",
@@ -17,6 +22,7 @@ __all__ = (
     "ConnectError",
     "ContextLengthExceededError",
     "FlexLLMError",
+    "IncompleteStreamError",
     "InvalidRequestError",
     "NotFoundError",
     "OverloadedError",
@@ -145,8 +151,58 @@ class ServerError(ProviderError):
     default_retryable = True
 
 
+class IncompleteStreamError(ProviderError):
+    """A stream whose body ended cleanly but without the provider's end marker.
+
+    The pieces before the cut were real, but the answer is short: OpenAI-compatible
+    servers send a ``finish_reason`` (and usually ``[DONE]``), Claude ``message_stop``,
+    Gemini a ``finishReason``. A proxy or a crashed upstream that closes the body early
+    must not pass for a finished answer. Retryable: the same request may well complete.
+
+    Attributes:
+        partial: what the stream held up to the cut, assembled (text, thinking, tool
+            calls so far, ``finish_reason`` None unless one came), or None when nothing
+            could be assembled. Not carried when the error is pickled.
+    """
+
+    default_retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial: ChatResult | None = None,
+        status: int | None = None,
+        error_type: str | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+        provider: str | None = None,
+        body: JSONValue = None,
+    ) -> None:
+        super().__init__(message, status=status, error_type=error_type, retryable=retryable,
+                         retry_after=retry_after, provider=provider, body=body)
+        self.partial = partial
+
+
 class ResponseFormatError(FlexLLMError):
-    """A 2xx answer (or stream) that is not what the provider's API promises."""
+    """A 2xx answer (or stream) that is not what the provider's API promises.
+
+    ``retryable`` is True for an answer with nothing in it (``"choices": []``, a Gemini
+    body without candidates or prompt feedback, a Claude message without content or stop
+    reason): gateways send those under load, and the same request usually succeeds.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after: float | None = None
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep ``retryable`` across processes
+        return (_rebuild_format, (type(self), str(self), self.retryable))
+
+
+def _rebuild_format(cls: type[ResponseFormatError], message: str, retryable: bool) -> ResponseFormatError:
+    return cls(message, retryable=retryable)
 
 
 class TransportError(FlexLLMError):

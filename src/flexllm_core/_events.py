@@ -47,9 +47,16 @@ class UsageReport:
 
 @attrs.frozen(kw_only=True)
 class StreamEnd:
-    """The provider said the answer is finished."""
+    """The end of a stream's events.
+
+    ``complete`` is True when the provider said the answer is finished (its end marker
+    came). A body that ended without one gives ``StreamEnd(complete=False)`` as its last
+    event, after the pieces it did carry, and then the stream raises
+    :class:`~flexllm_core.IncompleteStreamError`.
+    """
 
     finish_reason: str | None = None
+    complete: bool = True
 
 
 StreamEvent: TypeAlias = "TextDelta | ThinkingDelta | ToolCallDelta | UsageReport | StreamEnd"

@@ -3,8 +3,8 @@
 Port of the well-tested rules (anthropic-sdk, the original flexllm) without their inline
 ``random()`` / ``time.time()`` (STYLE H2):
 
-* Only errors that say so are retried: a :class:`ProviderError` or :class:`TransportError`
-  whose ``retryable`` is true. Anything else (a bad request, a parse error, a bug, a
+* Only errors that say so are retried: a :class:`ProviderError`, :class:`TransportError`
+  or :class:`ResponseFormatError` (an empty answer) whose ``retryable`` is true. Anything else (a bad request, a parse error, a bug, a
   cancellation) gives up at once.
 * Without a ``retry_after`` hint the delay is exponential with *equal jitter*: half of the
   capped exponential delay is fixed, the other half is scaled by ``jitter``. Equal jitter
@@ -23,7 +23,7 @@ from typing import TypeAlias
 
 import attrs
 
-from ._errors import ProviderError, TransportError, UsageError
+from ._errors import ProviderError, ResponseFormatError, TransportError, UsageError
 
 __all__ = ("GiveUp", "Retry", "RetryDecision", "RetryPolicy", "backoff_delay", "decide_retry")
 
@@ -129,7 +129,7 @@ def backoff_delay(policy: RetryPolicy, attempt: int, *, jitter: float) -> float:
 
 
 def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, (ProviderError, TransportError)):
+    if isinstance(error, (ProviderError, TransportError, ResponseFormatError)):
         return bool(error.retryable)
     return False
 

@@ -62,7 +62,21 @@ def parse_response(
 
 
 def parse_stream(provider: str, chunks: Iterable[bytes | str]) -> ChatResult:
-    """Decode a whole stream (SSE bytes in any split) into one result."""
+    """Decode a whole stream (SSE bytes in any split) into one result.
+
+    A stream is complete when the provider's end marker came: OpenAI-compatible, a
+    ``finish_reason`` or ``[DONE]`` (either one: many servers never send ``[DONE]``);
+    Claude, ``message_stop``; Gemini, a chunk with a ``finishReason`` (or a blocked prompt).
+
+    Raises:
+        IncompleteStreamError: the bytes end without that marker (a saved stream that was
+            cut short). It is raised rather than a result flagged incomplete so that
+            offline parsing keeps the promise of :func:`parse_response`: a returned
+            ChatResult is always a whole answer. What did arrive is in the error's
+            ``partial`` (None when not a single chunk came).
+        ProviderError: the stream carries an in-band error event.
+        ResponseFormatError: the bytes are not the provider's stream format.
+    """
     decoder = get_codec(provider).stream_decoder()
     for chunk in chunks:
         decoder.feed(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)

@@ -337,11 +337,18 @@ def test_error_event_without_event_line_and_without_json() -> None:
         decode([b"event: error\ndata: upstream connect error\n\n"])
 
 
-def test_stream_cut_short_gives_what_arrived() -> None:
+def test_stream_cut_short_raises_with_what_arrived() -> None:
     data = raw("text.sse")
     cut = data.index(b"event: message_delta")
-    events, res = decode([data[:cut]])
-    assert not any(isinstance(e, StreamEnd) for e in events)
+    decoder = claude.stream_decoder()
+    events = decoder.feed(data[:cut]) + decoder.flush()
+    assert [e for e in events if isinstance(e, StreamEnd)] == [StreamEnd(complete=False)]
+    assert events[-1] == StreamEnd(complete=False)
+    with pytest.raises(core.IncompleteStreamError, match="message_stop") as info:
+        decoder.close()
+    assert info.value.retryable
+    res = info.value.partial
+    assert res is not None
     assert res.text == "Hello! Nice to meet you — how can I help? 你好！"
     assert res.finish_reason is None
     assert res.usage == Usage(prompt_tokens=25, completion_tokens=1, total_tokens=26, cached_tokens=0)
@@ -388,12 +395,14 @@ def test_tolerates_deltas_without_start_and_unknown_events() -> None:
         {"type": "message_start", "message": "junk"},
         {"type": "message_delta", "delta": "junk", "usage": None},
         {"type": "some_future_event", "index": 3},
+        {"type": "message_stop"},
     )
     events, res = decode([data])
     assert events == [
         TextDelta(text="Hi"),
         ToolCallDelta(index=0, id="", name=""),
         ToolCallDelta(index=0, arguments='{"a":1}'),
+        StreamEnd(),
     ]
     assert res.text == "Hi"
     assert res.tool_calls == [ToolCall(id="", name="", arguments={"a": 1}, raw_arguments='{"a":1}')]
@@ -427,9 +436,10 @@ def test_text_in_block_start_counts() -> None:
         {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "Hm", "signature": "s1"}},
         {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": "A"}},
         {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "B"}},
+        {"type": "message_stop"},
     )
     events, res = decode([data])
-    assert events == [ThinkingDelta(text="Hm"), TextDelta(text="A"), TextDelta(text="B")]
+    assert events == [ThinkingDelta(text="Hm"), TextDelta(text="A"), TextDelta(text="B"), StreamEnd()]
     assert res.text == "AB"
     assert res.thinking_blocks == [{"type": "thinking", "thinking": "Hm", "signature": "s1"}]
 
@@ -783,9 +793,10 @@ def test_server_tool_use_in_a_stream_is_not_a_tool_call() -> None:
         {"type": "content_block_stop", "index": 0},
         {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
         {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Found."}},
+        {"type": "message_stop"},
     )
     events, res = decode([data])
-    assert events == [TextDelta(text="Found.")]
+    assert events == [TextDelta(text="Found."), StreamEnd()]
     assert res.tool_calls == []
     assert res.data["content"][0]["input"] == {"query": "flexllm"}
 
@@ -856,9 +867,10 @@ def test_a_plain_json_body_instead_of_a_stream() -> None:
         decode([raw("proxy_502.html")])
     decoder = claude.stream_decoder()
     decoder.feed(b"{" + b" " * (1 << 20) + b"}")  # too big to keep: treated as a stream
-    assert decoder.close().text == ""
-    _, empty = decode([b""])
-    assert empty.text == "" and empty.finish_reason is None
+    with pytest.raises(core.IncompleteStreamError):  # ... that never said message_stop
+        decoder.close()
+    with pytest.raises(core.IncompleteStreamError):
+        decode([b""])
 
 
 def test_official_sdk_talks_to_the_server_side() -> None:

@@ -391,8 +391,9 @@ def test_garbage_body_on_the_stream() -> None:
 def test_close_is_idempotent_and_feed_after_close_fails() -> None:
     decoder = GeminiStreamDecoder()
     assert decoder.feed(b"") == []
+    decoder.feed(b'data: {"candidates": [{"finishReason": "STOP"}]}\n\n')
     res = decoder.close()
-    assert res == ChatResult() and decoder.close() is res
+    assert res == ChatResult(finish_reason="stop") and decoder.close() is res
     with pytest.raises(RuntimeError, match="after close"):
         decoder.feed(b"data: {}\n\n")
 

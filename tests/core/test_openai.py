@@ -303,7 +303,6 @@ def test_reasoning_details_only() -> None:
 @pytest.mark.parametrize(
     ("body", "text"),
     [
-        ({"choices": []}, ""),
         ({"choices": ["junk"]}, ""),
         ({"choices": [{"text": "legacy"}]}, "legacy"),
         ({"choices": [{"message": {"content": None}}]}, ""),
@@ -314,7 +313,7 @@ def test_odd_but_valid_bodies(body: dict[str, Any], text: str) -> None:
 
 
 def test_usage_missing_totals_and_junk() -> None:
-    body = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": True,
+    body = {"choices": [{"message": {"content": "x"}}], "usage": {"prompt_tokens": 3, "completion_tokens": True,
                                      "completion_tokens_details": None, "prompt_tokens_details": {"cached_tokens": "x"}}}
     assert openai.parse_response(body).usage == Usage(prompt_tokens=3, completion_tokens=0, total_tokens=3)
 

@@ -17,6 +17,7 @@ from flexllm_core import (
     BadRequestError,
     ChatResult,
     ContextLengthExceededError,
+    IncompleteStreamError,
     ProviderError,
     ResponseFormatError,
     ServerError,
@@ -216,27 +217,28 @@ def test_error_event_type_with_json_data() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "match"),
+    ("data", "match", "error"),
     [
-        (b"data: {not json\n\n", "stream event is not JSON"),
-        (b"data: [1, 2]\n\n", "JSON list, expected an object"),
-        (b"", "ended before any chunk"),
-        (b": only comments\n\ndata: [DONE]\n\n", "ended before any chunk"),
+        (b"data: {not json\n\n", "stream event is not JSON", ResponseFormatError),
+        (b"data: [1, 2]\n\n", "JSON list, expected an object", ResponseFormatError),
+        # Nothing came: cut before the first token, which the engine retries.
+        (b"", "ended before any chunk", IncompleteStreamError),
+        (b": only comments\n\ndata: [DONE]\n\n", "ended before any chunk", IncompleteStreamError),
     ],
 )
-def test_malformed_streams(data: bytes, match: str) -> None:
+def test_malformed_streams(data: bytes, match: str, error: type[Exception]) -> None:
     decoder = openai.stream_decoder()
-    with pytest.raises(ResponseFormatError, match=match):
+    with pytest.raises(error, match=match):
         decoder.feed(data)
         decoder.close()
-    with pytest.raises(ResponseFormatError):  # poisoned
+    with pytest.raises(error):  # poisoned
         decoder.close()
 
 
 def test_html_page_instead_of_a_stream_is_an_error() -> None:
     decoder = openai.stream_decoder()
     decoder.feed((FIXTURES / "error_502.html").read_bytes())
-    with pytest.raises(ResponseFormatError, match="before any chunk"):
+    with pytest.raises(IncompleteStreamError, match="before any chunk"):
         decoder.close()
 
 

@@ -14,6 +14,7 @@ from helpers import error_every_way, feed_every_way, feed_whole, merged
 import flexllm_core as core
 from flexllm_core import (
     BadRequestError,
+    IncompleteStreamError,
     OverloadedError,
     ResponseFormatError,
     ServerError,
@@ -89,8 +90,13 @@ def test_vertex_partial_call_cut_before_its_end_still_adds_up() -> None:
         gemini_chunk([{"functionCall": {"name": "f", "willContinue": True}}]),
         gemini_chunk([{"functionCall": {"partialArgs": [{"jsonPath": "$.a.b", "boolValue": False}], "willContinue": True}}]),
     ])
-    events, res = feed_every_way("gemini", data)
-    assert res.tool_calls[0].arguments == {"a": {"b": False}}
+    # No finishReason: the stream is cut (IncompleteStreamError), and its partial answer
+    # holds the call as far as it came, the same however the bytes were split.
+    err = error_every_way("gemini", data)
+    assert isinstance(err, IncompleteStreamError) and err.retryable
+    assert err.partial.tool_calls[0].arguments == {"a": {"b": False}}
+    decoder = get_codec("gemini").stream_decoder()
+    events = decoder.feed(data) + decoder.flush()
     assert merged(events)[2] == {0: '{"a": {"b": false}}'}
 
 

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from flexllm_core import ChatResult, StreamEnd, TextDelta, ThinkingDelta, ToolCallDelta
+from flexllm_core import (
+    ChatResult,
+    IncompleteStreamError,
+    StreamEnd,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+)
 from flexllm_core.providers import get_codec
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -83,8 +90,13 @@ def test_text_held_back_at_a_possible_tag_is_released_at_the_end(tail: str) -> N
     # No finish_reason (a server cut short): only the end of the body releases the tail.
     delta = {"content": "  " + tail} if tail == " " else {"content": "It is " + tail}
     body = b"data: " + json.dumps({"choices": [{"index": 0, "delta": delta}]}).encode() + b"\n\n"
-    events, result = read("openai", [body])
-    assert streamed_text(events) == result.text
+    with pytest.raises(IncompleteStreamError) as info:
+        read("openai", [body])
+    assert info.value.partial is not None
+    decoder = get_codec("openai").stream_decoder()
+    events = decoder.feed(body) + decoder.flush()
+    assert streamed_text(events) == info.value.partial.text
+    assert events[-1] == StreamEnd(complete=False)
 
 
 @pytest.mark.parametrize(("provider", "name"), [("claude", "text.json"), ("gemini", "vertex_text.json")])

@@ -16,7 +16,14 @@ import anyio
 import pytest
 from anyio.abc import SocketAttribute
 
-from flexllm import ClaudeClient, LLMClient, ServerError, StreamEnd, TextDelta
+from flexllm import (
+    ClaudeClient,
+    IncompleteStreamError,
+    LLMClient,
+    ServerError,
+    StreamEnd,
+    TextDelta,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +68,10 @@ async def test_text_held_at_a_possible_tag_is_released_when_the_body_ends() -> N
     body = sse({"content": "a < b and b <"})  # cut short: no finish_reason, ends in "<"
     async with answering(body, "text/event-stream") as url, \
             LLMClient(base_url=f"{url}/v1", model="m", api_key="k") as client:
-        pieces = [p async for p in client.chat_completions_stream([{"role": "user", "content": "x"}])]
+        pieces: list[str] = []
+        with pytest.raises(IncompleteStreamError):  # after the pieces, all of them
+            async for piece in client.chat_completions_stream([{"role": "user", "content": "x"}]):
+                pieces.append(piece)
         assert "".join(pieces) == "a < b and b <"
 
 

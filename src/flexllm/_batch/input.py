@@ -38,7 +38,7 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from flexllm_core import JSONDict, UsageError, request_hash
+from flexllm_core import JSONDict, UsageError, record_matches
 
 from .._errors import InvalidLineError
 from .types import Prepared
@@ -314,6 +314,6 @@ def verify_inputs(
             if recorded is not None:
                 changed.append(index)
             continue
-        if recorded is not None and request_hash(prepared.request) != recorded:
+        if recorded is not None and not record_matches(recorded, prepared.request):
             changed.append(index)
     return Verified(total=total, changed=tuple(changed))

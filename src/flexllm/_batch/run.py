@@ -42,7 +42,7 @@ from flexllm_core import (
     ScanResult,
     UsageError,
     encode_record,
-    request_hash,
+    record_matches,
 )
 
 from .._cost import CostTracker, Reservation, current_pricing
@@ -366,7 +366,7 @@ class BatchRun:
                     except UsageError as exc:
                         await self._reject(index, exc, records)
                         continue
-                    if request_hash(prepared.request) != recorded:
+                    if not record_matches(recorded, prepared.request):
                         if self._opt.on_changed == "error":
                             self._late_changed.append(index)  # stop sending; raise at the end
                             continue

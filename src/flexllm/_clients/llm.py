@@ -339,6 +339,8 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
         :data:`~flexllm_core.StreamEvent` objects (TextDelta, ThinkingDelta, ToolCallDelta,
         UsageReport, StreamEnd). Leaving the loop early: wrap the call in
         ``contextlib.aclosing`` so the connection is released at once.
+        A body that ends without the provider's end marker raises IncompleteStreamError after
+        its pieces (the last event is then ``StreamEnd(complete=False)``).
         """
         self._check_open()
         req = self.build_request(messages, model=model, stream=True, **kwargs)

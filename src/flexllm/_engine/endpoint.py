@@ -278,8 +278,9 @@ class Endpoint:
         Events come in lists, one per body chunk that completed any (never an empty list):
         one generator step per network read rather than per token. A failure before the
         first event is retried like ``complete``; after it, it is raised (the caller has
-        already seen part of the answer). A stall longer than the timeout between chunks
-        raises RequestTimeout.
+        already seen part of the answer). A body that ends without the provider's end marker
+        is such a failure (the core's IncompleteStreamError). A stall longer than the timeout
+        between chunks raises RequestTimeout.
         """
         if not req.stream:
             req = attrs.evolve(req, stream=True)

@@ -36,6 +36,7 @@ from flexllm_core import (
     GiveUp,
     HealthState,
     ProviderError,
+    ResponseFormatError,
     RetryPolicy,
     TransportError,
     decide_retry,
@@ -54,7 +55,8 @@ log = logging.getLogger("flexllm.pool")
 
 
 def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, (ProviderError, TransportError)) and bool(exc.retryable)
+    return (isinstance(exc, (ProviderError, TransportError, ResponseFormatError))
+            and bool(exc.retryable))
 
 
 class _Route:

@@ -87,4 +87,6 @@ def redact_error(exc: FlexLLMError, secrets: Iterable[str | None]) -> FlexLLMErr
         return exc
     for key in keys:
         text = text.replace(key, "***")
-    return type(exc)(text)
+    copy = type(exc)(text)
+    copy.__dict__.update(exc.__dict__)  # retryable, retry_after: the same decisions follow
+    return copy

@@ -141,6 +141,8 @@ class MockApp:
         self.stats = stats
         self.rng = random.Random(options.seed)
         self._script_pos: dict[str, int] = {}
+        #: ``replies`` entries that were None (served normally), for the script position.
+        self._served_normally = 0
         self._memo: OrderedDict[tuple[str, bytes], _Answer] = OrderedDict()
 
     async def handle(self, request: RawRequest, send: Send) -> bool:
@@ -278,6 +280,17 @@ class MockApp:
             await send(self._error(route.provider, status, msg, keep, retry_after=wait))
             return keep
 
+        pos = self.stats.replies + self._served_normally
+        if pos < len(self.options.replies):
+            reply = self.options.replies[pos]
+            if reply is None:
+                self._served_normally += 1
+            else:
+                self.stats.replies += 1
+                status, body = reply
+                kind = _SSE if answer.body is None and status == 200 else _JSON
+                await send(response_bytes(status, kind, body, keep_alive=keep))
+                return keep
         if answer.body is not None:
             self.stats.completions += 1
             await send(response_bytes(200, _JSON, answer.body, keep_alive=keep))

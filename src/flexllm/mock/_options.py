@@ -114,6 +114,28 @@ def _errors(value: ErrorScript) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple(sorted(pairs, key=lambda p: -len(p[0])))
 
 
+Reply = tuple[int, bytes]
+RepliesLike = Sequence["bytes | str | tuple[int, bytes | str] | None"] | None
+
+
+def _replies(value: RepliesLike) -> tuple[Reply | None, ...]:
+    """Normalise a ``replies`` script: each entry None, a 200 body, or (status, body)."""
+    out: list[Reply | None] = []
+    for i, entry in enumerate(value or ()):
+        if entry is None:
+            out.append(None)
+            continue
+        status, body = entry if isinstance(entry, tuple) else (200, entry)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if (isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599
+                or not isinstance(body, bytes)):
+            raise UsageError(f"replies[{i}]: expected None, a body (bytes or str) or "
+                             f"(status, body), got {entry!r}")
+        out.append((status, body))
+    return tuple(out)
+
+
 def _probability(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise UsageError(f"{attribute.name}: expected a probability in [0, 1], got {value!r}")
@@ -179,6 +201,12 @@ class MockOptions:
     #: chat requests then serves normally (0 inside a script serves one normally); a mapping
     #: ``{"/v1/messages": [529]}`` keeps one script per path prefix.
     errors: tuple[tuple[str, tuple[int, ...]], ...] = attrs.field(default=(), converter=_errors)
+    #: Scripted raw answers, for tests of odd servers (Python API only): the n-th chat
+    #: request that no ``errors`` entry refused gets the n-th entry as is: a body (status
+    #: 200) or ``(status, body)``, sent whole with a Content-Length, as
+    #: ``text/event-stream`` to a stream request and JSON otherwise; None serves normally.
+    #: E.g. ``[b'{"choices": []}', None]``: an empty answer, then a real one.
+    replies: tuple[Reply | None, ...] = attrs.field(default=(), converter=_replies)
     #: Answer length in words: fixed or a range; the length of a given prompt is stable.
     response_length: tuple[int, int] = attrs.field(default=(24, 24), converter=_length)
     #: Number of content pieces a streamed answer is cut into.
@@ -216,6 +244,8 @@ class MockStats:
     completions: int = 0
     #: Of those, streamed.
     streams: int = 0
+    #: Scripted ``replies`` sent.
+    replies: int = 0
     #: Errors injected by ``errors`` / ``error_rate``, per status.
     injected: dict[int, int] = attrs.field(factory=dict)
     #: Requests rejected for a missing or wrong key.

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 
 from .._classify import make_provider_error, retry_after_from_headers
-from .._errors import ProviderError
+from .._errors import ProviderError, ResponseFormatError
 from .._json import JSONDict, JSONValue
 from .._types import ChatResult, ToolCall, Usage
 from ._page import non_json_message
@@ -23,6 +23,7 @@ __all__ = (
     "compact_json",
     "error_from_body",
     "finish_reason",
+    "require_answer",
     "result_from_message",
     "tool_call",
     "usage_from",
@@ -104,6 +105,22 @@ def tool_call(block_id: str, name: str, raw_arguments: str) -> ToolCall:
     return ToolCall(
         id=block_id, name=name, arguments={}, raw_arguments=raw_arguments, arguments_valid=False
     )
+
+
+def require_answer(message: JSONDict) -> JSONDict:
+    """``message``, unless it holds nothing to give: no content block and no stop reason.
+
+    An empty ``content`` with a stop reason is a real answer (the model had nothing to add
+    after a tool result); without either it is a gateway's placeholder.
+
+    Raises:
+        ResponseFormatError: retryable, for such an empty message.
+    """
+    if not message.get("content") and not message.get("stop_reason"):
+        raise ResponseFormatError(
+            f"{PROVIDER}: a 2xx answer with no content blocks and no stop_reason (an empty "
+            "answer, as gateways send under load)", retryable=True)
+    return message
 
 
 def result_from_message(message: JSONDict, *, raw_arguments: dict[int, str] | None = None) -> ChatResult:

@@ -4,7 +4,8 @@ Event sequence (https://docs.anthropic.com/en/docs/build-with-claude/streaming):
 ``message_start``, then per content block ``content_block_start`` / ``content_block_delta``
 (``text_delta``, ``thinking_delta``, ``signature_delta``, ``input_json_delta``) /
 ``content_block_stop``, then ``message_delta`` (stop reason, final usage) and
-``message_stop``; ``ping`` anywhere; ``error`` in-band (e.g. ``overloaded_error``).
+``message_stop``; ``ping`` anywhere; ``error`` in-band (e.g. ``overloaded_error``). A body
+that ends before ``message_stop`` is cut short: :class:`IncompleteStreamError`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 
 import attrs
 
-from .._errors import FlexLLMError, ProviderError, ResponseFormatError
+from .._errors import FlexLLMError, IncompleteStreamError, ProviderError, ResponseFormatError
 from .._events import (
     StreamEnd,
     StreamEvent,
@@ -30,6 +31,7 @@ from ._claude_parse import (
     PROVIDER,
     error_from_body,
     finish_reason,
+    require_answer,
     result_from_message,
     usage_from,
 )
@@ -97,6 +99,11 @@ class ClaudeStreamDecoder:
     #: The body's first bytes, kept until an event arrives: a body with no events at all
     #: may be a plain JSON answer or error (a server or proxy that ignored ``stream``).
     _head: bytearray | None = attrs.field(factory=bytearray)
+    #: ``message_stop`` came (or the body was a whole JSON message): the answer is complete.
+    _stopped: bool = False
+    #: Some call returned events: a cut stream ends them with ``StreamEnd(complete=False)``.
+    _emitted: bool = False
+    _flushed: bool = False
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Consume raw body bytes; return the events they complete."""
@@ -113,6 +120,7 @@ class ClaudeStreamDecoder:
         except (ProviderError, ResponseFormatError):
             if not events:
                 raise
+        self._emitted = self._emitted or bool(events)
         return events  # events before an error come first; the next call raises it
 
     def flush(self) -> list[StreamEvent]:
@@ -120,7 +128,7 @@ class ClaudeStreamDecoder:
         line; a whole JSON answer to a stream request, as events). Later calls return nothing.
         """
         self._check()
-        if self._result is not None:
+        if self._result is not None or self._flushed:
             return []
         events: list[StreamEvent] = []
         try:
@@ -132,19 +140,30 @@ class ClaudeStreamDecoder:
         if self._head:
             self._result = self._run_plain(bytes(self._head))
             return events_of(self._result)
+        if not self._stopped and (self._emitted or events):
+            events.append(StreamEnd(finish_reason=finish_reason(self._message.get("stop_reason")),
+                                    complete=False))
+        self._flushed = True
         return events
 
     def close(self) -> ChatResult:
-        """End of input: the assembled answer. A stream cut before ``message_delta`` gives
-        the text so far with ``finish_reason`` None. Calling it again returns the same result.
+        """End of input: the assembled answer. Calling it again returns the same result.
 
         Raises:
             ProviderError: the body was a JSON error instead of a stream.
+            IncompleteStreamError: the body ended before ``message_stop``; ``partial``
+                holds the answer so far.
             ResponseFormatError: the body held no events and is not a JSON answer.
         """
         self.flush()
         if self._result is None:
-            self._result = self._assemble()
+            result = self._assemble()
+            if not self._stopped:
+                self._error = IncompleteStreamError(
+                    "the stream ended before message_stop: the answer is cut short",
+                    provider=PROVIDER, partial=result)
+                raise self._error
+            self._result = result
         return self._result
 
     def _run_plain(self, body: bytes) -> ChatResult:
@@ -153,7 +172,12 @@ class ClaudeStreamDecoder:
         except ValueError:
             data = None
         if isinstance(data, dict) and data.get("type") == "message":
-            return result_from_message(data)
+            self._stopped = True
+            try:
+                return result_from_message(require_answer(data))
+            except ResponseFormatError as exc:
+                self._error = exc
+                raise
         if isinstance(data, dict) and "error" in data:
             self._error = error_from_body(None, (), data, now=None)
         else:
@@ -215,6 +239,7 @@ class ClaudeStreamDecoder:
             if usage is not None:
                 events.append(UsageReport(usage=usage))
         elif kind == "message_stop":
+            self._stopped = True
             events.append(StreamEnd(finish_reason=finish_reason(self._message.get("stop_reason"))))
         # ping, content_block_stop and event types added later carry nothing we assemble.
 

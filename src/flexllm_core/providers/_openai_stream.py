@@ -3,7 +3,8 @@
 Reference: https://platform.openai.com/docs/api-reference/chat-streaming
 Bytes -> :class:`SSEDecoder` -> one JSON chunk per event -> stream events. Tool calls are
 assembled by ``index`` because parallel calls interleave their argument fragments. Quirks
-handled: ``[DONE]`` missing (the result still comes from :meth:`close`), a usage chunk with
+handled: ``[DONE]`` missing after a ``finish_reason`` (complete: many servers never send
+it), a body that ends with neither (cut short: :class:`IncompleteStreamError`), a usage chunk with
 ``choices: []``, an in-band ``{"error": ...}`` event after a 200 (OpenRouter, vLLM), tool
 call deltas with no ``index`` or several calls reusing index 0 (some gateways), usage
 repeated on every chunk (vLLM ``continuous_usage_stats``).
@@ -15,7 +16,7 @@ import json
 
 import attrs
 
-from .._errors import ResponseFormatError
+from .._errors import IncompleteStreamError, ResponseFormatError
 from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, ToolCallDelta, UsageReport
 from .._json import JSONDict, JSONValue, loads
 from .._sse import SSEDecoder
@@ -70,6 +71,8 @@ class OpenAIStreamDecoder:
     _usage_raw: JSONValue = attrs.field(default=None, init=False)
     _chunks: list[JSONDict] = attrs.field(factory=list, init=False)
     _done: bool = attrs.field(default=False, init=False)
+    #: Some call returned events: a cut stream ends them with ``StreamEnd(complete=False)``.
+    _emitted: bool = attrs.field(default=False, init=False)
     _failed: Exception | None = attrs.field(default=None, init=False)
     _result: ChatResult | None = attrs.field(default=None, init=False)
 
@@ -87,6 +90,7 @@ class OpenAIStreamDecoder:
             self._failed = exc
             if not out:
                 raise
+        self._emitted = self._emitted or bool(out)
         return out  # events before an error come first; the next call raises it
 
     def flush(self) -> list[StreamEvent]:
@@ -106,16 +110,38 @@ class OpenAIStreamDecoder:
         if not self._splitter_done:
             out.extend(self._splitter.close())
             self._splitter_done = True
+            if not self._complete and (self._emitted or out):
+                out.append(StreamEnd(finish_reason=None, complete=False))
+        self._emitted = self._emitted or bool(out)
         return out
 
+    @property
+    def _complete(self) -> bool:
+        """The server said the answer is over: a ``finish_reason`` or ``[DONE]``."""
+        return self._finish is not None or self._done
+
     def close(self) -> ChatResult:
-        """End of the body: return the assembled answer (also when ``[DONE]`` never came)."""
+        """End of the body: return the assembled answer (also when only ``[DONE]`` or only a
+        ``finish_reason`` came: either one marks the end).
+
+        Raises:
+            IncompleteStreamError: the body ended with neither; ``partial`` holds the
+                answer so far (None when not a single chunk came).
+        """
         if self._result is None:
             self.flush()
             if not self._chunks:
-                self._failed = ResponseFormatError("the stream ended before any chunk arrived")
+                self._failed = IncompleteStreamError(
+                    "the stream ended before any chunk arrived", provider="openai")
                 raise self._failed
-            self._result = self._assemble()
+            result = self._assemble()
+            if not self._complete:
+                self._failed = IncompleteStreamError(
+                    f"the stream ended after {len(self._chunks)} chunk(s) with neither a "
+                    "finish_reason nor [DONE]: the answer is cut short",
+                    provider="openai", partial=result)
+                raise self._failed
+            self._result = result
         return self._result
 
     # -- one SSE event ------------------------------------------------------------------

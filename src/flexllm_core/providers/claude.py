@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from .._errors import ProviderError
 from .._json import JSONDict, JSONValue
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
-from ._claude_parse import PROVIDER, error_from_body, result_from_message
+from ._claude_parse import PROVIDER, error_from_body, require_answer, result_from_message
 from ._claude_request import build_body
 from ._claude_server import parse_request, render_error, render_response, render_stream
 from ._claude_stream import ClaudeStreamDecoder
@@ -91,10 +91,11 @@ def parse_response(body: JSONDict) -> ChatResult:
 
     Raises:
         ProviderError: the body is an error (``{"type": "error", ...}``).
+        ResponseFormatError: retryable, for a body with no content blocks and no stop reason.
     """
     if body.get("type") == "error" or ("error" in body and "content" not in body):
         raise parse_error(None, (), body)
-    return result_from_message(body)
+    return result_from_message(require_answer(body))
 
 
 def stream_decoder() -> ClaudeStreamDecoder:

@@ -47,7 +47,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from .._classify import make_provider_error, retry_after_from_headers
-from .._errors import AuthenticationError, ProviderError, ResponseFormatError
+from .._errors import AuthenticationError, IncompleteStreamError, ProviderError, ResponseFormatError
 from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, UsageReport
 from .._json import JSONDict, JSONValue, loads
 from .._sse import SSEDecoder
@@ -109,6 +109,10 @@ def parse_response(body: JSONDict) -> ChatResult:
     model = body.get("modelVersion") if isinstance(body.get("modelVersion"), str) else None
     if not candidates:
         feedback = body.get("promptFeedback")
+        if feedback is None:
+            raise ResponseFormatError(
+                "gemini: a 2xx answer with neither candidates nor promptFeedback (an empty "
+                "answer, as gateways send under load)", retryable=True)
         blocked = isinstance(feedback, dict) and bool(feedback.get("blockReason"))
         reason = feedback.get("blockReason") if blocked and isinstance(feedback, dict) else None
         return ChatResult(finish_reason="content_filter" if blocked else None, usage=usage,
@@ -299,6 +303,9 @@ class GeminiStreamDecoder:
     _calls: CallStream = attrs.field(factory=CallStream)
     _ended: bool = False
     _seen_event: bool = False
+    #: Some call returned events: a cut stream ends them with ``StreamEnd(complete=False)``.
+    _emitted: bool = False
+    _flushed: bool = False
     # Body bytes kept until the first SSE event: a body without any is a JSON array
     # (``alt=sse`` forgotten) or an error list, decoded whole at close().
     _prefix: bytearray = attrs.field(factory=bytearray)
@@ -318,6 +325,7 @@ class GeminiStreamDecoder:
             self._error = exc
             if not events:
                 raise
+        self._emitted = self._emitted or bool(events)
         return events  # events before an error come first; the next call raises it
 
     def flush(self) -> list[StreamEvent]:
@@ -325,7 +333,7 @@ class GeminiStreamDecoder:
         line; a JSON array answer, ``alt=sse`` forgotten). Later calls return nothing."""
         if self._error is not None:
             raise self._error
-        if self._result is not None:
+        if self._result is not None or self._flushed:
             return []
         events: list[StreamEvent] = []
         try:
@@ -339,13 +347,31 @@ class GeminiStreamDecoder:
             self._error = exc
             if not events:
                 raise
-        return events  # after an error, close() raises it
+            return events  # after an error, close() raises it
+        if not self._ended and (self._emitted or events):
+            events.append(StreamEnd(finish_reason=None, complete=False))
+        self._flushed = True
+        return events
 
     def close(self) -> ChatResult:
-        """End of input: return the assembled answer (idempotent)."""
+        """End of input: return the assembled answer (idempotent).
+
+        Raises:
+            IncompleteStreamError: no chunk carried a ``finishReason`` (or a prompt block):
+                the body was cut short; ``partial`` holds the answer so far, if any.
+        """
         if self._result is not None:
             return self._result
         self.flush()
+        if not self._ended:
+            try:
+                partial: ChatResult | None = parse_response(self._assembled())
+            except (ProviderError, ResponseFormatError):
+                partial = None
+            self._error = IncompleteStreamError(
+                "the stream ended without a finishReason: the answer is cut short",
+                provider=NAME, partial=partial)
+            raise self._error
         try:
             self._result = parse_response(self._assembled())
         except (ProviderError, ResponseFormatError) as exc:

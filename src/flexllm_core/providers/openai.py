@@ -222,7 +222,8 @@ def parse_response(body: JSONDict) -> ChatResult:
 
     Raises:
         ProviderError: the body is an error object (some gateways send one with 200).
-        ResponseFormatError: the body has no ``choices`` list.
+        ResponseFormatError: the body has no ``choices`` list; retryable when the list is
+            empty (nothing to give: gateways send it under load).
     """
     if not isinstance(body, dict):
         raise ResponseFormatError(f"response body is a JSON {type(body).__name__}, expected an object")
@@ -231,7 +232,11 @@ def parse_response(body: JSONDict) -> ChatResult:
     choices = body.get("choices")
     if not isinstance(choices, list):
         raise ResponseFormatError("not a chat completion: the body has no 'choices' list")
-    choice = as_dict(choices[0]) if choices else {}
+    if not choices:
+        raise ResponseFormatError(
+            "a 2xx chat completion with \"choices\": [] (an empty answer, as gateways send "
+            "under load)", retryable=True)
+    choice = as_dict(choices[0])
     message = as_dict(choice.get("message"))
     content = message.get("content")
     if isinstance(content, list):

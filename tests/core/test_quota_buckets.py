@@ -237,3 +237,12 @@ def test_grows_by_one_per_clean_window_only_when_used() -> None:
 def test_bad_aimd_settings(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(UsageError, match=match):
         AdaptiveConcurrency(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_margin_leaves_a_share_of_each_limit_unused() -> None:
+    q = QuotaBuckets.per_minute(rpm=100, margin=0.1)
+    assert q.buckets[R].burst == pytest.approx(90) and q.buckets[R].rate == pytest.approx(1.5)
+    q.clamp(LimitSnapshot(limits={T: LimitState(limit=1000, remaining=500)}), 0.0)
+    assert q.buckets[T].burst == pytest.approx(900) and q.available(0.0)[T] == pytest.approx(450)
+    with pytest.raises(UsageError, match="margin"):
+        QuotaBuckets.per_minute(rpm=1, margin=1.0)

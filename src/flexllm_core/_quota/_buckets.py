@@ -82,6 +82,9 @@ class QuotaBuckets:
     learn: bool = True
     #: Window assumed for a learnt limit when the server states none (seconds).
     window: float = MINUTE
+    #: Share of each limit left unused (0.02: pace at 98 %), so the jitter between this
+    #: process's admissions and their arrival at the server does not cost a 429.
+    margin: float = attrs.field(default=0.0)
     #: No new request before this ``now`` (a 429's retry-after); None when not cooling down.
     cooldown_until: float | None = None
     #: Dimensions the user set: a header may lower their limit, never raise it.
@@ -97,14 +100,19 @@ class QuotaBuckets:
         output_tpm: float | None = None,
         window: float = MINUTE,
         learn: bool = True,
+        margin: float = 0.0,
     ) -> QuotaBuckets:
         """Buckets for the limits given (per ``window`` seconds, a minute by default)."""
+        if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
+            raise UsageError(f"margin must be in [0, 1), got {margin!r}")
         given = {Dimension.REQUESTS: _limit("max_rpm", rpm), Dimension.TOKENS: _limit("max_tpm", tpm),
                  Dimension.INPUT_TOKENS: _limit("max_input_tpm", input_tpm),
                  Dimension.OUTPUT_TOKENS: _limit("max_output_tpm", output_tpm)}
         window = _limit("window", window) or MINUTE
-        buckets = {dim: TokenBucket(rate=v / window, burst=v) for dim, v in given.items() if v}
-        return cls(buckets=buckets, learn=learn, window=window, user=set(buckets))
+        keep = 1.0 - margin
+        buckets = {dim: TokenBucket(rate=v * keep / window, burst=v * keep)
+                   for dim, v in given.items() if v}
+        return cls(buckets=buckets, learn=learn, window=window, margin=margin, user=set(buckets))
 
     def reserve(self, now: float, cost: QuotaCost) -> Reservation:
         """Debit ``cost`` from every bucket now; the caller waits ``.wait`` before sending.
@@ -139,21 +147,23 @@ class QuotaBuckets:
     def clamp(self, snapshot: LimitSnapshot, now: float) -> None:
         """Apply what a response said: lower each bucket to the provider's ``remaining``,
         lower (or learn) each limit from its ``limit``."""
+        keep = 1.0 - self.margin
         for dim, state in snapshot.limits.items():
             bucket = self.buckets.get(dim)
+            remaining = None if state.remaining is None else state.remaining * keep
             if state.limit is not None and state.limit > 0:
-                rate = state.limit / (state.window or self.window)
+                limit = state.limit * keep
+                rate = limit / (state.window or self.window)
                 if bucket is None and self.learn:
-                    start = state.limit if state.remaining is None else state.remaining
-                    bucket = self.buckets[dim] = TokenBucket(rate=rate, burst=state.limit,
-                                                             tokens=start, updated=now)
-                elif bucket is not None and (state.limit < bucket.burst or dim not in self._user):
+                    bucket = self.buckets[dim] = TokenBucket(
+                        rate=rate, burst=limit, tokens=limit if remaining is None else remaining,
+                        updated=now)
+                elif bucket is not None and (limit < bucket.burst or dim not in self._user):
                     bucket.available(now)
-                    bucket.rate, bucket.burst = rate, state.limit
+                    bucket.rate, bucket.burst = rate, limit
                     bucket.tokens = min(bucket.tokens, bucket.burst)
-            if (bucket is not None and state.remaining is not None
-                    and bucket.available(now) > state.remaining):
-                bucket.tokens = state.remaining
+            if bucket is not None and remaining is not None and bucket.available(now) > remaining:
+                bucket.tokens = remaining
 
     def cool_down(self, now: float, seconds: float) -> None:
         """Hold every new request back until ``now + seconds`` (never shortens a cooldown)."""

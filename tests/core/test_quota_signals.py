@@ -215,9 +215,12 @@ def test_wait_hint_falls_back_to_the_exhausted_limits_reset() -> None:
     assert snap.wait_hint() == pytest.approx(8.0)
 
 
-def test_empty() -> None:
+def test_empty_and_read_only() -> None:
     assert parse_limits(200, [("content-type", "application/json")]).empty
-    assert not parse_limits(200, OPENAI_OK).empty
+    snap = parse_limits(200, OPENAI_OK)
+    assert not snap.empty
+    with pytest.raises(TypeError):
+        snap.limits[R] = LimitState()  # type: ignore[index]
 
 
 # -- the codecs' server side renders what the parser reads back ---------------------------

@@ -25,6 +25,7 @@ import email.utils
 import enum
 import math
 import re
+import types
 from collections.abc import Iterable, Mapping
 
 import attrs
@@ -86,11 +87,18 @@ class LimitState:
     window: float | None = None
 
 
+def _frozen_mapping(value: Mapping[Dimension, LimitState]) -> Mapping[Dimension, LimitState]:
+    return types.MappingProxyType(dict(value))
+
+
 @attrs.frozen(kw_only=True)
 class LimitSnapshot:
     """Every limit signal of one response: per-dimension states, retry hint, 429 kind."""
 
-    limits: Mapping[Dimension, LimitState] = attrs.field(factory=dict, hash=False)
+    #: Per-dimension states (read-only).
+    limits: Mapping[Dimension, LimitState] = attrs.field(
+        factory=dict, converter=_frozen_mapping, hash=False
+    )
     #: Seconds the server asked to wait (retry-after family, Gemini RetryInfo, message hint).
     retry_after: float | None = None
     #: The kind of a rate-limit refusal; None for an answer that is not one.

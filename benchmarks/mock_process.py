@@ -9,10 +9,12 @@ import sys
 class MockProcess:
     """``run_mock`` on an ephemeral port in a child process; ``base_url`` ends in ``/v1``."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, **options: object) -> None:
+        extra = "".join(f", {name}={value!r}" for name, value in options.items())
         code = (
             "from flexllm.mock import MockOptions, run_mock\n"
-            f"run_mock(MockOptions(port=0, delay={delay!r}), echo=lambda s: print(s, flush=True))\n"
+            f"run_mock(MockOptions(port=0, delay={delay!r}{extra}), "
+            "echo=lambda s: print(s, flush=True))\n"
         )
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None

@@ -30,7 +30,6 @@ from ._checkpoint import (
     record_matches as record_matches,
     scan_checkpoint as scan_checkpoint,
 )
-from ._classify import retry_after_from_headers as retry_after_from_headers
 from ._errors import (
     AuthenticationError as AuthenticationError,
     BadRequestError as BadRequestError,
@@ -69,6 +68,22 @@ from ._pricing import (
     load_pricing as load_pricing,
     normalise_model_name as normalise_model_name,
     parse_openrouter_models as parse_openrouter_models,
+)
+from ._quota import (
+    AdaptiveConcurrency as AdaptiveConcurrency,
+    Dimension as Dimension,
+    LimitSnapshot as LimitSnapshot,
+    LimitState as LimitState,
+    OutputEstimate as OutputEstimate,
+    QuotaBuckets as QuotaBuckets,
+    QuotaCost as QuotaCost,
+    QuotaRule as QuotaRule,
+    RateLimitKind as RateLimitKind,
+    Reservation as Reservation,
+    Ticket as Ticket,
+    parse_duration as parse_duration,
+    parse_limits as parse_limits,
+    retry_after_from_headers as retry_after_from_headers,
 )
 from ._ratelimit import TokenBucket as TokenBucket
 from ._retry import (

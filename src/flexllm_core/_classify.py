@@ -2,13 +2,10 @@
 
 Codecs pull the message and type out of their own error bodies, then call
 :func:`make_provider_error`; the mapping from HTTP status and well-known error types to
-classes, and the parsing of the retry-after family of headers, live here once.
+classes lives here once (the retry-after family of headers is read in :mod:`._quota`).
 """
 
 from __future__ import annotations
-
-import email.utils
-from collections.abc import Iterable
 
 from ._errors import (
     AuthenticationError,
@@ -23,12 +20,7 @@ from ._errors import (
 )
 from ._json import JSONValue
 
-__all__ = (
-    "is_context_length_message",
-    "is_known_error_type",
-    "make_provider_error",
-    "retry_after_from_headers",
-)
+__all__ = ("is_context_length_message", "is_known_error_type", "make_provider_error")
 
 _BY_STATUS: dict[int, type[ProviderError]] = {
     400: BadRequestError,
@@ -157,73 +149,3 @@ def make_provider_error(
         provider=provider,
         body=body,
     )
-
-
-def _lookup(headers: Iterable[tuple[str, str]], name: str) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value.strip()
-    return None
-
-
-def _duration(text: str) -> float | None:
-    """Parse '1.5', '20ms', '6m0s', '1h2m3.5s' (OpenAI's x-ratelimit-reset-* form)."""
-    text = text.strip()
-    try:
-        return max(float(text), 0.0)
-    except ValueError:
-        pass
-    total, number, units = 0.0, "", {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = "ms" if text.startswith("ms", i) else ch
-        if unit not in units or not number:
-            return None
-        try:
-            total += float(number) * units[unit]
-        except ValueError:
-            return None
-        number = ""
-        i += len(unit)
-    return None if number else total
-
-
-def retry_after_from_headers(headers: Iterable[tuple[str, str]], *, now: float | None) -> float | None:
-    """Seconds to wait according to the response headers, or None when they say nothing.
-
-    Precedence: ``retry-after-ms`` (OpenAI/Anthropic), ``Retry-After`` in seconds or as an
-    HTTP date (RFC 9110 §10.2.3; needs ``now`` as a Unix time), then the smallest
-    ``x-ratelimit-reset-*`` duration.
-    """
-    headers = list(headers)
-    ms = _lookup(headers, "retry-after-ms")
-    if ms is not None:
-        try:
-            return max(float(ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = _lookup(headers, "retry-after")
-    if value is not None:
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            pass
-        if now is not None:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None:
-                return max(when.timestamp() - now, 0.0)
-    resets = [
-        d
-        for key, val in headers
-        if key.lower().startswith("x-ratelimit-reset")
-        and (d := _duration(val)) is not None
-    ]
-    return min(resets) if resets else None

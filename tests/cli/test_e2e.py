@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cli_support import FLEXLLM, subprocess_env
 
@@ -205,6 +206,35 @@ def test_mock_command_serves_until_interrupted(dirs: tuple[Path, Path]) -> None:
         assert url is not None and url.startswith("http://127.0.0.1:")
         with LLMClient(base_url=url, api_key="x", model="m") as client:
             assert client.list_models_sync() == ["mock-model"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_mock_command_enforces_a_quota(dirs: tuple[Path, Path]) -> None:
+    home, work = dirs
+    proc = subprocess.Popen([*FLEXLLM, "mock", "-p", "0", "--rpm", "1", "--time-scale", "0.5"],
+                            cwd=work, env=subprocess_env(home), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + TIMEOUT
+        url, quota = None, None
+        while time.monotonic() < deadline and quota is None:
+            line = proc.stdout.readline()
+            if "OpenAI  base_url:" in line:
+                url = line.split("base_url:", 1)[1].strip()
+            if "quota:" in line:
+                quota = line.strip()
+        assert url is not None and quota == "quota: 1 RPM (a minute lasts 120s)"
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        first = httpx.post(f"{url}/chat/completions", json=body, timeout=TIMEOUT)
+        second = httpx.post(f"{url}/chat/completions", json=body, timeout=TIMEOUT)
+        assert first.status_code == 200 and first.headers["x-ratelimit-limit-requests"] == "1"
+        assert second.status_code == 429 and second.json()["error"]["code"] == "rate_limit_exceeded"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=TIMEOUT) == 0
     finally:

@@ -37,6 +37,18 @@ def mock(
         "--require-api-key", help="Answer 401 to requests without a key.")] = False,
     seed: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--seed", help="Seed of the random delays and errors.")] = None,
+    rpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--rpm", min=0.001, help="Requests per minute admitted; more get a 429 in each "
+        "dialect's form (limit headers on every answer).")] = None,
+    tpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--tpm", min=0.001, help="Tokens per minute admitted (OpenAI counts max_tokens).")] = None,
+    input_tpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--input-tpm", min=0.001, help="Input tokens per minute admitted.")] = None,
+    output_tpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--output-tpm", min=0.001, help="Output tokens per minute admitted.")] = None,
+    time_scale: Annotated[float, typer.Option(
+        "--time-scale", min=0.001, help="Run the quota's minute this many times faster "
+        "(10: a minute lasts 6 s).")] = 1.0,
 ) -> None:
     """Run the mock LLM server (OpenAI, Claude and Gemini dialects) until Ctrl+C."""
     from ..mock import MockOptions, run_mock
@@ -45,6 +57,7 @@ def mock(
         host=host, port=port, delay=delay, error_rate=error_rate, error_statuses=error_statuses,
         response_length=response_length, stream_chunks=stream_chunks, chunk_delay=chunk_delay,
         model=model, thinking=thinking, require_api_key=require_api_key, seed=seed,
+        rpm=rpm, tpm=tpm, input_tpm=input_tpm, output_tpm=output_tpm, time_scale=time_scale,
     )
 
     def echo(text: str) -> None:
@@ -67,5 +80,5 @@ def version(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def register(app: typer.Typer) -> None:
     app.command(epilog="Examples:\n\n  flexllm mock\n\n  flexllm mock -p 8080 -d 1-5\n\n"
-                "  flexllm mock --error-rate 0.1")(mock)
+                "  flexllm mock --error-rate 0.1\n\n  flexllm mock --rpm 450 --tpm 24000")(mock)
     app.command(epilog="Examples:\n\n  flexllm version\n\n  flexllm version --json")(version)

@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import anyio
 import attrs
 
-from flexllm_core import JSONDict, get_codec
+from flexllm_core import JSONDict, QuotaCost, get_codec
 
 from ._content import build_result
 from ._http import RawRequest, chunk, response_bytes, response_head
 from ._options import MockOptions, MockStats
+from ._quota import MockQuota
 
 __all__ = ("ROUTES", "MockApp", "Route", "Send")
 
@@ -121,10 +123,12 @@ def _dumps(body: object) -> bytes:
 
 @attrs.frozen
 class _Answer:
-    """A rendered answer: a JSON body, or chunk-encoded SSE frames."""
+    """A rendered answer: a JSON body, or chunk-encoded SSE frames, and its quota cost."""
 
     body: bytes | None
     frames: tuple[bytes, ...]
+    #: What the answer costs under its dialect's rule (the mock knows the output up front).
+    cost: QuotaCost
 
 
 #: Answers kept for repeated identical requests (benchmarks send the same body many times).
@@ -144,6 +148,7 @@ class MockApp:
         #: ``replies`` entries that were None (served normally), for the script position.
         self._served_normally = 0
         self._memo: OrderedDict[tuple[str, bytes], _Answer] = OrderedDict()
+        self.quota = MockQuota(options)
 
     async def handle(self, request: RawRequest, send: Send) -> bool:
         """Answer ``request`` through ``send``; return False if the connection must close."""
@@ -251,11 +256,17 @@ class MockApp:
         result = build_result(
             req, model=model, length=opts.response_length, seed=opts.seed, thinking=opts.thinking
         )
+        usage = result.usage
+        cost = QuotaCost() if usage is None else codec.QUOTA_RULE.charged(
+            usage, codec.QUOTA_RULE.estimate(input_tokens=usage.prompt_tokens,
+                                             max_tokens=req.max_tokens,
+                                             expected_output=usage.completion_tokens))
         if req.stream:
             frames = codec.render_stream(result, model=model, chunks=opts.stream_chunks)
-            answer = _Answer(body=None, frames=tuple(chunk(f) for f in frames))
+            answer = _Answer(body=None, frames=tuple(chunk(f) for f in frames), cost=cost)
         else:
-            answer = _Answer(body=_dumps(codec.render_response(result, model=model)), frames=())
+            answer = _Answer(body=_dumps(codec.render_response(result, model=model)), frames=(),
+                             cost=cost)
         if len(request.body) <= _MEMO_MAX_BODY:
             memo[key] = answer
             if len(memo) > _MEMO_ENTRIES:
@@ -270,6 +281,21 @@ class MockApp:
             self.stats.rejected += 1
             await send(self._error(route.provider, 400, f"invalid request: {exc}", keep))
             return keep
+
+        limit_headers: list[tuple[str, str]] = []
+        if self.quota.enabled:
+            # Admission happens on arrival, before the answer is generated, as providers do.
+            codec = get_codec(route.provider)
+            now = time.monotonic()
+            exceeded = self.quota.admit(now, answer.cost)
+            if exceeded:
+                self.stats.rate_limited += 1
+                snap = self.quota.snapshot(now, answer.cost, exceeded)
+                headers = [*_JSON, *codec.render_limit_headers(snap, now=time.time())]
+                body = _dumps(codec.render_rate_limit(snap, exceeded))
+                await send(response_bytes(429, headers, body, keep_alive=keep))
+                return keep
+            limit_headers = codec.render_limit_headers(self.quota.snapshot(now), now=time.time())
 
         await self._sleep_range(self.options.delay)
         status = self._injected_status(request.path)
@@ -293,13 +319,16 @@ class MockApp:
                 return keep
         if answer.body is not None:
             self.stats.completions += 1
-            await send(response_bytes(200, _JSON, answer.body, keep_alive=keep))
+            headers = [*_JSON, *limit_headers] if limit_headers else _JSON
+            await send(response_bytes(200, headers, answer.body, keep_alive=keep))
             return keep
-        return await self._stream(answer.frames, send, keep)
+        return await self._stream(answer.frames, send, keep, limit_headers)
 
-    async def _stream(self, frames: tuple[bytes, ...], send: Send, keep: bool) -> bool:
+    async def _stream(
+        self, frames: tuple[bytes, ...], send: Send, keep: bool, limit_headers: list[tuple[str, str]]
+    ) -> bool:
         opts = self.options
-        head = response_head(200, _SSE, keep_alive=keep, length=None)
+        head = response_head(200, [*_SSE, *limit_headers], keep_alive=keep, length=None)
         cut = opts.stream_cut_after
         if cut is not None and cut < len(frames):
             # Drop the connection mid-body: a stream cut short.

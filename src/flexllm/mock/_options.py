@@ -179,6 +179,20 @@ def _to_opt_int(value: object) -> int | None:
     return None if value is None else _to_int(value)
 
 
+def _to_opt_float(value: object) -> float | None:
+    return None if value is None else _to_float(value)
+
+
+def _limit(_inst: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is not None and not (value > 0 and value != float("inf")):
+        raise UsageError(f"{attribute.name}: must be a number > 0 (None: no limit), got {value!r}")
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (value > 0 and value != float("inf")):
+        raise UsageError(f"{attribute.name}: must be a finite number > 0, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class MockOptions:
     """How the mock server behaves. All values are validated on construction."""
@@ -223,6 +237,18 @@ class MockOptions:
     model: str | None = None
     #: Always include reasoning, even when the request does not ask for it.
     thinking: bool = False
+    #: Requests per minute the server admits (a continuously refilled bucket); None: no limit.
+    #: Refused requests count too, and get a 429 in each dialect's own form.
+    rpm: float | None = attrs.field(default=None, converter=_to_opt_float, validator=_limit)
+    #: Tokens per minute, counted by each dialect's rule (OpenAI: prompt + max_tokens;
+    #: Claude: prompt + output; Gemini: prompt only).
+    tpm: float | None = attrs.field(default=None, converter=_to_opt_float, validator=_limit)
+    #: Input tokens per minute (Anthropic's ITPM).
+    input_tpm: float | None = attrs.field(default=None, converter=_to_opt_float, validator=_limit)
+    #: Output tokens per minute (Anthropic's OTPM).
+    output_tpm: float | None = attrs.field(default=None, converter=_to_opt_float, validator=_limit)
+    #: How much faster the quota's minute runs: 10 makes it 6 s (durations sent stay real).
+    time_scale: float = attrs.field(default=1.0, converter=_to_float, validator=_positive)
     #: HTTP parser: httptools (C, fast) or h11 (pure Python); "auto" prefers httptools.
     parser: Literal["auto", "httptools", "h11"] = attrs.field(
         default="auto", validator=attrs.validators.in_(("auto", "httptools", "h11"))
@@ -248,6 +274,8 @@ class MockStats:
     replies: int = 0
     #: Errors injected by ``errors`` / ``error_rate``, per status.
     injected: dict[int, int] = attrs.field(factory=dict)
+    #: Requests refused with a 429 by the quota (``rpm``/``tpm``/...).
+    rate_limited: int = 0
     #: Requests rejected for a missing or wrong key.
     unauthorized: int = 0
     #: Requests rejected as malformed (bad JSON, invalid body, unknown path).

@@ -277,8 +277,14 @@ def _banner(server: MockServer) -> str:
         f"  Gemini  base_url: {server.gemini_url}",
         f"  delay {delay}, error rate {o.error_rate:g}, {length} words, "
         f"{o.stream_chunks} stream chunks",
-        "  press Ctrl+C to stop",
     ]
+    quotas = [f"{value:g} {name}" for name, value in (
+        ("RPM", o.rpm), ("TPM", o.tpm), ("input TPM", o.input_tpm), ("output TPM", o.output_tpm))
+        if value is not None]
+    if quotas:
+        scale = f" (a minute lasts {60 / o.time_scale:g}s)" if o.time_scale != 1 else ""
+        lines.append(f"  quota: {', '.join(quotas)}{scale}")
+    lines.append("  press Ctrl+C to stop")
     return "\n".join(lines)
 
 

@@ -6,12 +6,13 @@ this package branches on a provider name: callers ask :func:`get_codec`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Protocol
 
 from .._errors import ProviderError, UsageError
 from .._events import StreamEvent
 from .._json import JSONDict, JSONValue
+from .._quota import Dimension, LimitSnapshot, QuotaRule
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
 from . import claude, gemini, openai
 
@@ -49,6 +50,8 @@ class Codec(Protocol):
     DEFAULT_BASE_URL: str | None
     #: Substrings of a base_url that identify this provider for provider="auto".
     URL_MARKERS: tuple[str, ...]
+    #: How this provider counts a request against its token limits.
+    QUOTA_RULE: QuotaRule
 
     def build_request(self, req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
         """Build URL, auth headers and JSON body. Streaming when ``req.stream``."""
@@ -99,6 +102,16 @@ class Codec(Protocol):
 
     def render_error(self, status: int, message: str) -> JSONDict:
         """Encode an error body as this provider sends it (server side)."""
+        ...
+
+    def render_limit_headers(self, snapshot: LimitSnapshot, *, now: float) -> list[tuple[str, str]]:
+        """This provider's limit headers for ``snapshot`` (``now``: a Unix time, for
+        dialects that send instants); what :func:`flexllm_core.parse_limits` reads back."""
+        ...
+
+    def render_rate_limit(self, snapshot: LimitSnapshot, exceeded: Collection[Dimension]) -> JSONDict:
+        """This provider's 429 body for ``snapshot`` (its kind), naming the ``exceeded``
+        limits (server side)."""
         ...
 
 

@@ -7,13 +7,13 @@ Wire reference: https://docs.anthropic.com/en/api/messages
 
 from __future__ import annotations
 
-import datetime
 import json
 from collections.abc import Iterable
 
-from .._classify import make_provider_error, retry_after_from_headers
+from .._classify import make_provider_error
 from .._errors import ProviderError, ResponseFormatError
 from .._json import JSONDict, JSONValue
+from .._quota import parse_limit_headers, retry_after_from_headers
 from .._types import ChatResult, ToolCall, Usage
 from ._page import non_json_message
 
@@ -213,8 +213,9 @@ def error_from_body(
     else:
         message = _preview(json.dumps(data, ensure_ascii=False, default=str))
     retry_after = retry_after_from_headers(hdrs, now=now)
-    if retry_after is None:
-        retry_after = _ratelimit_reset(hdrs, now)
+    if retry_after is None and now is not None:
+        # Seconds until the exhausted ``anthropic-ratelimit-*`` limits reset (RFC 3339).
+        retry_after = parse_limit_headers(hdrs, now=now).exhausted_reset_after()
     err_obj = make_provider_error(
         status=status,
         message=message,
@@ -235,34 +236,3 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
         if key.lower() == name:
             return value.strip().lower()
     return None
-
-
-def _ratelimit_reset(headers: list[tuple[str, str]], now: float | None) -> float | None:
-    """Seconds until the exhausted ``anthropic-ratelimit-*`` limit resets (RFC 3339 times).
-
-    https://docs.anthropic.com/en/api/rate-limits#response-headers : each limit has
-    ``-remaining`` and ``-reset``; only the limits with nothing remaining matter.
-    """
-    if now is None:
-        return None
-    prefix = "anthropic-ratelimit-"
-    remaining = {
-        k.lower()[len(prefix) : -len("-remaining")]: v.strip()
-        for k, v in headers
-        if k.lower().startswith(prefix) and k.lower().endswith("-remaining")
-    }
-    waits: list[float] = []
-    for key, value in headers:
-        low = key.lower()
-        if not (low.startswith(prefix) and low.endswith("-reset")):
-            continue
-        if remaining.get(low[len(prefix) : -len("-reset")]) != "0":
-            continue
-        try:
-            when = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.timezone.utc)
-        waits.append(max(when.timestamp() - now, 0.0))
-    return max(waits) if waits else None

@@ -20,31 +20,22 @@ Shapes seen in the wild (all handled):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 
-from .._classify import is_known_error_type, make_provider_error, retry_after_from_headers
+from .._classify import is_known_error_type, make_provider_error
 from .._errors import BadRequestError, ContextLengthExceededError, ProviderError
 from .._json import JSONDict, JSONValue
+from .._quota import retry_after_from_headers, retry_after_from_message
 from ._page import non_json_message
 
 __all__ = ("error_from_body", "is_error_body")
 
 NAME = "openai"
 
-# "Please try again in 20s." / "in 1.5s" / "in 120ms" / "in 6m0s" (OpenAI 429 messages).
-_TRY_AGAIN = re.compile(r"try again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.IGNORECASE)
-_UNIT = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # vLLM's wording, which the shared context-length markers do not cover.
 _CONTEXT_WORDS = ("maximum model length", "context_length_exceeded")
 
 
-def _retry_after_from_message(message: str) -> float | None:
-    match = _TRY_AGAIN.search(message)
-    if match is None:
-        return None
-    return sum(float(n) * _SECONDS[u] for n, u in _UNIT.findall(match.group(1)))
 
 
 def _fields(data: JSONValue) -> tuple[str, str | None, JSONValue, str | None]:
@@ -122,7 +113,7 @@ def error_from_body(
     if status is None:
         status, error_type = _in_band(data, code, error_type)
     if retry_after is None:
-        retry_after = _retry_after_from_message(message)
+        retry_after = retry_after_from_message(message)
     error = make_provider_error(
         status=status,
         message=message,

@@ -15,12 +15,14 @@ from urllib.parse import urlsplit
 from .._errors import ProviderError
 from .._json import JSONDict, JSONValue
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
+from ._claude_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
 from ._claude_parse import PROVIDER, error_from_body, require_answer, result_from_message
 from ._claude_request import build_body
 from ._claude_server import parse_request, render_error, render_response, render_stream
 from ._claude_stream import ClaudeStreamDecoder
 
 __all__ = (
+    "QUOTA_RULE",
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
     "NAME",
@@ -33,6 +35,8 @@ __all__ = (
     "parse_response",
     "recognizes",
     "render_error",
+    "render_limit_headers",
+    "render_rate_limit",
     "render_response",
     "render_stream",
     "stream_decoder",

@@ -46,13 +46,15 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from .._classify import make_provider_error, retry_after_from_headers
+from .._classify import make_provider_error
 from .._errors import AuthenticationError, IncompleteStreamError, ProviderError, ResponseFormatError
 from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, UsageReport
 from .._json import JSONDict, JSONValue, loads
+from .._quota import retry_after_from_headers, retry_info_delay
 from .._sse import SSEDecoder
 from .._types import ChatResult, ToolCall, Usage
 from ._gemini_build import api_base, build_request
+from ._gemini_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
 from ._gemini_partial import CallStream
 from ._gemini_serve import parse_request, render_error, render_response, render_stream
 from ._gemini_wire import (
@@ -65,6 +67,7 @@ from ._gemini_wire import (
 from ._page import non_json_message, page_summary
 
 __all__ = (
+    "QUOTA_RULE",
     "DEFAULT_BASE_URL",
     "NAME",
     "URL_MARKERS",
@@ -76,6 +79,8 @@ __all__ = (
     "parse_response",
     "recognizes",
     "render_error",
+    "render_limit_headers",
+    "render_rate_limit",
     "render_response",
     "render_stream",
     "stream_decoder",
@@ -251,7 +256,7 @@ def _error_from_json(status: int | None, data: JSONValue, retry_after: float | N
     else:
         message = f"unrecognised error body: {json.dumps(data, ensure_ascii=False)[:200]}"
     if retry_after is None:
-        retry_after = _retry_delay(details)
+        retry_after = retry_info_delay(details)
     reasons = {d.get("reason") for d in details if isinstance(d, dict)}
     if "API_KEY_INVALID" in reasons:
         # Gemini says 400 INVALID_ARGUMENT for a bad key; the user needs to fix the key.
@@ -259,21 +264,6 @@ def _error_from_json(status: int | None, data: JSONValue, retry_after: float | N
                                    retry_after=retry_after, provider=NAME, body=data)
     return make_provider_error(status=status, message=message, error_type=error_type,
                                retry_after=retry_after, provider=NAME, body=data)
-
-
-def _retry_delay(details: list[JSONValue]) -> float | None:
-    """``google.rpc.RetryInfo.retryDelay``: a Duration, ``"13s"`` in JSON."""
-    for detail in details:
-        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
-            delay = detail.get("retryDelay")
-            if isinstance(delay, str) and delay.endswith("s"):
-                try:
-                    return max(float(delay[:-1]), 0.0)
-                except ValueError:
-                    return None
-            if isinstance(delay, dict):
-                return float(delay.get("seconds", 0)) + float(delay.get("nanos", 0)) / 1e9
-    return None
 
 
 # -- streams ------------------------------------------------------------------------------

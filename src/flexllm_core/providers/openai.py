@@ -48,6 +48,7 @@ from .._json import JSONDict, JSONValue
 from .._thinking import split_think_tags
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig, ThinkingOption, ToolCall
 from ._openai_error import error_from_body, is_error_body
+from ._openai_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
 from ._openai_serve import parse_request, render_error, render_response, render_stream
 from ._openai_stream import OpenAIStreamDecoder
 from ._openai_wire import (
@@ -61,6 +62,7 @@ from ._openai_wire import (
 )
 
 __all__ = (
+    "QUOTA_RULE",
     "DEFAULT_BASE_URL",
     "NAME",
     "URL_MARKERS",
@@ -72,6 +74,8 @@ __all__ = (
     "parse_response",
     "recognizes",
     "render_error",
+    "render_limit_headers",
+    "render_rate_limit",
     "render_response",
     "render_stream",
     "stream_decoder",

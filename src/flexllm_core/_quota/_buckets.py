@@ -1,0 +1,186 @@
+"""Reserve-then-settle quota buckets: requests, tokens, input and output tokens per minute.
+
+Each limit is a continuously refilled bucket (Anthropic documents its limits this way; it
+has no minute boundary to burst across, unlike fixed ``HH:MM`` windows), built on the
+core's :class:`~flexllm_core.TokenBucket`. The driver passes a monotonic ``now``:
+
+1. ``r = q.reserve(now, cost)``: debit the estimate from every bucket at once; sleep
+   ``r.wait``, then sleep ``q.cooldown_remaining(now)`` while it is > 0 (a 429 elsewhere
+   may have started a cooldown meanwhile), then send.
+2. ``q.settle(r, actual, now)``: the real usage is known: refund the overestimate or
+   charge the difference (so the next callers wait for it). ``q.cancel(r)`` if never sent.
+3. ``q.clamp(snapshot, now)`` on every response: the provider's ``remaining`` lowers the
+   local buckets (never raises them), so another process on the same key is felt within
+   one response; limits the user did not set are learnt from the headers.
+4. ``q.cool_down(now, seconds)`` on a 429: one shared pause for every new request.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from .._errors import UsageError
+from .._ratelimit import TokenBucket
+from ._signals import Dimension, LimitSnapshot
+
+__all__ = ("QuotaBuckets", "QuotaCost", "Reservation")
+
+#: The window a limit is counted over when the server does not say: a minute.
+MINUTE = 60.0
+
+
+def _amount(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise UsageError(f"QuotaCost.{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class QuotaCost:
+    """What one request costs (or cost) in each dimension."""
+
+    requests: float = attrs.field(default=1.0, validator=_amount)
+    tokens: float = attrs.field(default=0.0, validator=_amount)
+    input_tokens: float = attrs.field(default=0.0, validator=_amount)
+    output_tokens: float = attrs.field(default=0.0, validator=_amount)
+
+    def get(self, dim: Dimension) -> float:
+        value: float = getattr(self, dim.value)
+        return value
+
+
+@attrs.frozen
+class Reservation:
+    """A debit made by :meth:`QuotaBuckets.reserve`; hand it back to settle or cancel."""
+
+    cost: QuotaCost
+    #: Seconds to wait before sending (the longest of the buckets' waits and the cooldown).
+    wait: float
+    #: Which dimension made the wait (None when nothing did): for "paced by TPM" statistics.
+    limited_by: Dimension | None = None
+    #: True while the wait comes from the shared cooldown rather than a bucket.
+    cooling_down: bool = False
+
+
+def _limit(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0):
+        raise UsageError(f"{name} must be a number > 0 (or None for no limit), got {value!r}")
+    return float(value)
+
+
+@attrs.define
+class QuotaBuckets:
+    """The limits of one scope (an endpoint, or a key shared by several endpoints)."""
+
+    #: One bucket per limited dimension.
+    buckets: dict[Dimension, TokenBucket] = attrs.field(factory=dict)
+    #: Create buckets for limits the user did not set, from the headers' ``limit``.
+    learn: bool = True
+    #: Window assumed for a learnt limit when the server states none (seconds).
+    window: float = MINUTE
+    #: Share of each limit left unused (0.02: pace at 98 %), so the jitter between this
+    #: process's admissions and their arrival at the server does not cost a 429.
+    margin: float = attrs.field(default=0.0)
+    #: No new request before this ``now`` (a 429's retry-after); None when not cooling down.
+    cooldown_until: float | None = None
+    #: Dimensions the user set: a header may lower their limit, never raise it.
+    _user: set[Dimension] = attrs.field(factory=set)
+
+    @classmethod
+    def per_minute(
+        cls,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        input_tpm: float | None = None,
+        output_tpm: float | None = None,
+        window: float = MINUTE,
+        learn: bool = True,
+        margin: float = 0.0,
+    ) -> QuotaBuckets:
+        """Buckets for the limits given (per ``window`` seconds, a minute by default)."""
+        if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
+            raise UsageError(f"margin must be in [0, 1), got {margin!r}")
+        given = {Dimension.REQUESTS: _limit("max_rpm", rpm), Dimension.TOKENS: _limit("max_tpm", tpm),
+                 Dimension.INPUT_TOKENS: _limit("max_input_tpm", input_tpm),
+                 Dimension.OUTPUT_TOKENS: _limit("max_output_tpm", output_tpm)}
+        window = _limit("window", window) or MINUTE
+        keep = 1.0 - margin
+        buckets = {dim: TokenBucket(rate=v * keep / window, burst=v * keep)
+                   for dim, v in given.items() if v}
+        return cls(buckets=buckets, learn=learn, window=window, margin=margin, user=set(buckets))
+
+    def reserve(self, now: float, cost: QuotaCost) -> Reservation:
+        """Debit ``cost`` from every bucket now; the caller waits ``.wait`` before sending.
+
+        Reservations queue in call order (a bucket goes into debt and later callers wait for
+        it), so concurrent callers need no lock-step loop and no busy polling.
+        """
+        wait, limited_by = 0.0, None
+        for dim, bucket in self.buckets.items():
+            w = bucket.acquire(now, cost.get(dim))
+            if w > wait:
+                wait, limited_by = w, dim
+        cooldown = self.cooldown_remaining(now)
+        if cooldown > wait:
+            return Reservation(cost, cooldown, limited_by, cooling_down=True)
+        return Reservation(cost, wait, limited_by)
+
+    def settle(self, reservation: Reservation, actual: QuotaCost, now: float) -> None:
+        """The request's real cost is known: refund what was over-reserved, charge the rest."""
+        for dim, bucket in self.buckets.items():
+            diff = actual.get(dim) - reservation.cost.get(dim)
+            if diff > 0:
+                bucket.acquire(now, diff)
+            elif diff < 0:
+                bucket.release(-diff)
+
+    def cancel(self, reservation: Reservation) -> None:
+        """The request was never sent (a cache hit, a cancellation): give everything back."""
+        for dim, bucket in self.buckets.items():
+            bucket.release(reservation.cost.get(dim))
+
+    def clamp(self, snapshot: LimitSnapshot, now: float) -> None:
+        """Apply what a response said: lower each bucket to the provider's ``remaining``,
+        lower (or learn) each limit from its ``limit``."""
+        keep = 1.0 - self.margin
+        for dim, state in snapshot.limits.items():
+            bucket = self.buckets.get(dim)
+            remaining = None if state.remaining is None else state.remaining * keep
+            if state.limit is not None and state.limit > 0:
+                limit = state.limit * keep
+                rate = limit / (state.window or self.window)
+                if bucket is None and self.learn:
+                    bucket = self.buckets[dim] = TokenBucket(
+                        rate=rate, burst=limit, tokens=limit if remaining is None else remaining,
+                        updated=now)
+                elif bucket is not None and (limit < bucket.burst or dim not in self._user):
+                    bucket.available(now)
+                    bucket.rate, bucket.burst = rate, limit
+                    bucket.tokens = min(bucket.tokens, bucket.burst)
+            if bucket is not None and remaining is not None and bucket.available(now) > remaining:
+                bucket.tokens = remaining
+
+    def cool_down(self, now: float, seconds: float) -> None:
+        """Hold every new request back until ``now + seconds`` (never shortens a cooldown)."""
+        until = now + max(seconds, 0.0)
+        if self.cooldown_until is None or until > self.cooldown_until:
+            self.cooldown_until = until
+
+    def cooldown_remaining(self, now: float) -> float:
+        """Seconds left of the shared cooldown (0 when none)."""
+        if self.cooldown_until is None:
+            return 0.0
+        left = self.cooldown_until - now
+        if left <= 0:
+            self.cooldown_until = None
+            return 0.0
+        return left
+
+    def available(self, now: float) -> dict[Dimension, float]:
+        """What each bucket holds at ``now`` (negative while reservations wait)."""
+        return {dim: bucket.available(now) for dim, bucket in self.buckets.items()}

@@ -195,6 +195,10 @@ class MockOptions:
     model: str | None = None
     #: Always include reasoning, even when the request does not ask for it.
     thinking: bool = False
+    #: Answer 400 to a chat body with a field the codec does not read, as OpenAI does for an
+    #: unknown parameter ("Unrecognized request argument supplied: ..."): proves that no
+    #: client option leaks into a request.
+    strict: bool = False
     #: HTTP parser: httptools (C, fast) or h11 (pure Python); "auto" prefers httptools.
     parser: Literal["auto", "httptools", "h11"] = attrs.field(
         default="auto", validator=attrs.validators.in_(("auto", "httptools", "h11"))

@@ -135,3 +135,10 @@ from ._estimates import (
     estimate_batch_cost as estimate_batch_cost,
     estimate_cost as estimate_cost,
 )
+
+
+def __getattr__(name: str) -> object:
+    """Old (flexllm 0.17) names: the equivalent here, or an AttributeError saying what to use."""
+    from ._compat import resolve_legacy
+
+    return resolve_legacy(name)

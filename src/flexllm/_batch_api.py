@@ -37,6 +37,7 @@ from ._batch_iter import iterate_in_background
 from ._batch_types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
 from ._cache import ResponseCache
 from ._checkpoint_file import Durability
+from ._compat import single_endpoint_params, take_legacy_batch_options
 from ._cost import CostReport, CostTracker
 from ._pricing_store import current_pricing
 
@@ -299,6 +300,7 @@ class BatchMethods:
         params: dict[str, Any],
     ) -> BatchRun:
         self._check_open()
+        params = single_endpoint_params(params)  # 0.17's distribute=: one endpoint, a no-op
         _check_metadata(messages_list, metadata_list)
         model = params.get("model") or self.model
         prepare = make_preparer(self.build_request, metadata_list=metadata_list, params=params)
@@ -363,6 +365,7 @@ class BatchMethods:
                 changed inputs; always before any request is sent for a list or a path.
         """
         start = time.monotonic()
+        messages_list, legacy = take_legacy_batch_options(messages_list, params, iterating=False)
         run = await self._open_batch(
             messages_list, output_jsonl=output_jsonl, show_progress=show_progress,
             track_cost=track_cost, budget=budget, metadata_list=metadata_list,
@@ -391,9 +394,7 @@ class BatchMethods:
 
         # A million results take a while to put in order: not on the event loop.
         results = await anyio.to_thread.run_sync(assemble)
-        if return_cost_report:
-            return results, report
-        return results
+        return legacy.shape(results, report if return_cost_report else None)  # type: ignore[no-any-return]
 
     async def iter_chat_completions_batch(
         self,
@@ -419,6 +420,7 @@ class BatchMethods:
         run and flushes its checkpoint; inside ``contextlib.aclosing(...)`` that happens
         before the next line runs, else as soon as the loop finalises the generator.
         """
+        messages_list, _ = take_legacy_batch_options(messages_list, params, iterating=True)
         run = await self._open_batch(
             messages_list, output_jsonl=output_jsonl, show_progress=show_progress,
             track_cost=track_cost, budget=budget, metadata_list=metadata_list,

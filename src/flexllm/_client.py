@@ -34,6 +34,7 @@ from flexllm_transports import Transport
 
 from ._batch_api import BatchMethods
 from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
+from ._compat import FLEXLLM_OPTIONS, reject_flexllm_options
 from ._config import ClientSettings, resolve_settings
 from ._config_resolve import ConfigMethods
 from ._endpoint import Endpoint, EndpointStatistics, TokenSource
@@ -93,9 +94,10 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
     ) -> None:
         unknown = sorted(set(provider_options) - set(_PROVIDER_OPTIONS))
         if unknown:
+            hints = "".join(f"; {k}: {FLEXLLM_OPTIONS[k]}" for k in unknown if k in FLEXLLM_OPTIONS)
             raise UsageError(
                 f"unknown argument(s) {', '.join(unknown)} for {type(self).__name__}; "
-                f"provider options are {', '.join(_PROVIDER_OPTIONS)}"
+                f"provider options are {', '.join(_PROVIDER_OPTIONS)}{hints}"
             )
         settings = resolve_settings(
             provider=provider,
@@ -204,6 +206,7 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
         Raises:
             UsageError: no model anywhere, or a malformed message/parameter.
         """
+        reject_flexllm_options(extra)  # an option name is never sent as a body field
         defaults = self._request_defaults  # from_config: the entry's system prompt and params
         if defaults is not None:
             messages = defaults.with_system(messages)

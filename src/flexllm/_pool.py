@@ -52,6 +52,7 @@ from ._batch_api import (
 from ._batch_input import BatchInput
 from ._batch_types import BatchItem
 from ._cache import ResponseCache, ResponseCacheConfig, open_response_cache
+from ._compat import reject_flexllm_options
 from ._cost import CostReport
 from ._endpoint import Endpoint
 from ._pool_config import PoolEndpoint, check_defaults, display_url, parse_endpoints
@@ -197,6 +198,7 @@ class LLMClientPool(BatchMethods):
         """
         known = {k: v for k, v in params.items() if k in _REQUEST_PARAMS}
         extra = {k: v for k, v in params.items() if k not in _REQUEST_PARAMS}
+        reject_flexllm_options(extra)  # an option name is never sent as a body field
         body = {**(extra_body or {}), **extra} or None
         return make_request(model=self._model if model is None else model,
                             messages=messages, extra_body=body, **known)

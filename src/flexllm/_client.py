@@ -206,7 +206,6 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
         Raises:
             UsageError: no model anywhere, or a malformed message/parameter.
         """
-        reject_flexllm_options(extra)  # an option name is never sent as a body field
         defaults = self._request_defaults  # from_config: the entry's system prompt and params
         if defaults is not None:
             messages = defaults.with_system(messages)
@@ -219,6 +218,7 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
             response_format = defaults.pick("response_format", response_format)
             tool_choice = defaults.pick("tool_choice", tool_choice)
             extra = defaults.extra(extra)
+        reject_flexllm_options(extra)  # an option name (a call's or a config's) is never sent
         name = model if model is not None else self._settings.model
         if name is None:
             raise UsageError(

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from batch_support import no_blocking  # noqa: F401 - fixture
 
@@ -244,7 +245,8 @@ async def test_folder_processor_over_mllm_client(tmp_path: Path) -> None:
 async def test_an_error_inside_async_with_client_comes_out_as_itself() -> None:
     """0.17's pattern ``try: async with LLMClient(...): ... except LLMHTTPError`` (the
     transport's task group used to wrap the error in an ExceptionGroup on leaving)."""
-    from flexllm import LLMHTTPError  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match="ProviderError"):
+        from flexllm import LLMHTTPError  # type: ignore[attr-defined]
 
     async with MockServer(errors=[0, 400]) as url:
         with pytest.raises(LLMHTTPError) as info:
@@ -256,3 +258,26 @@ async def test_an_error_inside_async_with_client_comes_out_as_itself() -> None:
             async with LLMClient(base_url=url, model=MODEL, api_key="k") as client:
                 await client.chat_completions(MSGS[0])
                 raise KeyError("the caller's own error")
+
+
+async def test_a_0_17_config_key_is_refused_not_sent(tmp_path: Path) -> None:
+    """A model entry's extra keys are request parameters; 0.17's ``vision`` is an option."""
+    server = MockServer(strict=True)
+    async with server as url:
+        config = tmp_path / "flexllm_config.yaml"
+        config.write_text(f"models:\n  - id: m\n    name: {MODEL}\n    base_url: {url}\n"
+                          "    api_key: k\n    vision: true\n    temperature: 0.3\n")
+        client = await anyio.to_thread.run_sync(  # reading the file is blocking
+            lambda: LLMClient.from_config(str(config), model="m"))
+        async with client:
+            with pytest.raises(UsageError, match="vision: a flexllm option"):
+                await client.chat_completions(MSGS[0])
+    assert server.stats.requests == 0
+
+
+async def test_mllm_call_llm_call_options_are_not_request_parameters() -> None:
+    server = MockServer(strict=True)
+    async with server as url, MllmClient(base_url=url, model=MODEL, api_key="k") as client:
+        answers = await client.call_llm(MSGS[:2], timeout=30, use_cache=False, max_tokens=3)
+    assert len(answers) == 2 and all(a is not None and len(a.split()) <= 3 for a in answers)
+    assert server.stats.rejected == 0

@@ -100,6 +100,11 @@ FLEXLLM_OPTIONS: Mapping[str, str] = {
     "cache_dir": "a 0.17 media-cache option: use ResponseCacheConfig(cache_dir=...) for "
                  "the response cache",
     "missing_local_media": "a 0.17 option: MllmClient raises UsageError for a missing file",
+    "vision": "a 0.17 client/config option: MllmClient sends images, LLMClient sends what "
+              "it is given",
+    "video": "a 0.17 client/config option that is not carried",
+    "system": "a config/CLI option: put {'role': 'system', 'content': ...} first in messages",
+    "user_template": "a 0.17 config/CLI option: format the prompt before the call",
     "reasoning_adapter": "a 0.17 reasoning option: pass thinking=",
     "reasoning_capabilities": "a 0.17 reasoning option: pass thinking=",
 }

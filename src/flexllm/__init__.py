@@ -145,3 +145,10 @@ for _name in __all__:
     if getattr(_obj, "__module__", "").startswith("flexllm."):
         setattr(_obj, "__module__", __name__)  # noqa: B010
 del _name, _obj
+
+
+def __getattr__(name: str) -> object:
+    """Old (flexllm 0.17) names: the equivalent here, or an AttributeError saying what to use."""
+    from ._compat import resolve_legacy
+
+    return resolve_legacy(name)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 from ._json import JSONValue
@@ -80,6 +81,20 @@ class ProviderError(FlexLLMError):
         self.retry_after = retry_after
         self.provider = provider
         self.body = body
+
+    @property
+    def status_code(self) -> int | None:
+        """flexllm 0.17's name for :attr:`status` (deprecated)."""
+        warnings.warn("status_code is the flexllm 0.17 spelling; use .status",
+                      DeprecationWarning, stacklevel=2)
+        return self.status
+
+    @property
+    def response_data(self) -> JSONValue:
+        """flexllm 0.17's name for :attr:`body` (deprecated)."""
+        warnings.warn("response_data is the flexllm 0.17 spelling; use .body",
+                      DeprecationWarning, stacklevel=2)
+        return self.body
 
     def __str__(self) -> str:
         where = f"{self.provider} " if self.provider else ""

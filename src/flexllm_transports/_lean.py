@@ -136,8 +136,10 @@ class AnyioTransport:
         try:
             await self.aclose()
         finally:
-            suppress = await task_group.__aexit__(exc_type, exc, tb)
-        return suppress
+            # Not the caller's exception: the task group would wrap it in an ExceptionGroup
+            # (anyio's MyBrokenContextManager); it propagates as itself from here.
+            await task_group.__aexit__(None, None, None)
+        return None
 
     async def aclose(self) -> None:
         """Close idle connections now; connections in use close when their request ends."""

@@ -36,6 +36,7 @@ from .._cost import CostReport, CostTracker, current_pricing
 from .checkpoint import Durability
 from .input import BatchInput, InputLine
 from .iterate import iterate_in_background
+from .legacy import single_endpoint_params, take_legacy_batch_options
 from .run import BatchRun
 from .types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
 
@@ -297,6 +298,7 @@ class BatchMethods:
         params: dict[str, Any],
     ) -> BatchRun:
         self._check_open()
+        params = single_endpoint_params(params)  # 0.17's distribute=: one endpoint, a no-op
         _check_metadata(messages_list, metadata_list)
         model = params.get("model") or self.model
         prepare = make_preparer(self.build_request, metadata_list=metadata_list, params=params)
@@ -361,6 +363,7 @@ class BatchMethods:
                 changed inputs; always before any request is sent for a list or a path.
         """
         start = time.monotonic()
+        messages_list, legacy = take_legacy_batch_options(messages_list, params, iterating=False)
         run = await self._open_batch(
             messages_list, output_jsonl=output_jsonl, show_progress=show_progress,
             track_cost=track_cost, budget=budget, metadata_list=metadata_list,
@@ -389,9 +392,7 @@ class BatchMethods:
 
         # A million results take a while to put in order: not on the event loop.
         results = await anyio.to_thread.run_sync(assemble)
-        if return_cost_report:
-            return results, report
-        return results
+        return legacy.shape(results, report if return_cost_report else None)  # type: ignore[no-any-return]
 
     async def iter_chat_completions_batch(
         self,
@@ -417,6 +418,7 @@ class BatchMethods:
         run and flushes its checkpoint; inside ``contextlib.aclosing(...)`` that happens
         before the next line runs, else as soon as the loop finalises the generator.
         """
+        messages_list, _ = take_legacy_batch_options(messages_list, params, iterating=True)
         run = await self._open_batch(
             messages_list, output_jsonl=output_jsonl, show_progress=show_progress,
             track_cost=track_cost, budget=budget, metadata_list=metadata_list,

@@ -32,7 +32,7 @@ from flexllm_core import (
 )
 from flexllm_transports import Transport
 
-from .._batch import BatchMethods
+from .._batch import FLEXLLM_OPTIONS, BatchMethods, reject_flexllm_options
 from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from .._config import ClientSettings, ConfigMethods, resolve_settings
 from .._engine import (
@@ -97,9 +97,10 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
     ) -> None:
         unknown = sorted(set(provider_options) - set(_PROVIDER_OPTIONS))
         if unknown:
+            hints = "".join(f"; {k}: {FLEXLLM_OPTIONS[k]}" for k in unknown if k in FLEXLLM_OPTIONS)
             raise UsageError(
                 f"unknown argument(s) {', '.join(unknown)} for {type(self).__name__}; "
-                f"provider options are {', '.join(_PROVIDER_OPTIONS)}"
+                f"provider options are {', '.join(_PROVIDER_OPTIONS)}{hints}"
             )
         settings = resolve_settings(
             provider=provider,
@@ -219,6 +220,7 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
             response_format = defaults.pick("response_format", response_format)
             tool_choice = defaults.pick("tool_choice", tool_choice)
             extra = defaults.extra(extra)
+        reject_flexllm_options(extra)  # an option name (a call's or a config's) is never sent
         name = model if model is not None else self._settings.model
         if name is None:
             raise UsageError(

@@ -41,6 +41,8 @@ _BY_EXTENSION = {
     "webp": "image/webp", "bmp": "image/bmp", "tif": "image/tiff", "tiff": "image/tiff",
     "heic": "image/heic", "heif": "image/heif",
 }
+#: chat_completions' own keywords: not request parameters, so not for build_request.
+_CALL_OPTIONS = frozenset({"timeout", "use_cache", "return_usage", "return_raw"})
 _MAX_REDIRECTS = 5
 _FETCH_TIMEOUTS = Timeouts(connect=10.0, read=30.0, total=60.0)
 
@@ -167,7 +169,8 @@ class MllmClient(LLMClient):
         items = [list(m) for m in messages_list]
         for index, messages in enumerate(items):
             await self.check_images(messages, f"messages_list[{index}]")
-            self.build_request(messages, model=model, **kwargs)  # validates, sends nothing
+            params = {k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS}
+            self.build_request(messages, model=model, **params)  # validates, sends nothing
         results: list[str | None] = [None] * len(items)
         next_index = 0
 

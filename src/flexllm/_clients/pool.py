@@ -50,6 +50,7 @@ from .._batch import (
     make_fast_hash,
     make_preparer,
     open_run,
+    reject_flexllm_options,
 )
 from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from .._config import PoolEndpoint, check_defaults, parse_endpoints
@@ -192,6 +193,7 @@ class LLMClientPool(BatchMethods):
         """
         known = {k: v for k, v in params.items() if k in _REQUEST_PARAMS}
         extra = {k: v for k, v in params.items() if k not in _REQUEST_PARAMS}
+        reject_flexllm_options(extra)  # an option name is never sent as a body field
         body = {**(extra_body or {}), **extra} or None
         return make_request(model=self._model if model is None else model,
                             messages=messages, extra_body=body, **known)

@@ -16,6 +16,7 @@ from .file import (
     write_new_config as write_new_config,
 )
 from .pool import (
+    ENDPOINT_FIELDS as ENDPOINT_FIELDS,
     PoolEndpoint as PoolEndpoint,
     check_defaults as check_defaults,
     parse_endpoints as parse_endpoints,

@@ -252,6 +252,9 @@ class MockApp:
             raise ValueError("the request body must be a JSON object")
         req = codec.parse_request(request.path, payload)
         opts = self.options
+        if opts.strict and req.extra_body:
+            unknown = ", ".join(sorted(req.extra_body))
+            raise ValueError(f"Unrecognized request argument supplied: {unknown}")
         model = opts.model or req.model or DEFAULT_MODEL
         result = build_result(
             req, model=model, length=opts.response_length, seed=opts.seed, thinking=opts.thinking

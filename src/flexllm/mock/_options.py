@@ -249,6 +249,10 @@ class MockOptions:
     output_tpm: float | None = attrs.field(default=None, converter=_to_opt_float, validator=_limit)
     #: How much faster the quota's minute runs: 10 makes it 6 s (durations sent stay real).
     time_scale: float = attrs.field(default=1.0, converter=_to_float, validator=_positive)
+    #: Answer 400 to a chat body with a field the codec does not read, as OpenAI does for an
+    #: unknown parameter ("Unrecognized request argument supplied: ..."): proves that no
+    #: client option leaks into a request.
+    strict: bool = False
     #: HTTP parser: httptools (C, fast) or h11 (pure Python); "auto" prefers httptools.
     parser: Literal["auto", "httptools", "h11"] = attrs.field(
         default="auto", validator=attrs.validators.in_(("auto", "httptools", "h11"))

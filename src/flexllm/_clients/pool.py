@@ -38,8 +38,8 @@ from .._batch import BatchInput, BatchItem, BatchResult, BatchSpec, Lane
 from .._cache import ResponseCacheConfig
 from .._config import PoolEndpoint, check_defaults, display_url, parse_endpoints
 from .._cost import CostReport
-from .._engine import Endpoint, PoolRouter, PoolStatistics, vertex_token_source
-from .base import _ClientBase
+from .._engine import Endpoint, PoolRouter, PoolStatistics
+from .base import _ClientBase, vertex_auth
 
 __all__ = ("LLMClientPool",)
 
@@ -125,7 +125,8 @@ class LLMClientPool(_ClientBase):
         self._entries = tuple(entries)
         self._urls = tuple(display_url(e.settings.base_url) for e in entries)
         self._router = PoolRouter(
-            [self._make_endpoint(e, transport, single_attempt=fallback) for e in entries],
+            [self._make_endpoint(e, given.get("api_key"), transport, single_attempt=fallback)
+             for e, given in zip(entries, endpoints, strict=True)],
             models=[e.settings.model or "" for e in entries],
             labels=[f"endpoints[{i}] {url}" for i, url in enumerate(self._urls)],
             balancer=balancer,
@@ -139,10 +140,10 @@ class LLMClientPool(_ClientBase):
         super().__init__(cache)
 
     @staticmethod
-    def _make_endpoint(entry: PoolEndpoint, transport: Transport | None, *,
+    def _make_endpoint(entry: PoolEndpoint, api_key: str | None, transport: Transport | None, *,
                        single_attempt: bool) -> Endpoint:
         s = entry.settings
-        auth = vertex_token_source() if s.use_vertex_ai and s.api_key == "EMPTY" else None
+        auth = vertex_auth(s, explicit_key=api_key)
         retry = RetryPolicy.from_retry_times(0 if single_attempt else s.retry_times,
                                              retry_delay=s.retry_delay)
         return Endpoint(provider=s.provider, config=s.provider_config(), transport=transport,

@@ -14,10 +14,11 @@ its own scope (none spans the caller's code). Either way a timeout surfaces as
 
 from __future__ import annotations
 
+import contextlib
 import math
 import ssl
+from collections.abc import AsyncIterator
 from time import monotonic
-from types import TracebackType
 from typing import Literal
 
 import anyio
@@ -55,7 +56,7 @@ _COALESCE = 64 * 1024
 _STALE = (IncompleteResponse, anyio.BrokenResourceError, OSError)
 
 
-class AnyioTransport:
+class AnyioTransport(anyio.AsyncContextManagerMixin):
     """HTTP/1.1 client on anyio streams with a constant-time per-host keep-alive pool.
 
     Args:
@@ -115,31 +116,31 @@ class AnyioTransport:
         )
 
     # -- lifecycle --
-    async def __aenter__(self) -> AnyioTransport:
-        if self._task_group is not None:
-            raise UsageError("AnyioTransport is already entered")
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        task_group.start_soon(watch_deadlines, self._pool, self._tick)
-        self._task_group = task_group
-        return self
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[AnyioTransport]:
+        """Block mode: one watchdog task closes connections past their deadline.
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        task_group, self._task_group = self._task_group, None
-        assert task_group is not None
-        task_group.cancel_scope.cancel()
-        try:
-            await self.aclose()
-        finally:
-            # Not the caller's exception: the task group would wrap it in an ExceptionGroup
-            # (anyio's MyBrokenContextManager); it propagates as itself from here.
-            await task_group.__aexit__(None, None, None)
-        return None
+        An error of the block's own (the caller's ``KeyError``, an ``AuthenticationError``,
+        Ctrl+C) leaves as itself: it is held while the watchdog's task group closes and raised
+        after it, never wrapped in the group's ``ExceptionGroup``. Cancellation goes through
+        the group as usual (the group's scope is where it is handled).
+        """
+        held: BaseException | None = None
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(watch_deadlines, self._pool, self._tick)
+            self._task_group = task_group
+            try:
+                yield self
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:
+                held = exc
+            finally:
+                self._task_group = None
+                task_group.cancel_scope.cancel()
+                await self.aclose()
+        if held is not None:
+            raise held
 
     async def aclose(self) -> None:
         """Close idle connections now; connections in use close when their request ends."""

@@ -163,3 +163,18 @@ async def test_outer_cancellation_stops_the_server() -> None:
             await anyio.sleep_forever()
     assert scope.cancelled_caught
     assert _refused(port)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("error", [KeyError("mine"), ValueError("bad"), KeyboardInterrupt()])
+async def test_an_error_inside_the_async_block_comes_out_as_itself(error: BaseException) -> None:
+    server = MockServer()
+    with pytest.raises(type(error)) as info:
+        async with server as url:
+            async with httpx.AsyncClient() as http:
+                resp = await http.post(f"{url}/chat/completions", json=BODY)
+            assert resp.status_code == 200
+            raise error
+    assert info.value is error
+    with pytest.raises(RuntimeError, match="not running"):
+        server.port  # noqa: B018 - stopped: the port is released

@@ -568,3 +568,26 @@ async def test_h11_and_httptools_give_identical_responses() -> None:
             assert results["h11"][1].body == b"zipped"
             assert results["h11"][2].status == 404
             assert results["h11"][3].body == b"until close"
+
+
+@pytest.mark.parametrize("error", [KeyError("mine"), UsageError("bad call"), KeyboardInterrupt()])
+async def test_an_error_inside_the_block_comes_out_as_itself(error: BaseException) -> None:
+    """The watchdog's task group never wraps the block's own error in an ExceptionGroup."""
+    async with serve(echo) as server:
+        with pytest.raises(type(error)) as info:
+            async with AnyioTransport() as transport:
+                resp = await transport.send(HttpRequest(method="GET", url=f"{server.url}/"))
+                assert resp.status == 200
+                raise error
+        assert info.value is error
+        again = AnyioTransport()
+        async with again:  # closed cleanly: a new block works on the same loop
+            assert (await again.send(HttpRequest(method="GET", url=f"{server.url}/"))).status == 200
+
+
+async def test_entering_twice_is_refused() -> None:
+    transport = AnyioTransport()
+    async with transport:
+        with pytest.raises(RuntimeError, match="already been entered"):
+            async with transport:
+                pass

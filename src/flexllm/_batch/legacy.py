@@ -24,8 +24,8 @@ from .input import InputLine
 __all__ = (
     "FLEXLLM_OPTIONS",
     "LegacyBatch",
+    "pop_distribute",
     "reject_flexllm_options",
-    "single_endpoint_params",
     "take_legacy_batch_options",
 )
 
@@ -266,15 +266,23 @@ def take_legacy_batch_options(
     return items, LegacyBatch(return_summary=summary)
 
 
-def single_endpoint_params(params: dict[str, Any]) -> dict[str, Any]:
-    """``distribute`` on one endpoint (0.17's LLMClient was a pool): nothing to distribute."""
+def pop_distribute(params: dict[str, Any], *, default: bool | None) -> bool:
+    """Take ``distribute`` out of a batch call's keywords (it is never a request parameter).
+
+    ``default`` is the pool's (True); None means one endpoint (0.17's LLMClient was a pool),
+    where the keyword has nothing to distribute: it is accepted with a DeprecationWarning.
+
+    Raises:
+        UsageError: a value that is not a bool.
+    """
     if "distribute" not in params:
-        return params
-    params = dict(params)
+        return bool(default)
     value = params.pop("distribute")
     if not isinstance(value, bool):
         raise UsageError(f"distribute must be True or False, got {value!r}")
-    warnings.warn("distribute is an LLMClientPool option; LLMClient has one endpoint, so it "
-                  "has no effect: drop it, or use LLMClientPool(endpoints=[...])",
-                  DeprecationWarning, stacklevel=4)
-    return params
+    if default is None:
+        warnings.warn("distribute is an LLMClientPool option; LLMClient has one endpoint, so "
+                      "it has no effect: drop it, or use LLMClientPool(endpoints=[...])",
+                      DeprecationWarning, stacklevel=5)
+        return False
+    return value

@@ -1,4 +1,4 @@
-"""The batch methods of LLMClient (a mixin), and the pieces a pool reuses to offer the same.
+"""From one public batch call to a run: the item preparer, the resume hash, ``open_run``.
 
 Results of ``chat_completions_batch`` come back as a :class:`BatchResult`: a ``list`` in
 input order whose entries are what ``chat_completions`` would return for each item (the
@@ -13,11 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import json.encoder
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -25,7 +22,6 @@ import anyio.to_thread
 from flexllm_core import (
     ChatRequest,
     JSONDict,
-    JSONValue,
     UsageError,
     canonical_request,
     request_hash,
@@ -35,15 +31,10 @@ from .._cache import ResponseCache
 from .._cost import CostReport, CostTracker, current_pricing
 from .checkpoint import Durability
 from .input import BatchInput, InputLine
-from .iterate import iterate_in_background
-from .legacy import single_endpoint_params, take_legacy_batch_options
 from .run import BatchRun
-from .types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
+from .types import BatchItem, BatchOptions, BatchSpec, ItemSource, Lane, Prepared
 
-if TYPE_CHECKING:
-    from .._engine import Endpoint, SyncDriver
-
-__all__ = ("BatchMethods", "BatchResult", "make_fast_hash", "make_preparer", "open_run")
+__all__ = ("BatchResult", "make_fast_hash", "make_preparer", "open_run")
 
 
 class BatchResult(list[Any]):
@@ -225,40 +216,45 @@ def make_fast_hash(build: Callable[..., ChatRequest], params: Mapping[str, Any]
 
 async def open_run(
     items: BatchInput,
-    lanes: Sequence[Lane],
-    prepare: Callable[[object, int], Prepared],
+    spec: BatchSpec,
     *,
+    build: Callable[..., ChatRequest],
+    lanes: Sequence[Lane],
     models: Iterable[str],
-    output_jsonl: str | None,
-    show_progress: bool,
-    track_cost: bool,
-    budget: float | None,
-    fsync_every: int | None,
-    fsync_interval: float | None,
-    on_changed: Literal["error", "rerun"],
     cache: ResponseCache | None,
-    cache_key: Callable[[ChatRequest], str] | None,
-    keep_raw: bool,
+    cache_key: Callable[[ChatRequest], str],
     retries: Callable[[], int] | None,
-    fast_hash: Callable[[object], str | None] | None = None,
 ) -> BatchRun:
-    """Check the options and build a run (not started); shared by the client and the pool."""
+    """Check one batch call's options and build its run (not started).
+
+    Shared by the client and the pool: ``build`` makes a request from an item's messages
+    (the client's ``build_request``), ``lanes`` are where requests go, ``models`` what
+    the batch may be priced at, ``cache`` the client's cache (used when ``spec.use_cache``).
+
+    Raises:
+        UsageError: a ``metadata_list`` that does not fit the input.
+    """
+    _check_metadata(items, spec.metadata_list)
+    prepare = make_preparer(build, metadata_list=spec.metadata_list, params=spec.params)
+    fast_hash = make_fast_hash(build, spec.params) if spec.output_jsonl else None
     pricing = await anyio.to_thread.run_sync(current_pricing)
-    tracker = CostTracker(budget=budget, pricing=pricing,
-                          warn_unknown=track_cost or budget is not None)
+    tracker = CostTracker(budget=spec.budget, pricing=pricing,
+                          warn_unknown=spec.track_cost or spec.budget is not None)
     models = list(models)
     tracker.check_prices(models)
     tracker.reserve_across(models)
+    cache = cache if spec.use_cache else None
+    # BatchRun keeps its own constructor: the spec becomes its options here.
     options = BatchOptions(
-        output_jsonl=output_jsonl,
-        durability=Durability(fsync_every=fsync_every, fsync_interval=fsync_interval),
-        on_changed=on_changed,
+        output_jsonl=spec.output_jsonl,
+        durability=Durability(fsync_every=spec.fsync_every, fsync_interval=spec.fsync_interval),
+        on_changed=spec.on_changed,
         cache=cache,
-        cache_key=cache_key,
+        cache_key=cache_key if cache is not None else None,
         tracker=tracker,
-        track_cost=track_cost,
-        show_progress=show_progress,
-        keep_raw=keep_raw,
+        track_cost=spec.track_cost,
+        show_progress=spec.show_progress,
+        keep_raw=spec.return_raw,
         retries=retries,
         fast_hash=fast_hash,
     )
@@ -273,185 +269,3 @@ def _check_metadata(items: BatchInput, metadata_list: Sequence[JSONDict | None] 
     if isinstance(items, Sequence) and not isinstance(items, str) and len(items) != len(metadata_list):
         raise UsageError(
             f"metadata_list has {len(metadata_list)} entries for {len(items)} items; they must match")
-
-
-class BatchMethods:
-    """``chat_completions_batch``, ``iter_chat_completions_batch`` and the sync form."""
-
-    if TYPE_CHECKING:
-        _endpoint: Endpoint
-        _cache: ResponseCache | None
-        _sync: SyncDriver
-
-        build_request: Callable[..., ChatRequest]
-        cache_key: Callable[[ChatRequest], str]
-        _check_open: Callable[[], None]
-
-        @property
-        def model(self) -> str | None: ...
-
-    async def _open_batch(
-        self, messages_list: BatchInput, *, output_jsonl: str | None, show_progress: bool,
-        track_cost: bool, budget: float | None, metadata_list: Sequence[JSONDict | None] | None,
-        fsync_every: int | None, fsync_interval: float | None,
-        on_changed: Literal["error", "rerun"], use_cache: bool, return_raw: bool,
-        params: dict[str, Any],
-    ) -> BatchRun:
-        self._check_open()
-        params = single_endpoint_params(params)  # 0.17's distribute=: one endpoint, a no-op
-        _check_metadata(messages_list, metadata_list)
-        model = params.get("model") or self.model
-        prepare = make_preparer(self.build_request, metadata_list=metadata_list, params=params)
-        endpoint = self._endpoint
-        base_retries = endpoint.statistics().retries
-        cache = self._cache if use_cache else None
-        return await open_run(
-            messages_list, [endpoint], prepare,
-            models=[model] if isinstance(model, str) else [],
-            output_jsonl=output_jsonl, show_progress=show_progress, track_cost=track_cost,
-            budget=budget, fsync_every=fsync_every, fsync_interval=fsync_interval,
-            on_changed=on_changed, cache=cache,
-            cache_key=self.cache_key if cache is not None else None,
-            keep_raw=return_raw,
-            retries=lambda: endpoint.statistics().retries - base_retries,
-            fast_hash=make_fast_hash(self.build_request, params) if output_jsonl else None,
-        )
-
-    async def chat_completions_batch(
-        self,
-        messages_list: BatchInput,
-        *,
-        output_jsonl: str | None = None,
-        show_progress: bool = True,
-        track_cost: bool = False,
-        return_cost_report: bool = False,
-        budget: float | None = None,
-        metadata_list: Sequence[JSONDict | None] | None = None,
-        fsync_every: int | None = None,
-        fsync_interval: float | None = None,
-        on_changed: Literal["error", "rerun"] = "error",
-        use_cache: bool = True,
-        return_usage: bool = False,
-        return_raw: bool = False,
-        **params: JSONValue,
-    ) -> BatchResult | tuple[BatchResult, CostReport]:
-        """Answer many requests; resumable through ``output_jsonl``.
-
-        Args:
-            messages_list: a list or any (async) iterable of message lists, of
-                ``{"messages": [...], **metadata}`` dicts or of prompt strings; or the path
-                of a JSONL file holding such items (read lazily, off the event loop).
-            output_jsonl: the checkpoint: finished items are appended as JSON lines, and a
-                re-run sends only what is missing or failed.
-            show_progress: draw a progress bar on stderr.
-            track_cost: show the running cost in the progress bar.
-            return_cost_report: return ``(results, CostReport)``.
-            budget: USD hard limit; items that could pass it are not sent.
-            metadata_list: one dict per item, merged into its metadata and its record.
-            fsync_every / fsync_interval: stronger durability (see the README).
-            on_changed: "error" (default) refuses to run when an input no longer matches
-                its checkpoint record; "rerun" sends such items again.
-            use_cache: read and write the client's response cache.
-            return_usage / return_raw: return ChatResults instead of answer texts.
-            **params: generation parameters (model, temperature, max_tokens, tools, ...).
-
-        Returns:
-            A :class:`BatchResult` in input order, or ``(results, report)``.
-
-        Raises:
-            UsageError: bad input or options, a checkpoint locked by another run, or
-                changed inputs; always before any request is sent for a list or a path.
-        """
-        start = time.monotonic()
-        messages_list, legacy = take_legacy_batch_options(messages_list, params, iterating=False)
-        run = await self._open_batch(
-            messages_list, output_jsonl=output_jsonl, show_progress=show_progress,
-            track_cost=track_cost, budget=budget, metadata_list=metadata_list,
-            fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
-            use_cache=use_cache, return_raw=return_raw, params=params)
-        if return_cost_report:
-            run.tracker.warn_unknown = True  # costs were asked for: say which are unknown
-        by_index: dict[int, BatchItem] = {}
-        async with run:
-            async for item in run:
-                by_index[item.index] = item
-        full = return_usage or return_raw or params.get("tools") is not None
-        report = run.tracker.report()
-
-        def assemble() -> BatchResult:
-            # Indices are 0..n-1 when every item came back; sorted() of a million holds the
-            # GIL (and so the event loop) for a while.
-            n = len(by_index)
-            order = range(n) if n == 0 or max(by_index) == n - 1 else sorted(by_index)
-            items = [by_index[i] for i in order]
-            # ``text`` of an item restored from the checkpoint needs no full decode.
-            values = [i.result for i in items] if full else [i.text for i in items]
-            return BatchResult(values, items=items, cost=report,
-                               budget_exceeded=run.budget_exceeded,
-                               elapsed=time.monotonic() - start)
-
-        # A million results take a while to put in order: not on the event loop.
-        results = await anyio.to_thread.run_sync(assemble)
-        return legacy.shape(results, report if return_cost_report else None)  # type: ignore[no-any-return]
-
-    async def iter_chat_completions_batch(
-        self,
-        messages_list: BatchInput,
-        *,
-        output_jsonl: str | None = None,
-        show_progress: bool = False,
-        track_cost: bool = False,
-        budget: float | None = None,
-        metadata_list: Sequence[JSONDict | None] | None = None,
-        fsync_every: int | None = None,
-        fsync_interval: float | None = None,
-        on_changed: Literal["error", "rerun"] = "error",
-        use_cache: bool = True,
-        return_raw: bool = False,
-        **params: JSONValue,
-    ) -> AsyncIterator[BatchItem]:
-        """Yield a :class:`BatchItem` (``.index``, ``.result``/``.error``, ``.metadata``) for
-        each input as it finishes. Items resumed from the checkpoint come too.
-
-        It never runs more than the concurrency ahead of the consumer, and every item it
-        yields is already in ``output_jsonl``. Leaving the loop early (``break``) stops the
-        run and flushes its checkpoint; inside ``contextlib.aclosing(...)`` that happens
-        before the next line runs, else as soon as the loop finalises the generator.
-        """
-        messages_list, _ = take_legacy_batch_options(messages_list, params, iterating=True)
-        run = await self._open_batch(
-            messages_list, output_jsonl=output_jsonl, show_progress=show_progress,
-            track_cost=track_cost, budget=budget, metadata_list=metadata_list,
-            fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
-            use_cache=use_cache, return_raw=return_raw, params=params)
-        async with aclosing(iterate_in_background(run)) as items:
-            async for item in items:
-                yield item
-
-    def chat_completions_batch_sync(
-        self, messages_list: BatchInput, **kwargs: Any
-    ) -> BatchResult | tuple[BatchResult, CostReport]:
-        """:meth:`chat_completions_batch` for synchronous code.
-
-        Ctrl+C cancels the run and waits until the checkpoint is flushed and closed before
-        ``KeyboardInterrupt`` reaches the caller.
-        """
-        self._check_open()
-        finished = threading.Event()
-
-        async def run() -> BatchResult | tuple[BatchResult, CostReport]:
-            try:
-                return await self.chat_completions_batch(messages_list, **kwargs)
-            finally:
-                finished.set()
-
-        self._sync.call(anyio.lowlevel.checkpoint)  # start the loop (and check the thread)
-        portal = self._sync._ensure()
-        future = portal.start_task_soon(run)
-        try:
-            return future.result()
-        except BaseException:
-            if not future.done():
-                future.cancel()  # cancels the run's scope on the loop thread
-                finished.wait(timeout=60.0)
-            raise

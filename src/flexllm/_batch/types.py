@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 import attrs
 
@@ -19,6 +19,7 @@ from .checkpoint import Durability
 __all__ = (
     "BatchItem",
     "BatchOptions",
+    "BatchSpec",
     "ItemSource",
     "Lane",
     "Prepared",
@@ -136,6 +137,48 @@ class BatchOptions:
     clock: Callable[[], float] = time.time
     #: Restored records are read back in groups of this many per thread call.
     restore_chunk: int = 512
+
+
+def _is_bool(inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise UsageError(f"{attr.name} must be True or False, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BatchSpec:
+    """One public batch call's options, checked once when the call is made.
+
+    The clients build it in ``chat_completions_batch`` / ``iter_chat_completions_batch``
+    and hand it to :func:`~flexllm._batch.prepare.open_run`; nothing re-spells the options
+    on the way down. ``params`` are the generation parameters only (model, temperature,
+    tools, extra body fields): never a batch option.
+    """
+
+    #: The checkpoint file (JSON lines, one per finished item); None: no checkpoint.
+    output_jsonl: str | os.PathLike[str] | None = None
+    show_progress: bool = False
+    #: Show the running cost in the progress bar.
+    track_cost: bool = False
+    #: ``chat_completions_batch`` returns ``(results, CostReport)``.
+    return_cost_report: bool = False
+    #: USD hard limit; items that could pass it are not sent.
+    budget: float | None = None
+    #: One dict (or None) per item, merged into its metadata and its record.
+    metadata_list: Sequence[JSONDict | None] | None = None
+    fsync_every: int | None = None
+    fsync_interval: float | None = None
+    on_changed: Literal["error", "rerun"] = attrs.field(default="error", validator=_on_changed)
+    #: Read and write the client's response cache.
+    use_cache: bool = True
+    #: Results are ChatResults rather than answer texts.
+    return_usage: bool = False
+    #: Keep the provider's raw JSON (results are ChatResults).
+    return_raw: bool = False
+    #: Pool only. True: every endpoint pulls from one shared queue up to its own
+    #: concurrency; False: each item goes where the load-balancing strategy sends it.
+    distribute: bool = attrs.field(default=True, validator=_is_bool)
+    #: Generation parameters for every item's request.
+    params: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
 
 
 #: What the runner writes as a record's ``extra`` (besides thinking and tool calls).

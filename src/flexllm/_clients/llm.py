@@ -15,10 +15,10 @@ which type comes back. Errors raise typed exceptions (never a ``None`` answer).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Iterable, Mapping
+import os
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from flexllm_core import (
     ChatRequest,
@@ -26,34 +26,37 @@ from flexllm_core import (
     JSONValue,
     RetryPolicy,
     UsageError,
-    cache_key,
     make_request,
     parse_thoughts,
 )
 from flexllm_transports import Transport
 
-from .._batch import FLEXLLM_OPTIONS, BatchMethods, reject_flexllm_options
-from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
-from .._config import ClientSettings, ConfigMethods, resolve_settings
-from .._engine import (
-    Endpoint,
-    EndpointStatistics,
-    SyncDriver,
-    TokenSource,
-    stream_items,
-    vertex_token_source,
+from .._batch import FLEXLLM_OPTIONS, BatchSpec, Lane, reject_flexllm_options
+from .._cache import ResponseCacheConfig
+from .._config import (
+    ClientSettings,
+    FlexConfig,
+    RequestDefaults,
+    load_config,
+    resolve_model,
+    resolve_settings,
 )
-from .models import ModelListing
+from .._engine import Endpoint, EndpointStatistics, stream_items
+from .._errors import ConfigError
+from .base import _ClientBase, vertex_auth
+from .models import model_ids
 
 __all__ = ("LLMClient",)
 
 log = logging.getLogger("flexllm")
 
+_L = TypeVar("_L", bound="LLMClient")
+
 #: Provider options LLMClient accepts as keyword arguments (each codec reads what it needs).
 _PROVIDER_OPTIONS = ("api_version", "use_vertex_ai", "project_id", "location")
 
 
-class LLMClient(ConfigMethods, BatchMethods, ModelListing):
+class LLMClient(_ClientBase):
     """One model endpoint, any provider, on asyncio or trio.
 
     Args:
@@ -116,8 +119,10 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
             extra_headers=extra_headers,
             **provider_options,
         )
+        super().__init__(cache)
         self._settings = settings
-        self._cache: ResponseCache | None = open_response_cache(cache)
+        #: Set by :meth:`from_config`: the entry's system prompt and parameters.
+        self._request_defaults: RequestDefaults | None = None
         self._endpoint = Endpoint(
             provider=settings.provider,
             config=settings.provider_config(),
@@ -127,16 +132,36 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
             max_qps=settings.max_qps,
             retry=RetryPolicy.from_retry_times(settings.retry_times, retry_delay=settings.retry_delay),
             timeout=settings.timeout,
-            auth=self._token_source(settings, explicit_key=api_key is not None),
+            auth=vertex_auth(settings, explicit_key=api_key),
         )
-        self._sync = SyncDriver()
-        self._closed = False
 
-    def _token_source(self, settings: ClientSettings, *, explicit_key: bool) -> TokenSource | None:
-        """A bearer-token source for Vertex AI; None when the key is used as given."""
-        if not settings.use_vertex_ai or explicit_key:
-            return None
-        return vertex_token_source()
+    @classmethod
+    def from_config(cls: type[_L], config: str | os.PathLike[str] | FlexConfig | None = None, *,
+                    model: str | None = None, **overrides: Any) -> _L:
+        """A client for a configured model, resolved like the CLI resolves ``-m``.
+
+        Args:
+            config: a config path, a loaded :class:`FlexConfig`, or None for the search
+                order (``$FLEXLLM_CONFIG``, ``./flexllm_config.yaml``, ``~/.flexllm/config.yaml``).
+            model: an entry's id or name (or a raw model name); None: env, then ``default``.
+            **overrides: constructor arguments that win over the file and the environment
+                (``base_url``, ``api_key``, ``cache``, ``concurrency_limit``, ...).
+
+        Raises:
+            ConfigError: the file is missing or invalid, or the model needs an unset variable.
+        """
+        cfg = config if isinstance(config, FlexConfig) else load_config(config)
+        resolved = resolve_model(cfg, model=model, base_url=overrides.pop("base_url", None),
+                                 api_key=overrides.pop("api_key", None),
+                                 provider=overrides.get("provider"))
+        if resolved.endpoints:
+            raise ConfigError(f"{cfg.path}: {resolved.entry.where if resolved.entry else 'models'}"
+                              ".endpoints: expected one endpoint for LLMClient; use LLMClientPool")
+        kwargs = resolved.client_kwargs()
+        kwargs.update(overrides)
+        client = cls(**kwargs)
+        client._request_defaults = resolved.defaults()
+        return client
 
     def __repr__(self) -> str:
         s = self._settings
@@ -169,19 +194,40 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
         """The request engine (shared with batches and pools)."""
         return self._endpoint
 
-    @property
-    def cache(self) -> ResponseCache | None:
-        return self._cache
-
     def statistics(self) -> EndpointStatistics:
         """Requests, errors, retries, in-flight count and latency of this client."""
         return self._endpoint.statistics()
 
-    # -- requests ----------------------------------------------------------------------
+    # -- the base's hooks -----------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise UsageError(f"this {type(self).__name__} is closed")
+    def _endpoints(self) -> Sequence[Endpoint]:
+        return (self._endpoint,)
+
+    def _cache_scope(self) -> tuple[str, str]:
+        return self._settings.provider, self._settings.base_url
+
+    async def _send(self, req: ChatRequest, *, timeout: float | None) -> ChatResult:
+        return await self._endpoint.complete(req, timeout=timeout)
+
+    async def _stream(self, req: ChatRequest, *, return_events: bool,
+                      timeout: float | None) -> AsyncGenerator[Any, None]:
+        # aclosing: closing this generator closes the endpoint's stream (and its slot) now.
+        async with aclosing(self._endpoint.stream(req, timeout=timeout)) as steps:
+            async for step in steps:
+                for item in stream_items(step, return_events):
+                    yield item
+
+    def _lanes(self, spec: BatchSpec) -> Sequence[Lane]:
+        return (self._endpoint,)
+
+    def _batch_models(self, spec: BatchSpec) -> list[str]:
+        model = spec.params.get("model") or self.model
+        return [model] if isinstance(model, str) else []
+
+    def _retries(self) -> int:
+        return self._endpoint.statistics().retries
+
+    # -- requests ----------------------------------------------------------------------
 
     def build_request(
         self,
@@ -246,31 +292,6 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
             extra_body=body,
         )
 
-    def cache_key(self, req: ChatRequest) -> str:
-        """The response-cache key of ``req`` on this endpoint (never includes the key)."""
-        return cache_key(self._settings.provider, self._settings.base_url, req)
-
-    async def complete(
-        self, req: ChatRequest, *, use_cache: bool = True, timeout: float | None = None
-    ) -> ChatResult:
-        """Answer a prepared request, through the cache when one is configured.
-
-        INTEGRATION POINT (cache): the only place single calls read and write the response
-        cache; only successful answers are stored.
-        """
-        self._check_open()
-        cache = self._cache if use_cache else None
-        key = None
-        if cache is not None:
-            key = self.cache_key(req)
-            hit = await cache.get(key)
-            if hit is not None:
-                return hit
-        result = await self._endpoint.complete(req, timeout=timeout)
-        if cache is not None and key is not None:
-            await cache.set(key, result)
-        return result
-
     async def chat_completions(
         self,
         messages: Iterable[Mapping[str, JSONValue]],
@@ -309,110 +330,31 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
             temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop,
             response_format=response_format, seed=seed, extra_body=extra_body, **extra,
         )
-        if return_raw and self._cache is not None:
-            result = await self._endpoint.complete(req, timeout=timeout)
-            if use_cache:
-                await self._cache.set(self.cache_key(req), result)
-        else:
-            result = await self.complete(req, use_cache=use_cache, timeout=timeout)
-        if return_usage or return_raw or req.tools is not None:
-            return result
-        return result.text
-
-    def chat_completions_sync(
-        self, messages: Iterable[Mapping[str, JSONValue]], **kwargs: Any
-    ) -> str | ChatResult:
-        """:meth:`chat_completions` for synchronous code (also inside a running loop)."""
-        self._check_open()
-        return self._sync.call(self.chat_completions, messages, **kwargs)
-
-    async def chat_completions_stream(
-        self,
-        messages: Iterable[Mapping[str, JSONValue]],
-        *,
-        return_events: bool = False,
-        model: str | None = None,
-        timeout: float | None = None,
-        **kwargs: Any,
-    ) -> AsyncGenerator[Any, None]:
-        """Stream one answer: text pieces, or every event with ``return_events=True``.
-
-        Text pieces exclude reasoning. With ``return_events`` the items are the core's
-        :data:`~flexllm_core.StreamEvent` objects (TextDelta, ThinkingDelta, ToolCallDelta,
-        UsageReport, StreamEnd). Leaving the loop early: wrap the call in
-        ``contextlib.aclosing`` so the connection is released at once.
-        A body that ends without the provider's end marker raises IncompleteStreamError after
-        its pieces (the last event is then ``StreamEnd(complete=False)``).
-        """
-        self._check_open()
-        req = self.build_request(messages, model=model, stream=True, **kwargs)
-        # aclosing: when our caller closes this generator, the endpoint's stream (and its
-        # connection and slot) is closed right away, not whenever it is garbage collected.
-        async with aclosing(self._endpoint.stream(req, timeout=timeout)) as steps:
-            async for step in steps:
-                for item in stream_items(step, return_events):
-                    yield item
+        return await self._answer(req, return_usage=return_usage, return_raw=return_raw,
+                                  use_cache=use_cache, timeout=timeout)
 
     @staticmethod
     def parse_thoughts(data: JSONValue) -> dict[str, str]:
         """Split reasoning from answer: ``{"thought": ..., "answer": ...}`` for any provider."""
         return parse_thoughts(data)
 
-    # -- lifetime ----------------------------------------------------------------------
+    # -- models --------------------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        """Close connections and the sync loop. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._endpoint.aclose()
-        if self._sync.running:
-            import anyio.to_thread
+    async def list_models(self, *, timeout: float | None = 10.0) -> list[str]:
+        """Model ids served at ``{base_url}/models`` (OpenAI, Claude and Gemini shapes).
 
-            await anyio.to_thread.run_sync(self._sync.close, self._endpoint.aclose)
-        if self._cache is not None:
-            await self._cache.aclose()
-
-    def close(self) -> None:
-        """Close from synchronous code (connections, the sync loop, the cache)."""
-        if self._closed:
-            return
-        self._closed = True
-
-        async def cleanup() -> None:
-            await self._endpoint.aclose()
-            if self._cache is not None:
-                await self._cache.aclose()
-
-        if self._sync.running or self._cache is not None:
-            # The cleanup runs on the sync loop (started for it if need be), so close()
-            # works the same from a script and from inside a running event loop.
-            self._sync.call(_noop)
-            self._sync.close(cleanup)
-
-    async def __aenter__(self) -> LLMClient:
-        """Open the client for a block; its transport runs in block mode (faster)."""
+        Raises:
+            ProviderError: the endpoint refused (e.g. 401, or 404 when it has no such list).
+        """
         self._check_open()
-        await self._endpoint.__aenter__()
-        return self
+        resp = await self._endpoint.get("models", timeout=timeout)
+        if resp.status >= 400:
+            raise self._endpoint.classify(resp)
+        return model_ids(resp.body)
 
-    async def __aexit__(
-        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            await self._endpoint.__aexit__(et, exc, tb)
-        finally:
-            await self.aclose()
-
-    def __enter__(self) -> LLMClient:
+    def list_models_sync(self, *, timeout: float | None = 10.0) -> list[str]:
+        """:meth:`list_models` for synchronous code."""
         self._check_open()
-        return self
+        return self._sync.call(self.list_models, timeout=timeout)
 
-    def __exit__(
-        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-async def _noop() -> None:
-    return None
+    models_sync = list_models_sync

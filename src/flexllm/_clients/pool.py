@@ -17,25 +17,19 @@ own ``retry_times`` retries.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from types import TracebackType
-from typing import Any, Literal
-
-import anyio
+from typing import Any, cast
 
 from flexllm_core import (
     Balancer,
     BalanceStrategy,
     ChatRequest,
     ChatResult,
-    JSONDict,
     JSONValue,
     RetryPolicy,
     UsageError,
-    cache_key,
     make_request,
 )
 from flexllm_transports import Transport
@@ -43,28 +37,28 @@ from flexllm_transports import Transport
 from .._batch import (
     BatchInput,
     BatchItem,
-    BatchMethods,
     BatchResult,
-    BatchRun,
-    _check_metadata,
-    make_fast_hash,
-    make_preparer,
-    open_run,
+    BatchSpec,
+    Lane,
+    pop_distribute,
     reject_flexllm_options,
 )
-from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
+from .._cache import ResponseCacheConfig
 from .._config import PoolEndpoint, check_defaults, parse_endpoints
 from .._cost import CostReport
-from .._engine import Endpoint, PoolRouter, PoolStatistics, SyncDriver, vertex_token_source
+from .._engine import Endpoint, PoolRouter, PoolStatistics
+from .base import _ClientBase, vertex_auth
 
 __all__ = ("LLMClientPool",)
 
+#: The client's batch signatures: a pool call's options are bound by them (same names,
+#: same defaults), so the pool never spells the options out again.
 #: Generation parameters make_request takes by name; any other keyword goes into the body.
 _REQUEST_PARAMS = frozenset(inspect.signature(make_request).parameters) - {
     "model", "messages", "extra_body"}
 
 
-class LLMClientPool(BatchMethods):
+class LLMClientPool(_ClientBase):
     """Several endpoints serving one model, as one client.
 
     Args:
@@ -122,29 +116,25 @@ class LLMClientPool(BatchMethods):
         self._entries = tuple(entries)
         self._urls = tuple(e.settings.shown_url for e in entries)
         self._router = PoolRouter(
-            [self._make_endpoint(e, transport, single_attempt=fallback) for e in entries],
+            [self._make_endpoint(e, given.get("api_key"), transport, single_attempt=fallback)
+             for e, given in zip(entries, endpoints, strict=True)],
             models=[e.settings.model or "" for e in entries],
             labels=[f"endpoints[{i}] {url}" for i, url in enumerate(self._urls)],
             balancer=balancer,
             policy=RetryPolicy.from_retry_times(retry_times, retry_delay=retry_delay),
             fallback=fallback)
         self._model: str = entries[0].settings.model or ""
-        self._cache_scope = (
+        self._cache_scope_of = (
             "+".join(sorted({e.settings.provider for e in entries})),
             "|".join(sorted({e.settings.base_url for e in entries})),
         )
-        self._cache: ResponseCache | None = open_response_cache(cache)
-        self._sync = SyncDriver()
-        self._closed = False
-        self._stack: contextlib.AsyncExitStack | None = None
+        super().__init__(cache)
 
     @staticmethod
-    def _make_endpoint(entry: PoolEndpoint, transport: Transport | None, *,
+    def _make_endpoint(entry: PoolEndpoint, api_key: str | None, transport: Transport | None, *,
                        single_attempt: bool) -> Endpoint:
         s = entry.settings
-        auth = None
-        if s.use_vertex_ai and s.api_key == "EMPTY":
-            auth = vertex_token_source()
+        auth = vertex_auth(s, explicit_key=api_key)
         retry = RetryPolicy.from_retry_times(0 if single_attempt else s.retry_times,
                                              retry_delay=s.retry_delay)
         return Endpoint(provider=s.provider, config=s.provider_config(), transport=transport,
@@ -167,19 +157,41 @@ class LLMClientPool(BatchMethods):
         """The request engines, one per entry (in order)."""
         return self._router.endpoints
 
-    @property
-    def cache(self) -> ResponseCache | None:
-        return self._cache
-
     def statistics(self) -> PoolStatistics:
         """Per endpoint: requests, errors, latency, in flight, health."""
         return self._router.statistics(self._urls)
 
-    # -- routing -------------------------------------------------------------------------
+    # -- the base's hooks -----------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise UsageError("this LLMClientPool is closed")
+    def _endpoints(self) -> Sequence[Endpoint]:
+        return self._router.endpoints
+
+    def _cache_scope(self) -> tuple[str, str]:
+        # Any endpoint's answer serves: the scope is every provider and base_url together.
+        return self._cache_scope_of
+
+    async def _send(self, req: ChatRequest, *, timeout: float | None) -> ChatResult:
+        return await self._router.complete(req, timeout=timeout)
+
+    def _stream(self, req: ChatRequest, *, return_events: bool,
+                timeout: float | None) -> AsyncGenerator[Any, None]:
+        return self._router.stream(req, return_events=return_events, timeout=timeout)
+
+    def _take_distribute(self, params: dict[str, Any]) -> bool:
+        return pop_distribute(params, default=True)
+
+    def _lanes(self, spec: BatchSpec) -> Sequence[Lane]:
+        return self._router.lanes(distribute=spec.distribute)
+
+    def _batch_models(self, spec: BatchSpec) -> list[str]:
+        explicit = spec.params.get("model")
+        models = ({explicit} if isinstance(explicit, str)
+                  else {e.settings.model or "" for e in self._entries})
+        return sorted(models)
+
+    def _retries(self) -> int:
+        r = self._router
+        return r.retries + sum(ep.statistics().retries for ep in r.endpoints)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -198,11 +210,6 @@ class LLMClientPool(BatchMethods):
         return make_request(model=self._model if model is None else model,
                             messages=messages, extra_body=body, **known)
 
-    def cache_key(self, req: ChatRequest) -> str:
-        """The pool's response-cache key (any endpoint's answer serves; never the key)."""
-        provider, scope = self._cache_scope
-        return cache_key(provider, scope, req)
-
     async def chat_completions(
         self, messages: Iterable[Mapping[str, JSONValue]], *, model: str | None = None,
         return_usage: bool = False, return_raw: bool = False, timeout: float | None = None,
@@ -220,40 +227,8 @@ class LLMClientPool(BatchMethods):
         """
         self._check_open()
         req = self.build_request(messages, model=model, **params)
-        cache = self._cache if use_cache else None
-        key = self.cache_key(req) if cache is not None else None
-        if cache is not None and key is not None and not return_raw:
-            hit = await cache.get(key)
-            if hit is not None:
-                return hit if (return_usage or req.tools is not None) else hit.text
-        result = await self._router.complete(req, timeout=timeout)
-        if cache is not None and key is not None:
-            await cache.set(key, result)
-        if return_usage or return_raw or req.tools is not None:
-            return result
-        return result.text
-
-    def chat_completions_sync(self, messages: Iterable[Mapping[str, JSONValue]],
-                              **kwargs: Any) -> str | ChatResult:
-        """:meth:`chat_completions` for synchronous code (also inside a running loop)."""
-        self._check_open()
-        return self._sync.call(self.chat_completions, messages, **kwargs)
-
-    async def chat_completions_stream(
-        self, messages: Iterable[Mapping[str, JSONValue]], *, return_events: bool = False,
-        model: str | None = None, timeout: float | None = None, **params: Any,
-    ) -> AsyncGenerator[Any, None]:
-        """Stream one answer (text pieces, or events with ``return_events=True``).
-
-        A failure before anything was yielded moves the stream to another endpoint; after
-        the first piece it is raised (the caller has already seen part of an answer).
-        """
-        self._check_open()
-        req = self.build_request(messages, model=model, stream=True, **params)
-        stream = self._router.stream(req, return_events=return_events, timeout=timeout)
-        async with aclosing(stream) as items:
-            async for item in items:
-                yield item
+        return await self._answer(req, return_usage=return_usage, return_raw=return_raw,
+                                  use_cache=use_cache, timeout=timeout)
 
     # -- batches -------------------------------------------------------------------------
 
@@ -270,108 +245,15 @@ class LLMClientPool(BatchMethods):
         Checkpoint, cache, cost report and ``budget`` are shared by the whole pool: the
         budget is never exceeded, whatever the number of endpoints.
         """
-        return await super().chat_completions_batch(messages_list, distribute=distribute,
-                                                     **kwargs)
+        return await super().chat_completions_batch(
+            messages_list, distribute=distribute, **kwargs)
 
     async def iter_chat_completions_batch(
         self, messages_list: BatchInput, *, distribute: bool = True, **kwargs: Any,
     ) -> AsyncIterator[BatchItem]:
         """:meth:`LLMClient.iter_chat_completions_batch` over the pool (see ``distribute``)."""
-        items = super().iter_chat_completions_batch(messages_list, distribute=distribute,
-                                                    **kwargs)
-        async with aclosing(items) as it:  # type: ignore[type-var]
-            async for item in it:
+        items = cast(AsyncGenerator[BatchItem, None], super().iter_chat_completions_batch(
+            messages_list, distribute=distribute, **kwargs))
+        async with aclosing(items):
+            async for item in items:
                 yield item
-
-    async def _open_batch(
-        self, messages_list: BatchInput, *, output_jsonl: str | None, show_progress: bool,
-        track_cost: bool, budget: float | None, metadata_list: Sequence[JSONDict | None] | None,
-        fsync_every: int | None, fsync_interval: float | None,
-        on_changed: Literal["error", "rerun"], use_cache: bool, return_raw: bool,
-        params: dict[str, Any],
-    ) -> BatchRun:
-        self._check_open()
-        params = dict(params)
-        distribute = params.pop("distribute", True)
-        if not isinstance(distribute, bool):
-            raise UsageError(f"distribute must be True or False, got {distribute!r}")
-        _check_metadata(messages_list, metadata_list)
-        explicit = params.get("model")
-        models = ({explicit} if isinstance(explicit, str)
-                  else {e.settings.model or "" for e in self._entries})
-        prepare = make_preparer(self.build_request, metadata_list=metadata_list, params=params)
-        lanes = self._router.lanes(distribute=distribute)
-        cache = self._cache if use_cache else None
-        base = self._retries_so_far()
-        return await open_run(
-            messages_list, lanes, prepare, models=sorted(models), output_jsonl=output_jsonl,
-            show_progress=show_progress, track_cost=track_cost, budget=budget,
-            fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
-            cache=cache, cache_key=self.cache_key if cache is not None else None,
-            keep_raw=return_raw, retries=lambda: self._retries_so_far() - base,
-            fast_hash=make_fast_hash(self.build_request, params) if output_jsonl else None)
-
-    def _retries_so_far(self) -> int:
-        r = self._router
-        return r.retries + sum(ep.statistics().retries for ep in r.endpoints)
-
-    # -- lifetime ------------------------------------------------------------------------
-
-    async def aclose(self) -> None:
-        """Close every endpoint's connections, the sync loop and the cache. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._close_endpoints()
-        if self._sync.running:
-            import anyio.to_thread
-
-            await anyio.to_thread.run_sync(self._sync.close, self._close_endpoints)
-        if self._cache is not None:
-            await self._cache.aclose()
-
-    async def _close_endpoints(self) -> None:
-        for ep in self._router.endpoints:
-            await ep.aclose()
-
-    def close(self) -> None:
-        """Close from synchronous code (connections, the sync loop, the cache)."""
-        if self._closed:
-            return
-        self._closed = True
-
-        async def cleanup() -> None:
-            await self._close_endpoints()
-            if self._cache is not None:
-                await self._cache.aclose()
-
-        if self._sync.running or self._cache is not None:
-            self._sync.call(anyio.lowlevel.checkpoint)
-            self._sync.close(cleanup)
-
-    async def __aenter__(self) -> LLMClientPool:
-        """Open the pool for a block; each endpoint's transport runs in block mode."""
-        self._check_open()
-        stack = contextlib.AsyncExitStack()
-        async with stack:
-            for ep in self._router.endpoints:
-                await stack.enter_async_context(ep)
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        stack, self._stack = self._stack, None
-        try:
-            if stack is not None:
-                await stack.__aexit__(et, exc, tb)
-        finally:
-            await self.aclose()
-
-    def __enter__(self) -> LLMClientPool:
-        self._check_open()
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -22,7 +22,7 @@ from .pool import (
     parse_endpoints as parse_endpoints,
 )
 from .resolve import (
-    ConfigMethods as ConfigMethods,
+    RequestDefaults as RequestDefaults,
     ResolvedModel as ResolvedModel,
     env_value as env_value,
     resolve_model as resolve_model,

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 
 from flexllm_core import JSONValue, detect_provider, get_codec, redact_url
 
 from .._errors import ConfigError
-from .file import FlexConfig, ModelEntry, load_config
+from .file import FlexConfig, ModelEntry
 
-__all__ = ("ConfigMethods", "RequestDefaults", "ResolvedModel", "env_value", "resolve_model")
+__all__ = ("RequestDefaults", "ResolvedModel", "env_value", "resolve_model")
 
 _ENV = {
     "base_url": ("FLEXLLM_BASE_URL", "OPENAI_BASE_URL"),
@@ -193,41 +193,3 @@ class RequestDefaults:
         out = {k: v for k, v in self.params.items() if k not in _NAMED_PARAMS}
         out.update(given)
         return out
-
-
-_C = TypeVar("_C", bound="ConfigMethods")
-
-
-class ConfigMethods:
-    """``LLMClient.from_config``: the CLI's resolution for library users (a mixin)."""
-
-    #: Set by :meth:`from_config`; read by ``build_request``.
-    _request_defaults: RequestDefaults | None = None
-
-    @classmethod
-    def from_config(cls: type[_C], config: str | os.PathLike[str] | FlexConfig | None = None, *,
-                    model: str | None = None, **overrides: Any) -> _C:
-        """A client for a configured model, resolved like the CLI resolves ``-m``.
-
-        Args:
-            config: a config path, a loaded :class:`FlexConfig`, or None for the search
-                order (``$FLEXLLM_CONFIG``, ``./flexllm_config.yaml``, ``~/.flexllm/config.yaml``).
-            model: an entry's id or name (or a raw model name); None: env, then ``default``.
-            **overrides: constructor arguments that win over the file and the environment
-                (``base_url``, ``api_key``, ``cache``, ``concurrency_limit``, ...).
-
-        Raises:
-            ConfigError: the file is missing or invalid, or the model needs an unset variable.
-        """
-        cfg = config if isinstance(config, FlexConfig) else load_config(config)
-        resolved = resolve_model(cfg, model=model, base_url=overrides.pop("base_url", None),
-                                 api_key=overrides.pop("api_key", None),
-                                 provider=overrides.get("provider"))
-        if resolved.endpoints:
-            raise ConfigError(f"{cfg.path}: {resolved.entry.where if resolved.entry else 'models'}"
-                              ".endpoints: expected one endpoint for LLMClient; use LLMClientPool")
-        kwargs = resolved.client_kwargs()
-        kwargs.update(overrides)
-        client = cls(**kwargs)
-        client._request_defaults = resolved.defaults()
-        return client

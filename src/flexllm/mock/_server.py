@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
@@ -49,7 +49,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class MockServer:
+class MockServer(anyio.AsyncContextManagerMixin):
     """A mock LLM server speaking the OpenAI, Claude and Gemini dialects on one port.
 
     ``MockServer(**options)`` takes :class:`MockOptions` fields (or ``MockServer(options)``).
@@ -77,7 +77,6 @@ class MockServer:
         self._portal_cm: contextlib.AbstractContextManager[anyio.from_thread.BlockingPortal] | None = None
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._future: Future[None] | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
         where = f"port={self._port}" if self._port is not None else "not running"
@@ -151,40 +150,32 @@ class MockServer:
             self.stats.connections += 1
             tg.start_soon(_serve_connection, stream, app, self.options.parser)
 
-    async def __aenter__(self) -> str:
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[str]:
+        """Serve in the current event loop for the block; the block's value is the OpenAI URL.
+
+        An error of the block's own leaves as itself, not inside the server's
+        ``ExceptionGroup``: it is held while the server's task group closes, then raised.
+        """
+        held: BaseException | None = None
         try:
-            await tg.start(self._serve_in)
-        except BaseException:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(*sys.exc_info())
-            raise
-        self._tg = tg
-        return self.base_url
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._serve_in)
+                try:
+                    yield self.base_url
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:
+                    held = exc
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            self._port = None
+        if held is not None:
+            raise held
 
     async def _serve_in(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         await self.serve(task_status=task_status)  # type: ignore[arg-type]
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        tg, self._tg = self._tg, None
-        if tg is None:
-            return None
-        tg.cancel_scope.cancel()
-        try:
-            if isinstance(exc, Exception):
-                # The error is the caller's, not the server's: let it propagate as it is
-                # rather than wrapped in the task group's ExceptionGroup.
-                await tg.__aexit__(None, None, None)
-                return None
-            return await tg.__aexit__(exc_type, exc, tb)
-        finally:
-            self._port = None
 
     # -- in a background thread ----------------------------------------------------------
 

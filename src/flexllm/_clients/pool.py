@@ -219,14 +219,15 @@ class LLMClientPool(BatchMethods):
         self._check_open()
         req = self.build_request(messages, model=model, **params)
         cache = self._cache if use_cache else None
-        key = self.cache_key(req) if cache is not None else None
-        if cache is not None and key is not None and not return_raw:
-            hit = await cache.get(key)
-            if hit is not None:
-                return hit if (return_usage or req.tools is not None) else hit.text
-        result = await self._router.complete(req, timeout=timeout)
-        if cache is not None and key is not None:
-            await cache.set(key, result)
+        if cache is not None and not return_raw:
+            # A miss holds the key's lease: concurrent callers (any process) wait for this answer.
+            async with cache.filling(self.cache_key(req)) as fill:
+                result = fill.hit if fill.hit is not None else fill.keep(
+                    await self._router.complete(req, timeout=timeout))
+        else:
+            result = await self._router.complete(req, timeout=timeout)
+            if cache is not None:
+                await cache.set(self.cache_key(req), result)
         if return_usage or return_raw or req.tools is not None:
             return result
         return result.text

@@ -154,8 +154,9 @@ async def test_a_lease_left_by_a_dead_holder_expires(tmp_path: Path) -> None:
     ``lease`` seconds; the waiter then fetches, stores, and lets go."""
     cfg = ResponseCacheConfig(enabled=True, cache_dir=str(tmp_path / "c"), lease=0.5)
     store = DiskStore(tmp_path / "c", ttl=0)
-    assert store.add(LEASE_PREFIX + "k", "99999-dead", 0.5)
-    assert not store.add(LEASE_PREFIX + "k", "someone-else", 0.5)  # insert-if-absent
+    # insert-if-absent: the second add of the same key fails while the first lives
+    assert store.add_many([(LEASE_PREFIX + "k", "99999-dead"), (LEASE_PREFIX + "k", "other")], 0.5) \
+        == [True, False]
     cache = ResponseCache(cfg)
     with anyio.fail_after(30):
         async with cache.filling("k") as fill:
@@ -174,7 +175,7 @@ async def test_a_lease_left_by_a_dead_holder_expires(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_an_expired_holder_cannot_release_its_successor(tmp_path: Path) -> None:
     store = DiskStore(tmp_path / "c", ttl=0)
-    assert store.add("lease:x", "new-holder", 60)
+    assert store.add_many([("lease:x", "new-holder")], 60) == [True]
     store.release([("lease:x", "old-holder")])
     assert store.get("lease:x") == "new-holder"
     store.release([("lease:x", "new-holder")])

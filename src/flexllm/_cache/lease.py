@@ -21,8 +21,6 @@ release the new holder's lease.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -69,21 +67,20 @@ class Fill:
 
     async def __aenter__(self) -> Fill:
         cache, key = self._cache, self.key
-        token = f"{os.getpid()}-{secrets.token_hex(6)}"
         seconds = cache.config.lease
         started: float | None = None
         poll = _FIRST_POLL
         while True:
             local = cache.held.get(key)
             if local is None:
-                got = await cache.claim(key, token)
-                if got is True:
-                    if seconds:
-                        self._token = token
+                got = await cache.claim(key, polling=started is not None)
+                if isinstance(got, str):
+                    if got:
+                        self._token = got
                         self._event = cache.held[key] = anyio.Event()
                     cache.count(hit=False, waited=started is not None)
                     return self
-                if got is not False:
+                if got is not None:
                     self.hit = got
                     cache.count(hit=True, waited=started is not None)
                     if log.isEnabledFor(logging.DEBUG):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import threading
 from pathlib import Path
 
@@ -207,7 +208,7 @@ class ResponseCache:
         # stores (which release their leases in the same hop) and releases.
         self._getter: Coalescer[str, ChatResult | None] = Coalescer(self._get_many)
         self._setter: Coalescer[tuple[str, ChatResult, str | None], None] = Coalescer(self._set_many)
-        self._claimer: Coalescer[tuple[str, str], ChatResult | bool] = Coalescer(self._claim_many)
+        self._claimer: Coalescer[tuple[str, bool], ChatResult | str | None] = Coalescer(self._claim_many)
         self._releaser: Coalescer[tuple[str, str], None] = Coalescer(self._release_many)
         #: Keys whose lease a caller of this cache holds, each with the event set when it
         #: lets go: callers of this process wait on it instead of polling the store.
@@ -244,39 +245,52 @@ class ResponseCache:
     def _get_many(self, keys: list[str]) -> list[ChatResult | None]:
         return [self._get_blocking(key) for key in keys]
 
-    def _claim(self, key: str, token: str) -> ChatResult | bool:
-        """The answer, True (``token`` now holds the lease: fetch it) or False (held)."""
-        hit = self._get_blocking(key)
-        if hit is not None:
-            return hit
-        seconds = self.config.lease
-        if not seconds:
-            return True
-        store, lease = self._opened(), LEASE_PREFIX + key
-        try:
-            held = store.get(lease) is not None  # a read first: waiters poll without writing
-        except RefusedRow:
-            held = False
-        if held or not store.add(lease, token, seconds):
-            return False
-        # The holder before us may have stored its answer between our two reads.
-        hit = self._get_blocking(key)
-        if hit is None:
-            return True
-        store.release([(lease, token)])
-        return hit
+    def _claim_many(self, claims: list[tuple[str, bool]]) -> list[ChatResult | str | None]:
+        """For each ``(key, polling)``: its answer, a new lease token (this caller must
+        fetch; "" when leases are off) or None (another caller holds the lease).
 
-    def _claim_many(self, claims: list[tuple[str, str]]) -> list[ChatResult | bool]:
-        return [self._claim(key, token) for key, token in claims]
+        Reads first, so hits and waiters polling a held key (``polling``: they saw it held)
+        write nothing; the leases of a group are taken in one store operation.
+        """
+        keys = [key for key, _polling in claims]
+        out: list[ChatResult | str | None] = [self._get_blocking(key) for key in keys]
+        seconds = self.config.lease
+        misses = [i for i, got in enumerate(out) if got is None]
+        if not misses or not seconds:
+            return [got if got is not None else "" for got in out]
+        store = self._opened()
+        free = [i for i in misses if not (claims[i][1] and self._lease_held(store, keys[i]))]
+        pid = os.getpid()
+        tokens = {i: f"{pid}-{secrets.token_hex(6)}" for i in free}
+        won = store.add_many([(LEASE_PREFIX + keys[i], tokens[i]) for i in free], seconds)
+        undo = []
+        for i, ok in zip(free, won, strict=True):
+            if not ok:
+                continue
+            # The holder before us may have stored its answer between our two reads.
+            hit = self._get_blocking(keys[i])
+            if hit is None:
+                out[i] = tokens[i]
+            else:
+                out[i] = hit
+                undo.append((LEASE_PREFIX + keys[i], tokens[i]))
+        if undo:
+            store.release(undo)
+        return out
+
+    @staticmethod
+    def _lease_held(store: Store, key: str) -> bool:
+        try:
+            return store.get(LEASE_PREFIX + key) is not None
+        except RefusedRow:
+            return False  # the add decides
 
     def _set_many(self, items: list[tuple[str, ChatResult, str | None]]) -> list[None]:
-        store = self._opened()
         rows = [(key, json.dumps(result_to_json(result), ensure_ascii=False, separators=(",", ":")))
                 for key, result, _token in items]
-        store.set_many(rows)
-        leases = [(LEASE_PREFIX + key, token) for key, _r, token in items if token is not None]
-        if leases:  # after the answers: a waiter that gets the lease finds the answer
-            store.release(leases)
+        # A lease is released with (after) its answer: whoever takes the key next finds it.
+        leases = [(LEASE_PREFIX + key, token) for key, _r, token in items if token]
+        self._opened().set_many(rows, release=leases)
         return [None] * len(rows)
 
     def _release_many(self, pairs: list[tuple[str, str]]) -> list[None]:
@@ -310,11 +324,11 @@ class ResponseCache:
         """
         return Fill(self, key)
 
-    async def claim(self, key: str, token: str) -> ChatResult | bool:
-        """One claim attempt (see :meth:`_claim`); never cancelled halfway, or a lease
+    async def claim(self, key: str, *, polling: bool = False) -> ChatResult | str | None:
+        """One look at ``key`` (see :meth:`_claim_many`); never cancelled halfway, or a lease
         taken for a caller who is gone would hold up the others until it expires."""
         with anyio.CancelScope(shield=True):
-            got = await self._claimer.call((key, token))
+            got = await self._claimer.call((key, polling))
         return got
 
     async def finish(self, key: str, token: str | None, result: ChatResult | None) -> None:

@@ -20,6 +20,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -37,16 +38,17 @@ class Store(Protocol):
     def get(self, key: str) -> str | None:
         """The live value of ``key`` (expired rows are absent)."""
 
-    def set_many(self, rows: list[tuple[str, str]]) -> None:
-        """Store every row, with the store's TTL."""
+    def set_many(self, rows: list[tuple[str, str]], release: Sequence[tuple[str, str]] = ()) -> None:
+        """Store every row with the store's TTL, then :meth:`release` ``release``."""
 
-    def add(self, key: str, value: str, seconds: float) -> bool:
-        """Insert ``key`` only if absent or expired, living ``seconds``; True if inserted.
+    def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
+        """Insert each key only if absent or expired, living ``seconds``; True if inserted.
 
-        Atomic across every process using the store (Redis: ``SET key value NX PX ms``).
+        Each insert is atomic across every process using the store (Redis: ``SET key value
+        NX PX ms``, pipelined).
         """
 
-    def release(self, pairs: list[tuple[str, str]]) -> None:
+    def release(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Delete each key that still holds its value (a lease that expired and was taken
         over by another caller is left alone; Redis: a compare-and-delete script)."""
 
@@ -141,20 +143,25 @@ class DiskStore:
     def set(self, key: str, value: str) -> None:
         self._cache.set(key, value, expire=self._ttl, retry=True)
 
-    def set_many(self, rows: list[tuple[str, str]]) -> None:
+    def set_many(self, rows: list[tuple[str, str]], release: Sequence[tuple[str, str]] = ()) -> None:
         with self._cache.transact(retry=True):  # one SQLite transaction for the group
             for key, value in rows:
                 self._cache.set(key, value, expire=self._ttl)
+            self._release(release)
 
-    def add(self, key: str, value: str, seconds: float) -> bool:
-        # diskcache's add is one SQLite transaction that treats an expired row as absent.
-        return bool(self._cache.add(key, value, expire=seconds, retry=True))
-
-    def release(self, pairs: list[tuple[str, str]]) -> None:
+    def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
+        # diskcache's add treats an expired row as absent; one transaction for the group.
         with self._cache.transact(retry=True):
-            for key, value in pairs:
-                if self._cache.get(key, default=None) == value:
-                    self._cache.delete(key)
+            return [bool(self._cache.add(key, value, expire=seconds)) for key, value in rows]
+
+    def release(self, pairs: Sequence[tuple[str, str]]) -> None:
+        with self._cache.transact(retry=True):
+            self._release(pairs)
+
+    def _release(self, pairs: Sequence[tuple[str, str]]) -> None:
+        for key, value in pairs:
+            if self._cache.get(key, default=None) == value:
+                self._cache.delete(key)
 
     def drop(self, key: str) -> None:
         self._cache.delete(key, retry=True)
@@ -204,20 +211,23 @@ class MemoryStore:
             while len(self._data) > self.MAX_ENTRIES:
                 self._data.popitem(last=False)
 
-    def set_many(self, rows: list[tuple[str, str]]) -> None:
+    def set_many(self, rows: list[tuple[str, str]], release: Sequence[tuple[str, str]] = ()) -> None:
         for key, value in rows:
             self.set(key, value)
+        self.release(release)
 
-    def add(self, key: str, value: str, seconds: float) -> bool:
+    def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
         with self._lock:
             now = time.monotonic()
-            held = self._leases.get(key)
-            if held is not None and held[0] > now:
-                return False
-            self._leases[key] = (now + seconds, value)
-            return True
+            out = []
+            for key, value in rows:
+                held = self._leases.get(key)
+                out.append(held is None or held[0] <= now)
+                if out[-1]:
+                    self._leases[key] = (now + seconds, value)
+            return out
 
-    def release(self, pairs: list[tuple[str, str]]) -> None:
+    def release(self, pairs: Sequence[tuple[str, str]]) -> None:
         with self._lock:
             for key, value in pairs:
                 held = self._leases.get(key)

@@ -20,7 +20,7 @@ import anyio.to_thread
 import pytest
 
 from flexllm import LLMClient, LLMClientPool, ResponseCacheConfig, ServerError
-from flexllm._cache.lease import LEASE_PREFIX
+from flexllm._cache.lease import LEASE_MARK
 from flexllm._cache.store import ResponseCache
 from flexllm._cache.stores import DiskStore
 from flexllm.mock import MockServer
@@ -148,6 +148,14 @@ async def test_pool_calls_share_the_lease(tmp_path: Path) -> None:
         assert a.stats.completions + b.stats.completions == 1
 
 
+async def cache_get(tmp_path: Path, key: str) -> ChatResult | None:
+    cache = ResponseCache(ResponseCacheConfig(enabled=True, cache_dir=str(tmp_path / "c")))
+    try:
+        return await cache.get(key)
+    finally:
+        await cache.aclose()
+
+
 @pytest.mark.anyio
 async def test_a_lease_left_by_a_dead_holder_expires(tmp_path: Path) -> None:
     """A lease row nobody will release (its process is gone) stops holding the key after
@@ -155,8 +163,9 @@ async def test_a_lease_left_by_a_dead_holder_expires(tmp_path: Path) -> None:
     cfg = ResponseCacheConfig(enabled=True, cache_dir=str(tmp_path / "c"), lease=0.5)
     store = DiskStore(tmp_path / "c", ttl=0)
     # insert-if-absent: the second add of the same key fails while the first lives
-    assert store.add_many([(LEASE_PREFIX + "k", "99999-dead"), (LEASE_PREFIX + "k", "other")], 0.5) \
-        == [True, False]
+    dead = LEASE_MARK + "99999-dead"
+    assert store.add_many([("k", dead), ("k", LEASE_MARK + "other")], 0.5) == [True, False]
+    assert await cache_get(tmp_path, "k") is None  # a lease is not an answer, nor corrupt
     cache = ResponseCache(cfg)
     with anyio.fail_after(30):
         async with cache.filling("k") as fill:
@@ -166,8 +175,10 @@ async def test_a_lease_left_by_a_dead_holder_expires(tmp_path: Path) -> None:
     assert stats.waits == 1 and stats.misses == 1
     hit = await cache.get("k")
     assert hit is not None and hit.text == "fetched after the dead holder"
-    # Released: nobody's lease is left on the key.
-    assert await anyio.to_thread.run_sync(store.get, LEASE_PREFIX + "k") is None
+    assert stats.corrupt == 0
+    # The answer replaced the lease; a late release by the dead holder's token changes nothing.
+    await anyio.to_thread.run_sync(store.release, [("k", dead)])
+    assert await cache_get(tmp_path, "k") == hit
     await cache.aclose()
     store.close()
 

@@ -2,8 +2,9 @@
 
 Four processes running the same prompts on one cache directory used to send every prompt
 that missed in two of them at once (610 requests for 500 prompts). Now the first caller to
-miss a key adds a lease row next to it (the store's atomic insert-if-absent, with an expiry);
-the others, in any process, find the row and wait for the answer instead of sending.
+miss a key puts a lease in the key's row (the store's atomic insert-if-absent, with an
+expiry, so it wins only where there is no answer); the others, in any process, find the
+lease and wait for the answer, which overwrites it, instead of sending.
 
 - Bounded: nobody waits longer than ``config.lease`` seconds; then it sends itself.
 - A dead holder never blocks the rest: the row expires ``lease`` seconds after it was taken
@@ -13,9 +14,9 @@ the others, in any process, find the row and wait for the answer instead of send
 - Callers of the same process wait on an event set when the holder lets go; callers of other
   processes poll the store (reads only) with a growing interval.
 
-The lease rows live in the store under ``LEASE_PREFIX + key`` and hold a token naming the
-holder (pid and random bits): a holder whose lease expired and was taken over cannot
-release the new holder's lease.
+A lease row holds ``LEASE_MARK`` and a token naming the holder (pid and random bits): a
+holder whose lease expired and was taken over cannot release the new holder's lease (an
+answer it stores late only replaces the other's lease, or an equal answer).
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from flexllm_core import ChatResult
 if TYPE_CHECKING:
     from .store import ResponseCache
 
-__all__ = ("LEASE_PREFIX", "Fill")
+__all__ = ("LEASE_MARK", "Fill")
 
 log = logging.getLogger("flexllm.cache")
 
-#: Lease rows are stored beside the answers under this prefix (answer keys are hex digests).
-LEASE_PREFIX = "lease:"
+#: A lease is a row under the answer's key whose text starts with this (JSON never does).
+LEASE_MARK = "\x00lease:"
 #: First and longest pause between two looks at a key another process is fetching.
 _FIRST_POLL = 0.01
 _MAX_POLL = 0.2
@@ -73,7 +74,7 @@ class Fill:
         while True:
             local = cache.held.get(key)
             if local is None:
-                got = await cache.claim(key, polling=started is not None)
+                got = await cache.claim(key)
                 if isinstance(got, str):
                     if got:
                         self._token = got

@@ -23,7 +23,7 @@ import attrs
 from flexllm_core import ChatResult, JSONDict, JSONValue, ToolCall, Usage, UsageError
 
 from .coalesce import Coalescer
-from .lease import LEASE_PREFIX, Fill
+from .lease import LEASE_MARK, Fill
 from .stores import DiskStore, MemoryStore, RefusedRow, Store
 
 __all__ = (
@@ -205,10 +205,10 @@ class ResponseCache:
         self._hits = self._misses = self._stores = self._corrupt = self._waits = 0
         self._gave_up = 0
         # Concurrent lookups (a batch makes dozens) share one thread hop; so do claims,
-        # stores (which release their leases in the same hop) and releases.
+        # stores (an answer replaces its lease) and releases.
         self._getter: Coalescer[str, ChatResult | None] = Coalescer(self._get_many)
-        self._setter: Coalescer[tuple[str, ChatResult, str | None], None] = Coalescer(self._set_many)
-        self._claimer: Coalescer[tuple[str, bool], ChatResult | str | None] = Coalescer(self._claim_many)
+        self._setter: Coalescer[tuple[str, ChatResult], None] = Coalescer(self._set_many)
+        self._claimer: Coalescer[str, ChatResult | str | None] = Coalescer(self._claim_many)
         self._releaser: Coalescer[tuple[str, str], None] = Coalescer(self._release_many)
         #: Keys whose lease a caller of this cache holds, each with the event set when it
         #: lets go: callers of this process wait on it instead of polling the store.
@@ -226,12 +226,15 @@ class ResponseCache:
 
     # -- blocking, in a worker thread ------------------------------------------------------
 
-    def _get_blocking(self, key: str) -> ChatResult | None:
+    def _look(self, key: str) -> ChatResult | bool | None:
+        """The answer stored under ``key``, True while a caller holds its lease, or None."""
         store = self._opened()
         try:
             text = store.get(key)
             if text is None:
                 return None
+            if text.startswith(LEASE_MARK):
+                return True
             return result_from_json(json.loads(text))
         except (RefusedRow, ValueError) as exc:
             self._corrupt += 1
@@ -243,58 +246,43 @@ class ResponseCache:
             return None
 
     def _get_many(self, keys: list[str]) -> list[ChatResult | None]:
-        return [self._get_blocking(key) for key in keys]
+        return [got if isinstance(got, ChatResult) else None for got in map(self._look, keys)]
 
-    def _claim_many(self, claims: list[tuple[str, bool]]) -> list[ChatResult | str | None]:
-        """For each ``(key, polling)``: its answer, a new lease token (this caller must
-        fetch; "" when leases are off) or None (another caller holds the lease).
+    def _claim_many(self, keys: list[str]) -> list[ChatResult | str | None]:
+        """For each key: its answer, a new lease token (this caller must fetch; "" when
+        leases are off) or None (another caller holds the lease).
 
-        Reads first, so hits and waiters polling a held key (``polling``: they saw it held)
-        write nothing; the leases of a group are taken in one store operation.
+        A lease is a placeholder row under the answer's own key, added only where no live
+        row is (so winning it proves there was no answer); the answer overwrites it. Hits
+        and waiters polling a held key only read; a group's leases are one store operation.
         """
-        keys = [key for key, _polling in claims]
-        out: list[ChatResult | str | None] = [self._get_blocking(key) for key in keys]
+        looked = [self._look(key) for key in keys]
         seconds = self.config.lease
-        misses = [i for i, got in enumerate(out) if got is None]
-        if not misses or not seconds:
-            return [got if got is not None else "" for got in out]
+        out: list[ChatResult | str | None] = [
+            got if isinstance(got, ChatResult) else None if got else "" for got in looked]
+        free = [i for i, got in enumerate(looked) if got is None]
+        if not free or not seconds:
+            return out
+        mark = f"{LEASE_MARK}{os.getpid()}-"
+        tokens = {i: mark + secrets.token_hex(6) for i in free}
         store = self._opened()
-        free = [i for i in misses if not (claims[i][1] and self._lease_held(store, keys[i]))]
-        pid = os.getpid()
-        tokens = {i: f"{pid}-{secrets.token_hex(6)}" for i in free}
-        won = store.add_many([(LEASE_PREFIX + keys[i], tokens[i]) for i in free], seconds)
-        undo = []
+        won = store.add_many([(keys[i], tokens[i]) for i in free], seconds)
         for i, ok in zip(free, won, strict=True):
-            if not ok:
-                continue
-            # The holder before us may have stored its answer between our two reads.
-            hit = self._get_blocking(keys[i])
-            if hit is None:
+            if ok:
                 out[i] = tokens[i]
-            else:
-                out[i] = hit
-                undo.append((LEASE_PREFIX + keys[i], tokens[i]))
-        if undo:
-            store.release(undo)
+            else:  # another caller was quicker: its answer, or its lease
+                got = self._look(keys[i])
+                out[i] = got if isinstance(got, ChatResult) else None if got else ""
         return out
 
-    @staticmethod
-    def _lease_held(store: Store, key: str) -> bool:
-        try:
-            return store.get(LEASE_PREFIX + key) is not None
-        except RefusedRow:
-            return False  # the add decides
-
-    def _set_many(self, items: list[tuple[str, ChatResult, str | None]]) -> list[None]:
+    def _set_many(self, items: list[tuple[str, ChatResult]]) -> list[None]:
         rows = [(key, json.dumps(result_to_json(result), ensure_ascii=False, separators=(",", ":")))
-                for key, result, _token in items]
-        # A lease is released with (after) its answer: whoever takes the key next finds it.
-        leases = [(LEASE_PREFIX + key, token) for key, _r, token in items if token]
-        self._opened().set_many(rows, release=leases)
+                for key, result in items]
+        self._opened().set_many(rows)  # overwrites the lease placeholders: the answers are in
         return [None] * len(rows)
 
     def _release_many(self, pairs: list[tuple[str, str]]) -> list[None]:
-        self._opened().release([(LEASE_PREFIX + key, token) for key, token in pairs])
+        self._opened().release(pairs)
         return [None] * len(pairs)
 
     # -- async -----------------------------------------------------------------------------
@@ -310,7 +298,7 @@ class ResponseCache:
 
     async def set(self, key: str, result: ChatResult) -> None:
         """Store a successful answer (the caller only passes successes)."""
-        await self._setter.call((key, result, None))
+        await self._setter.call((key, result))
         self._stores += 1
 
     def filling(self, key: str) -> Fill:
@@ -324,18 +312,18 @@ class ResponseCache:
         """
         return Fill(self, key)
 
-    async def claim(self, key: str, *, polling: bool = False) -> ChatResult | str | None:
+    async def claim(self, key: str) -> ChatResult | str | None:
         """One look at ``key`` (see :meth:`_claim_many`); never cancelled halfway, or a lease
         taken for a caller who is gone would hold up the others until it expires."""
         with anyio.CancelScope(shield=True):
-            got = await self._claimer.call((key, polling))
+            got = await self._claimer.call(key)
         return got
 
     async def finish(self, key: str, token: str | None, result: ChatResult | None) -> None:
         """Store ``result`` (when given) and release ``token``'s lease (when held)."""
         with anyio.CancelScope(shield=True):
             if result is not None:
-                await self._setter.call((key, result, token))
+                await self._setter.call((key, result))
                 self._stores += 1
             elif token is not None:
                 await self._releaser.call((key, token))

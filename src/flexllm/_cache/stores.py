@@ -30,7 +30,8 @@ log = logging.getLogger("flexllm.cache")
 
 
 class Store(Protocol):
-    """Text rows by key, with the two lease primitives of "one caller fetches, others wait".
+    """Text rows by key, with the two lease primitives of "one caller fetches, others wait"
+    (:meth:`add_many`, :meth:`release`; the lease is a short-lived row under the key).
 
     Every method blocks (the cache calls them from a worker thread).
     """
@@ -38,8 +39,8 @@ class Store(Protocol):
     def get(self, key: str) -> str | None:
         """The live value of ``key`` (expired rows are absent)."""
 
-    def set_many(self, rows: list[tuple[str, str]], release: Sequence[tuple[str, str]] = ()) -> None:
-        """Store every row with the store's TTL, then :meth:`release` ``release``."""
+    def set_many(self, rows: list[tuple[str, str]]) -> None:
+        """Store every row, with the store's TTL."""
 
     def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
         """Insert each key only if absent or expired, living ``seconds``; True if inserted.
@@ -143,11 +144,10 @@ class DiskStore:
     def set(self, key: str, value: str) -> None:
         self._cache.set(key, value, expire=self._ttl, retry=True)
 
-    def set_many(self, rows: list[tuple[str, str]], release: Sequence[tuple[str, str]] = ()) -> None:
+    def set_many(self, rows: list[tuple[str, str]]) -> None:
         with self._cache.transact(retry=True):  # one SQLite transaction for the group
             for key, value in rows:
                 self._cache.set(key, value, expire=self._ttl)
-            self._release(release)
 
     def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
         # diskcache's add treats an expired row as absent; one transaction for the group.
@@ -156,12 +156,9 @@ class DiskStore:
 
     def release(self, pairs: Sequence[tuple[str, str]]) -> None:
         with self._cache.transact(retry=True):
-            self._release(pairs)
-
-    def _release(self, pairs: Sequence[tuple[str, str]]) -> None:
-        for key, value in pairs:
-            if self._cache.get(key, default=None) == value:
-                self._cache.delete(key)
+            for key, value in pairs:
+                if self._cache.get(key, default=None) == value:
+                    self._cache.delete(key)
 
     def drop(self, key: str) -> None:
         self._cache.delete(key, retry=True)
@@ -180,8 +177,6 @@ class MemoryStore:
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
         self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        #: Leases apart from the answers, so the LRU bound never evicts one.
-        self._leases: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -211,28 +206,28 @@ class MemoryStore:
             while len(self._data) > self.MAX_ENTRIES:
                 self._data.popitem(last=False)
 
-    def set_many(self, rows: list[tuple[str, str]], release: Sequence[tuple[str, str]] = ()) -> None:
+    def set_many(self, rows: list[tuple[str, str]]) -> None:
         for key, value in rows:
             self.set(key, value)
-        self.release(release)
 
     def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
         with self._lock:
             now = time.monotonic()
             out = []
             for key, value in rows:
-                held = self._leases.get(key)
-                out.append(held is None or held[0] <= now)
-                if out[-1]:
-                    self._leases[key] = (now + seconds, value)
+                entry = self._data.get(key)
+                free = entry is None or (bool(entry[0]) and entry[0] <= now)
+                if free:
+                    self._data[key] = (now + seconds, value)
+                out.append(free)
             return out
 
     def release(self, pairs: Sequence[tuple[str, str]]) -> None:
         with self._lock:
             for key, value in pairs:
-                held = self._leases.get(key)
-                if held is not None and held[1] == value:
-                    del self._leases[key]
+                entry = self._data.get(key)
+                if entry is not None and entry[1] == value:
+                    del self._data[key]
 
     def drop(self, key: str) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ answer it stores late only replaces the other's lease, or an equal answer).
 from __future__ import annotations
 
 import logging
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -73,12 +74,15 @@ class Fill:
         poll = _FIRST_POLL
         while True:
             local = cache.held.get(key)
+            if local is not None and local[1] != threading.get_ident():
+                local = None  # held on another event loop: poll the store like other processes
             if local is None:
                 got = await cache.claim(key)
                 if isinstance(got, str):
                     if got:
                         self._token = got
-                        self._event = cache.held[key] = anyio.Event()
+                        self._event = anyio.Event()
+                        cache.held[key] = (self._event, threading.get_ident())
                     cache.count(hit=False, waited=started is not None)
                     return self
                 if got is not None:
@@ -102,7 +106,7 @@ class Fill:
                 return self
             if local is not None:
                 with anyio.move_on_after(left):
-                    await local.wait()
+                    await local[0].wait()
             else:
                 await anyio.sleep(min(poll, left))
                 poll = min(poll * 2, _MAX_POLL)
@@ -124,6 +128,7 @@ class Fill:
                         self.key[:12], error, cache.config.lease)
         finally:
             if event is not None:
-                if cache.held.get(self.key) is event:
+                mine = cache.held.get(self.key)
+                if mine is not None and mine[0] is event:
                     del cache.held[self.key]
                 event.set()

@@ -28,7 +28,6 @@ from .stores import DiskStore, MemoryStore, RefusedRow, Store
 
 __all__ = (
     "CacheStatistics",
-    "Fill",
     "ResponseCache",
     "ResponseCacheConfig",
     "open_response_cache",
@@ -211,8 +210,9 @@ class ResponseCache:
         self._claimer: Coalescer[str, ChatResult | str | None] = Coalescer(self._claim_many)
         self._releaser: Coalescer[tuple[str, str], None] = Coalescer(self._release_many)
         #: Keys whose lease a caller of this cache holds, each with the event set when it
-        #: lets go: callers of this process wait on it instead of polling the store.
-        self.held: dict[str, anyio.Event] = {}
+        #: lets go and the thread of its event loop: callers on that loop wait on the event
+        #: instead of polling the store (an event is not shared between loops).
+        self.held: dict[str, tuple[anyio.Event, int]] = {}
 
     def _opened(self) -> Store:
         with self._open_lock:

@@ -234,7 +234,8 @@ class Endpoint:
         self._record_latency(time.monotonic() - started)
         self._successes += 1
 
-    async def _back_off(self, attempt: int, error: FlexLLMError, told: AttemptLog.Told | None) -> None:
+    async def _back_off(self, attempt: int, error: FlexLLMError,
+                        told: AttemptLog.Told | None = None) -> None:
         """Sleep before the next attempt, or raise ``error`` when the policy gives up."""
         delay = self._retry_delay(attempt, error, told)
         if delay is None:

@@ -22,9 +22,9 @@ from flexllm._batch.types import BatchOptions, ItemSource
 from flexllm._cache.store import (
     ResponseCache,
     ResponseCacheConfig,
-    _make_disk_class,
     open_response_cache,
 )
+from flexllm._cache.stores import _make_disk_class
 from flexllm_core import ChatRequest, ChatResult, ToolCall, Usage, UsageError, cache_key
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ import attrs
 from flexllm_core import ScanResult, UsageError, scan_checkpoint
 
 __all__ = ("CheckpointFile", "Durability", "Resume")
+
+log = logging.getLogger("flexllm.batch")
 
 _READ_CHUNK = 1 << 20
 #: read_lines reads offsets within this many bytes of each other in one go.
@@ -146,6 +149,9 @@ class CheckpointFile:
             return
         _write_all(self._fd, b"".join(lines))
         self.records_written += len(lines)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("checkpoint %s: wrote %d record(s), %d in all", self.path.name, len(lines),
+                      self.records_written)
         self._unsynced += len(lines)
         if self._first_unsynced is None:
             self._first_unsynced = time.monotonic()
@@ -170,6 +176,7 @@ class CheckpointFile:
     def sync(self) -> None:
         if self._unsynced:
             os.fsync(self._fd)
+            log.debug("checkpoint %s: fsync after %d record(s)", self.path.name, self._unsynced)
         self._unsynced = 0
         self._first_unsynced = None
 

@@ -45,6 +45,7 @@ from flexllm_core import (
     record_matches,
 )
 
+from .._cache import Fill
 from .._cost import CostTracker, Reservation, current_pricing
 from .._errors import BudgetExceededError, ChangedInputError, InvalidLineError, RequeueItem
 from .checkpoint import CheckpointFile
@@ -481,14 +482,18 @@ class BatchRun:
                     self._requeue_event.set()
 
     async def _process(self, lane: Lane, p: Prepared) -> Entry | None:
-        opt, tracker = self._opt, self.tracker
-        key = None
-        if opt.cache is not None and opt.cache_key is not None:
-            key = opt.cache_key(p.request)
-            hit = await opt.cache.get(key)
-            if hit is not None:
-                tracker.cache_hit(p.request.model, hit.usage)
-                return self._finished_entry(p, hit, ItemSource.CACHE, latency=0.0, cost=0.0)
+        opt = self._opt
+        if opt.cache is None or opt.cache_key is None:
+            return await self._send(lane, p, None)
+        # A miss holds the key's lease: other workers and processes wait for this answer.
+        async with opt.cache.filling(opt.cache_key(p.request)) as fill:
+            if fill.hit is not None:
+                self.tracker.cache_hit(p.request.model, fill.hit.usage)
+                return self._finished_entry(p, fill.hit, ItemSource.CACHE, latency=0.0, cost=0.0)
+            return await self._send(lane, p, fill)
+
+    async def _send(self, lane: Lane, p: Prepared, fill: Fill | None) -> Entry | None:
+        tracker = self.tracker
         if self._halted is not None:
             return (self._not_sent(p), None, True)
         amount = 0.0
@@ -528,8 +533,8 @@ class BatchRun:
         model = result.model or p.request.model
         cost = tracker.settle(reservation, model, result.usage, requested=p.request.model)
         self._settled.set()
-        if key is not None and opt.cache is not None:
-            await opt.cache.set(key, result)
+        if fill is not None:
+            fill.keep(result)  # stored when the lease is let go
         return self._finished_entry(p, result, ItemSource.SENT, latency=latency, cost=cost)
 
     def _release(self, reservation: Reservation) -> None:

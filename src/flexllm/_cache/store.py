@@ -1,15 +1,10 @@
-"""The response cache: diskcache rows holding JSON only, never pickles.
+"""The response cache: JSON answers in a store (see :mod:`.stores`), never pickles.
 
-diskcache's default ``Disk`` pickles values, so anyone who can write the cache directory can
-run code in every process that reads it (CVE-2025-69872); its ``JSONDisk`` is not enough
-either, because ``fetch`` still unpickles a row whose stored mode says "pickle". Here a
-:class:`_JsonOnlyDisk` accepts only string keys and JSON text values, refuses any row stored
-as a pickle (or under a pickled key, or pointing outside the cache directory), and the
-refusal is a miss reported once as a corrupt entry. The directory is created private (0700).
-
-diskcache is synchronous SQLite: every call goes through ``anyio.to_thread.run_sync``.
-With ``use_ipc=False`` the store is an in-memory dict per process (shared by the clients of
-that process, bounded, with the same TTL), and nothing touches the disk.
+A row that cannot be decoded safely is a miss, reported once as a corrupt entry. The stores
+are synchronous (diskcache is SQLite): every call goes through ``anyio.to_thread.run_sync``,
+concurrent calls grouped by a :class:`~.coalesce.Coalescer`. With ``use_ipc=False`` the
+store is an in-memory dict per process (shared by the clients of that process, bounded,
+with the same TTL), and nothing touches the disk.
 """
 
 from __future__ import annotations
@@ -17,12 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
+import secrets
 import threading
-import time
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
 
 import anyio
 import anyio.to_thread
@@ -31,6 +23,8 @@ import attrs
 from flexllm_core import ChatResult, JSONDict, JSONValue, ToolCall, Usage, UsageError
 
 from .coalesce import Coalescer
+from .lease import LEASE_MARK, Fill
+from .stores import DiskStore, MemoryStore, RefusedRow, Store
 
 __all__ = (
     "CacheStatistics",
@@ -50,6 +44,11 @@ _DAY = 86400.0
 def _ttl(_inst: object, _attr: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise UsageError(f"cache ttl must be a number of seconds >= 0 (0 = never expire), got {value!r}")
+
+
+def _lease(_inst: object, _attr: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= _DAY:
+        raise UsageError(f"cache lease must be a number of seconds in [0, 86400] (0 = none), got {value!r}")
 
 
 def _dir(_inst: object, _attr: attrs.Attribute[str], value: str) -> None:
@@ -73,6 +72,11 @@ class ResponseCacheConfig:
     #: True: one diskcache directory shared safely by every process. False: a per-process
     #: in-memory store (nothing written to disk).
     use_ipc: bool = True
+    #: Seconds the first caller to miss a key holds it while it sends the request: callers
+    #: of every process sharing the cache wait for its answer rather than pay for the same
+    #: request. Also how long a crashed holder can hold the key up, and the longest anyone
+    #: waits (then it sends the request itself). 0: no lease, concurrent misses all send.
+    lease: float = attrs.field(default=60.0, validator=_lease)
 
     @classmethod
     def with_ttl(cls, ttl: float = 3600, cache_dir: str | None = None) -> ResponseCacheConfig:
@@ -117,6 +121,10 @@ class CacheStatistics:
     stores: int
     #: Rows refused as unsafe or unreadable (each treated as a miss).
     corrupt: int
+    #: Lookups that waited for another caller's fetch of the same key (then hit or sent).
+    waits: int = 0
+    #: Of those, waits that reached ``lease`` seconds and sent the request themselves.
+    gave_up: int = 0
 
 
 # -- ChatResult <-> JSON ------------------------------------------------------------------
@@ -180,189 +188,53 @@ def result_from_json(obj: JSONValue) -> ChatResult:
     )
 
 
-# -- the stores ---------------------------------------------------------------------------
-
-
-class _Store(Protocol):
-    def get(self, key: str) -> str | None: ...
-    def set(self, key: str, value: str) -> None: ...
-    def set_many(self, rows: list[tuple[str, str]]) -> None: ...
-    def close(self) -> None: ...
-
-
-class RefusedRow(Exception):
-    """A cache row this process will not decode (pickled, or a path outside the cache)."""
-
-
-def _make_disk_class() -> type[Any]:
-    import diskcache  # optional dependency: imported only when a disk cache is used
-    from diskcache.core import MODE_BINARY, MODE_RAW, MODE_TEXT, UNKNOWN
-
-    class _JsonOnlyDisk(diskcache.Disk):  # type: ignore[misc]
-        """String keys, JSON text values; everything else is refused, nothing unpickled."""
-
-        def __init__(self, directory: str, **_settings: object) -> None:
-            # Settings stored in the database (which anyone with write access could edit)
-            # are ignored: large values go to text files, never pickles.
-            super().__init__(directory, min_file_size=1 << 20, pickle_protocol=0)
-
-        def put(self, key: object) -> tuple[object, bool]:
-            if type(key) is not str:
-                raise TypeError("cache keys are strings")
-            return key, True
-
-        def get(self, key: object, raw: bool) -> object:
-            if not raw or type(key) is not str:
-                raise RefusedRow("pickled key")
-            return key
-
-        def store(self, value: object, read: bool, key: object = UNKNOWN) -> tuple[object, ...]:
-            if read or type(value) is not str:
-                raise TypeError("cache values are JSON text")
-            return super().store(value, False, key=key)  # type: ignore[no-any-return]
-
-        def _safe(self, filename: object) -> str:
-            if not isinstance(filename, str) or os.path.isabs(filename) or ".." in Path(filename).parts:
-                raise RefusedRow("file outside the cache directory")
-            return filename
-
-        def fetch(self, mode: int, filename: object, value: object, read: bool) -> object:
-            if read:
-                raise RefusedRow("file handle requested")
-            if mode == MODE_RAW:
-                if isinstance(value, bytes):
-                    return value.decode("utf-8")
-                return value
-            if mode in (MODE_TEXT, MODE_BINARY):
-                with open(os.path.join(self._directory, self._safe(filename)), "rb") as f:
-                    return f.read().decode("utf-8")
-            raise RefusedRow(f"stored mode {mode} (pickle) is refused")
-
-        def remove(self, file_path: object) -> None:
-            try:
-                name = self._safe(file_path)
-            except RefusedRow:
-                return  # never delete outside the cache directory
-            super().remove(name)
-
-    return _JsonOnlyDisk
-
-
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.stat()
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        if st.st_uid == os.getuid():
-            os.chmod(path, 0o700)
-        else:
-            log.warning("cache directory %s is not owned by this user and is shared", path)
-
-
-class _DiskStore:
-    def __init__(self, directory: Path, ttl: float) -> None:
-        import diskcache
-
-        _private_dir(directory)
-        self._ttl = ttl or None
-        self._cache = diskcache.Cache(str(directory), disk=_make_disk_class(), timeout=60)
-
-    def get(self, key: str) -> str | None:
-        value = self._cache.get(key, default=None, retry=True)
-        if value is not None and not isinstance(value, str):
-            raise RefusedRow("non-text value")
-        return value
-
-    def set(self, key: str, value: str) -> None:
-        self._cache.set(key, value, expire=self._ttl, retry=True)
-
-    def set_many(self, rows: list[tuple[str, str]]) -> None:
-        with self._cache.transact(retry=True):  # one SQLite transaction for the group
-            for key, value in rows:
-                self._cache.set(key, value, expire=self._ttl)
-
-    def drop(self, key: str) -> None:
-        self._cache.delete(key, retry=True)
-
-    def close(self) -> None:
-        self._cache.close()
-
-
-class _MemoryStore:
-    """Per-process: shared by every client of this process using the same ``cache_dir`` name."""
-
-    MAX_ENTRIES: ClassVar[int] = 100_000
-    _registry: ClassVar[dict[str, _MemoryStore]] = {}
-    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @classmethod
-    def shared(cls, name: str, ttl: float) -> _MemoryStore:
-        with cls._registry_lock:
-            store = cls._registry.get(name)
-            if store is None:
-                store = cls._registry[name] = cls(ttl)
-            return store
-
-    def get(self, key: str) -> str | None:
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is None:
-                return None
-            expires, value = entry
-            if expires and time.monotonic() >= expires:
-                del self._data[key]
-                return None
-            return value
-
-    def set(self, key: str, value: str) -> None:
-        with self._lock:
-            expires = time.monotonic() + self._ttl if self._ttl else 0.0
-            self._data[key] = (expires, value)
-            self._data.move_to_end(key)
-            while len(self._data) > self.MAX_ENTRIES:
-                self._data.popitem(last=False)
-
-    def set_many(self, rows: list[tuple[str, str]]) -> None:
-        for key, value in rows:
-            self.set(key, value)
-
-    def close(self) -> None:
-        pass
-
-
 class ResponseCache:
-    """The async face of a store: get/set ChatResults by key, counting hits and misses."""
+    """The async face of a store: get/set ChatResults by key, counting hits and misses.
+
+    :meth:`filling` is what the request paths use: a hit, or a lease on the key so that one
+    caller (in any process sharing the store) sends the request while the others wait for
+    its answer.
+    """
 
     def __init__(self, config: ResponseCacheConfig) -> None:
         self.config = config
-        self._store: _Store | None = None
+        self._store: Store | None = None
         self._open_lock = threading.Lock()
         self._reported: set[str] = set()
-        self._hits = self._misses = self._stores = self._corrupt = 0
-        # Concurrent lookups (a batch makes dozens) share one thread hop.
+        self._hits = self._misses = self._stores = self._corrupt = self._waits = 0
+        self._gave_up = 0
+        # Concurrent lookups (a batch makes dozens) share one thread hop; so do claims,
+        # stores (an answer replaces its lease) and releases.
         self._getter: Coalescer[str, ChatResult | None] = Coalescer(self._get_many)
         self._setter: Coalescer[tuple[str, ChatResult], None] = Coalescer(self._set_many)
+        self._claimer: Coalescer[str, ChatResult | str | None] = Coalescer(self._claim_many)
+        self._releaser: Coalescer[tuple[str, str], None] = Coalescer(self._release_many)
+        #: Keys whose lease a caller of this cache holds, each with the event set when it
+        #: lets go and the thread of its event loop: callers on that loop wait on the event
+        #: instead of polling the store (an event is not shared between loops).
+        self.held: dict[str, tuple[anyio.Event, int]] = {}
 
-    def _opened(self) -> _Store:
+    def _opened(self) -> Store:
         with self._open_lock:
             if self._store is None:
                 cfg = self.config
                 if cfg.use_ipc:
-                    self._store = _DiskStore(Path(cfg.cache_dir).expanduser(), cfg.ttl)
+                    self._store = DiskStore(Path(cfg.cache_dir).expanduser(), cfg.ttl)
                 else:
-                    self._store = _MemoryStore.shared(str(cfg.cache_dir), cfg.ttl)
+                    self._store = MemoryStore.shared(str(cfg.cache_dir), cfg.ttl)
             return self._store
 
-    def _get_blocking(self, key: str) -> ChatResult | None:
+    # -- blocking, in a worker thread ------------------------------------------------------
+
+    def _look(self, key: str) -> ChatResult | bool | None:
+        """The answer stored under ``key``, True while a caller holds its lease, or None."""
         store = self._opened()
         try:
             text = store.get(key)
             if text is None:
                 return None
+            if text.startswith(LEASE_MARK):
+                return True
             return result_from_json(json.loads(text))
         except (RefusedRow, ValueError) as exc:
             self._corrupt += 1
@@ -370,22 +242,53 @@ class ResponseCache:
                 self._reported.add(key)
                 log.warning("response cache: refused corrupt entry %s… (%s); treated as a miss",
                             key[:12], exc)
-            if isinstance(store, _DiskStore):
-                store.drop(key)
+            store.drop(key)
             return None
 
     def _get_many(self, keys: list[str]) -> list[ChatResult | None]:
-        return [self._get_blocking(key) for key in keys]
+        return [got if isinstance(got, ChatResult) else None for got in map(self._look, keys)]
 
-    def _set_many(self, pairs: list[tuple[str, ChatResult]]) -> list[None]:
+    def _claim_many(self, keys: list[str]) -> list[ChatResult | str | None]:
+        """For each key: its answer, a new lease token (this caller must fetch; "" when
+        leases are off) or None (another caller holds the lease).
+
+        A lease is a placeholder row under the answer's own key, added only where no live
+        row is (so winning it proves there was no answer); the answer overwrites it. Hits
+        and waiters polling a held key only read; a group's leases are one store operation.
+        """
+        looked = [self._look(key) for key in keys]
+        seconds = self.config.lease
+        out: list[ChatResult | str | None] = [
+            got if isinstance(got, ChatResult) else None if got else "" for got in looked]
+        free = [i for i, got in enumerate(looked) if got is None]
+        if not free or not seconds:
+            return out
+        mark = f"{LEASE_MARK}{os.getpid()}-"
+        tokens = {i: mark + secrets.token_hex(6) for i in free}
         store = self._opened()
+        won = store.add_many([(keys[i], tokens[i]) for i in free], seconds)
+        for i, ok in zip(free, won, strict=True):
+            if ok:
+                out[i] = tokens[i]
+            else:  # another caller was quicker: its answer, or its lease
+                got = self._look(keys[i])
+                out[i] = got if isinstance(got, ChatResult) else None if got else ""
+        return out
+
+    def _set_many(self, items: list[tuple[str, ChatResult]]) -> list[None]:
         rows = [(key, json.dumps(result_to_json(result), ensure_ascii=False, separators=(",", ":")))
-                for key, result in pairs]
-        store.set_many(rows)
+                for key, result in items]
+        self._opened().set_many(rows)  # overwrites the lease placeholders: the answers are in
         return [None] * len(rows)
 
+    def _release_many(self, pairs: list[tuple[str, str]]) -> list[None]:
+        self._opened().release(pairs)
+        return [None] * len(pairs)
+
+    # -- async -----------------------------------------------------------------------------
+
     async def get(self, key: str) -> ChatResult | None:
-        """The cached answer for ``key``, or None (miss, expired, or refused)."""
+        """The cached answer for ``key``, or None (miss, expired, or refused). Takes no lease."""
         result = await self._getter.call(key)
         if result is None:
             self._misses += 1
@@ -398,9 +301,46 @@ class ResponseCache:
         await self._setter.call((key, result))
         self._stores += 1
 
+    def filling(self, key: str) -> Fill:
+        """``async with cache.filling(key) as fill``: ``fill.hit``, or send and ``fill.keep()``.
+
+        Entering returns a hit, or holds ``key``'s lease (other callers of any process using
+        this store wait for this one's answer, for at most ``config.lease`` seconds), or,
+        after waiting that long, lets the caller send without one. Leaving stores the kept
+        answer and releases the lease; an answer not kept (a failure) releases the lease,
+        and one waiter takes over.
+        """
+        return Fill(self, key)
+
+    async def claim(self, key: str) -> ChatResult | str | None:
+        """One look at ``key`` (see :meth:`_claim_many`); never cancelled halfway, or a lease
+        taken for a caller who is gone would hold up the others until it expires."""
+        with anyio.CancelScope(shield=True):
+            got = await self._claimer.call(key)
+        return got
+
+    async def finish(self, key: str, token: str | None, result: ChatResult | None) -> None:
+        """Store ``result`` (when given) and release ``token``'s lease (when held)."""
+        with anyio.CancelScope(shield=True):
+            if result is not None:
+                await self._setter.call((key, result))
+                self._stores += 1
+            elif token is not None:
+                await self._releaser.call((key, token))
+
+    def count(self, *, hit: bool, waited: bool, gave_up: bool = False) -> None:
+        self._gave_up += gave_up
+        if hit:
+            self._hits += 1
+        else:
+            self._misses += 1
+        if waited:
+            self._waits += 1
+
     def statistics(self) -> CacheStatistics:
         return CacheStatistics(hits=self._hits, misses=self._misses, stores=self._stores,
-                               corrupt=self._corrupt)
+                               corrupt=self._corrupt, waits=self._waits,
+                               gave_up=self._gave_up)
 
     async def aclose(self) -> None:
         store, self._store = self._store, None

@@ -133,16 +133,13 @@ class _ClientBase:
         """
         self._check_open()
         cache = self._cache if use_cache else None
-        key = None
-        if cache is not None:
-            key = self.cache_key(req)
-            hit = await cache.get(key)
-            if hit is not None:
-                return hit
-        result = await self._send(req, timeout=timeout)
-        if cache is not None and key is not None:
-            await cache.set(key, result)
-        return result
+        if cache is None:
+            return await self._send(req, timeout=timeout)
+        # A miss holds the key's lease: concurrent callers (any process) wait for this answer.
+        async with cache.filling(self.cache_key(req)) as fill:
+            if fill.hit is not None:
+                return fill.hit
+            return fill.keep(await self._send(req, timeout=timeout))
 
     async def _answer(self, req: ChatRequest, *, return_usage: bool, return_raw: bool,
                       use_cache: bool, timeout: float | None) -> str | ChatResult:

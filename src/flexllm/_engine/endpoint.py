@@ -41,6 +41,7 @@ from flexllm_core import (
 )
 from flexllm_transports import Timeouts, Transport, default_transport
 
+from .attempt_log import AttemptLog
 from .gates import RateLimiter
 from .loops import LoopResources, LoopState
 from .stats import EndpointStatistics, RetryNotice, TokenSource, redact_error
@@ -109,6 +110,7 @@ class Endpoint:
         self._requests = self._successes = self._errors = self._retries = self._attempts = 0
         self._latency: float | None = None
         self._last_error: str | None = None
+        self._log = AttemptLog(self.provider, config.base_url, self._policy)
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.provider} {redact_url(self._config.base_url)}>"
@@ -178,9 +180,12 @@ class Endpoint:
     def _redact(self, exc: FlexLLMError) -> FlexLLMError:
         return redact_error(exc, (self._config.api_key, self._token))
 
-    def _retry_delay(self, attempt: int, error: FlexLLMError) -> float | None:
+    def _retry_delay(self, attempt: int, error: FlexLLMError,
+                     told: AttemptLog.Told | None = None) -> float | None:
         """Seconds to wait before the next attempt, or None to give up."""
         decision = decide_retry(self._policy, attempt, error, jitter=random.random())
+        if told is not None:
+            self._log.failed(told, error, decision)
         if isinstance(decision, GiveUp):
             return None
         self._retries += 1
@@ -230,9 +235,10 @@ class Endpoint:
         self._record_latency(time.monotonic() - started)
         self._successes += 1
 
-    async def _back_off(self, attempt: int, error: FlexLLMError) -> None:
+    async def _back_off(self, attempt: int, error: FlexLLMError,
+                        told: AttemptLog.Told | None = None) -> None:
         """Sleep before the next attempt, or raise ``error`` when the policy gives up."""
-        delay = self._retry_delay(attempt, error)
+        delay = self._retry_delay(attempt, error, told)
         if delay is None:
             raise error
         await anyio.sleep(delay)
@@ -250,22 +256,29 @@ class Endpoint:
         timeouts = self._timeouts if timeout is None else self._make_timeouts(timeout, stream=False)
         self._requests += 1
         attempt = 0
+        debug = self._log.enabled()
+        told = None
         try:
             while True:
                 attempt += 1
                 http, state = await self._begin(req)
                 try:
                     started = time.monotonic()
+                    if debug:
+                        told = self._log.Told(req, attempt, started)
                     try:
-                        result = self._parse(await state.transport.send(http, timeouts=timeouts))
+                        resp = await state.transport.send(http, timeouts=timeouts)
+                        result = self._parse(resp)
                     except FlexLLMError as exc:
                         error = self._failed(exc)
                     else:
                         self._succeeded(started)
+                        if told is not None:
+                            self._log.answered(told, resp.status, result)
                         return result
                 finally:
                     state.limiter.release()
-                await self._back_off(attempt, error)
+                await self._back_off(attempt, error, told)
         except FlexLLMError:
             self._errors += 1
             raise
@@ -289,6 +302,8 @@ class Endpoint:
         )
         self._requests += 1
         attempt = 0
+        debug = self._log.enabled()
+        told = None
         try:
             while True:
                 attempt += 1
@@ -296,6 +311,8 @@ class Endpoint:
                 yielded = False
                 try:
                     started = time.monotonic()
+                    if debug:
+                        told = self._log.Told(req, attempt, started)
                     try:
                         async with state.transport.stream(http, timeouts=timeouts) as resp:
                             if resp.status >= 400:
@@ -315,14 +332,18 @@ class Endpoint:
                     except FlexLLMError as exc:
                         error = self._failed(exc)
                         if yielded:
+                            if told is not None:
+                                self._log.failed(told, error, None)
                             raise error from None
                     else:
                         self._succeeded(started)
+                        if told is not None:
+                            self._log.answered(told, resp.status, result)
                         yield result
                         return
                 finally:
                     state.limiter.release()
-                await self._back_off(attempt, error)
+                await self._back_off(attempt, error, told)
         except FlexLLMError:
             self._errors += 1
             raise

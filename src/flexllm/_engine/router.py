@@ -83,7 +83,11 @@ class _Route:
             with r.lock:
                 index = r.balancer.select(time.monotonic(), exclude=self.tried,
                                           prefer=self.prefer, rand=r.rng.random())
+                probe = index is not None and r.balancer.health(index).state is HealthState.PROBING
             if index is not None:
+                if probe:
+                    log.debug("%s: sending a probe request (out of service until it succeeds)",
+                              r.labels[index])
                 return index
             last = self.last
             if last is None:  # nothing tried: every endpoint is out of service
@@ -93,6 +97,9 @@ class _Route:
             if isinstance(decision, GiveUp):
                 raise r.all_failed(last)
             r.retries += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("every usable endpoint failed this request (last: %s); round %d in %.2fs",
+                          type(last).__name__, self.rounds + 1, decision.delay)
             await anyio.sleep(decision.delay)
             self.tried.clear()
 
@@ -105,6 +112,9 @@ class _Route:
         self.tried.add(index)
         self.last = exc
         r.retries += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s failed (%s); the request moves to another endpoint", r.labels[index],
+                      type(exc).__name__)
 
 
 @attrs.frozen(kw_only=True)

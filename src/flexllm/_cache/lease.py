@@ -1,0 +1,134 @@
+"""One caller fetches, the others wait: a lease per missing cache key.
+
+Four processes running the same prompts on one cache directory used to send every prompt
+that missed in two of them at once (610 requests for 500 prompts). Now the first caller to
+miss a key puts a lease in the key's row (the store's atomic insert-if-absent, with an
+expiry, so it wins only where there is no answer); the others, in any process, find the
+lease and wait for the answer, which overwrites it, instead of sending.
+
+- Bounded: nobody waits longer than ``config.lease`` seconds; then it sends itself.
+- A dead holder never blocks the rest: the row expires ``lease`` seconds after it was taken
+  (a SIGKILLed process cannot release it; expiry does).
+- The holder always lets go: storing its answer and releasing the lease are one thread hop;
+  a failure releases without storing, so one waiter takes over and nothing bad is cached.
+- Callers of the same process wait on an event set when the holder lets go; callers of other
+  processes poll the store (reads only) with a growing interval.
+
+A lease row holds ``LEASE_MARK`` and a token naming the holder (pid and random bits): a
+holder whose lease expired and was taken over cannot release the new holder's lease (an
+answer it stores late only replaces the other's lease, or an equal answer).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import anyio
+
+from flexllm_core import ChatResult
+
+if TYPE_CHECKING:
+    from .store import ResponseCache
+
+__all__ = ("LEASE_MARK", "Fill")
+
+log = logging.getLogger("flexllm.cache")
+
+#: A lease is a row under the answer's key whose text starts with this (JSON never does).
+LEASE_MARK = "\x00lease:"
+#: First and longest pause between two looks at a key another process is fetching.
+_FIRST_POLL = 0.01
+_MAX_POLL = 0.2
+
+
+class Fill:
+    """The outcome of looking a key up: ``hit``, or the duty to send and :meth:`keep`.
+
+    Use as ``async with cache.filling(key) as fill``; see
+    :meth:`~flexllm._cache.store.ResponseCache.filling`.
+    """
+
+    __slots__ = ("_cache", "_event", "_kept", "_token", "hit", "key")
+
+    def __init__(self, cache: ResponseCache, key: str) -> None:
+        self._cache = cache
+        self.key = key
+        #: The cached answer (possibly written by another caller while this one waited).
+        self.hit: ChatResult | None = None
+        self._token: str | None = None
+        self._event: anyio.Event | None = None
+        self._kept: ChatResult | None = None
+
+    def keep(self, result: ChatResult) -> ChatResult:
+        """Store ``result`` when the block ends (pass successful answers only); return it."""
+        self._kept = result
+        return result
+
+    async def __aenter__(self) -> Fill:
+        cache, key = self._cache, self.key
+        seconds = cache.config.lease
+        started: float | None = None
+        poll = _FIRST_POLL
+        while True:
+            local = cache.held.get(key)
+            if local is not None and local[1] != threading.get_ident():
+                local = None  # held on another event loop: poll the store like other processes
+            if local is None:
+                got = await cache.claim(key)
+                if isinstance(got, str):
+                    if got:
+                        self._token = got
+                        self._event = anyio.Event()
+                        cache.held[key] = (self._event, threading.get_ident())
+                    cache.count(hit=False, waited=started is not None)
+                    return self
+                if got is not None:
+                    self.hit = got
+                    cache.count(hit=True, waited=started is not None)
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("cache hit %s…%s", key[:12], "" if started is None else
+                                  f" after waiting {anyio.current_time() - started:.2f} s for another caller")
+                    return self
+            now = anyio.current_time()
+            if started is None:
+                started = now
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("cache key %s… is being fetched by another caller; waiting up to %g s",
+                              key[:12], seconds)
+            left = started + seconds - now
+            if left <= 0:
+                log.info("cache key %s…: waited %g s for another caller's answer; sending the "
+                         "request here", key[:12], seconds)
+                cache.count(hit=False, waited=True, gave_up=True)
+                return self
+            if local is not None:
+                with anyio.move_on_after(left):
+                    await local[0].wait()
+            else:
+                await anyio.sleep(min(poll, left))
+                poll = min(poll * 2, _MAX_POLL)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        token, event = self._token, self._event
+        if token is None and self._kept is None:
+            return
+        cache = self._cache
+        try:
+            await cache.finish(self.key, token, self._kept)
+        except Exception as error:
+            if self._kept is not None:
+                raise
+            # The lease expires on its own; the caller's own error matters more.
+            log.warning("cache: could not release the lease on %s… (%s); it expires in %g s",
+                        self.key[:12], error, cache.config.lease)
+        finally:
+            if event is not None:
+                mine = cache.held.get(self.key)
+                if mine is not None and mine[0] is event:
+                    del cache.held[self.key]
+                event.set()

@@ -1,0 +1,239 @@
+"""Where cache rows live: a diskcache directory shared by processes, or this process's memory.
+
+Both stores hold text under string keys and implement :class:`Store`, the small interface the
+:class:`~flexllm._cache.store.ResponseCache` needs, leases included, so a shared service
+(Redis: ``GET``, ``SET NX PX``, a compare-and-delete script) can stand behind the same cache.
+
+diskcache's default ``Disk`` pickles values, so anyone who can write the cache directory can
+run code in every process that reads it (CVE-2025-69872); its ``JSONDisk`` is not enough
+either, because ``fetch`` still unpickles a row whose stored mode says "pickle". Here a
+:class:`_JsonOnlyDisk` accepts only string keys and text values, refuses any row stored as a
+pickle (or under a pickled key, or pointing outside the cache directory). The directory is
+created private (0700).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+__all__ = ("DiskStore", "MemoryStore", "RefusedRow", "Store")
+
+log = logging.getLogger("flexllm.cache")
+
+
+class Store(Protocol):
+    """Text rows by key, with the two lease primitives of "one caller fetches, others wait"
+    (:meth:`add_many`, :meth:`release`; the lease is a short-lived row under the key).
+
+    Every method blocks (the cache calls them from a worker thread).
+    """
+
+    def get(self, key: str) -> str | None:
+        """The live value of ``key`` (expired rows are absent)."""
+
+    def set_many(self, rows: list[tuple[str, str]]) -> None:
+        """Store every row, with the store's TTL."""
+
+    def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
+        """Insert each key only if absent or expired, living ``seconds``; True if inserted.
+
+        Each insert is atomic across every process using the store (Redis: ``SET key value
+        NX PX ms``, pipelined).
+        """
+
+    def release(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Delete each key that still holds its value (a lease that expired and was taken
+        over by another caller is left alone; Redis: a compare-and-delete script)."""
+
+    def drop(self, key: str) -> None:
+        """Delete ``key`` (a row refused as corrupt)."""
+
+    def close(self) -> None: ...
+
+
+class RefusedRow(Exception):
+    """A cache row this process will not decode (pickled, or a path outside the cache)."""
+
+
+def _make_disk_class() -> type[Any]:
+    import diskcache  # optional dependency: imported only when a disk cache is used
+    from diskcache.core import MODE_BINARY, MODE_RAW, MODE_TEXT, UNKNOWN
+
+    class _JsonOnlyDisk(diskcache.Disk):  # type: ignore[misc]
+        """String keys, JSON text values; everything else is refused, nothing unpickled."""
+
+        def __init__(self, directory: str, **_settings: object) -> None:
+            # Settings stored in the database (which anyone with write access could edit)
+            # are ignored: large values go to text files, never pickles.
+            super().__init__(directory, min_file_size=1 << 20, pickle_protocol=0)
+
+        def put(self, key: object) -> tuple[object, bool]:
+            if type(key) is not str:
+                raise TypeError("cache keys are strings")
+            return key, True
+
+        def get(self, key: object, raw: bool) -> object:
+            if not raw or type(key) is not str:
+                raise RefusedRow("pickled key")
+            return key
+
+        def store(self, value: object, read: bool, key: object = UNKNOWN) -> tuple[object, ...]:
+            if read or type(value) is not str:
+                raise TypeError("cache values are JSON text")
+            return super().store(value, False, key=key)  # type: ignore[no-any-return]
+
+        def _safe(self, filename: object) -> str:
+            if not isinstance(filename, str) or os.path.isabs(filename) or ".." in Path(filename).parts:
+                raise RefusedRow("file outside the cache directory")
+            return filename
+
+        def fetch(self, mode: int, filename: object, value: object, read: bool) -> object:
+            if read:
+                raise RefusedRow("file handle requested")
+            if mode == MODE_RAW:
+                if isinstance(value, bytes):
+                    return value.decode("utf-8")
+                return value
+            if mode in (MODE_TEXT, MODE_BINARY):
+                with open(os.path.join(self._directory, self._safe(filename)), "rb") as f:
+                    return f.read().decode("utf-8")
+            raise RefusedRow(f"stored mode {mode} (pickle) is refused")
+
+        def remove(self, file_path: object) -> None:
+            try:
+                name = self._safe(file_path)
+            except RefusedRow:
+                return  # never delete outside the cache directory
+            super().remove(name)
+
+    return _JsonOnlyDisk
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if st.st_uid == os.getuid():
+            os.chmod(path, 0o700)
+        else:
+            log.warning("cache directory %s is not owned by this user and is shared", path)
+
+
+class DiskStore:
+    def __init__(self, directory: Path, ttl: float) -> None:
+        import diskcache
+
+        _private_dir(directory)
+        self._ttl = ttl or None
+        self._cache = diskcache.Cache(str(directory), disk=_make_disk_class(), timeout=60)
+
+    def get(self, key: str) -> str | None:
+        value = self._cache.get(key, default=None, retry=True)
+        if value is not None and not isinstance(value, str):
+            raise RefusedRow("non-text value")
+        return value
+
+    def set(self, key: str, value: str) -> None:
+        self._cache.set(key, value, expire=self._ttl, retry=True)
+
+    def set_many(self, rows: list[tuple[str, str]]) -> None:
+        with self._cache.transact(retry=True):  # one SQLite transaction for the group
+            for key, value in rows:
+                self._cache.set(key, value, expire=self._ttl)
+
+    def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
+        # diskcache's add treats an expired row as absent; one transaction for the group.
+        with self._cache.transact(retry=True):
+            return [bool(self._cache.add(key, value, expire=seconds)) for key, value in rows]
+
+    def release(self, pairs: Sequence[tuple[str, str]]) -> None:
+        with self._cache.transact(retry=True):
+            for key, value in pairs:
+                if self._cache.get(key, default=None) == value:
+                    self._cache.delete(key)
+
+    def drop(self, key: str) -> None:
+        self._cache.delete(key, retry=True)
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+class MemoryStore:
+    """Per-process: shared by every client of this process using the same ``cache_dir`` name."""
+
+    MAX_ENTRIES: ClassVar[int] = 100_000
+    _registry: ClassVar[dict[str, MemoryStore]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, name: str, ttl: float) -> MemoryStore:
+        with cls._registry_lock:
+            store = cls._registry.get(name)
+            if store is None:
+                store = cls._registry[name] = cls(ttl)
+            return store
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return None
+            expires, value = entry
+            if expires and time.monotonic() >= expires:
+                del self._data[key]
+                return None
+            return value
+
+    def set(self, key: str, value: str) -> None:
+        with self._lock:
+            expires = time.monotonic() + self._ttl if self._ttl else 0.0
+            self._data[key] = (expires, value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.MAX_ENTRIES:
+                self._data.popitem(last=False)
+
+    def set_many(self, rows: list[tuple[str, str]]) -> None:
+        for key, value in rows:
+            self.set(key, value)
+
+    def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
+        with self._lock:
+            now = time.monotonic()
+            out = []
+            for key, value in rows:
+                entry = self._data.get(key)
+                free = entry is None or (bool(entry[0]) and entry[0] <= now)
+                if free:
+                    self._data[key] = (now + seconds, value)
+                out.append(free)
+            return out
+
+    def release(self, pairs: Sequence[tuple[str, str]]) -> None:
+        with self._lock:
+            for key, value in pairs:
+                entry = self._data.get(key)
+                if entry is not None and entry[1] == value:
+                    del self._data[key]
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def close(self) -> None:
+        pass
+
+

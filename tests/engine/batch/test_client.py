@@ -8,7 +8,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from batch_support import no_blocking, records  # noqa: F401 - fixture
 
 from flexllm import (
     BatchResult,
@@ -21,6 +20,8 @@ from flexllm import (
     UsageError,
 )
 from flexllm.mock import MockServer
+
+from .helpers import records
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 
@@ -225,9 +226,9 @@ async def test_iter_run_sees_the_callers_context_variables() -> None:
     # spans and the like), on trio as on asyncio.
     import contextvars
 
-    from client_support import ok
-
     from flexllm_transports import MemoryTransport
+
+    from ..clients.helpers import ok
 
     request_id = contextvars.ContextVar("request_id", default="unset")
     seen: list[str] = []

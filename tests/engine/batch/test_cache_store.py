@@ -15,7 +15,6 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
-from batch_support import MODEL, ScriptedLane, messages, no_blocking, prepare  # noqa: F401
 
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions, ItemSource
@@ -26,6 +25,8 @@ from flexllm._cache.store import (
     open_response_cache,
 )
 from flexllm_core import ChatRequest, ChatResult, ToolCall, Usage, UsageError, cache_key
+
+from .helpers import MODEL, ScriptedLane, messages, prepare
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 

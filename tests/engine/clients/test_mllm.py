@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
-from client_support import ok
 
 from flexllm import MllmClient, UsageError
 from flexllm._clients.mllm import image_mime
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
+
+from .helpers import ok
 
 pytestmark = pytest.mark.anyio
 

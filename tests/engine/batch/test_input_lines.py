@@ -8,13 +8,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from batch_support import no_blocking, records  # noqa: F401 - fixture
-from pool_support import endpoints, servers
 
 from flexllm import ItemSource, LLMClient, LLMClientPool, UsageError
 from flexllm._batch.input import JSONLFile, parse_line
 from flexllm._errors import ChangedInputError, InvalidLineError
 from flexllm.mock import MockServer
+
+from ..pool.helpers import endpoints, servers
+from .helpers import records
 
 MODEL = "gpt-4o-mini"
 

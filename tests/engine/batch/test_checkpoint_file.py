@@ -8,22 +8,22 @@ from pathlib import Path
 
 import anyio
 import pytest
-from batch_support import (
-    ScriptedLane,
-    answer_for,
-    messages,
-    no_blocking,  # noqa: F401 - fixture
-    prepare,
-    records,
-    run_all,
-    successes_by_index,
-)
 
 from flexllm._batch.checkpoint import CheckpointFile, Durability
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions, ItemSource
 from flexllm._errors import ChangedInputError
 from flexllm_core import UsageError
+
+from .helpers import (
+    ScriptedLane,
+    answer_for,
+    messages,
+    prepare,
+    records,
+    run_all,
+    successes_by_index,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 

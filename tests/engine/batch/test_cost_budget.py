@@ -6,13 +6,14 @@ import logging
 
 import anyio
 import pytest
-from batch_support import MODEL, ScriptedLane, messages, no_blocking, prepare  # noqa: F401
 
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions, ItemSource
 from flexllm._cost.tracker import DEFAULT_RESERVED_OUTPUT, CostTracker
 from flexllm._errors import BudgetExceededError
 from flexllm_core import ChatRequest, ChatResult, Usage, UsageError, default_pricing, make_request
+
+from .helpers import MODEL, ScriptedLane, messages, prepare
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 

@@ -8,20 +8,20 @@ from pathlib import Path
 
 import anyio
 import pytest
-from batch_support import (
-    ScriptedLane,
-    answer_for,
-    messages,
-    no_blocking,  # noqa: F401 - fixture
-    prepare,
-    run_all,
-    successes_by_index,
-)
 
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions, ItemSource
 from flexllm._errors import RequeueItem
 from flexllm_core import ChatRequest, ChatResult, UsageError
+
+from .helpers import (
+    ScriptedLane,
+    answer_for,
+    messages,
+    prepare,
+    run_all,
+    successes_by_index,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
 

@@ -8,12 +8,13 @@ import types
 from collections.abc import Iterator
 
 import pytest
-from client_support import MESSAGES, ok
 
 from flexllm import AuthenticationError, GeminiClient
 from flexllm._engine.auth import GoogleAuthToken
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
+
+from .helpers import MESSAGES, ok
 
 pytestmark = pytest.mark.anyio
 

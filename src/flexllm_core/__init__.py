@@ -19,6 +19,7 @@ from ._balance import (
 from ._cache_key import (
     cache_key as cache_key,
     canonical_request as canonical_request,
+    message_hasher as message_hasher,
     request_hash as request_hash,
 )
 from ._checkpoint import (
@@ -59,6 +60,7 @@ from ._events import (
     UsageReport as UsageReport,
 )
 from ._json import JSONDict as JSONDict, JSONValue as JSONValue
+from ._models import model_ids as model_ids
 from ._pricing import (
     ModelPrice as ModelPrice,
     PricingTable as PricingTable,

@@ -54,6 +54,11 @@ class Codec(Protocol):
         """Build URL, auth headers and JSON body. Streaming when ``req.stream``."""
         ...
 
+    def auth_headers(self, cfg: ProviderConfig) -> tuple[tuple[str, str], ...]:
+        """The headers every request to this endpoint carries (credentials, API version, the
+        caller's extra headers), for requests other than a chat (``GET .../models``)."""
+        ...
+
     def parse_response(self, body: JSONDict) -> ChatResult:
         """Parse a successful (2xx) JSON body. Raises ProviderError if it is an error body."""
         ...

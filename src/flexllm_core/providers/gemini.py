@@ -52,7 +52,7 @@ from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, UsageRep
 from .._json import JSONDict, JSONValue, loads
 from .._sse import SSEDecoder
 from .._types import ChatResult, ToolCall, Usage
-from ._gemini_build import build_request
+from ._gemini_build import auth_headers, build_request
 from ._gemini_partial import CallStream
 from ._gemini_serve import parse_request, render_error, render_response, render_stream
 from ._gemini_wire import (
@@ -69,6 +69,7 @@ __all__ = (
     "NAME",
     "URL_MARKERS",
     "GeminiStreamDecoder",
+    "auth_headers",
     "build_request",
     "parse_error",
     "parse_request",

@@ -7,6 +7,8 @@ jitter are arguments.
 
 from __future__ import annotations
 
+import inspect as _inspect
+
 from ._balance import (
     Balancer as Balancer,
     BalanceStrategy as BalanceStrategy,
@@ -113,3 +115,12 @@ from .providers import (
     detect_provider as detect_provider,
     get_codec as get_codec,
 )
+
+# Public classes and functions name the module users import them from, not the private one
+# that defines them (as httpcore does): reprs, tracebacks and pickles then read
+# ``flexllm_core.X``. (No ``__all__`` here: star imports stay as they were.)
+for _obj in list(globals().values()):
+    if (isinstance(_obj, type) or _inspect.isroutine(_obj)) and getattr(_obj, "__module__", "").startswith(
+            f"{__name__}._"):
+        setattr(_obj, "__module__", __name__)  # noqa: B010
+del _obj

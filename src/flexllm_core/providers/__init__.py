@@ -113,6 +113,15 @@ _ALIASES = {"anthropic": "claude", "google": "gemini", "openai-compatible": "ope
 
 PROVIDERS: tuple[str, ...] = tuple(CODECS)
 
+# Each codec module is public: what it exports from its private helper modules says it is
+# the codec's (``flexllm_core.providers.gemini.build_request``), as flexllm does for its names.
+for _codec in (openai, claude, gemini):
+    for _name in _codec.__all__:
+        _obj = getattr(_codec, _name)
+        if getattr(_obj, "__module__", "").startswith(f"{__name__}._"):
+            setattr(_obj, "__module__", _codec.__name__)  # noqa: B010
+del _codec, _name, _obj
+
 
 def get_codec(provider: str) -> Codec:
     """Return the codec for ``provider`` or raise a UsageError listing the known ones."""

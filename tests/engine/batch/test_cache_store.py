@@ -28,7 +28,7 @@ from flexllm_core import ChatRequest, ChatResult, ToolCall, Usage, UsageError, c
 
 from .helpers import MODEL, ScriptedLane, messages, prepare
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+pytestmark = pytest.mark.anyio
 
 
 class _Payload:

@@ -25,10 +25,9 @@ from .helpers import (
     successes_by_index,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.usefixtures("no_blocking")
 async def test_resume_skips_finished_items(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     lane = ScriptedLane()

@@ -23,7 +23,7 @@ from flexllm.mock import MockServer
 
 from .helpers import records
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+pytestmark = pytest.mark.anyio
 
 MODEL = "gpt-4o-mini"
 
@@ -32,7 +32,6 @@ def _msgs(n: int, word: str = "question") -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": f"{word} {i}"}] for i in range(n)]
 
 
-@pytest.mark.usefixtures("no_blocking")
 async def test_batch_in_input_order_with_cost_report(tmp_path: Path) -> None:
     async with MockServer(delay="0-0.01") as url, LLMClient(
             base_url=url, model=MODEL, api_key="sk-test", concurrency_limit=8) as client:

@@ -15,10 +15,10 @@ from flexllm_core import ChatRequest, ChatResult, Usage, UsageError, default_pri
 
 from .helpers import MODEL, ScriptedLane, messages, prepare
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+pytestmark = pytest.mark.anyio
 
-#: Read once at import: the bundled table is a file, and reading it inside a test's event
-#: loop is the blocking call ``no_blocking`` exists to catch.
+#: The bundled table (CostTracker takes a table: reading one is file I/O, which callers on an
+#: event loop do in a worker thread).
 PRICING = default_pricing()
 
 
@@ -73,7 +73,7 @@ def test_budget_needs_known_prices() -> None:
     with pytest.raises(UsageError, match="no-such-model-xyz"):
         tracker.check_prices(["no-such-model-xyz", MODEL])
     with pytest.raises(UsageError, match="budget"):
-        CostTracker(budget=-1)
+        CostTracker(budget=-1, pricing=PRICING)
 
 
 def test_unknown_price_warns_once_and_is_not_free(caplog: pytest.LogCaptureFixture) -> None:

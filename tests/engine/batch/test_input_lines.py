@@ -101,7 +101,6 @@ def _by_index(path: Path) -> dict[int, list[dict[str, object]]]:
 
 
 @pytest.mark.anyio
-@pytest.mark.usefixtures("no_blocking")
 async def test_malformed_lines_fail_at_their_index_and_the_rest_run(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text(GOOD_AND_BAD)

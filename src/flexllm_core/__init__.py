@@ -7,6 +7,8 @@ jitter are arguments.
 
 from __future__ import annotations
 
+import inspect as _inspect
+
 from ._balance import (
     Balancer as Balancer,
     BalanceStrategy as BalanceStrategy,
@@ -19,6 +21,7 @@ from ._balance import (
 from ._cache_key import (
     cache_key as cache_key,
     canonical_request as canonical_request,
+    message_hasher as message_hasher,
     request_hash as request_hash,
 )
 from ._checkpoint import (
@@ -60,6 +63,7 @@ from ._events import (
     UsageReport as UsageReport,
 )
 from ._json import JSONDict as JSONDict, JSONValue as JSONValue
+from ._models import model_ids as model_ids
 from ._pricing import (
     ModelPrice as ModelPrice,
     PricingTable as PricingTable,
@@ -129,3 +133,12 @@ from .providers import (
     detect_provider as detect_provider,
     get_codec as get_codec,
 )
+
+# Public classes and functions name the module users import them from, not the private one
+# that defines them (as httpcore does): reprs, tracebacks and pickles then read
+# ``flexllm_core.X``. (No ``__all__`` here: star imports stay as they were.)
+for _obj in list(globals().values()):
+    if (isinstance(_obj, type) or _inspect.isroutine(_obj)) and getattr(_obj, "__module__", "").startswith(
+            f"{__name__}._"):
+        setattr(_obj, "__module__", __name__)  # noqa: B010
+del _obj

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -24,7 +24,7 @@ from ._errors import UsageError
 from ._json import JSONDict, JSONValue
 from ._types import ChatRequest
 
-__all__ = ("CACHE_KEY_VERSION", "cache_key", "canonical_request", "request_hash")
+__all__ = ("CACHE_KEY_VERSION", "cache_key", "canonical_request", "message_hasher", "request_hash")
 
 #: Bumped when the canonical form changes, so old cache entries simply stop matching.
 CACHE_KEY_VERSION = 1
@@ -124,3 +124,72 @@ def request_hash(req: ChatRequest) -> str:
     """
     payload: JSONDict = {"v": CACHE_KEY_VERSION, **_params(req)}
     return hashlib.sha256(_dumps(payload)).hexdigest()[:16]
+
+
+#: Roles whose plain-text messages :func:`make_request` keeps exactly as given.
+_PLAIN_ROLES = ("system", "developer", "user", "assistant")
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # what _ENCODER uses for str
+_MARKER = "\x00flexllm-messages\x00"
+
+
+def _none(_messages: object) -> None:
+    return None
+
+
+def message_hasher(template: ChatRequest) -> Callable[[object], str | None]:
+    """``request_hash`` of ``template`` with its messages swapped for others, without building
+    a request: the function returns None unless the messages are a non-empty list of plain
+    ``{"role", "content": str}`` dicts (then the caller builds the request and hashes that).
+
+    Resuming a million finished items must not mean validating a million requests again.
+    The canonical JSON around the messages is the same for every item, so it is split once
+    at the messages and only each item's messages are encoded (key order "content" <
+    "role"). The caller checks that its request builder keeps such messages as given
+    (compare with :func:`request_hash` on one), e.g. that it adds no system prompt.
+
+    Raises:
+        UsageError: ``template`` cannot be hashed (as :func:`request_hash` would).
+    """
+    payload: JSONDict = {"v": CACHE_KEY_VERSION, **_params(template), "messages": _MARKER}
+    framed = _dumps(payload).decode("utf-8")
+    token = _ENCODER.encode(_MARKER)
+    if framed.count(token) != 1:  # the marker also appears in a parameter: no shortcut
+        return _none
+    head, tail = framed.split(token)
+    roles = {r: f',"role":{_ENCODER.encode(r)}}}' for r in _PLAIN_ROLES}
+    one_head, one_tail = head + '[{"content":', "]" + tail
+    enc, sha = _encode_str, hashlib.sha256
+
+    def many(messages: list[object]) -> str | None:
+        parts = [head, "["]
+        for m in messages:
+            if type(m) is not dict or len(m) != 2:
+                return None
+            content = m.get("content")
+            role = roles.get(m.get("role"))  # type: ignore[arg-type]
+            if type(content) is not str or role is None:
+                return None
+            parts += ('{"content":', enc(content), role, ",")
+        parts[-1] = "]"
+        parts.append(tail)
+        return sha("".join(parts).encode("utf-8")).hexdigest()[:16]
+
+    def hasher(messages: object) -> str | None:
+        if type(messages) is not list or not messages:
+            return None
+        try:
+            if len(messages) != 1:
+                return many(messages)
+            # The common case (one message), in as few steps as possible.
+            m = messages[0]
+            if type(m) is not dict or len(m) != 2:
+                return None
+            content = m.get("content")
+            role = roles.get(m.get("role"))  # type: ignore[arg-type]
+            if type(content) is not str or role is None:
+                return None
+            return sha((one_head + enc(content) + role + one_tail).encode("utf-8")).hexdigest()[:16]
+        except (TypeError, ValueError):  # an unhashable role; a lone surrogate (not UTF-8)
+            return None
+
+    return hasher

@@ -169,6 +169,25 @@ class ToolCall:
     def to_dict(self) -> JSONDict:
         return {"id": self.id, "type": self.type, "function": self.function}
 
+    def to_record(self) -> JSONDict:
+        """Every field as JSON: how checkpoint records and cache rows store a call (the one
+        encoding, so their bytes do not drift apart)."""
+        return {"id": self.id, "type": self.type, "name": self.name, "arguments": self.arguments,
+                "raw_arguments": self.raw_arguments, "arguments_valid": self.arguments_valid}
+
+    @classmethod
+    def from_record(cls, value: JSONDict) -> ToolCall:
+        """The inverse of :meth:`to_record`, tolerant: a missing or mistyped field gets its
+        default (records and cache rows written by other versions)."""
+        args = value.get("arguments")
+        return cls(
+            id=str(value.get("id", "")), name=str(value.get("name", "")),
+            arguments=args if isinstance(args, dict) else {},
+            raw_arguments=str(value.get("raw_arguments", "")),
+            arguments_valid=bool(value.get("arguments_valid", True)),
+            type=str(value.get("type", "function")),
+        )
+
 
 @attrs.frozen(kw_only=True, hash=False)
 class ChatResult:

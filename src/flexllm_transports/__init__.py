@@ -30,6 +30,13 @@ __all__ = (
     "default_transport",
 )
 
+# Public names say they are flexllm_transports', not their private module's (as in flexllm).
+for _name in __all__:
+    _obj = globals().get(_name)
+    if getattr(_obj, "__module__", "").startswith(f"{__name__}._"):
+        setattr(_obj, "__module__", __name__)  # noqa: B010
+del _name, _obj
+
 if TYPE_CHECKING:
     from ._httpx import HttpxTransport as HttpxTransport
 
@@ -39,5 +46,6 @@ def __getattr__(name: str) -> Any:
     if name == "HttpxTransport":
         from ._httpx import HttpxTransport
 
+        HttpxTransport.__module__ = __name__
         return HttpxTransport
     raise AttributeError(f"module 'flexllm_transports' has no attribute {name!r}")

@@ -35,6 +35,7 @@ def feed_pieces(provider: str, pieces: Iterable[bytes]) -> Decoded:
     for piece in pieces:
         events.extend(decoder.feed(piece))
     events.extend(decoder.flush())
+    assert decoder.flush() == [], "a second flush must return nothing"
     return events, decoder.close()
 
 
@@ -50,6 +51,13 @@ def splits(data: bytes) -> Iterator[list[bytes]]:
     """``data`` cut in two at every point (the empty halves included)."""
     for i in range(len(data) + 1):
         yield [data[:i], data[i:]]
+
+
+def cut_at(data: bytes, points: Iterable[int]) -> list[bytes]:
+    """``data`` cut at each of ``points`` (taken modulo ``len(data) + 1``, as Hypothesis draws
+    them): the pieces in order, none of them empty."""
+    bounds = sorted({p % (len(data) + 1) for p in points} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def feed_split(provider: str, data: bytes) -> Iterator[tuple[int, Decoded]]:

@@ -15,6 +15,7 @@ from flexllm_core import (
     UsageError,
     cache_key,
     canonical_request,
+    message_hasher,
     request_hash,
 )
 
@@ -161,3 +162,45 @@ def test_values_json_cannot_hold_are_usage_errors_naming_the_field(extra: dict[s
     req = ChatRequest(model="m", messages=({"role": "user", "content": "hi"},), extra_body=extra)
     with pytest.raises(UsageError, match=where):
         cache_key("openai", "https://x", req)
+
+
+# -- message_hasher: the request hash of a template with other plain-text messages --------
+
+_ROLES = st.sampled_from(["system", "developer", "user", "assistant"])
+_plain = st.lists(st.fixed_dictionaries({"role": _ROLES, "content": st.text(max_size=20)}),
+                  min_size=1, max_size=4)
+
+
+@given(_plain, st.sampled_from([{}, {"temperature": 0.3, "max_tokens": 50, "stop": ("END",)},
+                                {"seed": 7, "extra_body": {"top_k": 5, "note": "é\u2028"}},
+                                {"tools": ({"type": "function", "function": {"name": "f"}},)}]))
+def test_message_hasher_agrees_with_request_hash(messages: list[dict[str, str]],
+                                                 params: dict[str, Any]) -> None:
+    template = attrs.evolve(BASE, **params)
+    hasher = message_hasher(template)
+    expected = request_hash(attrs.evolve(template, messages=tuple(messages)))
+    assert hasher(messages) == expected
+    assert hasher([dict(m) for m in messages]) == expected  # no state kept between calls
+
+
+@pytest.mark.parametrize("messages", [
+    [], (), None, "text", [["user", "hi"]],
+    [{"role": "user", "content": [{"type": "text", "text": "x"}]}],  # parts: not plain text
+    [{"role": "tool", "content": "42", "tool_call_id": "c1"}],
+    [{"role": "user", "content": "hi", "name": "ann"}],
+    [{"role": "tool", "content": "42"}],
+    [{"role": ["user"], "content": "hi"}],
+    [{"role": "user", "content": "\ud800"}],  # a lone surrogate has no UTF-8 form
+])
+def test_message_hasher_declines_what_it_cannot_hash_exactly(messages: object) -> None:
+    assert message_hasher(BASE)(messages) is None
+
+
+def test_message_hasher_declines_when_a_parameter_holds_its_marker() -> None:
+    template = attrs.evolve(BASE, extra_body={"x": "\x00flexllm-messages\x00"})
+    assert message_hasher(template)([{"role": "user", "content": "hi"}]) is None
+
+
+def test_message_hasher_refuses_a_template_request_hash_refuses() -> None:
+    with pytest.raises(UsageError, match=r"extra_body\.x"):
+        message_hasher(attrs.evolve(BASE, extra_body={"x": float("nan")}))

@@ -12,6 +12,7 @@ from hypothesis import given, strategies as st
 from flexllm_core import (
     CheckpointFormatError,
     CheckpointRecord,
+    ToolCall,
     UsageError,
     decode_record,
     encode_record,
@@ -224,3 +225,25 @@ def test_only_the_first_garbled_lines_are_listed() -> None:
 def test_empty_checkpoint() -> None:
     result = scan_checkpoint([])
     assert (result.done, result.failed, result.records, result.size) == ({}, frozenset(), 0, 0)
+
+
+# -- ToolCall as checkpoint records and cache rows store it ---------------------------------
+
+_calls = st.builds(
+    ToolCall, id=st.text(max_size=8), name=st.text(max_size=8),
+    arguments=st.dictionaries(st.text(max_size=4), st.integers() | st.text(max_size=4), max_size=3),
+    raw_arguments=st.text(max_size=12), arguments_valid=st.booleans(),
+    type=st.sampled_from(["function", "custom"]))
+
+
+@given(_calls)
+def test_tool_call_record_round_trips_through_json(call: ToolCall) -> None:
+    record = call.to_record()
+    assert list(record) == ["id", "type", "name", "arguments", "raw_arguments", "arguments_valid"]
+    assert ToolCall.from_record(json.loads(json.dumps(record))) == call
+
+
+def test_tool_call_record_tolerates_rows_of_other_versions() -> None:
+    assert ToolCall.from_record({}) == ToolCall(id="", name="", arguments={})
+    old = {"id": 7, "name": "f", "arguments": "not a dict", "future_field": 1}
+    assert ToolCall.from_record(old) == ToolCall(id="7", name="f", arguments={})

@@ -5,12 +5,12 @@ Request building is in ``test_claude_request.py``.
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cut_at, feed_bytewise, feed_pieces, feed_whole
 from hypothesis import given, settings, strategies as st
 
 import flexllm_core as core
@@ -45,19 +45,6 @@ def load(name: str) -> Any:
 
 def raw(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
-
-
-def decode(chunks: list[bytes]) -> tuple[list[Any], ChatResult]:
-    decoder = claude.stream_decoder()
-    events: list[Any] = []
-    for chunk in chunks:
-        events.extend(decoder.feed(chunk))
-    return events, decoder.close()
-
-
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({0, *cuts, len(data)})
-    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def same(a: ChatResult, b: ChatResult) -> None:
@@ -206,11 +193,11 @@ def test_recognizes_only_claude_shapes() -> None:
 @pytest.mark.parametrize("name", STREAMS)
 def test_stream_whole_equals_byte_by_byte(name: str) -> None:
     data = raw(name)
-    whole_events, whole = decode([data])
-    bytewise_events, bytewise = decode([data[i : i + 1] for i in range(len(data))])
+    whole_events, whole = feed_whole("claude", data)
+    bytewise_events, bytewise = feed_bytewise("claude", data)
     assert bytewise_events == whole_events
     same(bytewise, whole)
-    crlf_events, crlf = decode([data.replace(b"\n", b"\r\n")])
+    crlf_events, crlf = feed_whole("claude", data.replace(b"\n", b"\r\n"))
     assert crlf_events == whole_events
     same(crlf, whole)
 
@@ -221,14 +208,14 @@ def test_stream_whole_equals_byte_by_byte(name: str) -> None:
 def test_stream_any_split_gives_the_same_result(name: str, data: st.DataObject) -> None:
     body = raw(name)
     cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=12))
-    whole_events, whole = decode([body])
-    events, res = decode(split_at(body, cuts))
+    whole_events, whole = feed_whole("claude", body)
+    events, res = feed_pieces("claude", cut_at(body, cuts))
     assert events == whole_events
     same(res, whole)
 
 
 def test_text_stream_events_and_result() -> None:
-    events, res = decode([raw("text.sse")])
+    events, res = feed_whole("claude", raw("text.sse"))
     assert events == [
         TextDelta(text="Hello"),
         TextDelta(text="! Nice to meet you — "),
@@ -245,7 +232,7 @@ def test_text_stream_events_and_result() -> None:
 
 
 def test_thinking_stream_keeps_the_signature() -> None:
-    events, res = decode([raw("thinking.sse")])
+    events, res = feed_whole("claude", raw("thinking.sse"))
     thinking = "".join(e.text for e in events if isinstance(e, ThinkingDelta))
     assert thinking == res.thinking
     assert res.thinking is not None and res.thinking.endswith("sum 12231")
@@ -266,12 +253,12 @@ def test_thinking_stream_keeps_the_signature() -> None:
 def test_parse_thoughts_on_claude_data(name: str) -> None:
     res = claude.parse_response(load(name))
     assert core.parse_thoughts(load(name)) == {"thought": res.thinking, "answer": res.text}
-    _, streamed = decode([raw("thinking.sse")])
+    _, streamed = feed_whole("claude", raw("thinking.sse"))
     assert core.parse_thoughts(streamed.data)["answer"] == "27 * 453 = 12,231"
 
 
 def test_interleaved_parallel_tool_arguments_are_kept_apart() -> None:
-    events, res = decode([raw("parallel_tools.sse")])
+    events, res = feed_whole("claude", raw("parallel_tools.sse"))
     assert res.finish_reason == "tool_calls"
     assert res.text == "Okay, let's check the weather and the time:"
     assert [(c.id, c.name, c.arguments) for c in res.tool_calls] == [
@@ -289,7 +276,7 @@ def test_interleaved_parallel_tool_arguments_are_kept_apart() -> None:
 
 
 def test_redacted_thinking_stream() -> None:
-    _, res = decode([raw("redacted_thinking.sse")])
+    _, res = feed_whole("claude", raw("redacted_thinking.sse"))
     assert res.thinking is None
     assert res.thinking_blocks == [
         {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"}
@@ -323,7 +310,7 @@ def test_error_event_raises_whatever_the_split(cuts: list[int]) -> None:
     decoder = claude.stream_decoder()
     texts: list[str] = []
     with pytest.raises(OverloadedError):
-        for chunk in split_at(data, [c for c in cuts if c <= len(data)]):
+        for chunk in cut_at(data, [c for c in cuts if c <= len(data)]):
             texts.extend(e.text for e in decoder.feed(chunk) if isinstance(e, TextDelta))
         decoder.close()
     # Every event before the error is delivered, whatever the split; then the error.
@@ -332,9 +319,9 @@ def test_error_event_raises_whatever_the_split(cuts: list[int]) -> None:
 
 def test_error_event_without_event_line_and_without_json() -> None:
     with pytest.raises(ServerError, match="api_error"):
-        decode([b'data: {"type":"error","error":{"type":"api_error","message":"Internal"}}\n\n'])
+        feed_whole("claude", b'data: {"type":"error","error":{"type":"api_error","message":"Internal"}}\n\n')
     with pytest.raises(ServerError, match="non-JSON"):
-        decode([b"event: error\ndata: upstream connect error\n\n"])
+        feed_whole("claude", b"event: error\ndata: upstream connect error\n\n")
 
 
 def test_stream_cut_short_raises_with_what_arrived() -> None:
@@ -356,7 +343,7 @@ def test_stream_cut_short_raises_with_what_arrived() -> None:
 
 def test_stream_without_trailing_blank_line_and_with_done_and_comments() -> None:
     data = raw("text.sse").rstrip(b"\n")
-    _, res = decode([b": keep-alive\n\n" + data + b"\n\ndata: [DONE]"])
+    _, res = feed_whole("claude", b": keep-alive\n\n" + data + b"\n\ndata: [DONE]")
     assert res.finish_reason == "stop"
     assert res.text.endswith("你好！")
 
@@ -397,7 +384,7 @@ def test_tolerates_deltas_without_start_and_unknown_events() -> None:
         {"type": "some_future_event", "index": 3},
         {"type": "message_stop"},
     )
-    events, res = decode([data])
+    events, res = feed_whole("claude", data)
     assert events == [
         TextDelta(text="Hi"),
         ToolCallDelta(index=0, id="", name=""),
@@ -422,7 +409,7 @@ def test_invalid_streamed_tool_arguments_are_kept_raw_and_flagged() -> None:
         {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
         {"type": "message_stop"},
     )
-    _, res = decode([data])
+    _, res = feed_whole("claude", data)
     assert res.tool_calls == [
         ToolCall(id="toolu_9", name="search", arguments={}, raw_arguments='{"q": "unterminated',
                  arguments_valid=False),
@@ -438,7 +425,7 @@ def test_text_in_block_start_counts() -> None:
         {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "B"}},
         {"type": "message_stop"},
     )
-    events, res = decode([data])
+    events, res = feed_whole("claude", data)
     assert events == [ThinkingDelta(text="Hm"), TextDelta(text="A"), TextDelta(text="B"), StreamEnd()]
     assert res.text == "AB"
     assert res.thinking_blocks == [{"type": "thinking", "thinking": "Hm", "signature": "s1"}]
@@ -563,10 +550,10 @@ def test_render_response_round_trips(name: str) -> None:
 @pytest.mark.parametrize("name", ANSWERS + STREAMS)
 @pytest.mark.parametrize("chunks", [1, 3, 50])
 def test_render_stream_round_trips(name: str, chunks: int) -> None:
-    res = decode([raw(name)])[1] if name.endswith(".sse") else claude.parse_response(load(name))
+    res = feed_whole("claude", raw(name))[1] if name.endswith(".sse") else claude.parse_response(load(name))
     stream = claude.render_stream(res, model="claude-x", chunks=chunks)
     assert all(f.startswith(b"event: ") and f.endswith(b"\n\n") for f in stream)
-    events, back = decode(stream)
+    events, back = feed_pieces("claude", stream)
     assert back == res.__class__(**{**_fields(res), "model": "claude-x"})
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == res.text
     assert isinstance(events[-1], StreamEnd)
@@ -605,7 +592,7 @@ def test_render_without_blocks_usage_or_finish_reason() -> None:
     thinking, tool = body["content"]
     assert thinking["signature"].startswith("sig_")
     assert tool["id"].startswith("toolu_") and tool["input"] == {"x": 1}
-    _, back = decode(claude.render_stream(res, model="m", chunks=2))
+    _, back = feed_pieces("claude", claude.render_stream(res, model="m", chunks=2))
     assert back.thinking == "pondering"
     assert back.tool_calls[0].arguments == {"x": 1}
     assert claude.render_response(ChatResult(text="hi"), model="m")["stop_reason"] == "end_turn"
@@ -779,7 +766,7 @@ def test_parse_request_sparse_turns() -> None:
 
 def test_render_stream_of_unsigned_empty_thinking_block() -> None:
     res = ChatResult(text="ok", thinking_blocks=[{"type": "thinking", "thinking": ""}])
-    _, back = decode(claude.render_stream(res, model="m", chunks=3))
+    _, back = feed_pieces("claude", claude.render_stream(res, model="m", chunks=3))
     assert back.thinking_blocks == [{"type": "thinking", "thinking": "", "signature": ""}]
     assert back.text == "ok"
 
@@ -795,7 +782,7 @@ def test_server_tool_use_in_a_stream_is_not_a_tool_call() -> None:
         {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Found."}},
         {"type": "message_stop"},
     )
-    events, res = decode([data])
+    events, res = feed_whole("claude", data)
     assert events == [TextDelta(text="Found."), StreamEnd()]
     assert res.tool_calls == []
     assert res.data["content"][0]["input"] == {"query": "flexllm"}
@@ -820,7 +807,7 @@ def test_fixtures_and_rendered_bodies_match_the_sdk_model(name: str) -> None:
 def test_sdk_accumulates_our_stream_to_the_same_answer(name: str) -> None:
     from anthropic.lib.streaming._messages import accumulate_event
 
-    res = decode([raw(name)])[1] if name.endswith(".sse") else claude.parse_response(load(name))
+    res = feed_whole("claude", raw(name))[1] if name.endswith(".sse") else claude.parse_response(load(name))
     snapshot: Any = None
     bufs: dict[int, bytes] = {}
     for frame in claude.render_stream(res, model="claude-x", chunks=4):
@@ -851,7 +838,7 @@ def test_sdk_accumulates_recorded_streams_like_we_do(name: str) -> None:
             continue
         snapshot = accumulate_event(event=payload, current_snapshot=snapshot, json_bufs=bufs)
     theirs = claude.parse_response(snapshot.model_dump(mode="json", exclude_none=True))
-    ours = decode([raw(name)])[1]
+    ours = feed_whole("claude", raw(name))[1]
     assert (theirs.text, theirs.thinking, theirs.thinking_blocks, theirs.finish_reason, theirs.usage) == (
         ours.text, ours.thinking, ours.thinking_blocks, ours.finish_reason, ours.usage)
     assert [(c.id, c.arguments) for c in theirs.tool_calls] == [(c.id, c.arguments) for c in ours.tool_calls]
@@ -859,18 +846,18 @@ def test_sdk_accumulates_recorded_streams_like_we_do(name: str) -> None:
 
 def test_a_plain_json_body_instead_of_a_stream() -> None:
     # A proxy that ignores stream=true answers with the whole message, or with an error.
-    _, res = decode([raw("tool_use.json")[:50], raw("tool_use.json")[50:]])
+    _, res = feed_pieces("claude", [raw("tool_use.json")[:50], raw("tool_use.json")[50:]])
     assert [c.name for c in res.tool_calls] == ["get_weather", "get_time"]
     with pytest.raises(OverloadedError):
-        decode([raw("error_529_overloaded.json")])
+        feed_whole("claude", raw("error_529_overloaded.json"))
     with pytest.raises(ResponseFormatError, match=r"no server-sent events.*502 Bad Gateway"):
-        decode([raw("proxy_502.html")])
+        feed_whole("claude", raw("proxy_502.html"))
     decoder = claude.stream_decoder()
     decoder.feed(b"{" + b" " * (1 << 20) + b"}")  # too big to keep: treated as a stream
     with pytest.raises(core.IncompleteStreamError):  # ... that never said message_stop
         decoder.close()
     with pytest.raises(core.IncompleteStreamError):
-        decode([b""])
+        feed_whole("claude", b"")
 
 
 def test_official_sdk_talks_to_the_server_side() -> None:

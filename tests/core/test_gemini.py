@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
 import attrs
 import pytest
+from helpers import cut_at, feed_bytewise, feed_pieces, feed_whole
 from hypothesis import given, settings, strategies as st
 
 import flexllm_core as core
@@ -45,20 +45,6 @@ def load(name: str) -> dict:  # type: ignore[type-arg]
 
 def raw(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
-
-
-def decode(chunks: list[bytes]) -> tuple[list[object], ChatResult]:
-    decoder = gemini.stream_decoder()
-    events: list[object] = []
-    for chunk in chunks:
-        events.extend(decoder.feed(chunk))
-    return events, decoder.close()
-
-
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 # -- non-streamed answers -----------------------------------------------------------------
@@ -278,7 +264,7 @@ STREAMS = ["stream_thinking.sse", "stream_function_call.sse"]
 
 
 def test_stream_thinking_events_and_result() -> None:
-    events, res = decode([raw("stream_thinking.sse")])
+    events, res = feed_whole("gemini", raw("stream_thinking.sse"))
     assert events == [
         ThinkingDelta(text="**Counting letters**\n\nI need to count the r's in "),
         ThinkingDelta(text='"strawberry": s-t-r-a-w-b-e-r-r-y.'),
@@ -299,7 +285,7 @@ def test_stream_thinking_events_and_result() -> None:
 
 
 def test_stream_function_calls_arrive_whole() -> None:
-    events, res = decode([raw("stream_function_call.sse")])
+    events, res = feed_whole("gemini", raw("stream_function_call.sse"))
     assert events[:3] == [
         TextDelta(text="Let me check both cities."),
         ToolCallDelta(index=0, id="call_0", name="get_weather", arguments='{"city": "Paris"}'),
@@ -316,7 +302,7 @@ def test_stream_function_calls_arrive_whole() -> None:
 @pytest.mark.parametrize("name", STREAMS)
 def test_stream_byte_by_byte_matches_whole(name: str) -> None:
     data = raw(name)
-    assert decode([data[i : i + 1] for i in range(len(data))]) == decode([data])
+    assert feed_bytewise("gemini", data) == feed_whole("gemini", data)
 
 
 @pytest.mark.parametrize("name", STREAMS)
@@ -324,13 +310,13 @@ def test_stream_byte_by_byte_matches_whole(name: str) -> None:
 @given(cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
 def test_stream_any_split_matches_whole(name: str, cuts: list[int]) -> None:
     data = raw(name)
-    assert decode(split_at(data, cuts)) == decode([data])
+    assert feed_pieces("gemini", cut_at(data, cuts)) == feed_whole("gemini", data)
 
 
 def test_stream_lf_frames_and_no_space_after_colon() -> None:
     crlf = raw("stream_thinking.sse")
     lf = crlf.replace(b"\r\n", b"\n").replace(b"data: ", b"data:")
-    assert decode([lf]) == decode([crlf])
+    assert feed_whole("gemini", lf) == feed_whole("gemini", crlf)
 
 
 def test_core_parse_stream() -> None:
@@ -371,7 +357,7 @@ def test_json_array_body_without_alt_sse() -> None:
     chunks = [json.loads(line[6:]) for line in raw("stream_function_call.sse").split(b"\r\n\r\n") if line]
     decoder = gemini.stream_decoder()
     assert decoder.feed(json.dumps(chunks).encode()) == []
-    assert decoder.close() == decode([raw("stream_function_call.sse")])[1]
+    assert decoder.close() == feed_whole("gemini", raw("stream_function_call.sse"))[1]
 
 
 def test_error_list_body_on_the_stream() -> None:
@@ -400,17 +386,17 @@ def test_close_is_idempotent_and_feed_after_close_fails() -> None:
 
 def test_unterminated_last_event_is_kept() -> None:
     data = raw("stream_thinking.sse").rstrip(b"\r\n")
-    assert decode([data])[1] == decode([raw("stream_thinking.sse")])[1]
+    assert feed_whole("gemini", data)[1] == feed_whole("gemini", raw("stream_thinking.sse"))[1]
 
 
 def test_blocked_prompt_in_stream_and_late_usage() -> None:
     blocked = b'data: {"promptFeedback": {"blockReason": "OTHER"}}\n\n'
-    events, res = decode([blocked])
+    events, res = feed_whole("gemini", blocked)
     assert events == [StreamEnd(finish_reason="content_filter")]
     assert res.finish_reason == "content_filter"
     late = (b'data: {"candidates": [{"content": {"parts": [{"text": "hi"}]}, "finishReason": "STOP"}]}\n\n'
             b'data: {"usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}}\n\n')
-    events, res = decode([late])
+    events, res = feed_whole("gemini", late)
     assert events == [TextDelta(text="hi"), StreamEnd(finish_reason="stop"),
                       UsageReport(usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2))]
     assert res.usage == Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2)
@@ -419,7 +405,7 @@ def test_blocked_prompt_in_stream_and_late_usage() -> None:
 def test_signed_text_part_is_not_merged_with_later_text() -> None:
     frames = (b'data: {"candidates": [{"content": {"parts": [{"text": "a", "thoughtSignature": "s1"}]}}]}\n\n'
               b'data: {"candidates": [{"content": {"parts": [{"text": "b"}]}, "finishReason": "STOP"}]}\n\n')
-    res = decode([frames])[1]
+    res = feed_whole("gemini", frames)[1]
     assert res.text == "ab"
     assert res.data["candidates"][0]["content"]["parts"] == [{"text": "a", "thoughtSignature": "s1"},
                                                              {"text": "b"}]
@@ -466,7 +452,7 @@ def test_render_response_round_trip(result: ChatResult) -> None:
 def test_render_stream_round_trip(result: ChatResult, chunks: int) -> None:
     frames = gemini.render_stream(result, model="m", chunks=chunks)
     assert all(f.startswith(b"data: {") and f.endswith(b"}\r\n\r\n") for f in frames)
-    events, back = decode(frames)
+    events, back = feed_pieces("gemini", frames)
     assert back == gemini.parse_response(gemini.render_response(result, model="m"))
     assert back.text == result.text and back.thinking == result.thinking
     assert isinstance(events[-1], StreamEnd)
@@ -500,7 +486,7 @@ def test_rendered_streams_decode_to_the_answer(text: str, thinking: str | None, 
     result = ChatResult(text=text, thinking=thinking, finish_reason="stop",
                         usage=Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3))
     data = b"".join(gemini.render_stream(result, model="m", chunks=chunks))
-    events, back = decode(split_at(data, cuts))
+    events, back = feed_pieces("gemini", cut_at(data, cuts))
     assert (back.text, back.thinking, back.finish_reason, back.usage) == (
         text, thinking, "stop", result.usage)
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text
@@ -512,7 +498,7 @@ def test_in_band_error_raised_whatever_the_split(cuts: list[int]) -> None:
     decoder = gemini.stream_decoder()
     texts: list[str] = []
     with pytest.raises(OverloadedError):
-        for chunk in split_at(raw("stream_error.sse"), cuts):
+        for chunk in cut_at(raw("stream_error.sse"), cuts):
             texts.extend(e.text for e in decoder.feed(chunk) if isinstance(e, TextDelta))
         decoder.close()
     # Every event before the error is delivered, whatever the split; then the error.

@@ -3,13 +3,13 @@ and the server side (mock) rendering, checked against the official SDK's types."
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+from helpers import cut_at, feed_every_way, feed_pieces, feed_whole, merged
 from hypothesis import given, settings, strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -34,31 +34,6 @@ from flexllm_core import (
 from flexllm_core.providers import openai
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "openai"
-
-
-def decode(pieces: list[bytes]) -> tuple[list[Any], ChatResult]:
-    decoder = openai.stream_decoder()
-    events: list[Any] = []
-    for piece in pieces:
-        events.extend(decoder.feed(piece))
-    return events, decoder.close()
-
-
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    bounds = sorted({p % (len(data) + 1) for p in points} | {0, len(data)})
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
-
-
-def merged(events: list[Any]) -> tuple[str, str, dict[int, str], list[Any]]:
-    """Events with deltas concatenated: equal for any split of the same bytes."""
-    text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    thought = "".join(e.text for e in events if isinstance(e, ThinkingDelta))
-    args: dict[int, str] = {}
-    for e in events:
-        if isinstance(e, ToolCallDelta):
-            args[e.index] = args.get(e.index, "") + e.arguments
-    others = [e for e in events if isinstance(e, (UsageReport, StreamEnd))]
-    return text, thought, args, others
 
 
 STREAMS: dict[str, dict[str, Any]] = {
@@ -97,14 +72,11 @@ STREAMS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_stream_fixture_whole_and_byte_by_byte(name: str) -> None:
     data = (FIXTURES / name).read_bytes()
-    events, whole = decode([data])
+    _, whole = feed_every_way("openai", data, every_split=False)  # whole and byte by byte agree
     for field, value in STREAMS[name].items():
         assert getattr(whole, field) == value, field
     if "tool_calls" not in STREAMS[name]:
         assert whole.tool_calls == []
-    byte_events, by_byte = decode([data[i:i + 1] for i in range(len(data))])
-    assert by_byte == whole
-    assert merged(byte_events) == merged(events)
     # The assembled data is itself a completion that parses to the same answer.
     assert openai.recognizes(whole.data)
     assert openai.parse_response(whole.data) == whole
@@ -115,14 +87,14 @@ def test_stream_fixture_whole_and_byte_by_byte(name: str) -> None:
 @given(name=st.sampled_from(sorted(STREAMS)), points=st.lists(st.integers(min_value=0, max_value=5000), max_size=30))
 def test_stream_any_split_same_result(name: str, points: list[int]) -> None:
     data = (FIXTURES / name).read_bytes()
-    events, whole = decode([data])
-    split_events, split = decode(cut(data, points))
+    events, whole = feed_whole("openai", data)
+    split_events, split = feed_pieces("openai", cut_at(data, points))
     assert split == whole
     assert merged(split_events) == merged(events)
 
 
 def test_stream_events_in_order() -> None:
-    events, _ = decode([(FIXTURES / "stream_deepseek_reasoning.sse").read_bytes()])
+    events, _ = feed_whole("openai", (FIXTURES / "stream_deepseek_reasoning.sse").read_bytes())
     kinds = [type(e).__name__ for e in events]
     assert kinds[:5] == ["ThinkingDelta"] * 5
     assert kinds[5:8] == ["TextDelta"] * 3
@@ -132,14 +104,14 @@ def test_stream_events_in_order() -> None:
 
 
 def test_think_tags_split_across_chunks_stream_as_thinking() -> None:
-    events, _ = decode([(FIXTURES / "stream_think_tags.sse").read_bytes()])
+    events, _ = feed_whole("openai", (FIXTURES / "stream_think_tags.sse").read_bytes())
     text, thought, _, _ = merged(events)
     assert (text, thought) == ("Hello! How can I help?", "Okay, the user says hello.")
     assert all("<" not in e.text for e in events if isinstance(e, (TextDelta, ThinkingDelta)))
 
 
 def test_parallel_tool_call_deltas() -> None:
-    events, _ = decode([(FIXTURES / "stream_parallel_tools.sse").read_bytes()])
+    events, _ = feed_whole("openai", (FIXTURES / "stream_parallel_tools.sse").read_bytes())
     deltas = [e for e in events if isinstance(e, ToolCallDelta)]
     assert deltas[0] == ToolCallDelta(index=0, id="call_tokyo01", name="get_weather", arguments="")
     assert deltas[2] == ToolCallDelta(index=1, id="call_paris02", name="get_weather", arguments="")
@@ -150,7 +122,7 @@ def test_parallel_tool_call_deltas() -> None:
 
 
 def test_continuous_usage_is_reported_only_when_it_changes() -> None:
-    events, result = decode([(FIXTURES / "stream_vllm_reasoning.sse").read_bytes()])
+    events, result = feed_whole("openai", (FIXTURES / "stream_vllm_reasoning.sse").read_bytes())
     reports = [e.usage.completion_tokens for e in events if isinstance(e, UsageReport)]
     assert reports == [0, 1, 2, 3, 4, 5, 6, 7]
     assert result.usage is not None and result.usage.completion_tokens == 7
@@ -187,7 +159,7 @@ def test_in_band_error_at_any_split(points: list[int]) -> None:
     decoder = openai.stream_decoder()
     text = ""
     with pytest.raises(ServerError):
-        for piece in cut(data, points):
+        for piece in cut_at(data, points):
             text += "".join(e.text for e in decoder.feed(piece) if isinstance(e, TextDelta))
         decoder.close()
     # Every event before the error is delivered, whatever the split; then the error.
@@ -276,7 +248,7 @@ def test_data_after_done_and_odd_choices_are_ignored() -> None:
         + b"data: [DONE]\n\n"
         + chunk({"content": "ignored"})
     )
-    events, result = decode([data])
+    events, result = feed_whole("openai", data)
     assert result.text == "abc"
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["a", "b", "c"]
 
@@ -294,7 +266,7 @@ def test_tool_call_quirks() -> None:
         + chunk({"tool_calls": [{"index": 0, "id": "d", "function": {"name": "k", "arguments": 5}}, "junk"]})
         + chunk({"tool_calls": "junk"}, "stop")
     )
-    _, result = decode([data])
+    _, result = feed_whole("openai", data)
     assert [(c.id, c.name, c.raw_arguments, c.arguments_valid) for c in result.tool_calls] == [
         ("a", "f", '{"x": 1}', True),
         ("b", "g", '{"y": 2}', True),
@@ -311,7 +283,7 @@ def test_finish_without_delta_twice_and_empty_fragments() -> None:
         + b'data: {"choices": [{"index": 0, "finish_reason": "length"}]}\n\n'
         + b'data: {"choices": [{"index": 0, "delta": null, "finish_reason": "stop"}]}\n\n'
     )
-    events, result = decode([data])
+    events, result = feed_whole("openai", data)
     assert [e for e in events if isinstance(e, ToolCallDelta)] == [ToolCallDelta(index=0, id="a", name="f")]
     assert [e for e in events if isinstance(e, StreamEnd)] == [
         StreamEnd(finish_reason="length"), StreamEnd(finish_reason="tool_calls")]
@@ -323,14 +295,14 @@ def test_first_anonymous_tool_fragment_and_legacy_function_call() -> None:
         chunk({"tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]})
         + chunk({"function_call": {"name": "legacy", "arguments": "{}"}}, "function_call")
     )
-    _, result = decode([data])
+    _, result = feed_whole("openai", data)
     assert [(c.id, c.name) for c in result.tool_calls] == [("call_0", "f"), ("call_1", "legacy")]
 
 
 def test_closing_tag_only_stream_result_matches_non_stream() -> None:
     pieces = ["Okay, 3*7", " is 21.\n</th", "ink>\n\n3 × 7 = 21"]
     data = b"".join(chunk({"content": p}) for p in pieces) + chunk({}, "stop")
-    _, result = decode([data])
+    _, result = feed_whole("openai", data)
     assert (result.text, result.thinking) == ("3 × 7 = 21", "Okay, 3*7 is 21.")
     assert openai.parse_response(result.data) == result
 
@@ -361,7 +333,7 @@ def test_render_stream_round_trip(result: ChatResult, chunks: int) -> None:
     for frame in frames[:-1]:
         assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
         ChatCompletionChunk.model_validate(json.loads(frame[6:]))  # the official SDK accepts it
-    _, parsed = decode(frames)
+    _, parsed = feed_pieces("openai", frames)
     assert parsed == result
 
 
@@ -396,7 +368,7 @@ def test_render_parse_property(text: str, thinking: str | None, args: list[dict[
     result = ChatResult(text=text, thinking=thinking, tool_calls=calls, finish_reason="stop" if not calls else "tool_calls",
                         usage=Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3), model="m")
     data = b"".join(openai.render_stream(result, model="m", chunks=chunks))
-    assert decode(cut(data, points))[1] == result
+    assert feed_pieces("openai", cut_at(data, points))[1] == result
 
 
 @pytest.mark.parametrize("stream", [False, True])

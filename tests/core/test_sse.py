@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 
 import pytest
+from helpers import cut_at
 from hypothesis import example, given, settings, strategies as st
 
 from flexllm_core import ServerSentEvent, SSEDecoder
@@ -17,11 +17,6 @@ def decode_all(pieces: list[bytes]) -> list[ServerSentEvent]:
     for piece in pieces:
         events.extend(decoder.feed(piece))
     return events + decoder.close()
-
-
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    bounds = sorted({p % (len(data) + 1) for p in points} | {0, len(data)})
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def reference(data: bytes) -> list[ServerSentEvent]:
@@ -158,7 +153,7 @@ lf_stream_bytes = st.lists(
 def test_any_split_matches_the_spec_reference(data: bytes, points: list[int]) -> None:
     expected = reference(data)
     assert decode_all([data]) == expected
-    assert decode_all(cut(data, points)) == expected
+    assert decode_all(cut_at(data, points)) == expected
 
 
 @settings(max_examples=300, deadline=None)
@@ -166,7 +161,7 @@ def test_any_split_matches_the_spec_reference(data: bytes, points: list[int]) ->
 def test_lf_only_streams_match_the_spec_reference(data: bytes, points: list[int]) -> None:
     expected = reference(data)
     assert decode_all([data]) == expected
-    assert decode_all(cut(data, points)) == expected
+    assert decode_all(cut_at(data, points)) == expected
 
 
 def test_bom_counts_only_at_the_very_start() -> None:

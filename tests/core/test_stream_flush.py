@@ -8,16 +8,15 @@ JSON answer.
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cut_at, feed_pieces, feed_whole
 from hypothesis import given, settings, strategies as st
 
 from flexllm_core import (
-    ChatResult,
     IncompleteStreamError,
     StreamEnd,
     TextDelta,
@@ -33,21 +32,6 @@ STREAMS = sorted(
     for path in (FIXTURES / provider).glob("*.sse")
     if "error" not in path.name
 )
-
-
-def read(provider: str, pieces: list[bytes]) -> tuple[list[Any], ChatResult]:
-    decoder = get_codec(provider).stream_decoder()
-    events: list[Any] = []
-    for piece in pieces:
-        events.extend(decoder.feed(piece))
-    events.extend(decoder.flush())
-    assert decoder.flush() == []
-    return events, decoder.close()
-
-
-def cut(data: bytes, points: list[int]) -> list[bytes]:
-    bounds = sorted({p % (len(data) + 1) for p in points} | {0, len(data)})
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def streamed_text(events: list[Any]) -> str:
@@ -67,7 +51,7 @@ def test_streamed_text_is_the_answer_at_any_split(which: tuple[str, str], points
     data = (FIXTURES / provider / name).read_bytes()
     if strip_tail:
         data = data.rstrip(b"\r\n")  # the server forgot the blank line after the last event
-    events, result = read(provider, cut(data, points))
+    events, result = feed_pieces(provider, cut_at(data, points))
     assert streamed_text(events) == result.text
     assert sum(isinstance(e, StreamEnd) for e in events) <= 1
     assert not any(isinstance(e, (TextDelta, ThinkingDelta)) and not e.text for e in events)
@@ -91,7 +75,7 @@ def test_text_held_back_at_a_possible_tag_is_released_at_the_end(tail: str) -> N
     delta = {"content": "  " + tail} if tail == " " else {"content": "It is " + tail}
     body = b"data: " + json.dumps({"choices": [{"index": 0, "delta": delta}]}).encode() + b"\n\n"
     with pytest.raises(IncompleteStreamError) as info:
-        read("openai", [body])
+        feed_whole("openai", body)
     assert info.value.partial is not None
     decoder = get_codec("openai").stream_decoder()
     events = decoder.feed(body) + decoder.flush()
@@ -104,6 +88,6 @@ def test_whole_json_answer_to_a_stream_request_is_streamed(provider: str, name: 
     body = (FIXTURES / provider / name).read_bytes()
     if provider == "gemini":
         body = b"[" + body + b"]"  # streamGenerateContent without alt=sse answers a JSON array
-    events, result = read(provider, [body[:10], body[10:]])
+    events, result = feed_pieces(provider, [body[:10], body[10:]])
     assert result.text and streamed_text(events) == result.text
     assert isinstance(events[-1], StreamEnd)

@@ -10,9 +10,6 @@ misuse (bad input, a locked or mismatching checkpoint) and bugs do.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import json.encoder
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +20,7 @@ from flexllm_core import (
     ChatRequest,
     JSONDict,
     UsageError,
-    canonical_request,
+    message_hasher,
     request_hash,
 )
 
@@ -128,88 +125,32 @@ def make_preparer(
     return prepare
 
 
-_SIMPLE_ROLES = frozenset({"system", "developer", "user", "assistant"})
-_encode_str: Callable[[str], str] = json.encoder.encode_basestring
-
-
 def make_fast_hash(build: Callable[..., ChatRequest], params: Mapping[str, Any]
                    ) -> Callable[[object], str | None] | None:
-    """A quick request hash for items made of plain text messages (None when unsure).
+    """A quick request hash of a batch item made of plain text messages (None when unsure).
 
-    Resuming a million finished items must not mean validating a million requests again:
-    this reproduces the core's request hash by substituting the item's messages into the
-    canonical form of a probe request built with the same parameters. It is checked
-    against the core on the probe; and a value that does not match a record only sends
-    the item through the full check, so a wrong guess can cost time, never correctness.
+    The core's :func:`message_hasher` does the hashing; this adds the item shapes (a list,
+    a dict with "messages", a bare prompt) and checks on a probe that ``build`` keeps such
+    messages as given. A value that does not match a record only sends the item through
+    the full check, so a wrong guess can cost time, never correctness.
     """
     probe_messages = [{"role": "user", "content": "probe"}]
     try:
         probe = build(probe_messages, **params)
-        base = json.loads(canonical_request("openai", "http://fast.invalid", probe))
-    except (UsageError, ValueError):
+        hasher = message_hasher(probe)
+    except UsageError:
         return None
-    base.pop("provider", None)
-    base.pop("base_url", None)
-    # The canonical JSON around the messages is the same for every item: split it once at
-    # a marker, and only serialise each item's messages (key order "content" < "role").
-    marker = "\x00flexllm-messages\x00"
-    try:
-        framed = json.dumps({**base, "messages": marker}, sort_keys=True, separators=(",", ":"),
-                            ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
-        return None
-    token = json.dumps(marker, ensure_ascii=False)
-    if framed.count(token) != 1:
-        return None
-    head, tail = framed.split(token)
-    roles = {r: f',"role":{json.dumps(r)}}}' for r in _SIMPLE_ROLES}
-    enc = _encode_str
-    sha = hashlib.sha256
-
-    def digest(messages: list[dict[str, str]]) -> str | None:
-        parts = [head, "["]
-        for m in messages:
-            if type(m) is not dict or len(m) != 2:
-                return None
-            content = m.get("content")
-            role = roles.get(m.get("role"))  # type: ignore[arg-type]
-            if type(content) is not str or role is None:
-                return None
-            parts += ('{"content":', enc(content), role, ",")
-        parts[-1] = "]"
-        parts.append(tail)
-        return sha("".join(parts).encode("utf-8")).hexdigest()[:16]
-
-    one_head = head + '[{"content":'
-    one_tail = "]" + tail
-
-    def digest_one(m: object) -> str | None:
-        # The common case (one user message), with as few steps as possible: a million
-        # of these run on every resume.
-        if type(m) is not dict or len(m) != 2:
-            return None
-        content = m.get("content")
-        role = roles.get(m.get("role"))  # type: ignore[arg-type]
-        if type(content) is not str or role is None:
-            return None
-        return sha((one_head + enc(content) + role + one_tail).encode("utf-8")).hexdigest()[:16]
-
-    if digest(probe_messages) != request_hash(probe):
-        return None  # the core's canonical form changed: always take the full path
+    if hasher(probe_messages) != request_hash(probe):
+        return None  # build changes the messages (a system prompt, ...): always the full path
 
     def fast(raw: object) -> str | None:
         if type(raw) is list:
-            pass
-        elif isinstance(raw, Mapping):
-            raw = raw.get("messages")
-        elif isinstance(raw, str):
-            raw = [{"role": "user", "content": raw}]
-        if type(raw) is not list or not raw:
-            return None
-        try:
-            return digest_one(raw[0]) if len(raw) == 1 else digest(raw)
-        except (TypeError, ValueError):
-            return None
+            return hasher(raw)
+        if isinstance(raw, Mapping):
+            return hasher(raw.get("messages"))
+        if isinstance(raw, str):
+            return hasher([{"role": "user", "content": raw}])
+        return None
 
     return fast
 

@@ -47,11 +47,7 @@ def record_of(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointReco
         if result.thinking is not None:
             extra["thinking"] = result.thinking
         if result.tool_calls:
-            extra["tool_calls"] = [
-                {"id": t.id, "type": t.type, "name": t.name, "arguments": t.arguments,
-                 "raw_arguments": t.raw_arguments, "arguments_valid": t.arguments_valid}
-                for t in result.tool_calls
-            ]
+            extra["tool_calls"] = [t.to_record() for t in result.tool_calls]
         if result.model is not None:
             extra["model"] = result.model
         if opt.keep_raw and result.data:
@@ -103,14 +99,7 @@ def item_from_record(rec: CheckpointRecord) -> BatchItem:
     if rec.status != "success":
         return BatchItem(index=rec.index, error=RecordedError(rec.error or "failed", rec.error_type),
                          metadata=rec.metadata, source=ItemSource.CHECKPOINT, latency=rec.latency)
-    calls = [
-        ToolCall(id=str(c.get("id", "")), name=str(c.get("name", "")),
-                 arguments=c["arguments"] if isinstance(c.get("arguments"), dict) else {},
-                 raw_arguments=str(c.get("raw_arguments", "")),
-                 arguments_valid=bool(c.get("arguments_valid", True)),
-                 type=str(c.get("type", "function")))
-        for c in extra.get("tool_calls") or () if isinstance(c, dict)
-    ]
+    calls = [ToolCall.from_record(c) for c in extra.get("tool_calls") or () if isinstance(c, dict)]
     output = rec.output
     thinking = extra.get("thinking")
     model = extra.get("model")

@@ -136,11 +136,7 @@ def result_to_json(result: ChatResult) -> JSONDict:
     if result.thinking is not None:
         out["thinking"] = result.thinking
     if result.tool_calls:
-        out["tool_calls"] = [
-            {"id": t.id, "type": t.type, "name": t.name, "arguments": t.arguments,
-             "raw_arguments": t.raw_arguments, "arguments_valid": t.arguments_valid}
-            for t in result.tool_calls
-        ]
+        out["tool_calls"] = [t.to_record() for t in result.tool_calls]
     if result.finish_reason is not None:
         out["finish_reason"] = result.finish_reason
     if result.usage is not None:
@@ -166,14 +162,7 @@ def result_from_json(obj: JSONValue) -> ChatResult:
     for raw in obj.get("tool_calls") or ():
         if not isinstance(raw, dict):
             raise ValueError("cached tool call is not an object")
-        args = raw.get("arguments")
-        calls.append(ToolCall(
-            id=str(raw.get("id", "")), name=str(raw.get("name", "")),
-            arguments=args if isinstance(args, dict) else {},
-            raw_arguments=str(raw.get("raw_arguments", "")),
-            arguments_valid=bool(raw.get("arguments_valid", True)),
-            type=str(raw.get("type", "function")),
-        ))
+        calls.append(ToolCall.from_record(raw))
     thinking = obj.get("thinking")
     blocks = obj.get("thinking_blocks")
     return ChatResult(

@@ -27,6 +27,7 @@ from flexllm_core import (
     RetryPolicy,
     UsageError,
     make_request,
+    model_ids,
     parse_thoughts,
 )
 from flexllm_transports import Transport
@@ -44,7 +45,6 @@ from .._config import (
 from .._engine import Endpoint, EndpointStatistics, stream_items
 from .._errors import ConfigError
 from .base import _ClientBase, vertex_auth
-from .models import model_ids
 
 __all__ = ("LLMClient",)
 

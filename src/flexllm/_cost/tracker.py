@@ -27,8 +27,6 @@ from flexllm_core import (
     count_tokens_detailed,
 )
 
-from .pricing import current_pricing
-
 __all__ = (
     "DEFAULT_RESERVED_OUTPUT",
     "CostReport",
@@ -129,9 +127,11 @@ class _Acc:
 class CostTracker:
     """Running totals for one batch run (shared by all its workers and endpoints)."""
 
-    def __init__(self, *, budget: float | None = None, pricing: PricingTable | None = None,
+    def __init__(self, *, pricing: PricingTable, budget: float | None = None,
                  warn_unknown: bool = True) -> None:
-        """``warn_unknown``: log once per model whose price is unknown (off when the user
+        """``pricing``: the table, read by the caller (:func:`current_pricing` reads a file,
+        so callers on an event loop do it in a worker thread; a constructor does no I/O).
+        ``warn_unknown``: log once per model whose price is unknown (off when the user
         asked for no cost report: the record's cost is then just null)."""
         if budget is not None and (
             isinstance(budget, bool) or not isinstance(budget, (int, float))
@@ -139,7 +139,7 @@ class CostTracker:
         ):
             raise UsageError(f"budget must be a number of USD >= 0, got {budget!r}")
         self.budget = None if budget is None else float(budget)
-        self._pricing = pricing or current_pricing()
+        self._pricing = pricing
         self._prices: dict[str, ModelPrice | None] = {}
         self._spent = 0.0
         self._reserved = 0.0

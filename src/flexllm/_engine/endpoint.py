@@ -169,13 +169,16 @@ class Endpoint:
 
     # -- building and classifying -----------------------------------------------------------
 
+    async def _current_config(self) -> ProviderConfig:
+        """The config with a fresh bearer token when one is needed."""
+        if self._auth is None:
+            return self._config
+        self._token = await self._auth.token()
+        return attrs.evolve(self._config, api_key=self._token)
+
     async def build(self, req: ChatRequest) -> HttpRequest:
         """The HTTP request for ``req``, with a fresh bearer token when one is needed."""
-        config = self._config
-        if self._auth is not None:
-            self._token = await self._auth.token()
-            config = attrs.evolve(config, api_key=self._token)
-        return self._codec.build_request(req, config)
+        return self._codec.build_request(req, await self._current_config())
 
     def _redact(self, exc: FlexLLMError) -> FlexLLMError:
         return redact_error(exc, (self._config.api_key, self._token))
@@ -349,14 +352,8 @@ class Endpoint:
             raise
 
     async def get(self, path: str, *, timeout: float | None = None) -> HttpResponse:
-        """GET ``{base_url}/{path}`` with this endpoint's auth headers (no retries).
-
-        The headers are the ones the codec puts on a chat request, so no provider's auth
-        scheme is repeated here.
-        """
-        probe = await self.build(ChatRequest(model="-", messages=({"role": "user", "content": "-"},)))
-        skip = {"content-type", "content-length"}
-        headers = tuple((k, v) for k, v in probe.headers if k.lower() not in skip)
+        """GET ``{base_url}/{path}`` with this endpoint's auth headers (no retries)."""
+        headers = self._codec.auth_headers(await self._current_config())
         url = f"{self._config.base_url.rstrip('/')}/{path.lstrip('/')}"
         limit = self._timeout if timeout is None else timeout
         timeouts = self._make_timeouts(limit, stream=False)

@@ -62,6 +62,11 @@ class Codec(Protocol):
         (what a client reports as its ``base_url``)."""
         ...
 
+    def auth_headers(self, cfg: ProviderConfig) -> tuple[tuple[str, str], ...]:
+        """The headers every request to this endpoint carries (credentials, API version, the
+        caller's extra headers), for requests other than a chat (``GET .../models``)."""
+        ...
+
     def parse_response(self, body: JSONDict) -> ChatResult:
         """Parse a successful (2xx) JSON body. Raises ProviderError if it is an error body."""
         ...
@@ -125,6 +130,15 @@ CODECS: Mapping[str, Codec] = {
 _ALIASES = {"anthropic": "claude", "google": "gemini", "openai-compatible": "openai"}
 
 PROVIDERS: tuple[str, ...] = tuple(CODECS)
+
+# Each codec module is public: what it exports from its private helper modules says it is
+# the codec's (``flexllm_core.providers.gemini.build_request``), as flexllm does for its names.
+for _codec in (openai, claude, gemini):
+    for _name in _codec.__all__:
+        _obj = getattr(_codec, _name)
+        if getattr(_obj, "__module__", "").startswith(f"{__name__}._"):
+            setattr(_obj, "__module__", _codec.__name__)  # noqa: B010
+del _codec, _name, _obj
 
 
 def get_codec(provider: str) -> Codec:

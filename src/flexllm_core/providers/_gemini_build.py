@@ -19,7 +19,7 @@ from .._json import JSONDict, JSONValue
 from .._types import ChatRequest, HttpRequest, ProviderConfig
 from ._gemini_wire import DUMMY_SIGNATURE, SIGNATURE_BLOCK_TYPE, dumps, uses_thinking_levels
 
-__all__ = ("build_body", "build_request", "build_url", "schema_field")
+__all__ = ("auth_headers", "build_body", "build_request", "build_url", "schema_field")
 
 _DEV_HOST = "generativelanguage.googleapis.com"
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
@@ -92,18 +92,23 @@ def _vertex_segment(value: str | None, field: str) -> str:
     return value
 
 
-def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
-    """Build URL, auth headers and JSON body. Streaming when ``req.stream``."""
-    url = build_url(req.model, cfg, stream=req.stream)
-    body = build_body(req)
-    headers: list[tuple[str, str]] = [("content-type", "application/json")]
+def auth_headers(cfg: ProviderConfig) -> tuple[tuple[str, str], ...]:
+    """``x-goog-api-key`` (Vertex AI: ``Authorization: Bearer``), then the caller's headers."""
+    headers: list[tuple[str, str]] = []
     if cfg.api_key:
         if cfg.use_vertex_ai:
             headers.append(("authorization", f"Bearer {cfg.api_key}"))
         else:
             headers.append(("x-goog-api-key", cfg.api_key))
-    headers.extend(cfg.extra_headers)
-    return HttpRequest(method="POST", url=url, headers=tuple(headers), body=dumps(body).encode())
+    return (*headers, *cfg.extra_headers)
+
+
+def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
+    """Build URL, auth headers and JSON body. Streaming when ``req.stream``."""
+    url = build_url(req.model, cfg, stream=req.stream)
+    body = build_body(req)
+    headers = (("content-type", "application/json"), *auth_headers(cfg))
+    return HttpRequest(method="POST", url=url, headers=headers, body=dumps(body).encode())
 
 
 def build_body(req: ChatRequest) -> JSONDict:

@@ -29,6 +29,7 @@ __all__ = (
     "URL_MARKERS",
     "ClaudeStreamDecoder",
     "api_base",
+    "auth_headers",
     "build_request",
     "parse_error",
     "parse_request",
@@ -65,6 +66,17 @@ def _messages_url(base_url: str) -> str:
     return base + "/messages"
 
 
+def auth_headers(cfg: ProviderConfig) -> tuple[tuple[str, str], ...]:
+    """``x-api-key`` and ``anthropic-version``, then the caller's headers, which win
+    (e.g. anthropic-beta, or a proxy's own auth)."""
+    headers: list[tuple[str, str]] = []
+    if cfg.api_key:
+        headers.append(("x-api-key", cfg.api_key))
+    headers.append(("anthropic-version", cfg.api_version or DEFAULT_API_VERSION))
+    overridden = {k.lower() for k, _ in cfg.extra_headers}
+    return (*((k, v) for k, v in headers if k.lower() not in overridden), *cfg.extra_headers)
+
+
 def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
     """``POST {base_url}/messages`` with ``x-api-key`` and ``anthropic-version``.
 
@@ -75,13 +87,9 @@ def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
     headers: list[tuple[str, str]] = [("content-type", "application/json")]
     if req.stream:
         headers.append(("accept", "text/event-stream"))
-    if cfg.api_key:
-        headers.append(("x-api-key", cfg.api_key))
-    headers.append(("anthropic-version", cfg.api_version or DEFAULT_API_VERSION))
-    # Caller headers win (e.g. anthropic-beta, or a proxy's own auth).
     overridden = {k.lower() for k, _ in cfg.extra_headers}
     headers = [(k, v) for k, v in headers if k.lower() not in overridden]
-    headers.extend(cfg.extra_headers)
+    headers.extend(auth_headers(cfg))
     return HttpRequest(
         method="POST",
         url=_messages_url(cfg.base_url or DEFAULT_BASE_URL or ""),

@@ -53,7 +53,7 @@ from .._json import JSONDict, JSONValue, loads
 from .._quota import retry_after_from_headers, retry_info_delay
 from .._sse import SSEDecoder
 from .._types import ChatResult, ToolCall, Usage
-from ._gemini_build import api_base, build_request
+from ._gemini_build import api_base, auth_headers, build_request
 from ._gemini_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
 from ._gemini_partial import CallStream
 from ._gemini_serve import parse_request, render_error, render_response, render_stream
@@ -73,6 +73,7 @@ __all__ = (
     "URL_MARKERS",
     "GeminiStreamDecoder",
     "api_base",
+    "auth_headers",
     "build_request",
     "parse_error",
     "parse_request",

@@ -68,6 +68,7 @@ __all__ = (
     "URL_MARKERS",
     "OpenAIStreamDecoder",
     "api_base",
+    "auth_headers",
     "build_request",
     "parse_error",
     "parse_request",
@@ -179,6 +180,16 @@ def api_base(cfg: ProviderConfig) -> str:
     return (cfg.base_url or "").strip().rstrip("/").removesuffix(_PATH)
 
 
+def auth_headers(cfg: ProviderConfig) -> tuple[tuple[str, str], ...]:
+    """``Authorization: Bearer <key>``, then the caller's headers, which win (Azure's api-key, ...)."""
+    headers: dict[str, tuple[str, str]] = {}
+    if cfg.api_key:
+        headers["authorization"] = ("Authorization", f"Bearer {cfg.api_key}")
+    for name, value in cfg.extra_headers:
+        headers[name.lower()] = (name, value)
+    return tuple(headers.values())
+
+
 def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
     """``POST {base_url}/chat/completions`` with bearer auth and a compact UTF-8 JSON body.
 
@@ -193,10 +204,8 @@ def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
         "content-type": ("Content-Type", "application/json"),
         "accept": ("Accept", "text/event-stream" if req.stream else "application/json"),
     }
-    if cfg.api_key:
-        headers["authorization"] = ("Authorization", f"Bearer {cfg.api_key}")
-    for name, value in cfg.extra_headers:
-        headers[name.lower()] = (name, value)  # the caller's headers win (Azure's api-key, ...)
+    for name, value in auth_headers(cfg):
+        headers[name.lower()] = (name, value)
     body = build_body(req, strict=is_strict_host(base))
     try:
         data = _ENCODER.encode(body)

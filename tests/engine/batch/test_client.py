@@ -8,7 +8,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from batch_support import no_blocking, records  # noqa: F401 - fixture
 
 from flexllm import (
     BatchResult,
@@ -22,7 +21,9 @@ from flexllm import (
 )
 from flexllm.mock import MockServer
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+from .helpers import records
+
+pytestmark = pytest.mark.anyio
 
 MODEL = "gpt-4o-mini"
 
@@ -31,7 +32,6 @@ def _msgs(n: int, word: str = "question") -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": f"{word} {i}"}] for i in range(n)]
 
 
-@pytest.mark.usefixtures("no_blocking")
 async def test_batch_in_input_order_with_cost_report(tmp_path: Path) -> None:
     async with MockServer(delay="0-0.01") as url, LLMClient(
             base_url=url, model=MODEL, api_key="sk-test", concurrency_limit=8) as client:
@@ -225,9 +225,9 @@ async def test_iter_run_sees_the_callers_context_variables() -> None:
     # spans and the like), on trio as on asyncio.
     import contextvars
 
-    from client_support import ok
-
     from flexllm_transports import MemoryTransport
+
+    from ..clients.helpers import ok
 
     request_id = contextvars.ContextVar("request_id", default="unset")
     seen: list[str] = []

@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from blockbuster import BlockBuster, blockbuster_ctx
-from client_support import ok
 
 from flexllm import MllmClient, UsageError
 from flexllm._clients.mllm import image_mime
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
 
+from .helpers import ok
+
 pytestmark = pytest.mark.anyio
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0" + b"\x01" * 32
-
-
-@pytest.fixture
-def blockbuster() -> Iterator[BlockBuster]:
-    """Fail any blocking call made on the event loop (anyio's own test suite does this)."""
-    with blockbuster_ctx() as bb:
-        yield bb
 
 
 class Server:
@@ -74,11 +66,9 @@ def test_image_mime_prefers_content_over_name() -> None:
     assert image_mime(b"????", "blob", "image/avif; q=1") == "image/avif"
 
 
-async def test_local_file_and_url_become_data_urls(tmp_path: Path, blockbuster: BlockBuster) -> None:
+async def test_local_file_and_url_become_data_urls(tmp_path: Path) -> None:
     picture = tmp_path / "cat.png"
-    blockbuster.deactivate()
     picture.write_bytes(PNG)
-    blockbuster.activate()
     server = Server()
     answers = await client(server).call_llm([
         vision(str(picture)),

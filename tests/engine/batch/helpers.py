@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import pytest
 
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchItem, BatchOptions, Prepared
@@ -98,14 +96,3 @@ def successes_by_index(path: Path) -> dict[int, list[dict[str, object]]]:
             out.setdefault(int(rec["index"]), []).append(rec)  # type: ignore[call-overload]
     return out
 
-
-@pytest.fixture
-def no_blocking(anyio_backend: str) -> Iterator[None]:
-    """Fail any blocking call made on the asyncio event loop (blockbuster)."""
-    if anyio_backend != "asyncio":
-        yield
-        return
-    from blockbuster import blockbuster_ctx
-
-    with blockbuster_ctx(["flexllm", "flexllm_core"]):
-        yield

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 import anyio
 import anyio.abc
 import pytest
-from client_support import MESSAGES, ok
 
 from flexllm import AuthenticationError, GeminiClient, LLMClientPool
 from flexllm._engine.auth import GoogleAuthToken
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
+
+from .helpers import MESSAGES, ok
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
-from batch_support import MODEL, ScriptedLane, messages, no_blocking, prepare  # noqa: F401
 
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions, ItemSource
@@ -27,7 +26,9 @@ from flexllm._cache.store import (
 from flexllm._cache.stores import _make_disk_class
 from flexllm_core import ChatRequest, ChatResult, ToolCall, Usage, UsageError, cache_key
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+from .helpers import MODEL, ScriptedLane, messages, prepare
+
+pytestmark = pytest.mark.anyio
 
 
 class _Payload:

@@ -8,16 +8,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from batch_support import (
-    ScriptedLane,
-    answer_for,
-    messages,
-    no_blocking,  # noqa: F401 - fixture
-    prepare,
-    records,
-    run_all,
-    successes_by_index,
-)
 
 from flexllm._batch.checkpoint import CheckpointFile, Durability
 from flexllm._batch.run import BatchRun
@@ -25,10 +15,19 @@ from flexllm._batch.types import BatchOptions, ItemSource
 from flexllm._errors import ChangedInputError
 from flexllm_core import UsageError
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+from .helpers import (
+    ScriptedLane,
+    answer_for,
+    messages,
+    prepare,
+    records,
+    run_all,
+    successes_by_index,
+)
+
+pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.usefixtures("no_blocking")
 async def test_resume_skips_finished_items(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     lane = ScriptedLane()

@@ -10,12 +10,13 @@ import json
 
 import attrs
 import pytest
-from client_support import ok
 
 from flexllm import LLMClientPool, UsageError
 from flexllm._batch import BatchSpec
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
+
+from ..clients.helpers import ok
 
 pytestmark = pytest.mark.anyio
 

@@ -18,13 +18,12 @@ from typing import Any
 
 import anyio.to_thread
 import pytest
-from batch_support import no_blocking  # noqa: F401 - fixture
 
 from flexllm import LLMClient, LLMClientPool, MllmClient, UsageError
 from flexllm._batch import FLEXLLM_OPTIONS
 from flexllm.mock import MockServer
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+pytestmark = pytest.mark.anyio
 
 MODEL = "gpt-4o-mini"
 MSGS = [[{"role": "user", "content": f"Question {i}"}] for i in range(5)]

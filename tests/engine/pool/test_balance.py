@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from pool_support import endpoints, msgs, servers
 
 from flexllm import BadRequestError, BatchResult, ChatResult, LLMClientPool, ServerError
+
+from .helpers import endpoints, msgs, servers
 
 pytestmark = pytest.mark.anyio
 

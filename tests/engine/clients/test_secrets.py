@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
-from client_support import FAKE_KEY, MESSAGES, error, ok
 
 from flexllm import AuthenticationError, ConnectError, LLMClient, MllmClient, RetryNotice
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
+
+from .helpers import FAKE_KEY, MESSAGES, error, ok
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from client_support import ok
 
 from flexllm import (
     ClaudeClient,
@@ -24,6 +23,8 @@ from flexllm import (
 from flexllm.mock import MockServer
 from flexllm_core import HttpRequest, HttpResponse, cache_key, canonical_request, make_request
 from flexllm_transports import MemoryTransport
+
+from .helpers import ok
 
 SECRET = "hunter2-0123"
 MESSAGES = [{"role": "user", "content": "hello"}]

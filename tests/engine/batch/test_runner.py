@@ -8,22 +8,22 @@ from pathlib import Path
 
 import anyio
 import pytest
-from batch_support import (
-    ScriptedLane,
-    answer_for,
-    messages,
-    no_blocking,  # noqa: F401 - fixture
-    prepare,
-    run_all,
-    successes_by_index,
-)
 
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions, ItemSource
 from flexllm._errors import RequeueItem
 from flexllm_core import ChatRequest, ChatResult, UsageError
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+from .helpers import (
+    ScriptedLane,
+    answer_for,
+    messages,
+    prepare,
+    run_all,
+    successes_by_index,
+)
+
+pytestmark = pytest.mark.anyio
 
 
 async def test_generator_input_every_index_once() -> None:
@@ -53,7 +53,6 @@ async def test_async_generator_input() -> None:
     assert sorted(i.index for i in got) == list(range(40))
 
 
-@pytest.mark.usefixtures("no_blocking")
 async def test_jsonl_path_input_with_metadata(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     lines = [json.dumps({"messages": m, "row": i}) for i, m in enumerate(messages(2500))]

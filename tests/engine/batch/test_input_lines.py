@@ -8,13 +8,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from batch_support import no_blocking, records  # noqa: F401 - fixture
-from pool_support import endpoints, servers
 
 from flexllm import ItemSource, LLMClient, LLMClientPool, UsageError
 from flexllm._batch.input import JSONLFile, parse_line
 from flexllm._errors import ChangedInputError, InvalidLineError
 from flexllm.mock import MockServer
+
+from ..pool.helpers import endpoints, servers
+from .helpers import records
 
 MODEL = "gpt-4o-mini"
 
@@ -115,7 +116,6 @@ def _by_index(path: Path) -> dict[int, list[dict[str, object]]]:
 
 
 @pytest.mark.anyio
-@pytest.mark.usefixtures("no_blocking")
 async def test_malformed_lines_fail_at_their_index_and_the_rest_run(tmp_path: Path) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text(GOOD_AND_BAD)

@@ -161,10 +161,12 @@ async def test_a_lease_left_by_a_dead_holder_expires(tmp_path: Path) -> None:
     """A lease row nobody will release (its process is gone) stops holding the key after
     ``lease`` seconds; the waiter then fetches, stores, and lets go."""
     cfg = ResponseCacheConfig(enabled=True, cache_dir=str(tmp_path / "c"), lease=0.5)
-    store = DiskStore(tmp_path / "c", ttl=0)
+    store = await anyio.to_thread.run_sync(lambda: DiskStore(tmp_path / "c", ttl=0))
     # insert-if-absent: the second add of the same key fails while the first lives
     dead = LEASE_MARK + "99999-dead"
-    assert store.add_many([("k", dead), ("k", LEASE_MARK + "other")], 0.5) == [True, False]
+    added = await anyio.to_thread.run_sync(
+        store.add_many, [("k", dead), ("k", LEASE_MARK + "other")], 0.5)
+    assert added == [True, False]
     assert await cache_get(tmp_path, "k") is None  # a lease is not an answer, nor corrupt
     cache = ResponseCache(cfg)
     with anyio.fail_after(30):
@@ -180,11 +182,10 @@ async def test_a_lease_left_by_a_dead_holder_expires(tmp_path: Path) -> None:
     await anyio.to_thread.run_sync(store.release, [("k", dead)])
     assert await cache_get(tmp_path, "k") == hit
     await cache.aclose()
-    store.close()
+    await anyio.to_thread.run_sync(store.close)
 
 
-@pytest.mark.anyio
-async def test_an_expired_holder_cannot_release_its_successor(tmp_path: Path) -> None:
+def test_an_expired_holder_cannot_release_its_successor(tmp_path: Path) -> None:
     store = DiskStore(tmp_path / "c", ttl=0)
     assert store.add_many([("lease:x", "new-holder")], 60) == [True]
     store.release([("lease:x", "old-holder")])

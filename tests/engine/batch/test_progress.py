@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
-from batch_support import ScriptedLane, messages, prepare
 
 from flexllm._batch.progress import BatchCounters, ProgressDisplay, format_line
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions
+
+from .helpers import ScriptedLane, messages, prepare
 
 pytestmark = pytest.mark.anyio
 

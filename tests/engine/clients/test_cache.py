@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from client_support import FAKE_KEY, MESSAGES, error, ok
 
 from flexllm import ChatResult, LLMClient, ResponseCacheConfig, ServerError
 from flexllm_transports import MemoryTransport
+
+from .helpers import FAKE_KEY, MESSAGES, error, ok
 
 pytestmark = pytest.mark.anyio
 

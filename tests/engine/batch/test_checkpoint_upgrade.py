@@ -19,7 +19,7 @@ from flexllm.mock import MockServer
 
 pytestmark = pytest.mark.anyio
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "flexllm_0_17_10"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "flexllm_0_17_10"
 QUESTIONS = [[{"role": "user", "content": f"question {i}"}] for i in range(6)]
 
 

@@ -6,7 +6,6 @@ import logging
 
 import anyio
 import pytest
-from batch_support import MODEL, ScriptedLane, messages, no_blocking, prepare  # noqa: F401
 
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions, ItemSource
@@ -14,10 +13,12 @@ from flexllm._cost.tracker import DEFAULT_RESERVED_OUTPUT, CostTracker
 from flexllm._errors import BudgetExceededError
 from flexllm_core import ChatRequest, ChatResult, Usage, UsageError, default_pricing, make_request
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_blocking")]
+from .helpers import MODEL, ScriptedLane, messages, prepare
 
-#: Read once at import: the bundled table is a file, and reading it inside a test's event
-#: loop is the blocking call ``no_blocking`` exists to catch.
+pytestmark = pytest.mark.anyio
+
+#: The bundled table (CostTracker takes a table: reading one is file I/O, which callers on an
+#: event loop do in a worker thread).
 PRICING = default_pricing()
 
 
@@ -72,7 +73,7 @@ def test_budget_needs_known_prices() -> None:
     with pytest.raises(UsageError, match="no-such-model-xyz"):
         tracker.check_prices(["no-such-model-xyz", MODEL])
     with pytest.raises(UsageError, match="budget"):
-        CostTracker(budget=-1)
+        CostTracker(budget=-1, pricing=PRICING)
 
 
 def test_unknown_price_warns_once_and_is_not_free(caplog: pytest.LogCaptureFixture) -> None:

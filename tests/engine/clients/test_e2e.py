@@ -190,10 +190,12 @@ async def test_slow_answer_times_out() -> None:
             await client.chat_completions([{"role": "user", "content": "slow"}])
 
 
-async def test_list_models() -> None:
-    async with serving("openai") as (_, client):
-        models = await client.list_models()
-        assert models and all(isinstance(m, str) for m in models)
+# Claude's mock URL is the bare host, where GET /models is not served (its /v1/models is
+# the OpenAI route): Claude's listing is checked over a MemoryTransport in test_models.py.
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
+async def test_list_models(provider: str) -> None:
+    async with serving(provider, {"model": "house-model"}) as (_, client):
+        assert await client.list_models() == ["house-model"]
 
 
 async def test_leaving_a_stream_early_releases_its_slot() -> None:

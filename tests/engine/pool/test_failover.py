@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from pool_support import endpoints, msgs, servers
 
 from flexllm import (
     AllEndpointsFailedError,
@@ -24,6 +23,8 @@ from flexllm import (
     TextDelta,
 )
 from flexllm.mock import MockServer
+
+from .helpers import endpoints, msgs, servers
 
 MODEL = "gpt-4o-mini"
 KEY = "sk-failover-SECRET-4242"

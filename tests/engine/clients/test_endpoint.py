@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from client_support import error, frames, ok, prompt
 
 from flexllm import (
     AuthenticationError,
@@ -29,6 +28,8 @@ from flexllm._engine.gates import ConcurrencyLimiter, RateLimiter
 from flexllm_core import HttpRequest, HttpResponse, ProviderConfig, RetryPolicy, make_request
 from flexllm_transports import MemoryTransport
 from flexllm_transports.testing import ChunkedResponse
+
+from .helpers import error, frames, ok, prompt
 
 pytestmark = pytest.mark.anyio
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from client_support import FAKE_KEY, MESSAGES, ok
 
 from flexllm import ClaudeClient, GeminiClient, LLMClient, OpenAIClient, UsageError
 from flexllm._config.settings import resolve_settings
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import MemoryTransport
+
+from .helpers import FAKE_KEY, MESSAGES, ok
 
 ENV_VARS = ("FLEXLLM_BASE_URL", "OPENAI_BASE_URL", "FLEXLLM_API_KEY", "OPENAI_API_KEY",
             "FLEXLLM_MODEL", "OPENAI_MODEL", "GOOGLE_OAUTH_ACCESS_TOKEN")

@@ -1,0 +1,1 @@
+"""Engine tests, laid out like ``src/flexllm``: batch/, clients/, pool/ (helpers in each)."""

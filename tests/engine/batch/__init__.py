@@ -1,0 +1,1 @@
+"""The batch runner, its checkpoint file, the response cache and cost tracking."""

@@ -1,0 +1,1 @@
+"""The clients and the one request path (Endpoint) under them."""

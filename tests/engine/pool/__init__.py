@@ -1,0 +1,1 @@
+"""LLMClientPool: routing, failover and configuration."""

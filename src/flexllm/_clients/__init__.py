@@ -5,6 +5,10 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
+from .legacy import (
+    ChatCompletionResult as ChatCompletionResult,
+    LegacyBatchResult as LegacyBatchResult,
+)
 from .llm import LLMClient as LLMClient
 from .mllm import MllmClient as MllmClient
 from .named import (

@@ -40,7 +40,8 @@ from .._batch import (
 from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from .._config import ClientSettings
 from .._cost import CostReport
-from .._engine import Endpoint, SyncDriver, TokenSource, vertex_token_source
+from .._engine import Endpoint, EventMode, SyncDriver, TokenSource, vertex_token_source
+from . import legacy as _legacy
 
 __all__ = ("_ClientBase", "vertex_auth")
 
@@ -82,9 +83,9 @@ class _ClientBase:
         """Send ``req`` and return its answer (retries and failover included)."""
         raise NotImplementedError
 
-    def _stream(self, req: ChatRequest, *, return_events: bool,
+    def _stream(self, req: ChatRequest, *, return_events: EventMode,
                 timeout: float | None) -> AsyncGenerator[Any, None]:
-        """Text pieces (or events with ``return_events``) of one streamed answer."""
+        """Text pieces (or events with ``return_events``; see EventMode) of one streamed answer."""
         raise NotImplementedError
 
     def _take_distribute(self, params: dict[str, Any]) -> bool:
@@ -138,6 +139,7 @@ class _ClientBase:
         # A miss holds the key's lease: concurrent callers (any process) wait for this answer.
         async with cache.filling(self.cache_key(req)) as fill:
             if fill.hit is not None:
+                _legacy.note_cache_hit()  # 0.17's chat() says cached=True
                 return fill.hit
             return fill.keep(await self._send(req, timeout=timeout))
 
@@ -362,6 +364,16 @@ class _ClientBase:
         async with aclosing(iterate_in_background(run)) as items:
             async for item in items:
                 yield item
+
+    # -- flexllm 0.17's entry points: deprecated shims over the methods above ------------
+    # Written once in legacy.py; each warns naming the new spelling and returns 0.17's shapes.
+
+    chat = _legacy.chat
+    chat_sync = _legacy.chat_sync
+    chat_stream = _legacy.chat_stream
+    chat_batch = _legacy.chat_batch
+    chat_batch_sync = _legacy.chat_batch_sync
+    chat_batch_iter = _legacy.chat_batch_iter
 
     # -- lifetime ---------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from .._config import (
     resolve_model,
     resolve_settings,
 )
-from .._engine import Endpoint, EndpointStatistics, stream_items
+from .._engine import Endpoint, EndpointStatistics, EventMode, stream_items
 from .._errors import ConfigError
 from .base import _ClientBase, vertex_auth
 
@@ -209,7 +209,7 @@ class LLMClient(_ClientBase):
     async def _send(self, req: ChatRequest, *, timeout: float | None) -> ChatResult:
         return await self._endpoint.complete(req, timeout=timeout)
 
-    async def _stream(self, req: ChatRequest, *, return_events: bool,
+    async def _stream(self, req: ChatRequest, *, return_events: EventMode,
                       timeout: float | None) -> AsyncGenerator[Any, None]:
         # aclosing: closing this generator closes the endpoint's stream (and its slot) now.
         async with aclosing(self._endpoint.stream(req, timeout=timeout)) as steps:

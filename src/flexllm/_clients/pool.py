@@ -46,7 +46,7 @@ from .._batch import (
 from .._cache import ResponseCacheConfig
 from .._config import PoolEndpoint, check_defaults, parse_endpoints
 from .._cost import CostReport
-from .._engine import Endpoint, PoolRouter, PoolStatistics
+from .._engine import Endpoint, EventMode, PoolRouter, PoolStatistics
 from .base import _ClientBase, vertex_auth
 
 __all__ = ("LLMClientPool",)
@@ -173,7 +173,7 @@ class LLMClientPool(_ClientBase):
     async def _send(self, req: ChatRequest, *, timeout: float | None) -> ChatResult:
         return await self._router.complete(req, timeout=timeout)
 
-    def _stream(self, req: ChatRequest, *, return_events: bool,
+    def _stream(self, req: ChatRequest, *, return_events: EventMode,
                 timeout: float | None) -> AsyncGenerator[Any, None]:
         return self._router.stream(req, return_events=return_events, timeout=timeout)
 

@@ -20,8 +20,9 @@ __all__ = ("KEPT", "NOT_CARRIED", "RENAMED", "resolve_legacy")
 
 #: Old name -> (module, attribute, the new spelling named by the DeprecationWarning).
 RENAMED: dict[str, tuple[str, str, str]] = {
-    "ChatCompletionResult": ("flexllm_core", "ChatResult", "flexllm.ChatResult (.text, "
-                             ".thinking, .tool_calls, .usage, .finish_reason, .data)"),
+    "ChatCompletionResult": ("flexllm._clients", "ChatCompletionResult", "flexllm.ChatResult "
+                             "(.text, .thinking, .tool_calls, .usage, .finish_reason, .data), "
+                             "which chat_completions(..., return_usage=True) returns"),
     "LLMClientBase": ("flexllm._compat._legacy", "LLMClientBase",
                       "flexllm.LLMClient or flexllm.LLMClientPool"),
     "LLMRequestError": ("flexllm._compat._errors", "LLMRequestError", "flexllm.ProviderError, "

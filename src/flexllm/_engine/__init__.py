@@ -17,5 +17,5 @@ from .pool_stats import (
     PoolStatistics as PoolStatistics,
 )
 from .router import PoolRouter as PoolRouter
-from .stream_items import stream_items as stream_items
+from .stream_items import EventMode as EventMode, stream_items as stream_items
 from .sync import SyncDriver as SyncDriver

@@ -45,7 +45,7 @@ from flexllm_core import (
 from .._errors import AllEndpointsFailedError
 from .endpoint import Endpoint
 from .pool_stats import PoolEndpointStatistics, PoolStatistics
-from .stream_items import stream_items
+from .stream_items import EventMode, stream_items
 
 __all__ = ("PoolLane", "PoolRouter")
 
@@ -243,7 +243,7 @@ class PoolRouter:
             self.record_success(index)
             return result
 
-    async def stream(self, req: ChatRequest, *, return_events: bool,
+    async def stream(self, req: ChatRequest, *, return_events: EventMode,
                      timeout: float | None = None) -> AsyncGenerator[Any, None]:
         """Stream ``req``; fail over only while the caller has been shown nothing."""
         route = _Route(self, None)

@@ -3,7 +3,8 @@
 ``script_0_17`` is written against 0.17.10's documented API (its README and docstrings:
 ``chat_completions_batch`` with ``metadata_list``, ``return_summary`` and ``track_cost``,
 ``raise_on_error=True``, and the ``LLM*Error`` family in ``except`` clauses) and is run
-unchanged. The strict-server tests prove that none of 0.17's batch options reaches a
+unchanged; ``script_0_17_chat`` likewise uses 0.17.10's main entry points as its README
+shows them (``chat``, ``chat_stream``, ``chat_batch``, ``chat_batch_iter``). The strict-server tests prove that none of 0.17's batch options reaches a
 provider as a request parameter (the mock's ``strict`` answers 400 to an unknown body
 field, as OpenAI does).
 """
@@ -112,6 +113,154 @@ async def test_a_0_17_script_runs_unchanged(tmp_path: Path) -> None:
                      ("LLMHTTPError", "ProviderError"), ("LLMTimeoutError", "RequestTimeout"),
                      ("status_code", ".status")):
         assert old in messages and new in messages, (old, new)
+
+
+WEATHER_TOOLS = [{
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get weather information",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+        },
+    },
+}]
+
+
+async def script_0_17_chat(url: str, refusing_url: str, flaky_url: str, cache_dir: str,
+                           output_jsonl: str) -> dict[str, Any]:
+    """A user's script for 0.17.10's main API (``chat``, ``chat_stream``, ``chat_batch``,
+    ``chat_batch_iter``), written from the examples of its README, as written then."""
+    from flexllm import LLMClient, LLMHTTPError, ResponseCacheConfig
+
+    outcome: dict[str, Any] = {}
+    async with LLMClient(
+        model="gpt-4o-mini", base_url=url, api_key="your-api-key",
+        cache=ResponseCacheConfig(enabled=True, ttl=3600, cache_dir=cache_dir),
+    ) as client:
+        result = await client.chat([{"role": "user", "content": "Hello!"}])
+        outcome["hello"] = (result.content, result.usage["total_tokens"], result.finish_reason,
+                            result.cached, result.ok)
+        result2 = await client.chat([{"role": "user", "content": "Hello!"}])   # cache hit
+        outcome["hello_again"] = (result2.content, result2.cached)
+
+        result = await client.chat(
+            messages=[{"role": "user", "content": "What's the weather in Tokyo?"}],
+            tools=WEATHER_TOOLS,
+        )
+        outcome["calls"] = []
+        if result.tool_calls:
+            for call in result.tool_calls:
+                outcome["calls"].append(f"{call.function['name']}({call.function['arguments']})")
+
+        result = await client.chat([{"role": "user", "content": "Think first"}], thinking=True)
+        parsed = client.parse_thoughts(result.raw_response)
+        outcome["thinking"] = (result.reasoning_content, parsed["thought"], parsed["answer"],
+                               result.content)
+
+        pieces = []
+        async for event in client.chat_stream([{"role": "user", "content": "Stream it"}]):
+            if event["type"] == "content":
+                pieces.append(event["content"])
+            elif event["type"] == "result":
+                streamed = event["result"]  # ChatCompletionResult, same shape as chat()
+        outcome["stream"] = ("".join(pieces), streamed.content, streamed.finish_reason,
+                             streamed.usage["completion_tokens"])
+
+        messages_list = [[{"role": "user", "content": f"Question {i}"}] for i in range(4)]
+        results = await client.chat_batch(
+            messages_list,
+            output_jsonl=output_jsonl,  # Progress saved here
+            show_progress=False,
+            track_cost=True,
+        )
+        outcome["batch"] = [r.content for r in results]
+        outcome["counts"] = (results.success_count, results.failed_count, results.errors)
+        outcome["cost"] = f"Total cost: ${results.cost.total_cost:.4f}"
+        results.raise_for_errors()
+
+        outcome["iter"] = {}
+        async for index, result in client.chat_batch_iter(messages_list):
+            outcome["iter"][index] = (result.content, result.cached)
+
+    client = LLMClient(model="gpt-4o-mini", base_url=refusing_url, api_key="k", retry_times=0)
+    try:
+        await client.chat([{"role": "user", "content": "Hello!"}])
+        outcome["refused"] = "answered"
+    except LLMHTTPError as e:
+        outcome["refused"] = (e.status_code, e.retryable)
+    finally:
+        await client.aclose()
+
+    async with LLMClient(model="gpt-4o-mini", base_url=flaky_url, api_key="k", retry_times=0,
+                         concurrency_limit=1) as client:
+        results = await client.chat_batch(messages_list, show_progress=False)
+        outcome["flaky"] = []
+        for r in results:
+            if r.ok:
+                outcome["flaky"].append("ok")
+            elif r.error.retryable:
+                outcome["flaky"].append("retry later")
+            else:
+                outcome["flaky"].append(r.error.status_code)
+        outcome["flaky_counts"] = (results.success_count, results.failed_count,
+                                   sorted(results.errors), len(results.ok), len(results.failed))
+        try:
+            results.raise_for_errors()
+        except LLMHTTPError as e:
+            outcome["raised"] = e.status_code
+    return outcome
+
+
+async def test_a_0_17_script_using_chat_runs_unchanged(tmp_path: Path) -> None:
+    from flexllm.mock import ANSWER_PREFIX
+
+    server = MockServer(strict=True)
+    async with server as url, MockServer(errors=[400]) as refusing, \
+            MockServer(errors=[400]) as flaky:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            outcome = await script_0_17_chat(url, refusing, flaky, str(tmp_path / "cache"),
+                                             str(tmp_path / "results.jsonl"))
+    assert server.stats.rejected == 0  # none of its options reached the provider
+
+    content, total, finish, cached, ok = outcome["hello"]
+    assert content.startswith(f"{ANSWER_PREFIX}Hello!") and total > 0
+    assert (finish, cached, ok) == ("stop", False, True)
+    assert outcome["hello_again"] == (content, True)
+    assert len(outcome["calls"]) == 1 and outcome["calls"][0].startswith('get_weather({"location"')
+    reasoning, thought, answer, text = outcome["thinking"]
+    assert reasoning and thought == reasoning and answer == text
+    joined, streamed, finish, completion_tokens = outcome["stream"]
+    assert joined == streamed and streamed.startswith(f"{ANSWER_PREFIX}Stream it")
+    assert finish == "stop" and completion_tokens > 0
+    assert all(a.startswith(f"{ANSWER_PREFIX}Question {i}") for i, a in enumerate(outcome["batch"]))
+    assert outcome["counts"] == (4, 0, {})
+    assert outcome["cost"].startswith("Total cost: $")
+    # Each index once, the same answers (now from the cache).
+    assert outcome["iter"] == {i: (a, True) for i, a in enumerate(outcome["batch"])}
+    assert outcome["refused"] == (400, False)
+    assert outcome["flaky"] == [400, "ok", "ok", "ok"]
+    assert outcome["flaky_counts"] == (3, 1, [0], 3, 1)
+    assert outcome["raised"] == 400
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in records) == [0, 1, 2, 3]
+
+    # Each call of an old entry point warned once, naming the new spelling, at the caller.
+    shims = [w for w in seen if w.category is DeprecationWarning
+             and "() is the flexllm 0.17 spelling" in str(w.message)]
+    assert all(w.filename == __file__ for w in shims)
+    said = [str(w.message).split(" is the flexllm 0.17 spelling; use ")[:2] for w in shims]
+    calls = {"chat()": 4 + 1, "chat_stream()": 1, "chat_batch()": 2, "chat_batch_iter()": 1}
+    for old, count in calls.items():
+        named = [new for o, new in said if o == old]
+        assert len(named) == count, (old, said)
+    new_spelling = {old: new.split("(")[0] for old, new in said}
+    assert new_spelling == {"chat()": "chat_completions", "chat_stream()": "chat_completions_stream",
+                            "chat_batch()": "chat_completions_batch",
+                            "chat_batch_iter()": "iter_chat_completions_batch"}
 
 
 #: Each 0.17 batch option with a value a 0.17 script would pass.

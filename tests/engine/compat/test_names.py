@@ -176,7 +176,10 @@ def test_client_base_and_chat_completion_result_are_the_new_types() -> None:
     base = _old("LLMClientBase")
     assert issubclass(LLMClient, base) and issubclass(LLMClientPool, base)  # type: ignore[arg-type]
     assert not issubclass(str, base)  # type: ignore[arg-type]
-    assert _old("ChatCompletionResult") is ChatResult
+    # What 0.17's chat() returned, as chat() returns it here; its new spelling is ChatResult.
+    legacy_result = _old("ChatCompletionResult")
+    assert legacy_result is not ChatResult and legacy_result.__name__ == "ChatCompletionResult"
+    assert legacy_result("hi").content == "hi"  # type: ignore[operator]
 
 
 def test_parse_helpers_read_code_blocks_as_0_17_did() -> None:

@@ -127,7 +127,7 @@ async def test_gemini_inline_form_round_trip(transport: AnyioTransport) -> None:
     server = MockServer()
     async with server:
         d = Driver(transport, server, "gemini")
-        _rows_, job = await d.submit(3, inline=True)
+        _, job = await d.submit(3, inline=True)
         assert job is not None and job.tag == "flexllm-job1"
         done = await d.get(job.id)
         assert done.state is BatchState.COMPLETED and done.output_ref is None and len(done.inline_results) == 3
@@ -141,7 +141,7 @@ async def test_expired_half_keeps_finished_rows_and_the_rest_is_not_done(
     server = MockServer(batch={"expire_fraction": 0.5, "shuffle": True}, seed=3)
     async with server:
         d = Driver(transport, server, provider)
-        _rows_, job = await d.submit(6)
+        _, job = await d.submit(6)
         assert job is not None
         done = await d.get(job.id)
         assert done.state is BatchState.EXPIRED
@@ -164,7 +164,7 @@ async def test_dropped_rows_are_in_neither_file_and_invalid_rows_are_not_retryab
     server = MockServer(batch={"drop_rows": [1], "error_rows": [2]})
     async with server:
         d = Driver(transport, server, provider)
-        _rows_, job = await d.submit(4)
+        _, job = await d.submit(4)
         assert job is not None
         got = _by_index(await d.results(await d.get(job.id)))
     assert sorted(got) == [0, 2, 3]
@@ -177,7 +177,7 @@ async def test_shuffled_results_come_back_out_of_order(transport: AnyioTransport
     server = MockServer(batch={"shuffle": True}, seed=1)
     async with server:
         d = Driver(transport, server, "openai")
-        _rows_, job = await d.submit(20)
+        _, job = await d.submit(20)
         assert job is not None
         results = await d.results(await d.get(job.id))
     order = [r.index for r in results]
@@ -190,7 +190,7 @@ async def test_a_create_that_failed_after_acceptance_is_found_by_its_tag(
     server = MockServer(batch={"fail_creates": 1})
     async with server:
         d = Driver(transport, server, provider)
-        _rows_, job = await d.submit(2, tag="flexllm-lost", create_status=500)
+        _, job = await d.submit(2, tag="flexllm-lost", create_status=500)
         assert job is None
         await d.submit(2, tag="flexllm-other")
         found = core.matching_jobs(await d.listed(), "flexllm-lost")
@@ -215,7 +215,7 @@ async def test_pending_forever_then_cancel(provider: str, transport: AnyioTransp
     server = MockServer(batch={"pending_forever": True})
     async with server:
         d = Driver(transport, server, provider)
-        _rows_, job = await d.submit(3)
+        _, job = await d.submit(3)
         assert job is not None
         server.batches.clock.advance(10 * 86400)
         stuck = (await d.get(job.id)).state

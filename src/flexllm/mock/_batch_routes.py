@@ -166,7 +166,8 @@ class BatchRoutes:
             invalid.append("a batch file must use one model")
         if len({cid for cid, _ in rows}) != len(rows):
             invalid.append("custom_id values must be unique")
-        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        metadata = body.get("metadata")
+        metadata = metadata if isinstance(metadata, dict) else {}
         job = MockJob(id=self.batches.new_id("batch_"), api="openai", model=str(next(iter(models), "")),
                       tag=metadata.get("flexllm_job"), rows=rows, created=self.batches.clock.now(),
                       input_file=body["input_file_id"], invalid=invalid)
@@ -324,8 +325,9 @@ class BatchRoutes:
 
     def gemini_create(self, request: RawRequest, m: re.Match[str]) -> Reply:
         batch = _json(request.body).get("batch")
-        source = batch.get("inputConfig") if isinstance(batch, dict) else None
-        if not isinstance(source, dict) or not isinstance(batch.get("displayName"), str):  # type: ignore[union-attr]
+        batch = batch if isinstance(batch, dict) else {}
+        source = batch.get("inputConfig")
+        if not isinstance(source, dict) or not isinstance(batch.get("displayName"), str):
             raise _BadRequest(400, "batch.displayName and batch.inputConfig are required")
         model = m["model"]
         path = f"/v1beta/models/{model}:generateContent"

@@ -38,6 +38,7 @@ from ._claude_request import build_body
 
 __all__ = (
     "BATCH_LIMITS",
+    "NAME",
     "build_batch_cancel",
     "build_batch_create",
     "build_batch_download",
@@ -57,7 +58,9 @@ _UNFINISHED = {"expired": EXPIRED_ROW, "canceled": CANCELLED_ROW}
 
 
 def _base(cfg: ProviderConfig) -> str:
-    return f"{_codec.api_base(cfg if cfg.base_url else attrs.evolve(cfg, base_url=_codec.DEFAULT_BASE_URL))}/messages/batches"
+    if not cfg.base_url:
+        cfg = attrs.evolve(cfg, base_url=_codec.DEFAULT_BASE_URL or "")
+    return f"{_codec.api_base(cfg)}/messages/batches"
 
 
 def _headers(cfg: ProviderConfig, *, json_body: bool = True) -> tuple[tuple[str, str], ...]:

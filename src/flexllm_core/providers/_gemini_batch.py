@@ -38,6 +38,7 @@ from ._gemini_build import build_body
 
 __all__ = (
     "BATCH_LIMITS",
+    "NAME",
     "build_batch_cancel",
     "build_batch_create",
     "build_batch_download",

@@ -37,6 +37,7 @@ from . import openai as _codec
 
 __all__ = (
     "BATCH_LIMITS",
+    "NAME",
     "TAG_METADATA_KEY",
     "build_batch_cancel",
     "build_batch_create",
@@ -173,7 +174,7 @@ def parse_batch_job(body: JSONDict) -> BatchJob:
     messages = [e.get("message") for e in (errors.get("data") or [])] if isinstance(errors, dict) else []
     model = body.get("model")
     return BatchJob(
-        id=body["id"], state=state, raw_status=status, counts=counts,
+        id=body["id"], state=state, raw_status=str(status), counts=counts,
         output_ref=_str(body.get("output_file_id")), error_ref=_str(body.get("error_file_id")),
         tag=tag if isinstance(tag, str) else None, model=model if isinstance(model, str) else None,
         created_at=timestamp(body.get("created_at")), expires_at=timestamp(body.get("expires_at")),

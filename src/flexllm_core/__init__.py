@@ -32,6 +32,7 @@ from ._batchapi import (
     matching_jobs as matching_jobs,
     parse_custom_id as parse_custom_id,
     plan_chunks as plan_chunks,
+    read_result_line as read_result_line,
 )
 from ._cache_key import (
     cache_key as cache_key,

@@ -45,6 +45,7 @@ __all__ = (
     "matching_jobs",
     "parse_custom_id",
     "plan_chunks",
+    "read_result_line",
     "unfinished_row",
 )
 
@@ -277,6 +278,23 @@ def unfinished_row(custom_id: str, kind: str, *, provider: str, body: JSONValue 
     why = "the batch expired before this row ran" if kind == EXPIRED_ROW else "the batch was cancelled before this row ran"
     return BatchRowResult(custom_id=custom_id, error=ProviderError(
         why, error_type=kind, retryable=True, provider=provider, body=body))
+
+
+def read_result_line(raw: bytes | str) -> JSONValue:
+    """One line of a results file, decoded, for a codec's ``decode_batch_result``; the
+    engine streams the file and calls this per line, so a 200 MB file is never whole in
+    memory. Blank lines give None (skip them).
+
+    Raises:
+        ResponseFormatError: the line is not JSON (a file cut mid-line, or not a results file).
+    """
+    text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else raw
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ResponseFormatError(f"batch results line is not JSON: {text[:120]!r}") from None
 
 
 def result_line_id(line: JSONValue, key: str, provider: str) -> str:

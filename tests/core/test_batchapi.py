@@ -282,3 +282,10 @@ def test_batch_price_forms_in_a_user_table() -> None:
     assert core.load_pricing(table.to_dict(), include_bundled=False).lookup("m2") == m2
     with pytest.raises(UsageError, match=r"models\['m'\]\.batch"):
         core.load_pricing({"models": {"m": {"input": 1, "output": 1, "batch": 2}}}, include_bundled=False)
+
+
+def test_result_lines_are_read_one_by_one() -> None:
+    raw = json.dumps(OPENAI_OK).encode() + b"\n"
+    assert core.read_result_line(raw) == OPENAI_OK and core.read_result_line(b"  \n") is None
+    with pytest.raises(ResponseFormatError, match="not JSON"):
+        core.read_result_line(raw[:40])

@@ -75,7 +75,7 @@ class Driver:
         for ref in (job.output_ref, job.error_ref):
             if ref is not None:
                 body = await self.send(self.codec.build_batch_download(self.cfg, ref))
-                lines.extend(json.loads(line) for line in body.splitlines() if line.strip())
+                lines.extend(core.read_result_line(line) for line in body.splitlines() if line.strip())
         return [self.codec.decode_batch_result(line) for line in lines]
 
     async def listed(self) -> list[BatchJob]:
@@ -264,3 +264,15 @@ async def test_httpx_client_sees_the_openai_wire_shapes() -> None:
     row = json.loads(out[0])
     assert row["custom_id"] == line["custom_id"] and row["response"]["status_code"] == 200
     assert row["response"]["body"]["choices"][0]["message"]["content"].startswith(ANSWER_PREFIX + "hello")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_batch_routes_need_the_key(provider: str, transport: AnyioTransport) -> None:
+    server = MockServer(require_api_key="sk-right")
+    async with server:
+        d = Driver(transport, server, provider)
+        resp = await transport.send(d.codec.build_batch_list(d.cfg))  # the test's key is sk-test
+    assert resp.status == 401
+    with pytest.raises(core.AuthenticationError):
+        raise core.get_codec(provider).parse_error(resp.status, resp.headers, resp.body)
+    assert server.batches.jobs == {}

@@ -7,7 +7,6 @@ is decoded and each answer encoded by that dialect's codec, as for an online req
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 from collections.abc import Callable
@@ -17,6 +16,13 @@ import attrs
 
 from flexllm_core import ChatRequest, ChatResult, JSONDict, get_codec
 
+from ._batch_wire import (
+    BadRequest as _BadRequest,
+    json_body as _json,
+    jsonl as _jsonl,
+    multipart_parts as _multipart,
+    rfc3339 as _rfc3339,
+)
 from ._batches import MockBatches, MockJob, RowFate
 from ._http import RawRequest
 
@@ -26,48 +32,6 @@ Reply = tuple[int, "JSONDict | bytes"]
 Handler = Callable[["BatchRoutes", RawRequest, "re.Match[str]"], Reply]
 _GEMINI_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
 _DAY = 86400.0
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _json(body: bytes) -> JSONDict:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        raise _BadRequest(400, "the body is not JSON") from None
-    if not isinstance(value, dict):
-        raise _BadRequest(400, "the body must be a JSON object")
-    return value
-
-
-def _jsonl(lines: list[JSONDict]) -> bytes:
-    return b"".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for line in lines)
-
-
-def _multipart(request: RawRequest) -> list[tuple[dict[str, str], bytes]]:
-    ctype = request.header("content-type") or ""
-    match = re.search(r'boundary="?([^";]+)"?', ctype)
-    if not ctype.startswith("multipart/") or match is None:
-        raise _BadRequest(400, "expected a multipart body")
-    parts = []
-    for raw in request.body.split(b"--" + match[1].encode())[1:]:
-        if raw.startswith(b"--"):
-            break
-        head, _, content = raw.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        parts.append((headers, content.removesuffix(b"\r\n")))
-    return parts
-
-
-def _rfc3339(unix: float) -> str:
-    return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @attrs.frozen

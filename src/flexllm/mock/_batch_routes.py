@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -219,7 +220,7 @@ class BatchRoutes:
     def _claude_job(self, job: MockJob, request: RawRequest, status: str | None = None) -> JSONDict:
         b = self.batches
         ended = job.results is not None
-        tally = {f: len(self._answered(job, f)) for f in vars(RowFate).values() if isinstance(f, str)}
+        tally = Counter(fate for _, fate, _ in job.results or ())
         host = request.header("host") or "127.0.0.1"
         return {
             "id": job.id, "type": "message_batch", "processing_status": status or ("ended" if ended else "in_progress"),
@@ -303,6 +304,8 @@ class BatchRoutes:
             rows = [self._row("gemini", path, ln.get("key"), ln.get("request")) for ln in lines]
         else:
             items = (source.get("requests") or {}).get("requests") or []
+            if not isinstance(items, list) or not all(isinstance(it, dict) for it in items):
+                raise _BadRequest(400, "inputConfig.requests.requests: expected a list of objects")
             rows = [self._row("gemini", path, (it.get("metadata") or {}).get("key"), it.get("request")) for it in items]
         if not rows:
             raise _BadRequest(400, "a batch needs at least one request")

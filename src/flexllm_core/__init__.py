@@ -18,6 +18,24 @@ from ._balance import (
 
 # Policies (retry, rate, cache key), pricing/tokens and checkpoint records are exported
 # from their modules below as they land.
+from ._batchapi import (
+    CANCELLED_ROW as CANCELLED_ROW,
+    EXPIRED_ROW as EXPIRED_ROW,
+    BatchCounts as BatchCounts,
+    BatchJob as BatchJob,
+    BatchLimits as BatchLimits,
+    BatchRowResult as BatchRowResult,
+    BatchState as BatchState,
+    Chunk as Chunk,
+    PlannedRow as PlannedRow,
+    encode_jsonl as encode_jsonl,
+    make_custom_id as make_custom_id,
+    make_job_tag as make_job_tag,
+    matching_jobs as matching_jobs,
+    parse_custom_id as parse_custom_id,
+    plan_chunks as plan_chunks,
+    read_result_line as read_result_line,
+)
 from ._cache_key import (
     cache_key as cache_key,
     canonical_request as canonical_request,
@@ -126,11 +144,14 @@ from ._types import (
 from ._url import check_url as check_url, redact_url as redact_url
 from ._validate import make_request as make_request, validate_messages as validate_messages
 from .providers import (
+    BATCH_CODECS as BATCH_CODECS,
     CODECS as CODECS,
     PROVIDERS as PROVIDERS,
+    BatchCodec as BatchCodec,
     Codec as Codec,
     StreamDecoder as StreamDecoder,
     detect_provider as detect_provider,
+    get_batch_codec as get_batch_codec,
     get_codec as get_codec,
 )
 

@@ -50,6 +50,25 @@ class ModelPrice:
     cached_input: float | None = None
     #: A prompt token written to the provider's prompt cache; None = billed as input.
     cache_write: float | None = None
+    #: The provider batch API's price as a fraction of these (0.5: half price, as OpenAI,
+    #: Anthropic and Gemini bill batches); None = no batch discount known.
+    batch_factor: float | None = None
+    #: Explicit batch prices, when the provider lists them apart (wins over the factor).
+    batch: ModelPrice | None = None
+
+    def batch_price(self) -> ModelPrice:
+        """What a row run through the provider's batch API costs: the explicit batch prices,
+        else every price times ``batch_factor``, else the online price (no discount known:
+        a budget must not count on one)."""
+        if self.batch is not None:
+            return self.batch
+        f = self.batch_factor
+        if f is None:
+            return self
+        return ModelPrice(
+            input=self.input * f, output=self.output * f,
+            cached_input=None if self.cached_input is None else self.cached_input * f,
+            cache_write=None if self.cache_write is None else self.cache_write * f)
 
     def to_dict(self) -> JSONDict:
         out: JSONDict = {"input": self.input, "output": self.output}
@@ -57,6 +76,10 @@ class ModelPrice:
             out["cached_input"] = self.cached_input
         if self.cache_write is not None:
             out["cache_write"] = self.cache_write
+        if self.batch is not None:
+            out["batch"] = self.batch.to_dict()
+        elif self.batch_factor is not None:
+            out["batch"] = self.batch_factor
         return out
 
 
@@ -142,9 +165,12 @@ class PricingTable:
         }
 
 
-def cost_of(usage: Usage, price: ModelPrice) -> float:
+def cost_of(usage: Usage, price: ModelPrice, *, batch: bool = False) -> float:
     """USD cost of one answer: prompt tokens read from the provider's cache at the cached
-    price, those written to it at the cache-write price, the rest at input."""
+    price, those written to it at the cache-write price, the rest at input. ``batch``:
+    the answer came through the provider's batch API (:meth:`ModelPrice.batch_price`)."""
+    if batch:
+        price = price.batch_price()
     prompt = max(usage.prompt_tokens, 0)
     cached = min(max(usage.cached_tokens or 0, 0), prompt)
     written = min(max(usage.cache_write_tokens or 0, 0), prompt - cached)
@@ -172,12 +198,25 @@ def _price(name: str, entry: JSONValue) -> ModelPrice:
     for field in ("input", "output"):
         if field not in entry:
             raise UsageError(f"pricing models[{name!r}]: missing {field!r}")
-    cached, write = entry.get("cached_input"), entry.get("cache_write")
+    cached, write, batch = entry.get("cached_input"), entry.get("cache_write"), entry.get("batch")
+    factor: float | None = None
+    explicit: ModelPrice | None = None
+    if isinstance(batch, Mapping):
+        if "batch" in batch:
+            raise UsageError(f"pricing models[{name!r}].batch: a batch price cannot have its own 'batch'")
+        explicit = _price(f"{name}.batch", batch)
+    elif batch is not None:
+        factor = _number(batch, f"models[{name!r}].batch")
+        if factor > 1:
+            raise UsageError(f"pricing models[{name!r}].batch: a factor of the online price is "
+                             f"at most 1 (0.5 = half price), got {batch!r}")
     return ModelPrice(
         input=_number(entry["input"], f"models[{name!r}].input"),
         output=_number(entry["output"], f"models[{name!r}].output"),
         cached_input=None if cached is None else _number(cached, f"models[{name!r}].cached_input"),
         cache_write=None if write is None else _number(write, f"models[{name!r}].cache_write"),
+        batch_factor=factor,
+        batch=explicit,
     )
 
 
@@ -217,9 +256,11 @@ def load_pricing(
 ) -> PricingTable:
     """The bundled table, with ``overrides`` (a user's table, already parsed) winning per model.
 
+    An override entry without a ``batch`` field keeps the bundled entry's batch factor.
+
     Raises:
-        UsageError: an override entry is not ``{"input": n, "output": n[, "cached_input": n]}``,
-            naming the model and the field.
+        UsageError: an override entry is not ``{"input": n, "output": n[, "cached_input": n,
+            "cache_write": n, "batch": factor | {prices}]}``, naming the model and the field.
     """
     models: dict[str, ModelPrice] = {}
     aliases: dict[str, str] = {}
@@ -232,6 +273,12 @@ def load_pricing(
         if not isinstance(overrides, Mapping):
             raise UsageError(f"pricing overrides: expected a mapping, got {type(overrides).__name__}")
         o_models, o_aliases, o_updated = _parse(overrides)
+        for name, price in o_models.items():
+            old = models.get(name)
+            if old is not None and price.batch is None and price.batch_factor is None:
+                # New list prices (e.g. from OpenRouter, which has no batch prices) keep the
+                # provider's batch discount rather than silently losing it.
+                o_models[name] = attrs.evolve(price, batch_factor=old.batch_factor)
         models.update(o_models)
         aliases.update(o_aliases)
         updated = o_updated or updated

@@ -149,7 +149,8 @@ def test_overrides_win_and_add_models() -> None:
     table = load_pricing({"_updated": "2030-01-01", "models": {"gpt-4o": {"input": 1, "output": 2},
                                                                "My-Model": {"input": 0.1, "output": 0.2}},
                           "aliases": {"mine": "my-model"}})
-    assert table.lookup("gpt-4o") == ModelPrice(input=1.0, output=2.0)
+    # New list prices keep the bundled batch discount (OpenRouter lists none).
+    assert table.lookup("gpt-4o") == ModelPrice(input=1.0, output=2.0, batch_factor=0.5)
     assert table.lookup("my-model") == table.lookup("mine") == ModelPrice(input=0.1, output=0.2)
     assert table.lookup("claude-3-haiku") == TABLE.lookup("claude-3-haiku")
     assert table.updated == "2030-01-01"

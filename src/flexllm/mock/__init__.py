@@ -12,6 +12,11 @@ dialects through the core's own codecs, with configurable delays, errors and ans
 from __future__ import annotations
 
 from ._app import ROUTES as ROUTES, Route as Route
+from ._batches import (
+    BatchClock as BatchClock,
+    BatchOptions as BatchOptions,
+    MockBatches as MockBatches,
+)
 from ._content import ANSWER_PREFIX as ANSWER_PREFIX, THINKING_PREFIX as THINKING_PREFIX
 from ._options import MockOptions as MockOptions, MockStats as MockStats, parse_range as parse_range
 from ._server import MockServer as MockServer, run_mock as run_mock, serve_mock as serve_mock
@@ -19,6 +24,9 @@ from ._server import MockServer as MockServer, run_mock as run_mock, serve_mock 
 __all__ = (
     "ANSWER_PREFIX",
     "ROUTES",
+    "BatchClock",
+    "BatchOptions",
+    "MockBatches",
     "THINKING_PREFIX",
     "MockOptions",
     "MockServer",

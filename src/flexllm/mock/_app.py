@@ -18,8 +18,10 @@ from collections.abc import Awaitable, Callable
 import anyio
 import attrs
 
-from flexllm_core import JSONDict, QuotaCost, get_codec
+from flexllm_core import ChatRequest, ChatResult, JSONDict, QuotaCost, get_codec
 
+from ._batch_routes import BatchRoutes
+from ._batches import MockBatches
 from ._content import build_result
 from ._http import RawRequest, chunk, response_bytes, response_head
 from ._options import MockOptions, MockStats
@@ -140,7 +142,7 @@ _LAST_CHUNK = chunk(b"")
 class MockApp:
     """Turns one parsed request into response bytes; holds the server's mutable state."""
 
-    def __init__(self, options: MockOptions, stats: MockStats) -> None:
+    def __init__(self, options: MockOptions, stats: MockStats, *, batches: MockBatches | None = None) -> None:
         self.options = options
         self.stats = stats
         self.rng = random.Random(options.seed)
@@ -149,6 +151,14 @@ class MockApp:
         self._served_normally = 0
         self._memo: OrderedDict[tuple[str, bytes], _Answer] = OrderedDict()
         self.quota = MockQuota(options)
+        #: The provider batch APIs (files, jobs, results) on their own clock.
+        self.batches = batches or MockBatches(options.batch, seed=options.seed)
+        self._batch_routes = BatchRoutes(self.batches, self._batch_answer, options.model)
+
+    def _batch_answer(self, req: ChatRequest, model: str) -> ChatResult:
+        opts = self.options
+        return build_result(req, model=opts.model or req.model or model or DEFAULT_MODEL,
+                            length=opts.response_length, seed=opts.seed, thinking=opts.thinking)
 
     async def handle(self, request: RawRequest, send: Send) -> bool:
         """Answer ``request`` through ``send``; return False if the connection must close."""
@@ -157,6 +167,16 @@ class MockApp:
         path = request.path
         stats.by_path[path] = stats.by_path.get(path, 0) + 1
         keep = request.keep_alive
+        batch = self._batch_routes.match(request.method, path)
+        if batch is not None:
+            if not self._authorized(request):
+                stats.unauthorized += 1
+                msg = "missing or invalid API key (flexllm mock, require_api_key)"
+                await send(self._error(batch[0].provider, 401, msg, keep))
+                return keep
+            status, body, ctype = self._batch_routes.handle(batch[0], request, batch[1])
+            await send(response_bytes(status, [("content-type", ctype)], body, keep_alive=keep))
+            return keep
         route, match, allowed = self._match(request.method, path)
         if route is None:
             stats.rejected += 1

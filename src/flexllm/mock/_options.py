@@ -13,6 +13,8 @@ import attrs
 
 from flexllm_core import UsageError
 
+from ._batches import BatchOptions
+
 __all__ = ("MockOptions", "MockStats", "parse_range")
 
 #: Statuses an ``error_rate`` draw picks from: a rate limit and two server failures.
@@ -193,6 +195,19 @@ def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) ->
         raise UsageError(f"{attribute.name}: must be a finite number > 0, got {value!r}")
 
 
+def _batch(value: BatchOptions | Mapping[str, object] | None) -> BatchOptions:
+    if value is None:
+        return BatchOptions()
+    if isinstance(value, BatchOptions):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return BatchOptions(**value)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise UsageError(f"batch: {exc}") from None
+    raise UsageError(f"batch: expected BatchOptions or a mapping of its fields, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class MockOptions:
     """How the mock server behaves. All values are validated on construction."""
@@ -253,6 +268,9 @@ class MockOptions:
     #: unknown parameter ("Unrecognized request argument supplied: ..."): proves that no
     #: client option leaks into a request.
     strict: bool = False
+    #: The provider batch APIs: job duration on the mock clock, and injected faults
+    #: (:class:`flexllm.mock.BatchOptions`, or a mapping of its fields).
+    batch: BatchOptions = attrs.field(factory=BatchOptions, converter=_batch)
     #: HTTP parser: httptools (C, fast) or h11 (pure Python); "auto" prefers httptools.
     parser: Literal["auto", "httptools", "h11"] = attrs.field(
         default="auto", validator=attrs.validators.in_(("auto", "httptools", "h11"))

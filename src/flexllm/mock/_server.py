@@ -22,6 +22,7 @@ import attrs
 from anyio.abc import SocketAttribute
 
 from ._app import MockApp
+from ._batches import MockBatches
 from ._http import CONTINUE, HttpParseError, make_parser, response_bytes
 from ._options import MockOptions, MockStats
 
@@ -70,6 +71,8 @@ class MockServer(anyio.AsyncContextManagerMixin):
         self.options = options
         #: Counters of what the server has seen; see :class:`MockStats`.
         self.stats = MockStats()
+        #: The batch APIs' jobs and files; ``batches.clock.advance(s)`` moves their time.
+        self.batches = MockBatches(options.batch, seed=options.seed)
         #: Event loop of the background thread in ``with`` mode: "asyncio" or "trio".
         self.backend = backend
         self._port: int | None = None
@@ -118,7 +121,7 @@ class MockServer(anyio.AsyncContextManagerMixin):
         self, *, task_status: anyio.abc.TaskStatus[MockServer] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Bind, report ``self`` through ``task_status``, and serve until cancelled."""
-        app = MockApp(self.options, self.stats)
+        app = MockApp(self.options, self.stats, batches=self.batches)
         listener = await anyio.create_tcp_listener(
             local_host=self.options.host, local_port=self.options.port, reuse_port=False
         )

@@ -6,17 +6,28 @@ this package branches on a provider name: callers ask :func:`get_codec`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
+from .._batchapi import BatchJob, BatchLimits, BatchRowResult
 from .._errors import ProviderError, UsageError
 from .._events import StreamEvent
 from .._json import JSONDict, JSONValue
 from .._quota import Dimension, LimitSnapshot, QuotaRule
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
-from . import claude, gemini, openai
+from . import _claude_batch, _gemini_batch, _openai_batch, claude, gemini, openai
 
-__all__ = ("CODECS", "PROVIDERS", "Codec", "StreamDecoder", "detect_provider", "get_codec")
+__all__ = (
+    "BATCH_CODECS",
+    "CODECS",
+    "PROVIDERS",
+    "BatchCodec",
+    "Codec",
+    "StreamDecoder",
+    "detect_provider",
+    "get_batch_codec",
+    "get_codec",
+)
 
 
 class StreamDecoder(Protocol):
@@ -120,6 +131,61 @@ class Codec(Protocol):
         ...
 
 
+class BatchCodec(Protocol):
+    """One provider's batch API (half price, results within 24-48 h), with the same shape.
+
+    The engine encodes rows, plans jobs by ``BATCH_LIMITS``, uploads (when the provider
+    takes a file), creates with a tag, polls, downloads, and decodes each result line into
+    the answer or typed error an online call gives. All pure: requests out, values in.
+    """
+
+    NAME: str
+    BATCH_LIMITS: BatchLimits
+
+    def encode_batch_row(self, custom_id: str, req: ChatRequest, cfg: ProviderConfig) -> JSONDict:
+        """One row in the provider's form (OpenAI JSONL line, Claude ``requests[]`` item,
+        Gemini file line ``{key, request}``)."""
+        ...
+
+    def build_batch_upload(self, cfg: ProviderConfig, content: bytes, *, tag: str) -> HttpRequest | None:
+        """Upload the JSONL ``content`` as the job's input file; None: the provider takes
+        rows in the create call (Claude; Gemini inline under ``inline_max_bytes``)."""
+        ...
+
+    def parse_batch_upload(self, body: JSONDict) -> str:
+        """The uploaded file's id, for ``build_batch_create(file_id=)``."""
+        ...
+
+    def build_batch_create(
+        self, cfg: ProviderConfig, *, model: str, tag: str, rows: Sequence[JSONDict] = (),
+        file_id: str | None = None,
+    ) -> HttpRequest:
+        """Create the job over an uploaded file or inline ``rows``, tagged with ``tag``."""
+        ...
+
+    def build_batch_get(self, cfg: ProviderConfig, job_id: str) -> HttpRequest: ...
+
+    def build_batch_list(self, cfg: ProviderConfig, *, page_token: str | None = None) -> HttpRequest: ...
+
+    def build_batch_cancel(self, cfg: ProviderConfig, job_id: str) -> HttpRequest: ...
+
+    def build_batch_download(self, cfg: ProviderConfig, ref: str) -> HttpRequest:
+        """Fetch a results file (``BatchJob.output_ref`` / ``error_ref``) as JSONL."""
+        ...
+
+    def parse_batch_job(self, body: JSONDict) -> BatchJob:
+        """The provider's batch object (create, get or cancel answer) as a BatchJob."""
+        ...
+
+    def parse_batch_list(self, body: JSONDict) -> tuple[list[BatchJob], str | None]:
+        """One list page's jobs and the next page token (None: last page)."""
+        ...
+
+    def decode_batch_result(self, line: JSONValue) -> BatchRowResult:
+        """One result line (decoded JSON), as the answer or the typed error."""
+        ...
+
+
 CODECS: Mapping[str, Codec] = {
     "openai": openai,
     "claude": claude,
@@ -130,6 +196,18 @@ CODECS: Mapping[str, Codec] = {
 _ALIASES = {"anthropic": "claude", "google": "gemini", "openai-compatible": "openai"}
 
 PROVIDERS: tuple[str, ...] = tuple(CODECS)
+
+BATCH_CODECS: Mapping[str, BatchCodec] = {
+    "openai": _openai_batch,
+    "claude": _claude_batch,
+    "gemini": _gemini_batch,
+}
+
+
+def get_batch_codec(provider: str) -> BatchCodec:
+    """The batch codec of ``provider`` (aliases accepted), or a UsageError."""
+    return BATCH_CODECS[get_codec(provider).NAME]
+
 
 # Each codec module is public: what it exports from its private helper modules says it is
 # the codec's (``flexllm_core.providers.gemini.build_request``), as flexllm does for its names.

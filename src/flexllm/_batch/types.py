@@ -19,6 +19,7 @@ from .checkpoint import Durability
 __all__ = (
     "BatchItem",
     "BatchOptions",
+    "Finished",
     "ItemSource",
     "Lane",
     "Prepared",
@@ -69,6 +70,17 @@ class BatchItem:
         return self.source is ItemSource.CACHE
 
 
+@attrs.frozen
+class Finished:
+    """A finished item on its way from a worker, through the writer, to the consumer."""
+
+    item: BatchItem
+    #: Its checkpoint record (None: no checkpoint, or nothing to record for it).
+    line: bytes | None
+    #: The worker holds a consumer token for it, which the consumer gives back.
+    took_token: bool
+
+
 class Lane(Protocol):
     """Somewhere requests can be sent: one client, or one endpoint of a pool.
 
@@ -88,8 +100,6 @@ class Lane(Protocol):
         ...
 
 
-
-
 @attrs.frozen(kw_only=True)
 class Prepared:
     """An input item turned into a validated request."""
@@ -100,7 +110,6 @@ class Prepared:
 
 
 def _on_changed(_inst: object, _attr: object, value: str) -> None:
-
     if value not in ("error", "rerun"):
         raise UsageError(f"on_changed must be 'error' or 'rerun', got {value!r}")
 
@@ -140,5 +149,3 @@ class BatchOptions:
 
 #: What the runner writes as a record's ``extra`` (besides thinking and tool calls).
 ExtraJSON = dict[str, JSONValue]
-
-

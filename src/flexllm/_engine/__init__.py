@@ -12,6 +12,7 @@ from .endpoint import (
     RetryNotice as RetryNotice,
     TokenSource as TokenSource,
 )
+from .gates import ConcurrencyLimiter as ConcurrencyLimiter
 from .pool_stats import (
     PoolEndpointStatistics as PoolEndpointStatistics,
     PoolStatistics as PoolStatistics,

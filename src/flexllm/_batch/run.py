@@ -54,7 +54,7 @@ from .input import BatchInput, JSONLFile, as_source, verify_inputs
 from .progress import BatchCounters, ProgressDisplay
 from .records import Restored, RestoredItem, record_of
 from .types import BatchItem, BatchOptions, Finished, ItemSource, Lane, Prepared
-from .writer import run_writer, write_entries
+from .writer import protected_writer, write_entries
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found]
@@ -181,7 +181,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         records: MemoryObjectSendStream[Finished]
         if self._file is not None:
             records, rec_recv = anyio.create_memory_object_stream[Finished](self._concurrency)
-            tg.start_soon(run_writer, self._file, rec_recv, out_send.clone())
+            tg.start_soon(protected_writer(), self._file, rec_recv, out_send.clone())
         else:
             records = out_send.clone()  # no checkpoint: workers hand results straight over
         for lane in self._lanes:

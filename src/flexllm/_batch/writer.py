@@ -9,7 +9,10 @@ writes every record it has received.
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -18,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .checkpoint import CheckpointFile
 from .types import Finished
 
-__all__ = ("run_writer", "write_entries")
+__all__ = ("protected_writer", "run_writer", "write_entries")
 
 #: Records handed to one write(2) at most.
 _GROUP = 1024
@@ -64,3 +67,22 @@ async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Fi
                     except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                         break
                 await write_entries(file, pending)
+
+
+def protected_writer() -> Callable[[CheckpointFile, MemoryObjectReceiveStream[Finished],
+                                    MemoryObjectSendStream[Finished]], Coroutine[Any, Any, None]]:
+    """:func:`run_writer`, on trio protected from Ctrl+C.
+
+    Trio raises KeyboardInterrupt inside whatever unprotected code runs when the signal
+    comes; in the writer, between taking records and writing them, that would drop paid
+    answers. Protected, the interrupt reaches the run's consumer instead, whose leaving
+    cancels the writer, whose shielded ``finally`` writes all it holds. (On asyncio the
+    interrupt always goes to the main task.)
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import trio  # not asyncio: anyio's other backend
+
+        return trio.lowlevel.enable_ki_protection(run_writer)
+    return run_writer

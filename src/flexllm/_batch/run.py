@@ -42,10 +42,17 @@ import anyio.abc
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from flexllm_core import ChatResult, FlexLLMError, ScanResult, UsageError, encode_record
+from flexllm_core import (
+    ChatResult,
+    ConnectError,
+    FlexLLMError,
+    ScanResult,
+    UsageError,
+    encode_record,
+)
 
 from .._cost import CostTracker, current_pricing
-from .._engine import ConcurrencyLimiter
+from .._engine import ConcurrencyLimiter, Outage
 from .._errors import ChangedInputError, RequeueItem
 from .budget import BudgetGate, Halt
 from .checkpoint import CheckpointFile
@@ -94,6 +101,8 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         self._display: ProgressDisplay | None = None
         self._finished = False  # the consumer saw the end of the run
         self._orphans: list[Finished] = []  # answers in hand when the workers were cancelled
+        #: The last endpoint given up on, and how many items were left unsent for it.
+        self._down: tuple[ConnectError, int] | None = None
 
     @property
     def tracker(self) -> CostTracker:
@@ -211,6 +220,10 @@ class BatchRun(anyio.AsyncContextManagerMixin):
     def _after_run(self, feeder: Feeder) -> None:
         if feeder.late_changed:
             raise ChangedInputError(str(self._opt.output_jsonl), sorted(feeder.late_changed))
+        if self._down is not None:
+            error, count = self._down
+            log.warning("%s: %d item(s) were not sent; finished answers are kept, a re-run "
+                        "sends the rest", error, count)
         if self.budget_exceeded:
             log.warning(
                 "budget $%.6f reached: %d item(s) were not sent; finished answers are kept",
@@ -274,6 +287,9 @@ class BatchRun(anyio.AsyncContextManagerMixin):
                     if budget.halted is not None:
                         await out.send(Finished(budget.not_sent(prepared), None, False))
                         continue
+                    if (outage := await _wait_while_down(lane)) is not None:
+                        await out.send(Finished(self._unreachable(prepared, outage), None, False))
+                        continue
                     await self._tokens.acquire()
                     try:
                         finished = await self._process(feeder, lane, prepared)
@@ -328,6 +344,13 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             await opt.cache.set(key, result)
         return self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost)
 
+    def _unreachable(self, p: Prepared, outage: Outage) -> BatchItem:
+        """An item not sent because its lane's endpoint was given up on."""
+        self._down = (outage.error, self._down[1] + 1 if self._down is not None else 1)
+        error = ConnectError(f"not sent: {outage.error}; a re-run sends it")
+        return BatchItem(index=p.index, error=error, metadata=p.metadata,
+                         source=ItemSource.NOT_SENT)
+
     def _answered(self, p: Prepared, result: ChatResult, source: ItemSource, *,
                   latency: float, cost: float | None) -> Finished:
         item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,
@@ -338,6 +361,16 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         if self._opt.output_jsonl is None:
             return None
         return encode_record(record_of(item, p, self._opt))
+
+
+async def _wait_while_down(lane: Lane) -> Outage | None:
+    """None once the lane takes items (at once, or when its endpoint is back); the outage
+    when its endpoint is given up on."""
+    while (outage := lane.outage()) is not None:
+        if outage.given_up:
+            return outage
+        await anyio.sleep(outage.check_in)
+    return None
 
 
 def _report_resume(scan: ScanResult, repaired: int) -> None:

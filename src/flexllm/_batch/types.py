@@ -14,6 +14,7 @@ from flexllm_core import ChatRequest, ChatResult, JSONDict, JSONValue, UsageErro
 
 from .._cache import ResponseCache
 from .._cost import CostTracker
+from .._engine import Outage
 from .checkpoint import Durability
 
 __all__ = (
@@ -97,6 +98,11 @@ class Lane(Protocol):
         Raise a FlexLLMError to fail the item, or :class:`RequeueItem` to hand it to
         another lane.
         """
+        ...
+
+    def outage(self) -> Outage | None:
+        """None while items may start on this lane; else its endpoint is down: wait and
+        look again, or (``given_up``) leave the items not sent."""
         ...
 
 

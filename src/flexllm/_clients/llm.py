@@ -127,6 +127,7 @@ class LLMClient(ConfigMethods, BatchMethods, ModelListing):
             retry=RetryPolicy.from_retry_times(settings.retry_times, retry_delay=settings.retry_delay),
             timeout=settings.timeout,
             auth=self._token_source(settings, explicit_key=api_key is not None),
+            watch_outages=True,
         )
         self._sync = SyncDriver()
         self._closed = False

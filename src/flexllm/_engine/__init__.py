@@ -13,6 +13,7 @@ from .endpoint import (
     TokenSource as TokenSource,
 )
 from .gates import ConcurrencyLimiter as ConcurrencyLimiter
+from .outage import Outage as Outage
 from .pool_stats import (
     PoolEndpointStatistics as PoolEndpointStatistics,
     PoolStatistics as PoolStatistics,

@@ -8,6 +8,7 @@ not sent with a ConnectError naming the host (no key), and a re-run sends just t
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import anyio
@@ -36,7 +37,9 @@ async def _stop_after(server: MockServer, answered: int) -> None:
     await anyio.to_thread.run_sync(server.stop)
 
 
-async def test_a_server_killed_mid_batch_is_given_up_on(tmp_path: Path) -> None:
+async def test_a_server_killed_mid_batch_is_given_up_on(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="flexllm.batch")
     out = tmp_path / "out.jsonl"
     server = MockServer(delay="0.005-0.02")
     url = await anyio.to_thread.run_sync(server.start)
@@ -65,6 +68,9 @@ async def test_a_server_killed_mid_batch_is_given_up_on(tmp_path: Path) -> None:
         assert isinstance(item.error, ConnectError)
         assert f"{host} is down" in str(item.error) and "re-run" in str(item.error)
     assert all(KEY not in str(e) for e in results.errors.values())
+    warned = [r.getMessage() for r in caplog.records if r.name == "flexllm.batch"]
+    assert len(warned) == 1, warned
+    assert f"{host} is down" in warned[0] and f"{len(unsent)} item(s) were not sent" in warned[0]
     # Every answered item is in the checkpoint; none of the unsent ones is.
     recs = records(out)
     ok = {r["index"] for r in recs if r["status"] == "success"}

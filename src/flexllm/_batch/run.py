@@ -101,8 +101,8 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         self._display: ProgressDisplay | None = None
         self._finished = False  # the consumer saw the end of the run
         self._orphans: list[Finished] = []  # answers in hand when the workers were cancelled
-        #: The last endpoint given up on, and how many items were left unsent for it.
-        self._down: tuple[ConnectError, int] | None = None
+        self._outage: Outage | None = None  # the last endpoint outage given up on
+        self._unreached = 0  # items left unsent for it
 
     @property
     def tracker(self) -> CostTracker:
@@ -220,10 +220,9 @@ class BatchRun(anyio.AsyncContextManagerMixin):
     def _after_run(self, feeder: Feeder) -> None:
         if feeder.late_changed:
             raise ChangedInputError(str(self._opt.output_jsonl), sorted(feeder.late_changed))
-        if self._down is not None:
-            error, count = self._down
+        if self._outage is not None:
             log.warning("%s: %d item(s) were not sent; finished answers are kept, a re-run "
-                        "sends the rest", error, count)
+                        "sends the rest", self._outage.error, self._unreached)
         if self.budget_exceeded:
             log.warning(
                 "budget $%.6f reached: %d item(s) were not sent; finished answers are kept",
@@ -346,7 +345,8 @@ class BatchRun(anyio.AsyncContextManagerMixin):
 
     def _unreachable(self, p: Prepared, outage: Outage) -> BatchItem:
         """An item not sent because its lane's endpoint was given up on."""
-        self._down = (outage.error, self._down[1] + 1 if self._down is not None else 1)
+        self._outage = outage
+        self._unreached += 1
         error = ConnectError(f"not sent: {outage.error}; a re-run sends it")
         return BatchItem(index=p.index, error=error, metadata=p.metadata,
                          source=ItemSource.NOT_SENT)

@@ -14,6 +14,7 @@ from ._balance import (
     BalanceStrategy as BalanceStrategy,
     EndpointHealth as EndpointHealth,
     HealthState as HealthState,
+    HealthTracker as HealthTracker,
 )
 
 # Policies (retry, rate, cache key), pricing/tokens and checkpoint records are exported

@@ -14,6 +14,10 @@ Health, per endpoint (only when a ``failure_threshold`` is set)::
 
 Only retryable failures count: a 400 caused by the request itself says nothing about the
 endpoint. Any success resets the count (an endpoint that answers is up).
+
+:class:`HealthTracker` is that machine for one endpoint; the balancer keeps one per endpoint,
+and a single client keeps one to find out that its endpoint is down (the engine feeds it
+connection failures only, and gives up once :meth:`HealthTracker.outage` is long enough).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import attrs
 
 from ._errors import UsageError
 
-__all__ = ("BalanceStrategy", "Balancer", "EndpointHealth", "HealthState")
+__all__ = ("BalanceStrategy", "Balancer", "EndpointHealth", "HealthState", "HealthTracker")
 
 
 class BalanceStrategy(enum.Enum):
@@ -95,12 +99,123 @@ def _check_weight(index: int, weight: object) -> float:
     return float(weight)
 
 
+def _check_threshold(value: object) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise UsageError(f"failure_threshold must be an int >= 1 or None (off), got {value!r}")
+    return value
+
+
+def _check_recovery(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise UsageError(f"recovery_time must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+class HealthTracker:
+    """One endpoint's health: the state machine in this module's docstring.
+
+    Args:
+        failure_threshold: retryable failures in a row that take the endpoint out of
+            service; None never does.
+        recovery_time: seconds it is skipped before one probe (after each failed probe too).
+
+    Raises:
+        UsageError: a threshold that is not an int >= 1, a negative recovery_time.
+    """
+
+    __slots__ = ("_down_since", "_failures", "_outage_since", "_state", "failure_threshold",
+                 "recovery_time")
+
+    def __init__(self, *, failure_threshold: int | None = None, recovery_time: float = 60.0) -> None:
+        self.failure_threshold = _check_threshold(failure_threshold)
+        self.recovery_time = _check_recovery(recovery_time)
+        self._state = HealthState.HEALTHY
+        self._failures = 0
+        self._down_since: float | None = None
+        self._outage_since: float | None = None
+
+    @property
+    def state(self) -> HealthState:
+        return self._state
+
+    def snapshot(self) -> EndpointHealth:
+        return EndpointHealth(state=self._state, consecutive_failures=self._failures,
+                              down_since=self._down_since)
+
+    def usable(self, now: float) -> bool:
+        """Whether a request may go now (healthy, or due for its probe)."""
+        if self._state is HealthState.HEALTHY:
+            return True
+        if self._state is HealthState.PROBING:
+            return False
+        assert self._down_since is not None
+        return now >= self._down_since + self.recovery_time
+
+    def probe_in(self, now: float) -> float | None:
+        """Seconds until an unhealthy endpoint may be probed (0 when due); None otherwise."""
+        if self._state is not HealthState.UNHEALTHY or self._down_since is None:
+            return None
+        return max(0.0, self._down_since + self.recovery_time - now)
+
+    def outage(self, now: float) -> float | None:
+        """Seconds since the endpoint went out of service (failed probes do not restart
+        this clock); None while it is healthy."""
+        return None if self._outage_since is None else max(0.0, now - self._outage_since)
+
+    def take(self) -> bool:
+        """A request goes to the endpoint (the caller checked :meth:`usable`). Returns True
+        when it is the probe: the others must wait for its outcome."""
+        if self._state is HealthState.UNHEALTHY:
+            self._state = HealthState.PROBING
+            return True
+        return False
+
+    def success(self) -> bool:
+        """An answer came back. Returns True when this brought the endpoint back."""
+        back = self._state is not HealthState.HEALTHY
+        self._state, self._failures = HealthState.HEALTHY, 0
+        self._down_since = self._outage_since = None
+        return back
+
+    def failure(self, now: float, *, retryable: bool = True) -> bool:
+        """A request failed. Returns True when this took the endpoint out of service.
+
+        A non-retryable failure (the request's own fault) is not counted: it only ends a
+        probe without a verdict, as :meth:`release` does.
+        """
+        if not retryable:
+            self.release()
+            return False
+        self._failures += 1
+        if self.failure_threshold is None:
+            return False
+        if self._state is HealthState.PROBING or (
+            self._state is HealthState.HEALTHY and self._failures >= self.failure_threshold
+        ):
+            if self._state is HealthState.HEALTHY:
+                self._outage_since = now
+            self._state, self._down_since = HealthState.UNHEALTHY, now
+            return True
+        # Already UNHEALTHY: a late failure of a request sent before it went down says
+        # nothing new; the recovery clock keeps running.
+        return False
+
+    def release(self) -> None:
+        """A request ended without telling whether the endpoint works (cancelled, or a
+        non-retryable answer): a pending probe may be tried again at once."""
+        if self._state is HealthState.PROBING:
+            self._state = HealthState.UNHEALTHY
+
+
 @attrs.define
 class _Slot:
     weight: float
-    state: HealthState = HealthState.HEALTHY
-    failures: int = 0
-    down_since: float | None = None
+    health: HealthTracker
     #: Smooth weighted round robin's running score.
     current: float = 0.0
 
@@ -132,25 +247,15 @@ class Balancer:
     ) -> None:
         if not weights:
             raise UsageError("endpoints: need at least one endpoint")
-        self._slots = [_Slot(weight=_check_weight(i, w)) for i, w in enumerate(weights)]
+        checked = [_check_weight(i, w) for i, w in enumerate(weights)]
         self.strategy = BalanceStrategy.parse(strategy)
-        if failure_threshold is not None and (
-            isinstance(failure_threshold, bool)
-            or not isinstance(failure_threshold, int)
-            or failure_threshold < 1
-        ):
-            raise UsageError(
-                f"failure_threshold must be an int >= 1 or None (off), got {failure_threshold!r}"
-            )
-        self.failure_threshold = failure_threshold
-        if (
-            isinstance(recovery_time, bool)
-            or not isinstance(recovery_time, (int, float))
-            or not math.isfinite(recovery_time)
-            or recovery_time < 0
-        ):
-            raise UsageError(f"recovery_time must be a number of seconds >= 0, got {recovery_time!r}")
-        self.recovery_time = float(recovery_time)
+        self.failure_threshold = _check_threshold(failure_threshold)
+        self.recovery_time = _check_recovery(recovery_time)
+        self._slots = [
+            _Slot(weight=w, health=HealthTracker(failure_threshold=self.failure_threshold,
+                                                 recovery_time=self.recovery_time))
+            for w in checked
+        ]
         self._cursor = 0
 
     def __len__(self) -> int:
@@ -160,25 +265,14 @@ class Balancer:
 
     def usable(self, index: int, now: float) -> bool:
         """Whether ``select`` may return ``index`` now (healthy, or due for its probe)."""
-        slot = self._slots[index]
-        if slot.state is HealthState.HEALTHY:
-            return True
-        if slot.state is HealthState.PROBING:
-            return False
-        assert slot.down_since is not None
-        return now >= slot.down_since + self.recovery_time
+        return self._slots[index].health.usable(now)
 
     def health(self, index: int) -> EndpointHealth:
-        slot = self._slots[index]
-        return EndpointHealth(state=slot.state, consecutive_failures=slot.failures,
-                              down_since=slot.down_since)
+        return self._slots[index].health.snapshot()
 
     def probe_in(self, index: int, now: float) -> float | None:
         """Seconds until an unhealthy endpoint may be probed (0 when due); None otherwise."""
-        slot = self._slots[index]
-        if slot.state is not HealthState.UNHEALTHY or slot.down_since is None:
-            return None
-        return max(0.0, slot.down_since + self.recovery_time - now)
+        return self._slots[index].health.probe_in(now)
 
     # -- selection -----------------------------------------------------------------------
 
@@ -223,9 +317,7 @@ class Balancer:
         return self._take(pick)
 
     def _take(self, index: int) -> int:
-        slot = self._slots[index]
-        if slot.state is HealthState.UNHEALTHY:
-            slot.state = HealthState.PROBING
+        self._slots[index].health.take()
         return index
 
     def _round_robin(self, candidates: list[int]) -> int:
@@ -262,10 +354,7 @@ class Balancer:
 
     def success(self, index: int) -> bool:
         """An answer came back. Returns True when this brought the endpoint back."""
-        slot = self._slots[index]
-        back = slot.state is not HealthState.HEALTHY
-        slot.state, slot.failures, slot.down_since = HealthState.HEALTHY, 0, None
-        return back
+        return self._slots[index].health.success()
 
     def failure(self, index: int, now: float, *, retryable: bool = True) -> bool:
         """A request failed. Returns True when this took the endpoint out of service.
@@ -273,25 +362,9 @@ class Balancer:
         A non-retryable failure (the request's own fault) is not counted: it only ends a
         probe without a verdict, as :meth:`release` does.
         """
-        if not retryable:
-            self.release(index)
-            return False
-        slot = self._slots[index]
-        slot.failures += 1
-        if self.failure_threshold is None:
-            return False
-        if slot.state is HealthState.PROBING or (
-            slot.state is HealthState.HEALTHY and slot.failures >= self.failure_threshold
-        ):
-            slot.state, slot.down_since = HealthState.UNHEALTHY, now
-            return True
-        # Already UNHEALTHY: a late failure of a request sent before it went down says
-        # nothing new; the recovery clock keeps running.
-        return False
+        return self._slots[index].health.failure(now, retryable=retryable)
 
     def release(self, index: int) -> None:
         """A request ended without telling whether the endpoint works (cancelled, or a
         non-retryable answer): a pending probe may be tried again at once."""
-        slot = self._slots[index]
-        if slot.state is HealthState.PROBING:
-            slot.state = HealthState.UNHEALTHY
+        self._slots[index].health.release()

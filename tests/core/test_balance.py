@@ -7,7 +7,14 @@ import collections
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from flexllm_core import Balancer, BalanceStrategy, EndpointHealth, HealthState, UsageError
+from flexllm_core import (
+    Balancer,
+    BalanceStrategy,
+    EndpointHealth,
+    HealthState,
+    HealthTracker,
+    UsageError,
+)
 
 
 def picks(b: Balancer, n: int, now: float = 0.0, **kw: object) -> list[int | None]:
@@ -152,6 +159,33 @@ def test_late_failure_does_not_extend_the_outage() -> None:
     b.failure(0, 0.0)
     assert not b.failure(0, 9.0)  # a request sent before the endpoint went down
     assert b.health(0).down_since == 0.0 and b.usable(0, 10.0)
+
+
+def test_one_endpoints_tracker_times_the_whole_outage_and_marks_the_probe() -> None:
+    """What a single client uses to find out its endpoint is down (connection failures)."""
+    h = HealthTracker(failure_threshold=3, recovery_time=1.0)
+    assert h.outage(0.0) is None and not h.take()  # healthy: a plain request, not a probe
+    for t in (0.0, 0.1):
+        assert not h.failure(t)
+    assert h.failure(0.2) and h.state is HealthState.UNHEALTHY
+    assert h.outage(0.7) == pytest.approx(0.5)
+    assert not h.usable(1.1) and h.usable(1.2)
+    assert h.take() and h.state is HealthState.PROBING and not h.usable(5.0)
+    assert h.failure(1.5)  # the probe failed: the recovery clock restarts...
+    assert h.probe_in(1.5) == 1.0
+    assert h.outage(2.2) == pytest.approx(2.0)  # ...the outage clock does not
+    h.take()
+    h.release()  # the probe was cancelled: no verdict, another may go
+    assert h.state is HealthState.UNHEALTHY and h.usable(2.5)
+    assert h.success() and h.outage(3.0) is None
+    assert h.snapshot() == EndpointHealth(state=HealthState.HEALTHY, consecutive_failures=0)
+
+
+def test_tracker_bad_input() -> None:
+    with pytest.raises(UsageError, match="failure_threshold must be an int >= 1"):
+        HealthTracker(failure_threshold=0)
+    with pytest.raises(UsageError, match="recovery_time must be a number of seconds >= 0"):
+        HealthTracker(recovery_time=float("inf"))
 
 
 # -- bad input -----------------------------------------------------------------------------

@@ -18,6 +18,11 @@ Shape of a run (STYLE H9)::
   thread) before passing the item on, so everything the consumer has seen is on disk.
 * Cancellation (Ctrl+C, a consumer leaving early) stops the workers; the writer's shielded
   ``finally`` writes what it already holds and closes the file.
+* The run owns its task group through :class:`anyio.AsyncContextManagerMixin`, and an error
+  comes out of ``async with`` as itself: a group only when two real failures met.
+
+Feeding and restoring live in :mod:`.feed`, the budget in :mod:`.budget`, the checkpoint
+writer in :mod:`.writer`; this module holds the workers and the consumer's side.
 
 The runner knows nothing of clients or pools: it takes :class:`Lane` objects, which is how
 :class:`LLMClientPool` shares it.
@@ -26,10 +31,11 @@ The runner knows nothing of clients or pools: it takes :class:`Lane` objects, wh
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import NoReturn
 
 import anyio
 import anyio.abc
@@ -38,39 +44,35 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from flexllm_core import (
     ChatResult,
+    ConnectError,
     FlexLLMError,
     ScanResult,
     UsageError,
     encode_record,
-    record_matches,
 )
 
 from .._cache import Fill
-from .._cost import CostTracker, Reservation, current_pricing
-from .._errors import BudgetExceededError, ChangedInputError, InvalidLineError, RequeueItem
+from .._cost import CostTracker, current_pricing
+from .._engine import ConcurrencyLimiter, Outage
+from .._errors import ChangedInputError, RequeueItem
+from .budget import BudgetGate, Halt
 from .checkpoint import CheckpointFile
-from .input import BatchInput, JSONLFile, aiterate, as_source, verify_inputs
+from .feed import Feeder, Out
+from .input import BatchInput, JSONLFile, as_source, verify_inputs
 from .progress import BatchCounters, ProgressDisplay
-from .records import Restored, RestoredItem, record_of, rejected_record, sort_stretch
-from .types import BatchItem, BatchOptions, ItemSource, Lane, Prepared
-from .writer import Entry, Tokens, run_writer, write_entries
+from .records import Restored, RestoredItem, record_of
+from .types import BatchItem, BatchOptions, Finished, ItemSource, Lane, Prepared
+from .writer import protected_writer, write_entries
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found]
 
 __all__ = ("BatchRun",)
 
 log = logging.getLogger("flexllm.batch")
 
 
-#: What the consumer receives: one finished item, or a group read back from the checkpoint.
-Out = Entry | Restored
-#: The end of the input.
-_END = object()
-#: Indices of a verified list sorted per thread call (restored items go out as one group).
-_CHUNK = 4096
-#: Restored groups sent but not yet taken by the consumer, at most.
-_GROUPS_AHEAD = 4
-
-
-class BatchRun:
+class BatchRun(anyio.AsyncContextManagerMixin):
     """One batch run: ``async with BatchRun(...) as run: async for item in run: ...``."""
 
     def __init__(
@@ -87,44 +89,21 @@ class BatchRun:
         self._prepare = prepare
         self._opt = options
         self._tracker = options.tracker
-        self._warm: set[str] = set()
-        self._settled = anyio.Event()
-        self._warm_lock = anyio.Lock()
         self.counters = BatchCounters()
         self._concurrency = sum(max(1, lane.concurrency) for lane in self._lanes)
-        self._tokens = Tokens(self._concurrency)
+        #: Consumer tokens: a worker takes one before sending, the consumer gives it back.
+        self._tokens = ConcurrencyLimiter(self._concurrency)
+        self._budget: BudgetGate | None = None
+        self._feeder: Feeder | None = None
         self._file: CheckpointFile | None = None
-        self._scan: ScanResult | None = None
-        self._changed: set[int] = set()
-        self._verified = False
-        self._late_changed: list[int] = []
-        self._halted: str | None = None
-        self._requeued: deque[Prepared] = deque()
-        self._requeue_event = anyio.Event()
-        self._in_flight = 0
-        self._tg: anyio.abc.TaskGroup | None = None
         self._out: MemoryObjectReceiveStream[Out] | None = None
-        self._restored = Restored([], [])
+        self._restored = Restored([], [])  # the group the consumer is taking items from
         self._restored_at = 0
-        self._read_limiter = anyio.CapacityLimiter(1)
         self._display: ProgressDisplay | None = None
-        self._finished = False
-        self._orphans: list[Entry] = []
-        self._iter: Iterator[object] | AsyncIterator[object] = iter(())
-        self._pull_lock = anyio.Lock()
-        self._next_index = 0
-        self._held_index = 0
-        self._exhausted = False
-        self._restore_list: list[int] = []
-        # A verified list is sorted a stretch at a time (in a thread) into restored items
-        # and items to send; see _next_chunk.
-        self._chunked = False
-        self._reader: Iterator[object] | None = None  # the input, read in a thread
-        self._pending: deque[tuple[int, object]] = deque()
-        self._groups_out = 0
-        self._group_taken = anyio.Event()
-
-    # -- setup ---------------------------------------------------------------------------
+        self._finished = False  # the consumer saw the end of the run
+        self._orphans: list[Finished] = []  # answers in hand when the workers were cancelled
+        self._outage: Outage | None = None  # the last endpoint outage given up on
+        self._unreached = 0  # items left unsent for it
 
     @property
     def tracker(self) -> CostTracker:
@@ -132,72 +111,125 @@ class BatchRun:
         assert self._tracker is not None, "the run has not started"
         return self._tracker
 
-    async def __aenter__(self) -> BatchRun:
+    @property
+    def budget_exceeded(self) -> bool:
+        return self._budget is not None and self._budget.halted is Halt.BUDGET
+
+    # -- the run's lifetime ------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[BatchRun]:
+        feeder = await self._open()
+        try:
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._start(tg, feeder)
+                    try:
+                        yield self
+                    except BaseException:
+                        tg.cancel_scope.cancel()
+                        raise
+                    if not self._finished:  # the consumer left early: stop the workers
+                        tg.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                _raise_as_itself(group)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close()
+        if self._finished:
+            self._after_run(feeder)
+
+    async def _open(self) -> Feeder:
+        """Open the checkpoint and check the input against it; nothing is sent yet."""
         opt = self._opt
         if self._tracker is None:
             # The bundled price table is package data: read it off the event loop.
             self._tracker = CostTracker(pricing=await anyio.to_thread.run_sync(current_pricing),
                                         warn_unknown=opt.track_cost)
+        self._budget = BudgetGate(self._tracker)
+        scan = None
         if opt.output_jsonl is not None:
             self._file, resume = await anyio.to_thread.run_sync(
                 CheckpointFile.open, opt.output_jsonl, opt.durability)
-            self._scan = resume.scan
-            self._report_resume(resume.repaired_bytes)
+            scan = resume.scan
+            _report_resume(scan, resume.repaired_bytes)
         try:
-            await self._verify()
+            changed, verified = await self._verify(scan)
         except BaseException:
             await self._close_file()
             raise
-        self._chunked = (self._verified and isinstance(self._source, (Sequence, JSONLFile))
-                         and self._scan is not None and bool(self._scan.done))
         if opt.show_progress:
             self._display = ProgressDisplay(self.counters)
             self._display.start()
         if opt.track_cost:
             self.counters.cost = 0.0
+        self._feeder = Feeder(self._source, self._prepare, opt, self.counters, scan=scan,
+                              file=self._file, changed=changed, verified=verified)
+        return self._feeder
+
+    async def _verify(self, scan: ScanResult | None) -> tuple[set[int], bool]:
+        """Re-readable input: check every item and every finished request before sending.
+
+        Returns the indices whose request changed since it was recorded, and whether the
+        input was checked.
+        """
+        src = self._source
+        if not isinstance(src, (JSONLFile, Sequence)):
+            return set(), False
+        done = scan.done if scan is not None else {}
+        verified = await anyio.to_thread.run_sync(
+            verify_inputs, src, self._prepare, done, self._opt.fast_hash)
+        self.counters.total = verified.total
+        if verified.changed and self._opt.on_changed == "error":
+            raise ChangedInputError(str(self._opt.output_jsonl), verified.changed)
+        return set(verified.changed), True
+
+    def _start(self, tg: anyio.abc.TaskGroup, feeder: Feeder) -> None:
+        """The writer (with a checkpoint) and ``concurrency`` workers per lane."""
         out_send, out_recv = anyio.create_memory_object_stream[Out](self._concurrency)
         self._out = out_recv
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        records: MemoryObjectSendStream[Finished]
         if self._file is not None:
-            rec_send, rec_recv = anyio.create_memory_object_stream[Entry](self._concurrency)
-            self._tg.start_soon(run_writer, self._file, rec_recv, out_send.clone())
+            records, rec_recv = anyio.create_memory_object_stream[Finished](self._concurrency)
+            tg.start_soon(protected_writer(), self._file, rec_recv, out_send.clone())
         else:
-            rec_send = out_send.clone()  # no checkpoint: workers hand results straight over
-        source = self._source
-        self._iter = (aiterate(source) if isinstance(source, (JSONLFile, AsyncIterable))
-                      else iter(source))
+            records = out_send.clone()  # no checkpoint: workers hand results straight over
         for lane in self._lanes:
             for _ in range(max(1, lane.concurrency)):
-                self._tg.start_soon(self._worker, lane, out_send.clone(), rec_send.clone())
+                tg.start_soon(self._worker, feeder, lane, out_send.clone(), records.clone())
         out_send.close()
-        rec_send.close()
-        return self
+        records.close()
 
-    def _report_resume(self, repaired: int) -> None:
-        scan = self._scan
-        assert scan is not None
-        if repaired:
-            log.warning("checkpoint: cut a torn last line (%d bytes) before appending", repaired)
-        if scan.garbled:
-            log.warning("checkpoint: skipped %d unreadable line(s) (lines %s)", scan.garbled,
-                        ", ".join(map(str, scan.garbled_lines)))
+    async def _close(self) -> None:
+        """Write what the workers held when cancelled, then close every resource."""
+        if self._orphans:
+            await write_entries(self._file, self._orphans)
+            self._orphans = []
+        await self._close_file()
+        if self._feeder is not None:
+            await self._feeder.aclose()
+        if self._out is not None:
+            self._out.close()
+        if self._display is not None:
+            await anyio.to_thread.run_sync(self._display.stop)
 
-    async def _verify(self) -> None:
-        """Re-readable input: check every item and every finished request before sending."""
-        src = self._source
-        if isinstance(src, (JSONLFile, Sequence)):
-            done = self._scan.done if self._scan is not None else {}
-            verified = await anyio.to_thread.run_sync(
-                verify_inputs, src, self._prepare, done, self._opt.fast_hash)
-            self.counters.total = verified.total
-            self._verified = True
-            if verified.changed:
-                if self._opt.on_changed == "error":
-                    raise ChangedInputError(str(self._opt.output_jsonl), verified.changed)
-                self._changed = set(verified.changed)
+    async def _close_file(self) -> None:
+        if self._file is not None:
+            f, self._file = self._file, None
+            await anyio.to_thread.run_sync(f.close)
 
-    # -- consumer side -------------------------------------------------------------------
+    def _after_run(self, feeder: Feeder) -> None:
+        if feeder.late_changed:
+            raise ChangedInputError(str(self._opt.output_jsonl), sorted(feeder.late_changed))
+        if self._outage is not None:
+            log.warning("%s: %d item(s) were not sent; finished answers are kept, a re-run "
+                        "sends the rest", self._outage.error, self._unreached)
+        if self.budget_exceeded:
+            log.warning(
+                "budget $%.6f reached: %d item(s) were not sent; finished answers are kept",
+                self.tracker.budget or 0.0, self.counters.not_sent)
+
+    # -- the consumer's side -----------------------------------------------------------------
 
     def __aiter__(self) -> BatchRun:
         return self
@@ -218,13 +250,13 @@ class BatchRun:
             raise StopAsyncIteration from None
         item: BatchItem
         if isinstance(got, Restored):  # a group read back from the checkpoint
-            self._groups_out -= 1
-            self._group_taken.set()
+            assert self._feeder is not None and self._feeder.restorer is not None
+            self._feeder.restorer.taken()
             self._restored, self._restored_at = got, 1
             item = RestoredItem(got.indices[0], got.lines[0])
         else:
-            item, _line, took_token = got
-            if took_token:
+            item = got.item
+            if got.took_token:
                 self._tokens.release()
         c = self.counters
         c.done += 1
@@ -243,320 +275,136 @@ class BatchRun:
             c.retries = self._opt.retries()
         return item
 
-    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> bool | None:
-        try:
-            if self._tg is not None:
-                if et is not None or not self._finished:
-                    self._tg.cancel_scope.cancel()
-                if et is not None and issubclass(et, GeneratorExit):
-                    # The consumer closed the iterator early (aclosing / aclose): the run is
-                    # cancelled, and GeneratorExit passes on as itself, not wrapped in the
-                    # task group's exception group.
-                    await self._tg.__aexit__(None, None, None)
-                else:
-                    await self._tg.__aexit__(et, exc, tb)
-        finally:
-            with anyio.CancelScope(shield=True):
-                if self._orphans:
-                    await write_entries(self._file, self._orphans)
-                    self._orphans = []
-                await self._close_file()
-                reader, self._reader = self._reader, None
-                close = getattr(reader, "close", None)
-                if close is not None:  # a JSONL input's open file
-                    await anyio.to_thread.run_sync(close)
-                if self._out is not None:
-                    self._out.close()
-                if self._display is not None:
-                    await anyio.to_thread.run_sync(self._display.stop)
-        if et is None and self._finished:
-            self._after_run()
-        return None
+    # -- workers -----------------------------------------------------------------------------
 
-    def _after_run(self) -> None:
-        if self._late_changed:
-            raise ChangedInputError(str(self._opt.output_jsonl), sorted(self._late_changed))
-        if self._halted == "budget":
-            log.warning(
-                "budget $%.6f reached: %d item(s) were not sent; finished answers are kept",
-                self.tracker.budget or 0.0, self.counters.not_sent)
-
-    @property
-    def budget_exceeded(self) -> bool:
-        return self._halted == "budget"
-
-    async def _close_file(self) -> None:
-        if self._file is not None:
-            f, self._file = self._file, None
-            await anyio.to_thread.run_sync(f.close)
-
-    # -- pulling work (every worker pulls from the one shared input) ---------------------
-
-    async def _pull(self) -> object:
-        """The next raw input item, or _END; the index is assigned by the caller at once."""
-        it = self._iter
-        if isinstance(it, Iterator):
-            return next(it, _END)  # no await: atomic between workers
-        async with self._pull_lock:
-            try:
-                raw = await it.__anext__()
-            except StopAsyncIteration:
-                return _END
-            # Assign the index before releasing the lock, so indices follow input order.
-            self._held_index = self._next_index
-            self._next_index += 1
-            return raw
-
-    def _take_index(self) -> int:
-        if isinstance(self._iter, Iterator):
-            index = self._next_index
-            self._next_index += 1
-            return index
-        return self._held_index
-
-    async def _next_work(self, out: MemoryObjectSendStream[Out],
-                         records: MemoryObjectSendStream[Entry]) -> Prepared | None:
-        """The next item a worker should send; None when the run is out of work.
-
-        Items finished in an earlier run are read back from the checkpoint in groups, and
-        invalid or unsendable items go straight to the consumer, on the way.
-        """
-        done = self._scan.done if self._scan is not None else {}
-        while True:
-            if self._requeued:
-                self._in_flight += 1
-                return self._requeued.popleft()
-            if self._pending:
-                index, raw = self._pending.popleft()
-                try:
-                    prepared = self._prepare(raw, index)
-                except UsageError as exc:
-                    await self._reject(index, exc, records)
-                    continue
-                return self._dispatch(prepared)
-            if self._exhausted or self._late_changed:
-                if self._restore_list:
-                    await self._restore(out)
-                    continue
-                if not self._in_flight:
-                    return None
-                # Wait for the items in flight: a lane may still hand one back.
-                if self._requeue_event.is_set():
-                    self._requeue_event = anyio.Event()
-                await self._requeue_event.wait()
-                continue
-            if self._chunked:
-                await self._next_chunk(out)
-                continue
-            raw = await self._pull()
-            if raw is _END:
-                self._exhausted = True
-                if self.counters.total is None:
-                    self.counters.total = self._next_index
-                self._requeue_event.set()
-                continue
-            index = self._take_index()
-            recorded = done.get(index)
-            if recorded is not None and index not in self._changed:
-                fast = self._opt.fast_hash
-                if not self._verified and (fast is None or fast(raw) != recorded):
-                    # A one-shot input is checked against its record as it is read.
-                    try:
-                        prepared = self._prepare(raw, index)
-                    except UsageError as exc:
-                        await self._reject(index, exc, records)
-                        continue
-                    if not record_matches(recorded, prepared.request):
-                        if self._opt.on_changed == "error":
-                            self._late_changed.append(index)  # stop sending; raise at the end
-                            continue
-                        return self._dispatch(prepared)
-                self._restore_list.append(index)
-                if len(self._restore_list) >= self._opt.restore_chunk:
-                    await self._restore(out)
-                continue
-            try:
-                prepared = self._prepare(raw, index)
-            except UsageError as exc:
-                await self._reject(index, exc, records)
-                continue
-            return self._dispatch(prepared)
-
-    async def _reject(self, index: int, exc: UsageError,
-                      records: MemoryObjectSendStream[Entry]) -> None:
-        """An item that cannot be sent: a failed record (retried next run), via the writer."""
-        item = _invalid(index, exc)
-        line = None
-        if self._opt.output_jsonl is not None:
-            line = encode_record(rejected_record(item, self._opt))
-        await records.send((item, line, False))
-
-    def _dispatch(self, prepared: Prepared) -> Prepared:
-        self._in_flight += 1
-        return prepared
-
-    async def _restore(self, out: MemoryObjectSendStream[Out]) -> None:
-        assert self._scan is not None and self._file is not None
-        indices, self._restore_list = self._restore_list, []
-        offsets = [self._scan.done_offsets[i] for i in indices]
-        file = self._file
-
-        def read() -> Restored:
-            # Decoded lazily (RestoredItem): the answers are read here, parsed when used.
-            return Restored(indices, file.read_lines(offsets))
-
-        # One stream message per group: a million restored items cost a few thousand hops.
-        # One reader thread at a time: starting a new thread per group while others decode
-        # holds the event loop up (thread start waits for the GIL).
-        group = await anyio.to_thread.run_sync(read, limiter=self._read_limiter)
-        self._groups_out += 1
-        await out.send(group)
-
-    async def _next_chunk(self, out: MemoryObjectSendStream[Out]) -> None:
-        """Sort the next stretch of a verified input into restored items and items to send.
-
-        Every index was checked against its record by the pre-pass, so this only needs the
-        record lines: a thread reads them for a whole stretch at once, and the restored
-        items go to the consumer as one group without passing through a worker.
-        """
-        async with self._pull_lock:
-            if self._pending or self._exhausted:
-                return  # another worker got here first
-            while self._groups_out >= _GROUPS_AHEAD:  # the consumer is behind: do not read on
-                if self._group_taken.is_set():
-                    self._group_taken = anyio.Event()
-                await self._group_taken.wait()
-            assert self._scan is not None and self._file is not None
-            src, start = self._source, self._next_index
-            if self._reader is None:
-                self._reader = src.iter_blocking() if isinstance(src, JSONLFile) else iter(src)  # type: ignore[arg-type]
-            restored, pending, pulled = await anyio.to_thread.run_sync(
-                sort_stretch, self._reader, start, _CHUNK, self._scan, self._changed, self._file,
-                limiter=self._read_limiter)
-            self._next_index = start + pulled
-            if pulled < _CHUNK:
-                self._exhausted = True
-                self._requeue_event.set()
-            self._pending.extend(pending)
-            if restored.indices:
-                self._groups_out += 1
-        if restored.indices:
-            await out.send(restored)
-
-    def _not_sent(self, prepared: Prepared) -> BatchItem:
-        budget = self.tracker.budget or 0.0
-        error = BudgetExceededError(
-            f"not sent: budget ${budget:.6f} would be exceeded (spent ${self.tracker.spent:.6f})",
-            budget=budget, spent=self.tracker.spent)
-        return BatchItem(index=prepared.index, error=error, metadata=prepared.metadata,
-                         source=ItemSource.NOT_SENT)
-
-    # -- workers -------------------------------------------------------------------------
-
-    async def _worker(self, lane: Lane, out: MemoryObjectSendStream[Out],
-                      records: MemoryObjectSendStream[Entry]) -> None:
+    async def _worker(self, feeder: Feeder, lane: Lane, out: MemoryObjectSendStream[Out],
+                      records: MemoryObjectSendStream[Finished]) -> None:
+        budget = self._budget
+        assert budget is not None
         async with out, records:
-            while (prepared := await self._next_work(out, records)) is not None:
+            while (prepared := await feeder.next_work(out, records)) is not None:
                 try:
-                    if self._halted is not None:
-                        await out.send((self._not_sent(prepared), None, False))
+                    if budget.halted is not None:
+                        await out.send(Finished(budget.not_sent(prepared), None, False))
+                        continue
+                    if (outage := await _wait_while_down(lane)) is not None:
+                        await out.send(Finished(self._unreachable(prepared, outage), None, False))
                         continue
                     await self._tokens.acquire()
                     try:
-                        entry = await self._process(lane, prepared)
+                        finished = await self._process(feeder, lane, prepared)
                     except BaseException:
                         self._tokens.release()
                         raise
-                    if entry is None:  # requeued
+                    if finished is None:  # requeued
                         self._tokens.release()
                     else:
                         try:
-                            await records.send(entry)
+                            await records.send(finished)
                         except BaseException:
-                            # Cancelled with a paid answer in hand: __aexit__ still writes it.
-                            self._orphans.append(entry)
+                            # Cancelled with a paid answer in hand: _close still writes it.
+                            self._orphans.append(finished)
                             raise
                 finally:
-                    self._in_flight -= 1
-                    self._requeue_event.set()
+                    feeder.settled()
 
-    async def _process(self, lane: Lane, p: Prepared) -> Entry | None:
-        opt = self._opt
+    async def _process(self, feeder: Feeder, lane: Lane, p: Prepared) -> Finished | None:
+        """Answer one item: from the cache, or sent within the budget. None: handed back."""
+        opt, budget = self._opt, self._budget
+        assert budget is not None
         if opt.cache is None or opt.cache_key is None:
-            return await self._send(lane, p, None)
+            return await self._send(feeder, lane, p, None)
         # A miss holds the key's lease: other workers and processes wait for this answer.
         async with opt.cache.filling(opt.cache_key(p.request)) as fill:
             if fill.hit is not None:
-                self.tracker.cache_hit(p.request.model, fill.hit.usage)
-                return self._finished_entry(p, fill.hit, ItemSource.CACHE, latency=0.0, cost=0.0)
-            return await self._send(lane, p, fill)
+                budget.tracker.cache_hit(p.request.model, fill.hit.usage)
+                return self._answered(p, fill.hit, ItemSource.CACHE, latency=0.0, cost=0.0)
+            return await self._send(feeder, lane, p, fill)
 
-    async def _send(self, lane: Lane, p: Prepared, fill: Fill | None) -> Entry | None:
-        tracker = self.tracker
-        if self._halted is not None:
-            return (self._not_sent(p), None, True)
-        amount = 0.0
-        if tracker.budget is not None:
-            if p.request.model not in self._warm:
-                # The first count for a model loads its tokenizer files: one thread does it.
-                async with self._warm_lock:
-                    if p.request.model not in self._warm:
-                        await anyio.to_thread.run_sync(tracker.worst_case, p.request)
-                        self._warm.add(p.request.model)
-            amount = tracker.worst_case(p.request)
-        reservation = tracker.reserve(p.request, amount)
-        while reservation is None:
-            if self._halted is not None or not tracker.could_fit(amount):
-                # Even with every request in flight settled, this one could pass the budget.
-                self._halted = "budget"
-                tracker.budget_exceeded = True
-                return (self._not_sent(p), None, True)
-            if self._settled.is_set():
-                self._settled = anyio.Event()
-            await self._settled.wait()  # an answer in flight may free part of its reservation
-            reservation = tracker.reserve(p.request, amount)
+    async def _send(self, feeder: Feeder, lane: Lane, p: Prepared,
+                    fill: Fill | None) -> Finished | None:
+        budget = self._budget
+        assert budget is not None
+        reservation = await budget.reserve(p.request)
+        if reservation is None:
+            return Finished(budget.not_sent(p), None, True)
         started = time.monotonic()
         try:
             result = await lane.complete(p.request)
         except RequeueItem:
-            self._release(reservation)
-            self._requeued.append(p)
+            budget.release(reservation)
+            feeder.requeue(p)
             return None
         except FlexLLMError as exc:
-            self._release(reservation)
-            return self._failed_entry(p, exc, time.monotonic() - started)
+            budget.release(reservation)
+            item = BatchItem(index=p.index, error=exc, metadata=p.metadata,
+                             latency=time.monotonic() - started)
+            return Finished(item, self._line(item, p), True)
         except BaseException:
-            self._release(reservation)
+            budget.release(reservation)
             raise
         latency = time.monotonic() - started
-        model = result.model or p.request.model
-        cost = tracker.settle(reservation, model, result.usage, requested=p.request.model)
-        self._settled.set()
+        cost = budget.settle(reservation, result.model or p.request.model, result.usage,
+                             requested=p.request.model)
         if fill is not None:
             fill.keep(result)  # stored when the lease is let go
-        return self._finished_entry(p, result, ItemSource.SENT, latency=latency, cost=cost)
+        return self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost)
 
-    def _release(self, reservation: Reservation) -> None:
-        self.tracker.release(reservation)
-        self._settled.set()
+    def _unreachable(self, p: Prepared, outage: Outage) -> BatchItem:
+        """An item not sent because its lane's endpoint was given up on."""
+        self._outage = outage
+        self._unreached += 1
+        error = ConnectError(f"not sent: {outage.error}; a re-run sends it")
+        return BatchItem(index=p.index, error=error, metadata=p.metadata,
+                         source=ItemSource.NOT_SENT)
 
-    def _finished_entry(self, p: Prepared, result: ChatResult, source: ItemSource, *,
-                        latency: float, cost: float | None) -> Entry:
+    def _answered(self, p: Prepared, result: ChatResult, source: ItemSource, *,
+                  latency: float, cost: float | None) -> Finished:
         item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,
                          latency=latency, cost=cost)
-        return (item, self._line(item, p), True)
-
-    def _failed_entry(self, p: Prepared, exc: FlexLLMError, latency: float) -> Entry:
-        item = BatchItem(index=p.index, error=exc, metadata=p.metadata, latency=latency)
-        return (item, self._line(item, p), True)
+        return Finished(item, self._line(item, p), True)
 
     def _line(self, item: BatchItem, p: Prepared) -> bytes | None:
         if self._opt.output_jsonl is None:
             return None
         return encode_record(record_of(item, p, self._opt))
 
-def _invalid(index: int, exc: UsageError) -> BatchItem:
-    # A malformed JSONL line's error carries the line's metadata fields (custom_id, ...).
-    metadata = exc.metadata if isinstance(exc, InvalidLineError) else None
-    return BatchItem(index=index, error=exc, source=ItemSource.NOT_SENT, metadata=metadata)
+
+async def _wait_while_down(lane: Lane) -> Outage | None:
+    """None once the lane takes items (at once, or when its endpoint is back); the outage
+    when its endpoint is given up on."""
+    while (outage := lane.outage()) is not None:
+        if outage.given_up:
+            return outage
+        await anyio.sleep(outage.check_in)
+    return None
+
+
+def _report_resume(scan: ScanResult, repaired: int) -> None:
+    if repaired:
+        log.warning("checkpoint: cut a torn last line (%d bytes) before appending", repaired)
+    if scan.garbled:
+        log.warning("checkpoint: skipped %d unreadable line(s) (lines %s)", scan.garbled,
+                    ", ".join(map(str, scan.garbled_lines)))
+
+
+def _raise_as_itself(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise the one real error inside a task group's ``group`` as itself (the group when
+    there are several), keeping the error's own context rather than the group."""
+    errors = _leaves(group)
+    if len(errors) != 1:
+        raise group
+    error = errors[0]
+    context = error.__context__
+    try:
+        raise error
+    finally:
+        error.__context__ = context
+        del error
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

@@ -14,12 +14,14 @@ from flexllm_core import ChatRequest, ChatResult, JSONDict, JSONValue, UsageErro
 
 from .._cache import ResponseCache
 from .._cost import CostTracker
+from .._engine import Outage
 from .checkpoint import Durability
 
 __all__ = (
     "BatchItem",
     "BatchOptions",
     "BatchSpec",
+    "Finished",
     "ItemSource",
     "Lane",
     "Prepared",
@@ -70,6 +72,17 @@ class BatchItem:
         return self.source is ItemSource.CACHE
 
 
+@attrs.frozen
+class Finished:
+    """A finished item on its way from a worker, through the writer, to the consumer."""
+
+    item: BatchItem
+    #: Its checkpoint record (None: no checkpoint, or nothing to record for it).
+    line: bytes | None
+    #: The worker holds a consumer token for it, which the consumer gives back.
+    took_token: bool
+
+
 class Lane(Protocol):
     """Somewhere requests can be sent: one client, or one endpoint of a pool.
 
@@ -88,7 +101,10 @@ class Lane(Protocol):
         """
         ...
 
-
+    def outage(self) -> Outage | None:
+        """None while items may start on this lane; else its endpoint is down: wait and
+        look again, or (``given_up``) leave the items not sent."""
+        ...
 
 
 @attrs.frozen(kw_only=True)
@@ -101,7 +117,6 @@ class Prepared:
 
 
 def _on_changed(_inst: object, _attr: object, value: str) -> None:
-
     if value not in ("error", "rerun"):
         raise UsageError(f"on_changed must be 'error' or 'rerun', got {value!r}")
 
@@ -183,5 +198,3 @@ class BatchSpec:
 
 #: What the runner writes as a record's ``extra`` (besides thinking and tool calls).
 ExtraJSON = dict[str, JSONValue]
-
-

@@ -9,35 +9,34 @@ writes every record it has received.
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .checkpoint import CheckpointFile
-from .types import BatchItem
+from .types import Finished
 
-__all__ = ("Entry", "Tokens", "run_writer", "write_entries")
-
-#: (item, checkpoint line or None, took a consumer token)
-Entry = tuple[BatchItem, bytes | None, bool]
+__all__ = ("protected_writer", "run_writer", "write_entries")
 
 #: Records handed to one write(2) at most.
 _GROUP = 1024
 
 
-async def write_entries(file: CheckpointFile | None, entries: list[Entry]) -> None:
-    lines = [line for _item, line, _t in entries if line is not None]
+async def write_entries(file: CheckpointFile | None, entries: list[Finished]) -> None:
+    lines = [e.line for e in entries if e.line is not None]
     if lines and file is not None:
         await anyio.to_thread.run_sync(file.append, lines)
 
 
-async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Entry],
-                     out: MemoryObjectSendStream[Entry]) -> None:
+async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Finished],
+                     out: MemoryObjectSendStream[Finished]) -> None:
     """Write records as they come, then forward them; ends when every worker is done."""
-    pending: list[Entry] = []
+    pending: list[Finished] = []
     async with records, out:
         try:
             while True:
@@ -69,34 +68,21 @@ async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[En
                         break
                 await write_entries(file, pending)
 
-class Tokens:
-    """Consumer tokens: a worker takes one before sending, the consumer gives it back.
 
-    Like a semaphore, but the uncontended path does not yield to the event loop (anyio's
-    Semaphore costs two trips through the loop per acquire, on every item of a batch).
+def protected_writer() -> Callable[[CheckpointFile, MemoryObjectReceiveStream[Finished],
+                                    MemoryObjectSendStream[Finished]], Coroutine[Any, Any, None]]:
+    """:func:`run_writer`, on trio protected from Ctrl+C.
+
+    Trio raises KeyboardInterrupt inside whatever unprotected code runs when the signal
+    comes; in the writer, between taking records and writing them, that would drop paid
+    answers. Protected, the interrupt reaches the run's consumer instead, whose leaving
+    cancels the writer, whose shielded ``finally`` writes all it holds. (On asyncio the
+    interrupt always goes to the main task.)
     """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import trio  # not asyncio: anyio's other backend
 
-    def __init__(self, total: int) -> None:
-        self._free = total
-        self._waiters: deque[anyio.Event] = deque()
-
-    async def acquire(self) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return
-        event = anyio.Event()
-        self._waiters.append(event)
-        try:
-            await event.wait()
-        except BaseException:
-            if event in self._waiters:
-                self._waiters.remove(event)
-            elif event.is_set():
-                self.release()  # handed a token while being cancelled: pass it on
-            raise
-
-    def release(self) -> None:
-        if self._waiters:
-            self._waiters.popleft().set()  # the token goes straight to the first waiter
-        else:
-            self._free += 1
+        return trio.lowlevel.enable_ki_protection(run_writer)
+    return run_writer

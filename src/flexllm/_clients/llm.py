@@ -133,6 +133,7 @@ class LLMClient(_ClientBase):
             retry=RetryPolicy.from_retry_times(settings.retry_times, retry_delay=settings.retry_delay),
             timeout=settings.timeout,
             auth=vertex_auth(settings, explicit_key=api_key),
+            watch_outages=True,
         )
 
     @classmethod

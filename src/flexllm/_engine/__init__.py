@@ -12,6 +12,8 @@ from .endpoint import (
     RetryNotice as RetryNotice,
     TokenSource as TokenSource,
 )
+from .gates import ConcurrencyLimiter as ConcurrencyLimiter
+from .outage import Outage as Outage
 from .pool_stats import (
     PoolEndpointStatistics as PoolEndpointStatistics,
     PoolStatistics as PoolStatistics,

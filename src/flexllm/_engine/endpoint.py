@@ -44,6 +44,7 @@ from flexllm_transports import Timeouts, Transport, default_transport
 from .attempt_log import AttemptLog
 from .gates import RateLimiter
 from .loops import LoopResources, LoopState
+from .outage import Outage, OutageWatch
 from .stats import EndpointStatistics, RetryNotice, TokenSource, redact_error
 
 __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
@@ -52,6 +53,8 @@ __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
 _EWMA_ALPHA = 0.2
 #: Connect deadline when the request timeout is larger (a dead host should fail fast).
 _CONNECT_TIMEOUT = 10.0
+#: An attempt that ended before telling anything about the endpoint (cancelled, say).
+_NO_OUTCOME = FlexLLMError("no outcome")
 
 
 def _now() -> float:
@@ -74,6 +77,8 @@ class Endpoint:
         timeout: seconds per attempt (non-streaming: the whole answer; streaming: the
             longest silence between chunks); None is unlimited.
         auth: a source of fresh bearer tokens that replaces ``config.api_key`` per attempt.
+        watch_outages: find out when the endpoint is down (see :mod:`.outage`): a single
+            client's endpoint does; a pool's do not (the pool's balancer does that).
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class Endpoint:
         retry: RetryPolicy | None = None,
         timeout: float | None = 120.0,
         auth: TokenSource | None = None,
+        watch_outages: bool = False,
     ) -> None:
         self._codec: Codec = get_codec(provider)
         self.provider = self._codec.NAME
@@ -97,6 +103,7 @@ class Endpoint:
         self._policy = retry if retry is not None else RetryPolicy()
         self._timeout = timeout
         self._auth = auth
+        self._watch = OutageWatch(config.base_url, self._policy) if watch_outages else None
         self._loops = LoopResources(
             transport=transport,
             make_transport=lambda: default_transport(proxy, base_url=config.base_url),
@@ -124,6 +131,10 @@ class Endpoint:
     @property
     def base_url(self) -> str:
         return self._config.base_url
+
+    def outage(self) -> Outage | None:
+        """None while requests may start here; else how the endpoint is out of service."""
+        return None if self._watch is None else self._watch.outage()
 
     # -- per-loop resources ----------------------------------------------------------------
 
@@ -229,6 +240,20 @@ class Endpoint:
         self._attempts += 1
         return http, state
 
+    def _refused(self) -> FlexLLMError | None:
+        """The error of an attempt not sent because the endpoint is down; None to send it."""
+        return None if self._watch is None else self._watch.admit()
+
+    def _observe(self, outcome: FlexLLMError | None) -> None:
+        """Tell the outage watch what an admitted attempt showed (see :mod:`.outage`)."""
+        watch = self._watch
+        if watch is None:
+            return
+        if outcome is _NO_OUTCOME:
+            watch.abandon()
+        else:
+            watch.observe(outcome)
+
     def _failed(self, exc: FlexLLMError) -> FlexLLMError:
         error = self._redact(exc)
         self._last_error = f"{type(error).__name__}: {error}"
@@ -240,10 +265,18 @@ class Endpoint:
 
     async def _back_off(self, attempt: int, error: FlexLLMError,
                         told: AttemptLog.Told | None = None) -> None:
-        """Sleep before the next attempt, or raise ``error`` when the policy gives up."""
+        """Sleep before the next attempt, or raise ``error`` when the policy gives up (or
+        the endpoint has been down too long to wait for)."""
+        watch = self._watch
+        if watch is not None and watch.given_up():
+            if told is not None:
+                self._log.failed(told, error, None)
+            raise error
         delay = self._retry_delay(attempt, error, told)
         if delay is None:
             raise error
+        if watch is not None and (left := watch.give_up_in()) is not None:
+            delay = min(delay, left)  # wake when the endpoint is given up on, not later
         await anyio.sleep(delay)
 
     async def complete(self, req: ChatRequest, *, timeout: float | None = None) -> ChatResult:
@@ -264,23 +297,32 @@ class Endpoint:
         try:
             while True:
                 attempt += 1
-                http, state = await self._begin(req)
-                try:
-                    started = time.monotonic()
-                    if debug:
-                        told = self._log.Told(req, attempt, started)
+                told = None
+                error = self._refused()
+                if error is None:
+                    outcome: FlexLLMError | None = _NO_OUTCOME
                     try:
-                        resp = await state.transport.send(http, timeouts=timeouts)
-                        result = self._parse(resp)
-                    except FlexLLMError as exc:
-                        error = self._failed(exc)
-                    else:
-                        self._succeeded(started)
-                        if told is not None:
-                            self._log.answered(told, resp.status, result)
-                        return result
-                finally:
-                    state.limiter.release()
+                        http, state = await self._begin(req)
+                        try:
+                            started = time.monotonic()
+                            if debug:
+                                told = self._log.Told(req, attempt, started)
+                            try:
+                                resp = await state.transport.send(http, timeouts=timeouts)
+                                result = self._parse(resp)
+                            except FlexLLMError as exc:
+                                outcome = exc
+                                error = self._failed(exc)
+                            else:
+                                outcome = None
+                                self._succeeded(started)
+                                if told is not None:
+                                    self._log.answered(told, resp.status, result)
+                                return result
+                        finally:
+                            state.limiter.release()
+                    finally:
+                        self._observe(outcome)
                 await self._back_off(attempt, error, told)
         except FlexLLMError:
             self._errors += 1
@@ -310,42 +352,52 @@ class Endpoint:
         try:
             while True:
                 attempt += 1
-                http, state = await self._begin(req)
-                yielded = False
-                try:
-                    started = time.monotonic()
-                    if debug:
-                        told = self._log.Told(req, attempt, started)
+                told = None
+                error = self._refused()
+                if error is None:
+                    outcome: FlexLLMError | None = _NO_OUTCOME
+                    yielded = False
                     try:
-                        async with state.transport.stream(http, timeouts=timeouts) as resp:
-                            if resp.status >= 400:
-                                body = await resp.aread()
-                                raise self._codec.parse_error(resp.status, resp.headers, body, now=_now())
-                            decoder = self._codec.stream_decoder()
-                            async for chunk in resp.aiter_bytes():
-                                events = decoder.feed(chunk)
-                                if events:
-                                    yielded = True
-                                    yield events
-                            events = decoder.flush()
-                            if events:
-                                yielded = True
-                                yield events
-                            result = decoder.close()
-                    except FlexLLMError as exc:
-                        error = self._failed(exc)
-                        if yielded:
-                            if told is not None:
-                                self._log.failed(told, error, None)
-                            raise error from None
-                    else:
-                        self._succeeded(started)
-                        if told is not None:
-                            self._log.answered(told, resp.status, result)
-                        yield result
-                        return
-                finally:
-                    state.limiter.release()
+                        http, state = await self._begin(req)
+                        try:
+                            started = time.monotonic()
+                            if debug:
+                                told = self._log.Told(req, attempt, started)
+                            try:
+                                async with state.transport.stream(http, timeouts=timeouts) as resp:
+                                    outcome = None  # an answer came: the endpoint is up
+                                    if resp.status >= 400:
+                                        body = await resp.aread()
+                                        raise self._codec.parse_error(resp.status, resp.headers, body, now=_now())
+                                    decoder = self._codec.stream_decoder()
+                                    async for chunk in resp.aiter_bytes():
+                                        events = decoder.feed(chunk)
+                                        if events:
+                                            yielded = True
+                                            yield events
+                                    events = decoder.flush()
+                                    if events:
+                                        yielded = True
+                                        yield events
+                                    result = decoder.close()
+                            except FlexLLMError as exc:
+                                if outcome is _NO_OUTCOME:
+                                    outcome = exc
+                                error = self._failed(exc)
+                                if yielded:
+                                    if told is not None:
+                                        self._log.failed(told, error, None)
+                                    raise error from None
+                            else:
+                                self._succeeded(started)
+                                if told is not None:
+                                    self._log.answered(told, resp.status, result)
+                                yield result
+                                return
+                        finally:
+                            state.limiter.release()
+                    finally:
+                        self._observe(outcome)
                 await self._back_off(attempt, error, told)
         except FlexLLMError:
             self._errors += 1

@@ -133,6 +133,10 @@ class PoolLane:
     def complete(self, request: ChatRequest) -> Awaitable[ChatResult]:
         return self.router.complete(request, prefer=self.prefer)
 
+    def outage(self) -> None:
+        """A pool's lane never pauses: its items fail over to the endpoints that answer."""
+        return None
+
 
 class PoolRouter:
     """The endpoints of one pool, their balancer, and the failover policy.

@@ -35,6 +35,9 @@ class ScriptedLane:
         self.max_in_flight = 0
         self.completion_tokens = completion_tokens
 
+    def outage(self) -> None:
+        return None  # always up
+
     async def complete(self, request: ChatRequest) -> ChatResult:
         prompt = prompt_of(request)
         self.sent.append(prompt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -242,3 +243,31 @@ async def test_iter_run_sees_the_callers_context_variables() -> None:
     got = [item async for item in client.iter_chat_completions_batch(_msgs(3))]
     await client.aclose()
     assert len(got) == 3 and seen == ["job-42"] * 3
+
+
+def _breaking_input(n: int, at: int) -> Iterator[list[dict[str, str]]]:
+    for i in range(n):
+        if i == at:
+            raise ValueError(f"input broke at item {at}")
+        yield [{"role": "user", "content": f"question {i}"}]
+
+
+async def test_an_error_from_the_input_comes_out_of_the_batch_methods_as_itself(
+        tmp_path: Path) -> None:
+    async with MockServer() as url:
+        client = LLMClient(base_url=url, model=MODEL, api_key="sk-test", concurrency_limit=4)
+        try:
+            with pytest.raises(ValueError, match="broke at item 7") as caught:
+                await client.chat_completions_batch(
+                    _breaking_input(20, 7), output_jsonl=str(tmp_path / "a.jsonl"),
+                    show_progress=False)
+            assert caught.type is ValueError
+            with pytest.raises(ValueError, match="broke at item 3") as caught:
+                items = client.iter_chat_completions_batch(
+                    _breaking_input(20, 3), output_jsonl=str(tmp_path / "b.jsonl"))
+                async with contextlib.aclosing(items) as it:
+                    async for _item in it:
+                        pass
+            assert caught.type is ValueError
+        finally:
+            await client.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,9 +20,13 @@ from .helpers import (
     answer_for,
     messages,
     prepare,
+    records,
     run_all,
     successes_by_index,
 )
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 pytestmark = pytest.mark.anyio
 
@@ -145,3 +150,53 @@ async def test_consumer_leaving_early_cancels_the_rest(tmp_path: Path) -> None:
                 break
     assert len(lane.sent) <= 1 + 3
     await run_all(messages(3), ScriptedLane(), output_jsonl=tmp_path / "o2.jsonl")
+
+
+class BrokenLane(ScriptedLane):
+    """A lane with a bug: raises something that is not a FlexLLMError."""
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        await anyio.lowlevel.checkpoint()
+        raise RuntimeError("bug in the lane")
+
+
+async def test_an_error_in_the_consumers_block_comes_out_as_itself(tmp_path: Path) -> None:
+    lane = ScriptedLane(concurrency=3, delay=0.001)
+    run = BatchRun(messages(100), [lane], prepare, BatchOptions(output_jsonl=tmp_path / "o.jsonl"))
+    with pytest.raises(KeyError) as caught:
+        async with run:
+            async for item in run:
+                raise KeyError(item.index)
+    assert caught.type is KeyError
+    assert not isinstance(caught.value.__context__, BaseExceptionGroup)
+    assert len(records(tmp_path / "o.jsonl")) >= 1  # what was answered is kept
+
+
+async def test_a_workers_error_comes_out_as_itself() -> None:
+    with pytest.raises(RuntimeError, match="bug in the lane") as caught:
+        await run_all(messages(20), BrokenLane(concurrency=1))
+    assert caught.type is RuntimeError
+
+
+def test_two_errors_at_once_stay_a_group() -> None:
+    from flexllm._batch.run import _raise_as_itself
+
+    one = BaseExceptionGroup("tg", [ValueError("v")])
+    with pytest.raises(ValueError):
+        try:
+            raise one
+        except BaseExceptionGroup as group:
+            _raise_as_itself(group)
+    nested = BaseExceptionGroup("tg", [BaseExceptionGroup("inner", [KeyboardInterrupt()])])
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            raise nested
+        except BaseExceptionGroup as group:
+            _raise_as_itself(group)
+    two = BaseExceptionGroup("tg", [ValueError("v"), KeyError("k")])
+    with pytest.raises(BaseExceptionGroup) as caught:
+        try:
+            raise two
+        except BaseExceptionGroup as group:
+            _raise_as_itself(group)
+    assert caught.value is two

@@ -95,8 +95,8 @@ def _merge_all_of(schema: JSONDict, root: JSONDict) -> JSONDict:
     for part in schema.get("allOf") or ():
         part = _resolve(part, root)
         if isinstance(part, dict):
-            props = {**(merged.get("properties") or {}), **(part.get("properties") or {})}  # type: ignore[dict-item]
-            req = [*(merged.get("required") or []), *(part.get("required") or [])]  # type: ignore[misc]
+            props = {**(merged.get("properties") or {}), **(part.get("properties") or {})}
+            req = [*(merged.get("required") or []), *(part.get("required") or [])]
             merged = {**part, **merged, "properties": props, "required": req}
     return merged
 
@@ -151,7 +151,7 @@ def value_of(schema: JSONValue, root: JSONDict, words: list[str], depth: int = 0
         if isinstance(branches, list) and branches:
             real = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
             nulls = len(real) < len(branches)
-            if depth >= _MAX_DEPTH and nulls or not real:
+            if (depth >= _MAX_DEPTH and nulls) or not real:
                 return None
             return value_of(real[0], root, words, depth + 1, salt)
     kind = schema.get("type")

@@ -18,7 +18,11 @@ from ._check import (
     check_value as check_value,
 )
 from ._compile import Dialect as Dialect, Dropped as Dropped, compile_for as compile_for
-from ._partial import Closed as Closed, PartialJSON as PartialJSON, PartialJSONError as PartialJSONError
+from ._partial import (
+    Closed as Closed,
+    PartialJSON as PartialJSON,
+    PartialJSONError as PartialJSONError,
+)
 from ._types import (
     CompiledSchema as CompiledSchema,
     Filtered as Filtered,

@@ -100,7 +100,7 @@ def _equal(a: JSONValue, b: JSONValue) -> bool:
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    return a == b
+    return bool(a == b)
 
 
 def _child(path: str, key: str | int) -> str:
@@ -220,7 +220,7 @@ def _k_size(kind: str, attr: str, low: bool) -> _Check:
     def check(c: _Checker, v: JSONValue, arg: JSONValue, s: dict[str, JSONValue], p: str) -> Errors:
         if not _type_ok(v, kind) or not isinstance(arg, (int, float)):
             return
-        n = len(v)  # type: ignore[arg-type]
+        n = len(v)
         if (n < arg) if low else (n > arg):
             yield SchemaError(p, f"{attr} is {n}, {'minimum' if low else 'maximum'} {arg:g}")
     return check
@@ -228,14 +228,14 @@ def _k_size(kind: str, attr: str, low: bool) -> _Check:
 
 def _k_bound(op: Callable[[float, float], bool], text: str) -> _Check:
     def check(c: _Checker, v: JSONValue, arg: JSONValue, s: dict[str, JSONValue], p: str) -> Errors:
-        if _type_ok(v, "number") and isinstance(arg, (int, float)) and not op(v, arg):  # type: ignore[arg-type]
+        if _type_ok(v, "number") and isinstance(arg, (int, float)) and not op(v, arg):
             yield SchemaError(p, f"{v!r} is not {text} {arg!r}")
     return check
 
 
 def _k_multiple(c: _Checker, v: JSONValue, arg: JSONValue, s: dict[str, JSONValue], p: str) -> Errors:
     if _type_ok(v, "number") and isinstance(arg, (int, float)) and arg > 0:
-        q = v / arg  # type: ignore[operator]
+        q = v / arg
         if not math.isclose(q, round(q), rel_tol=1e-9, abs_tol=1e-9):
             yield SchemaError(p, f"{v!r} is not a multiple of {arg!r}")
 

@@ -27,6 +27,9 @@ _ONE_SUB = frozenset({"items", "not", "if", "then", "else", "contains", "propert
                       "additionalProperties"})
 _LIST_SUB = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
 _MAP_SUB = frozenset({"properties", "patternProperties", "dependentSchemas", "$defs", "definitions"})
+#: Validation keywords (of 2020-12 or older drafts) the local checker does not implement.
+_UNCHECKED = frozenset({"unevaluatedProperties", "unevaluatedItems", "dependencies",
+                        "additionalItems", "$dynamicRef", "$recursiveRef", "contentSchema"})
 
 
 @attrs.frozen
@@ -90,10 +93,12 @@ class _Compiler:
                           f"{self.d.target}: {why}")
 
     def drop(self, path: str, keyword: str, value: JSONValue) -> None:
-        if keyword not in CHECKED_KEYWORDS:
-            raise self.refuse(path, keyword, "not supported there, and not a keyword local "
-                              "validation knows, so it would go unchecked")
-        self.dropped.append(Dropped(path, keyword, value))
+        if keyword in CHECKED_KEYWORDS:
+            self.dropped.append(Dropped(path, keyword, value))
+        elif keyword in _UNCHECKED:
+            raise self.refuse(path, keyword, "not supported there, and local validation does "
+                              "not check it either, so it would go unenforced")
+        # Any other unknown keyword is an annotation (JSON Schema ignores unknown keywords).
 
     def node(self, schema: JSONValue, path: str, stack: tuple[str, ...] = ()) -> JSONValue:
         if not isinstance(schema, dict):
@@ -106,8 +111,7 @@ class _Compiler:
             if ref in stack and not self.d.recursion:
                 raise self.refuse(path, "$ref", f"{ref} refers back to itself (recursive schemas "
                                   "are not supported)")
-            siblings = [k for k in schema if k != "$ref" and k not in ANNOTATIONS]
-            if (self.d.inline_ref_siblings and siblings) and ref not in stack:
+            if self.d.inline_ref_siblings and len(schema) > 1 and ref not in stack:
                 target = resolve_ref(ref, self.root)
                 if not isinstance(target, dict):
                     raise UsageError(f"response schema: $ref {ref} at {path} is not a schema")
@@ -254,7 +258,7 @@ def strip_added_nulls(value: JSONValue, schema: JSONValue, root: JSONValue) -> J
 
     for _ in range(32):  # follow $ref chains
         if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
-            schema = {**(resolve_ref(schema["$ref"], root) or {}),  # type: ignore[dict-item]
+            schema = {**(resolve_ref(schema["$ref"], root) or {}),
                       **{k: v for k, v in schema.items() if k != "$ref"}}
         else:
             break

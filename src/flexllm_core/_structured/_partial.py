@@ -106,7 +106,7 @@ class PartialJSON:
         """
         if self._error is not None:
             raise self._error
-        if self._state == _NUMBER_S and not self._stack:
+        if self._state in (_NUMBER_S, _LITERAL) and not self._stack:
             self._finish_scalar(self._offset)
         if self._state != _END:
             raise PartialJSONError(f"incomplete JSON: the text ends inside the value "
@@ -125,7 +125,7 @@ class PartialJSON:
             if state == _STRING:
                 i = self._string(text, i)
                 continue
-            if state == _NUMBER_S or state == _LITERAL:
+            if state in (_NUMBER_S, _LITERAL):
                 j = (_NUM_RUN if state == _NUMBER_S else _LIT_RUN).match(text, i).end()  # type: ignore[union-attr]
                 self._parts.append(text[i:j])
                 i = j

@@ -163,6 +163,6 @@ def outcome_from_dict(data: JSONDict) -> Outcome:
         kwargs["errors"] = tuple(SchemaError(str(p), str(m)) for p, m in
                                  (errors if isinstance(errors, list) else []))
     try:
-        return cls(**kwargs)  # type: ignore[arg-type]
+        return cls(**kwargs)
     except TypeError as exc:
         raise ValueError(f"not a structured outcome record: {exc}") from None

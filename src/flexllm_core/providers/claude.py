@@ -17,10 +17,10 @@ from .._errors import ProviderError
 from .._json import JSONDict, JSONValue
 from .._structured import CompiledSchema
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
-from ._claude_schema import compile_schema as _compile_schema
 from ._claude_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
 from ._claude_parse import PROVIDER, error_from_body, require_answer, result_from_message
 from ._claude_request import build_body
+from ._claude_schema import compile_schema as _compile_schema
 from ._claude_server import parse_request, render_error, render_response, render_stream
 from ._claude_stream import ClaudeStreamDecoder
 

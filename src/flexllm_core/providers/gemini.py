@@ -55,10 +55,10 @@ from .._quota import retry_after_from_headers, retry_info_delay
 from .._sse import SSEDecoder
 from .._structured import CompiledSchema
 from .._types import ChatResult, ToolCall, Usage
-from ._gemini_schema import compile_schema as _compile_schema
 from ._gemini_build import api_base, build_request
 from ._gemini_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
 from ._gemini_partial import CallStream
+from ._gemini_schema import compile_schema as _compile_schema
 from ._gemini_serve import parse_request, render_error, render_response, render_stream
 from ._gemini_wire import (
     INVALID_CALL_REASONS,

@@ -46,12 +46,12 @@ from urllib.parse import urlsplit
 
 from .._errors import ProviderError, ResponseFormatError, UsageError
 from .._json import JSONDict, JSONValue
-from .._thinking import split_think_tags
 from .._structured import CompiledSchema
+from .._thinking import split_think_tags
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig, ThinkingOption, ToolCall
 from ._openai_error import error_from_body, is_error_body
-from ._openai_schema import compile_schema as _compile_schema
 from ._openai_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
+from ._openai_schema import compile_schema as _compile_schema
 from ._openai_serve import parse_request, render_error, render_response, render_stream
 from ._openai_stream import OpenAIStreamDecoder
 from ._openai_wire import (

@@ -24,6 +24,7 @@ PERSON: dict[str, Any] = {
     "required": ["name", "age", "tags"],
 }
 OPENAI = "https://api.openai.com/v1"
+SMALL: dict[str, Any] = {"type": "object", "properties": {"a": {"type": "string"}}}
 
 
 def _dropped(cs: core.CompiledSchema) -> set[tuple[str, str]]:
@@ -82,6 +83,7 @@ def test_openai_strict_nested_refs_oneof_and_optional_union() -> None:
     ({"type": "object", "properties": {"m": {"type": "object", "additionalProperties": {"type": "integer"}}}},
      "additionalProperties", "#/properties/m"),
     ({"type": "array", "items": {"type": "string"}}, "type", "#"),
+    ({"type": "object", "properties": {"any": {"type": "object"}}}, "properties", "#/properties/any"),
     ({"type": "object", "properties": {"a": {"allOf": [{"type": "string"}, {"minLength": 1}]}}},
      "allOf", "#/properties/a"),
     ({"type": "object", "properties": {"t": {"type": "array", "prefixItems": [{"type": "string"}]}}},
@@ -157,6 +159,7 @@ def test_gemini_response_json_schema() -> None:
         "s": {"type": "string", "pattern": "^x", "maxLength": 4}}, "required": ["kind"]}
     cs = core.compile_schema("gemini", schema, model="gemini-2.5-flash")
     props = cs.wire_schema["properties"]
+    assert cs.wire_schema["propertyOrdering"] == ["kind", "n", "s"]
     assert props["kind"] == {"enum": ["a"]}
     assert props["n"] == {"type": "integer", "minimum": 1}
     assert props["s"] == {"type": "string"}
@@ -174,18 +177,18 @@ def test_gemini_response_json_schema() -> None:
 
 
 def test_names_and_bad_input() -> None:
-    assert core.compile_schema("openai", {"type": "object"}, base_url=OPENAI).name == "response"
+    assert core.compile_schema("openai", SMALL, base_url=OPENAI).name == "response"
     with pytest.raises(core.UsageError, match="schema name"):
-        core.compile_schema("openai", {"type": "object"}, name="has space")
+        core.compile_schema("openai", SMALL, name="has space")
     with pytest.raises(core.UsageError, match="expected a JSON Schema object"):
         core.compile_schema("gemini", ["not", "a", "schema"])  # type: ignore[arg-type]
     with pytest.raises(core.UsageError, match="only references inside"):
         core.compile_schema("claude", {"type": "object", "properties": {
             "a": {"$ref": "https://example.com/s.json"}}}, model="claude-sonnet-4-5")
     with pytest.raises(core.UsageError, match="'tool' is for Claude"):
-        core.compile_schema("gemini", {"type": "object"}, mode="tool")
+        core.compile_schema("gemini", SMALL, mode="tool")
     with pytest.raises(core.UsageError, match="given twice"):
-        core.compile_schema("openai", {"type": "object"}).apply(core.make_request(
+        core.compile_schema("openai", SMALL).apply(core.make_request(
             model="m", messages=[{"role": "user", "content": "x"}], response_format={"type": "json_object"}))
 
 

@@ -70,6 +70,9 @@ class Dialect:
     one_of_as_any_of: bool = False
     #: ``const`` is sent as a one-value ``enum``.
     const_as_enum: bool = False
+    #: Objects list their fields in ``propertyOrdering`` (Gemini: keys come in schema order,
+    #: not alphabetical, which streamed partial answers depend on).
+    property_ordering: bool = False
     #: Passthrough: the schema goes as given (OpenAI-compatible servers); nothing is dropped.
     passthrough: bool = False
 
@@ -192,6 +195,9 @@ class _Compiler:
         d = self.d
         if d.closed_objects:
             extra = schema.get("additionalProperties", False)
+            if not schema.get("properties") and "additionalProperties" not in schema:
+                raise self.refuse(path, "properties", "an object with no declared fields (any "
+                                  "object) cannot be expressed; declare its fields")
             if extra is not False:
                 raise self.refuse(path, "additionalProperties", "objects must be closed "
                                   "(additionalProperties: false), so maps such as dict[str, X] "
@@ -200,6 +206,8 @@ class _Compiler:
                 raise self.refuse(path, "patternProperties", "objects must be closed")
             out["additionalProperties"] = False
         props = out.get("properties")
+        if d.property_ordering and isinstance(props, dict) and props and "propertyOrdering" not in out:
+            out["propertyOrdering"] = list(props)
         if d.all_required and isinstance(props, dict):
             required = schema.get("required")
             given = set(required) if isinstance(required, list) else set()

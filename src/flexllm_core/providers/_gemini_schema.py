@@ -5,7 +5,8 @@
 subset: ``$defs``/``$ref``, ``type``, ``format``, ``enum``, ``items``, ``prefixItems``,
 ``minItems``/``maxItems``, ``minimum``/``maximum``, ``anyOf``, ``oneOf``, ``properties``,
 ``additionalProperties``, ``required`` (and ``title``/``description``/``propertyOrdering``).
-Everything else is dropped and checked locally; ``const`` is sent as a one-value ``enum``.
+Everything else is dropped and checked locally; ``const`` is sent as a one-value ``enum``;
+objects get ``propertyOrdering`` (in the schema's order), so answers keep the caller's order.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ RESPONSE_JSON_SCHEMA = Dialect(
         "definitions": "use '$defs' (the only definitions keyword Gemini reads)",
     },
     const_as_enum=True,
+    property_ordering=True,
 )
 
 

@@ -161,3 +161,46 @@ def test_bad_fault_names_are_refused() -> None:
     assert MockOptions(structured="truncated*2,ok").structured == ("truncated", "truncated", "ok")
     with pytest.raises(core.UsageError):
         MockOptions(structured_fault_rate=2)
+
+
+@pytest.mark.parametrize("provider", ["openai", "claude", "gemini"])
+async def test_a_streamed_answer_yields_rows_as_they_close(provider: str) -> None:
+    """Text deltas from the codec's stream decoder feed the partial parser piece by piece;
+    every row is reported once, and the whole is validated once at the end."""
+    schema = {"type": "object", "properties": {"rows": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}},
+        "required": ["rows"]}
+    compiled = core.compile_schema(provider, schema, model=MODELS[provider], strict=True)
+    server = MockServer(stream_chunks=40)
+    async with server:
+        req = compiled.apply(core.make_request(model=MODELS[provider], messages=MSGS, stream=True))
+        http = core.build_request(provider, req, core.ProviderConfig(base_url=_base(server, provider), api_key="k"))
+        decoder = core.get_codec(provider).stream_decoder()
+        parser = core.PartialJSON()
+        closed: list[core.Closed] = []
+        async with httpx.AsyncClient(timeout=10) as client, client.stream(
+                http.method, http.url, headers=list(http.headers), content=http.body) as resp:
+            async for data in resp.aiter_raw():
+                for event in decoder.feed(data):
+                    if isinstance(event, core.TextDelta):
+                        closed += parser.feed(event.text)
+        for event in decoder.flush():
+            if isinstance(event, core.TextDelta):
+                closed += parser.feed(event.text)
+        result = decoder.close()
+    rows = [c for c in closed if c.path[:1] == ("rows",) and len(c.path) == 2]
+    assert len(rows) >= 2 and [c.path[1] for c in rows] == list(range(len(rows)))
+    assert parser.close() == {"rows": [c.value for c in rows]}
+    assert core.check_answer(result, compiled) == core.Ok(value=parser.close(), raw_text=result.text)
+
+
+async def test_a_constraint_claude_cannot_enforce_is_caught_locally() -> None:
+    """Claude takes minItems 0 or 1 only: 4 is dropped from the wire, the server's answer
+    follows the wire, and local validation reports it."""
+    schema = {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"},
+                                                        "minItems": 4}}, "required": ["tags"]}
+    server = MockServer()
+    async with server:
+        outcome, _ = await _ask(server, "claude", schema=schema)
+    assert isinstance(outcome, core.Invalid)
+    assert outcome.errors == (core.SchemaError("$.tags", "number of items is 2, minimum 4"),)

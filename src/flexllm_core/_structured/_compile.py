@@ -161,12 +161,14 @@ class _Compiler:
         if key in d.refused:
             raise self.refuse(path, key, d.refused[key])
         if key == "oneOf" and d.one_of_as_any_of and "anyOf" in d.keywords:
+            if "anyOf" in schema:
+                raise self.refuse(path, "oneOf", "it is sent as anyOf, and the node has one already")
             self.drop(path, "oneOf", value)  # "exactly one" is checked locally
             key = "anyOf"
         elif key == "const" and d.const_as_enum and "const" not in d.keywords:
             key, value = "enum", [value]
         if key not in d.keywords:
-            if key in _MAP_SUB and key in ("$defs", "definitions"):
+            if key in ("$defs", "definitions"):
                 raise self.refuse(path, key, "definitions are not supported; inline them")
             self.drop(path, key, value)
             return

@@ -118,8 +118,29 @@ from ._retry import (
     decide_retry as decide_retry,
 )
 from ._sse import ServerSentEvent as ServerSentEvent, SSEDecoder as SSEDecoder
+from ._structured import (
+    Closed as Closed,
+    CompiledSchema as CompiledSchema,
+    Dialect as Dialect,
+    Dropped as Dropped,
+    Filtered as Filtered,
+    Invalid as Invalid,
+    Ok as Ok,
+    Outcome as Outcome,
+    PartialJSON as PartialJSON,
+    PartialJSONError as PartialJSONError,
+    Refused as Refused,
+    SchemaError as SchemaError,
+    Truncated as Truncated,
+    check_answer as check_answer,
+    check_value as check_value,
+    outcome_from_dict as outcome_from_dict,
+    outcome_to_dict as outcome_to_dict,
+    reask_messages as reask_messages,
+)
 from ._surface import (
     build_request as build_request,
+    compile_schema as compile_schema,
     parse_response as parse_response,
     parse_stream as parse_stream,
     parse_thoughts as parse_thoughts,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from ._errors import ResponseFormatError
 from ._json import JSONDict, JSONValue, loads
+from ._structured import CompiledSchema
 from ._thinking import split_think_tags
 from ._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
 from .providers import CODECS, get_codec
 
-__all__ = ("build_request", "parse_response", "parse_stream", "parse_thoughts")
+__all__ = ("build_request", "compile_schema", "parse_response", "parse_stream", "parse_thoughts")
 
 
 def _decode_json(body: bytes | str | JSONDict) -> JSONValue:
@@ -26,6 +28,25 @@ def _decode_json(body: bytes | str | JSONDict) -> JSONValue:
 def build_request(provider: str, req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
     """Build the provider's HTTP request for ``req``."""
     return get_codec(provider).build_request(req, cfg)
+
+
+def compile_schema(
+    provider: str,
+    schema: JSONDict,
+    *,
+    model: str = "",
+    base_url: str | None = None,
+    name: str | None = None,
+    mode: Literal["auto", "json", "tool"] = "auto",
+    strict: bool | None = None,
+) -> CompiledSchema:
+    """Compile a JSON Schema for ``provider``'s structured outputs (see ``Codec.compile_schema``).
+
+    Raises:
+        UsageError: what the target cannot express, naming the keyword and its JSON pointer.
+    """
+    return get_codec(provider).compile_schema(
+        schema, model=model, base_url=base_url, name=name, mode=mode, strict=strict)
 
 
 def parse_response(

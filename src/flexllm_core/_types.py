@@ -213,6 +213,9 @@ class ChatResult:
     #: declare (Gemini ``UNEXPECTED_TOOL_CALL``) or a call it could not form
     #: (``MALFORMED_FUNCTION_CALL``). Never in ``tool_calls``; ``finish_reason`` says why.
     invalid_tool_calls: list[ToolCall] = attrs.field(factory=list)
+    #: The model declined to answer: OpenAI's ``message.refusal`` text, or Claude's text
+    #: under ``stop_reason: "refusal"`` ("" when it gave none); None for an answer.
+    refusal: str | None = None
 
     @property
     def content(self) -> str:

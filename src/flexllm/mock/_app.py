@@ -8,6 +8,7 @@ names a provider, and only as data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -26,6 +27,7 @@ from ._content import build_result
 from ._http import RawRequest, chunk, response_bytes, response_head
 from ._options import MockOptions, MockStats
 from ._quota import MockQuota
+from ._structured import schema_of, structured_result
 
 __all__ = ("ROUTES", "MockApp", "Route", "Send")
 
@@ -149,6 +151,8 @@ class MockApp:
         self._script_pos: dict[str, int] = {}
         #: ``replies`` entries that were None (served normally), for the script position.
         self._served_normally = 0
+        #: Entries of the ``structured`` fault script used so far.
+        self._structured_pos = 0
         self._memo: OrderedDict[tuple[str, bytes], _Answer] = OrderedDict()
         self.quota = MockQuota(options)
         #: The provider batch APIs (files, jobs, results) on their own clock.
@@ -262,7 +266,9 @@ class MockApp:
         """
         key = (request.path, request.body)
         memo = self._memo
-        answer = memo.get(key)
+        # A fault script answers the same bytes differently each time: no memo while it runs.
+        scripted = self._structured_pos < len(self.options.structured)
+        answer = None if scripted else memo.get(key)
         if answer is not None:
             memo.move_to_end(key)
             return answer
@@ -279,6 +285,7 @@ class MockApp:
         result = build_result(
             req, model=model, length=opts.response_length, seed=opts.seed, thinking=opts.thinking
         )
+        result = structured_result(req, result, self._structured_fault(req, request.body))
         usage = result.usage
         cost = QuotaCost() if usage is None else codec.QUOTA_RULE.charged(
             usage, codec.QUOTA_RULE.estimate(input_tokens=usage.prompt_tokens,
@@ -290,11 +297,25 @@ class MockApp:
         else:
             answer = _Answer(body=_dumps(codec.render_response(result, model=model)), frames=(),
                              cost=cost)
-        if len(request.body) <= _MEMO_MAX_BODY:
+        if len(request.body) <= _MEMO_MAX_BODY and not scripted:
             memo[key] = answer
             if len(memo) > _MEMO_ENTRIES:
                 memo.popitem(last=False)
         return answer
+
+    def _structured_fault(self, req: ChatRequest, body: bytes) -> str:
+        """The fault for a schema request: the script's next entry, else a seeded draw."""
+        opts = self.options
+        if schema_of(req)[0] is None:
+            return "ok"
+        if self._structured_pos < len(opts.structured):
+            self._structured_pos += 1
+            return opts.structured[self._structured_pos - 1]
+        if opts.structured_fault_rate:
+            digest = hashlib.blake2b(body + str(opts.seed).encode(), digest_size=8).digest()
+            if int.from_bytes(digest, "big") / 2**64 < opts.structured_fault_rate:
+                return opts.structured_fault
+        return "ok"
 
     async def _chat(self, route: Route, request: RawRequest, send: Send) -> bool:
         keep = request.keep_alive

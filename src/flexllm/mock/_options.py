@@ -14,6 +14,7 @@ import attrs
 from flexllm_core import UsageError
 
 from ._batches import BatchOptions
+from ._structured import FAULTS, parse_faults
 
 __all__ = ("MockOptions", "MockStats", "parse_range")
 
@@ -272,6 +273,14 @@ class MockOptions:
     #: (:class:`flexllm.mock.BatchOptions`, or a mapping of its fields).
     batch: BatchOptions = attrs.field(factory=BatchOptions, converter=_batch)
     #: HTTP parser: httptools (C, fast) or h11 (pure Python); "auto" prefers httptools.
+    #: Scripted structured-output faults (see ``flexllm.mock._structured``): the n-th chat
+    #: request that asks for a schema gets the n-th entry; ``"invalid_json*2,ok"`` is valid
+    #: JSON after two failures; after the script, answers conform.
+    structured: tuple[str, ...] = attrs.field(default=(), converter=parse_faults)
+    #: Share of schema requests answered with ``structured_fault``, drawn from a hash of the
+    #: request (and ``seed``): the same request always gets the same answer.
+    structured_fault_rate: float = attrs.field(default=0.0, converter=_to_float, validator=_probability)
+    structured_fault: str = attrs.field(default="invalid_json", validator=attrs.validators.in_(FAULTS))
     parser: Literal["auto", "httptools", "h11"] = attrs.field(
         default="auto", validator=attrs.validators.in_(("auto", "httptools", "h11"))
     )

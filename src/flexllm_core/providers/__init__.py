@@ -7,13 +7,14 @@ this package branches on a provider name: callers ask :func:`get_codec`.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .._batchapi import BatchJob, BatchLimits, BatchRowResult
 from .._errors import ProviderError, UsageError
 from .._events import StreamEvent
 from .._json import JSONDict, JSONValue
 from .._quota import Dimension, LimitSnapshot, QuotaRule
+from .._structured import CompiledSchema
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
 from . import _claude_batch, _gemini_batch, _openai_batch, claude, gemini, openai
 
@@ -80,6 +81,24 @@ class Codec(Protocol):
 
     def parse_response(self, body: JSONDict) -> ChatResult:
         """Parse a successful (2xx) JSON body. Raises ProviderError if it is an error body."""
+        ...
+
+    def compile_schema(
+        self,
+        schema: JSONDict,
+        *,
+        model: str = "",
+        base_url: str | None = None,
+        name: str | None = None,
+        mode: Literal["auto", "json", "tool"] = "auto",
+        strict: bool | None = None,
+    ) -> CompiledSchema:
+        """A JSON Schema as this provider takes it: the wire schema, the constraints it had
+        to drop (checked locally) and the neutral request fields asking for it.
+
+        Raises:
+            UsageError: what the target cannot express at all, naming keyword and path.
+        """
         ...
 
     def stream_decoder(self) -> StreamDecoder:

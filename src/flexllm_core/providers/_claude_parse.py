@@ -153,6 +153,7 @@ def result_from_message(message: JSONDict, *, raw_arguments: dict[int, str] | No
             calls.append(tool_call(str(block.get("id") or ""), str(block.get("name") or ""), raw))
         # server_tool_use, web_search_tool_result, ... run on Anthropic's side: not ours to call.
     model = message.get("model")
+    stop = message.get("stop_reason")
     return ChatResult(
         text="".join(texts),
         # Omitted thinking (display: "omitted") has blocks with empty text: no reasoning shown.
@@ -163,7 +164,9 @@ def result_from_message(message: JSONDict, *, raw_arguments: dict[int, str] | No
         model=model if isinstance(model, str) else None,
         thinking_blocks=blocks,
         data=message,
-        raw_finish_reason=stop if isinstance(stop := message.get("stop_reason"), str) and stop else None,
+        raw_finish_reason=stop if isinstance(stop, str) and stop else None,
+        # A refusal keeps what the model said before stopping (structured outputs docs).
+        refusal="".join(texts) if stop == "refusal" else None,
     )
 
 

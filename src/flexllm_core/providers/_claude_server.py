@@ -235,8 +235,9 @@ def _content(result: ChatResult) -> list[JSONDict]:
         # A made-up but stable signature, so a client can send the block back.
         content.append({"type": "thinking", "thinking": result.thinking,
                         "signature": "sig_" + _digest(result.thinking)})
-    if result.text:
-        content.append({"type": "text", "text": result.text})
+    text = result.text or result.refusal  # a refusal says why in a text block
+    if text:
+        content.append({"type": "text", "text": text})
     for n, call in enumerate(result.tool_calls):
         content.append({
             "type": "tool_use",
@@ -263,6 +264,8 @@ def _usage(result: ChatResult) -> JSONDict:
 
 
 def _stop_reason(result: ChatResult) -> str:
+    if result.refusal is not None:
+        return "refusal"
     if result.finish_reason is None:
         return "tool_use" if result.tool_calls else "end_turn"
     return _STOP_REASON.get(result.finish_reason, result.finish_reason)

@@ -246,7 +246,9 @@ def _wire_usage(usage: Usage) -> JSONDict:
     return meta
 
 
-def _wire_finish(reason: str | None) -> str:
+def _wire_finish(reason: str | None, refusal: str | None = None) -> str:
+    if refusal is not None:
+        return "SAFETY"  # Gemini has no refusal of its own: its safety stop is the nearest
     return _WIRE_FINISH.get(reason or "stop", (reason or "stop").upper())
 
 
@@ -259,7 +261,7 @@ def render_response(result: ChatResult, *, model: str) -> JSONDict:
     if result.text or ("text", None) in sigs:
         parts.append(_signed({"text": result.text}, sigs.get(("text", None))))
     parts.extend(_call_parts(result, sigs))
-    cand: JSONDict = {"finishReason": _wire_finish(result.finish_reason), "index": 0}
+    cand: JSONDict = {"finishReason": _wire_finish(result.finish_reason, result.refusal), "index": 0}
     if parts:
         cand["content"] = {"role": "model", "parts": parts}
     body: JSONDict = {"candidates": [cand], "modelVersion": model}
@@ -295,7 +297,7 @@ def render_stream(result: ChatResult, *, model: str, chunks: int) -> list[bytes]
         {"candidates": [{"content": {"role": "model", "parts": parts}, "index": 0}], "modelVersion": model}
         for parts in batches
     ] or [{"candidates": [{"index": 0}], "modelVersion": model}]
-    frames[-1]["candidates"][0]["finishReason"] = _wire_finish(result.finish_reason)
+    frames[-1]["candidates"][0]["finishReason"] = _wire_finish(result.finish_reason, result.refusal)
     if result.usage is not None:
         frames[-1]["usageMetadata"] = _wire_usage(result.usage)
     return [sse_frame(f) for f in frames]

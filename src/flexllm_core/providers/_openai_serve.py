@@ -97,6 +97,8 @@ def _message(result: ChatResult) -> JSONDict:
     }
     if result.thinking:
         message["reasoning_content"] = result.thinking
+    if result.refusal is not None:
+        message["content"], message["refusal"] = None, result.refusal
     if result.tool_calls:
         message["tool_calls"] = [call.to_dict() for call in result.tool_calls]
     return message
@@ -153,6 +155,7 @@ def render_stream(result: ChatResult, *, model: str, chunks: int) -> list[bytes]
     frames = [chunk({"role": "assistant", "content": ""})]
     frames += [chunk({"reasoning_content": p}) for p in _pieces(result.thinking or "", chunks)]
     frames += [chunk({"content": p}) for p in _pieces(result.text, chunks)]
+    frames += [chunk({"refusal": p}) for p in _pieces(result.refusal or "", chunks)]
     for index, call in enumerate(result.tool_calls):
         head = {"index": index, "id": call.id, "type": "function",
                 "function": {"name": call.name, "arguments": ""}}

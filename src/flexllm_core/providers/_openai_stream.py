@@ -60,6 +60,8 @@ class OpenAIStreamDecoder:
     _splitter: ThinkingSplitter = attrs.field(factory=ThinkingSplitter, init=False)
     _splitter_done: bool = attrs.field(default=False, init=False)
     _content: list[str] = attrs.field(factory=list, init=False)
+    #: ``delta.refusal`` pieces (structured outputs); None until one arrives.
+    _refusal: list[str] | None = attrs.field(default=None, init=False)
     _reasoning: list[str] = attrs.field(factory=list, init=False)
     #: Thinking from typed content parts (Magistral), kept apart as the body parser does.
     _part_thinking: list[str] = attrs.field(factory=list, init=False)
@@ -201,6 +203,11 @@ class OpenAIStreamDecoder:
                     out.append(ThinkingDelta(text=thought))
             if content and isinstance(content, str):
                 self._on_text(content, out)
+            refusal = delta.get("refusal")
+            if isinstance(refusal, str):
+                if self._refusal is None:
+                    self._refusal = []
+                self._refusal.append(refusal)
             if not plain:
                 self._on_tools(delta, out)
         elif isinstance(choice.get("text"), str) and choice["text"]:
@@ -289,6 +296,9 @@ class OpenAIStreamDecoder:
         message: JSONDict = {"role": "assistant", "content": content or (None if calls else "")}
         if reasoning:
             message["reasoning_content"] = reasoning
+        refusal = None if self._refusal is None else "".join(self._refusal)
+        if refusal is not None:
+            message["refusal"] = refusal
         if calls:
             message["tool_calls"] = [c.to_dict() for c in calls]
         meta = self._meta_of_chunks()
@@ -309,4 +319,5 @@ class OpenAIStreamDecoder:
             model=model if isinstance(model, str) else None,
             data=data,
             raw_finish_reason=self._finish,
+            refusal=refusal,
         )

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Literal
 from urllib.parse import urlsplit
 
 from .._errors import ProviderError
 from .._json import JSONDict, JSONValue
+from .._structured import CompiledSchema
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
 from ._claude_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
 from ._claude_parse import PROVIDER, error_from_body, require_answer, result_from_message
 from ._claude_request import build_body
+from ._claude_schema import compile_schema as _compile_schema
 from ._claude_server import parse_request, render_error, render_response, render_stream
 from ._claude_stream import ClaudeStreamDecoder
 
@@ -31,6 +34,7 @@ __all__ = (
     "api_base",
     "auth_headers",
     "build_request",
+    "compile_schema",
     "parse_error",
     "parse_request",
     "parse_response",
@@ -144,3 +148,22 @@ parse_request = parse_request
 render_response = render_response
 render_stream = render_stream
 render_error = render_error
+
+
+def compile_schema(
+    schema: JSONDict,
+    *,
+    model: str = "",
+    base_url: str | None = None,
+    name: str | None = None,
+    mode: Literal["auto", "json", "tool"] = "auto",
+    strict: bool | None = None,
+) -> CompiledSchema:
+    """A JSON Schema as this codec sends it (see ``_claude_schema``); ``base_url`` and ``strict``
+    are the OpenAI codec's concern.
+
+    Raises:
+        UsageError: what the target cannot express, naming the keyword and its path.
+    """
+    del base_url, strict
+    return _compile_schema(schema, name=name, model=model, mode=mode)

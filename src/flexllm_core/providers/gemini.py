@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 import attrs
 
@@ -52,10 +53,12 @@ from .._events import StreamEnd, StreamEvent, TextDelta, ThinkingDelta, UsageRep
 from .._json import JSONDict, JSONValue, loads
 from .._quota import retry_after_from_headers, retry_info_delay
 from .._sse import SSEDecoder
+from .._structured import CompiledSchema
 from .._types import ChatResult, ToolCall, Usage
 from ._gemini_build import api_base, auth_headers, build_request
 from ._gemini_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
 from ._gemini_partial import CallStream
+from ._gemini_schema import compile_schema as _compile_schema
 from ._gemini_serve import parse_request, render_error, render_response, render_stream
 from ._gemini_wire import (
     INVALID_CALL_REASONS,
@@ -75,6 +78,7 @@ __all__ = (
     "api_base",
     "auth_headers",
     "build_request",
+    "compile_schema",
     "parse_error",
     "parse_request",
     "parse_response",
@@ -456,3 +460,22 @@ class GeminiStreamDecoder:
             cand.update(self._candidate)
             data["candidates"] = [cand]
         return data
+
+
+def compile_schema(
+    schema: JSONDict,
+    *,
+    model: str = "",
+    base_url: str | None = None,
+    name: str | None = None,
+    mode: Literal["auto", "json", "tool"] = "auto",
+    strict: bool | None = None,
+) -> CompiledSchema:
+    """A JSON Schema as this codec sends it (see ``_gemini_schema``); ``base_url`` and ``strict``
+    are the OpenAI codec's concern.
+
+    Raises:
+        UsageError: what the target cannot express, naming the keyword and its path.
+    """
+    del base_url, strict
+    return _compile_schema(schema, name=name, model=model, mode=mode)

@@ -41,14 +41,17 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable
+from typing import Literal
 from urllib.parse import urlsplit
 
 from .._errors import ProviderError, ResponseFormatError, UsageError
 from .._json import JSONDict, JSONValue
+from .._structured import CompiledSchema
 from .._thinking import split_think_tags
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig, ThinkingOption, ToolCall
 from ._openai_error import error_from_body, is_error_body
 from ._openai_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
+from ._openai_schema import compile_schema as _compile_schema
 from ._openai_serve import parse_request, render_error, render_response, render_stream
 from ._openai_stream import OpenAIStreamDecoder
 from ._openai_wire import (
@@ -70,6 +73,7 @@ __all__ = (
     "api_base",
     "auth_headers",
     "build_request",
+    "compile_schema",
     "parse_error",
     "parse_request",
     "parse_response",
@@ -263,6 +267,7 @@ def parse_response(body: JSONDict) -> ChatResult:
     calls = _tool_calls(message)
     model = body.get("model")
     raw_finish = choice.get("finish_reason")
+    refusal = message.get("refusal")
     return ChatResult(
         text=text,
         thinking=join_thinking(reasoning_of(message), part_thought, tag_thought),
@@ -272,6 +277,7 @@ def parse_response(body: JSONDict) -> ChatResult:
         model=model if isinstance(model, str) else None,
         data=body,
         raw_finish_reason=raw_finish if isinstance(raw_finish, str) and raw_finish else None,
+        refusal=refusal if isinstance(refusal, str) else None,
     )
 
 
@@ -297,3 +303,23 @@ def recognizes(data: JSONValue) -> bool:
         return False
     obj = data.get("object")
     return obj is None or (isinstance(obj, str) and obj.startswith("chat.completion"))
+
+
+def compile_schema(
+    schema: JSONDict,
+    *,
+    model: str = "",
+    base_url: str | None = None,
+    name: str | None = None,
+    mode: Literal["auto", "json", "tool"] = "auto",
+    strict: bool | None = None,
+) -> CompiledSchema:
+    """A JSON Schema as this codec sends it (see ``_openai_schema``): OpenAI's strict form
+    for OpenAI's own hosts (or ``strict=True``), as given for other servers.
+
+    Raises:
+        UsageError: what the target cannot express, naming the keyword and its path.
+    """
+    if strict is None:
+        strict = bool(base_url) and is_strict_host(base_url or "")
+    return _compile_schema(schema, name=name, model=model, strict=strict, mode=mode)

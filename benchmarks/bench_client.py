@@ -1,347 +1,219 @@
-"""End-to-end client cost: LLMClient against raw aiohttp, raw httpx, the openai SDK and the
-original flexllm 0.17.10, all against flexllm's mock server in another process.
+"""Client cost per request of every flexllm path, as ratios to raw aiohttp in the same run.
 
-Scenarios (issue 3):
-  S1  3000 requests, 50 in flight, no server delay: client CPU (time.process_time) per 1000
-      requests (shown as ms per request).
+Each row runs in a process of its own (``client_jobs.py``, pinned to CPU 1) against a lean
+mock in another process (``fast_mock.py``: uvloop + httptools, pinned to CPU 0) that answers
+with the bytes api.openai.com sends: about 800 bytes of headers with Content-Length and
+``Connection: keep-alive``, a 1 KB pretty-printed body with ``usage``; streams chunked.
+Rounds are interleaved (round 1 runs every row, then round 2, ...) and every ratio is taken
+against raw aiohttp *of the same round*; the table shows medians and the spread of the
+per-round ratios (the noise).
+
+Scenarios:
+  S1  3000 requests, 50 in flight, no delay: client CPU per request (all threads).
   S2  3000 requests, 1000 in flight, 0.5 s server delay: wall time (ideal 1.5 s).
   S3  1000 streams of 50 chunks, 50 in flight: client CPU per stream.
-  S3p (extra, ``--scenarios S3p``) S3 with the chunks 1 ms apart, so each arrives in its
-      own read, as from a real model: client CPU per stream.
+  S3p (``--scenarios S3p``) S3 with the chunks 1 ms apart.
 
-Every client does the whole job a user sees: build the request, send it, parse the JSON (or
-the SSE stream) and take the answer text. Each is driven the same way: C long-lived worker
-tasks pulling from one counter. The server is ``flexllm.mock`` (``run_mock``) pinned to CPU 0,
-the clients to CPU 1 when there are two. The original flexllm runs in its own venv
-(``--orig-python``, default /work/venv-orig/bin/python; create it with
-``python3 -m venv /work/venv-orig && /work/venv-orig/bin/pip install flexllm==0.17.10``).
+Paths (flexllm rows run on asyncio and trio, each without and with ``async with``):
+  batch   ``await client.chat_completions_batch(msgs)`` over a list, defaults (no checkpoint)
+  main    the README's main job: checkpoint file, ``ResponseCacheConfig.ipc`` cache (a miss for
+          every item: prompts are distinct), progress bar on
+  iter    ``async for item in client.iter_chat_completions_batch(msgs)``
+  call    one ``chat_completions`` per request, C workers pulling the next item
+  stream  one ``chat_completions_stream`` per request (S3)
+plus flexllm 0.17.10 (``--orig-python``, default /work/venv-orig/bin/python) and the openai SDK.
 
-    /work/venv/bin/python benchmarks/bench_client.py [--rounds 3] [--quick] [--only NAMES]
+    python benchmarks/bench_client.py [--rounds 3] [--scenarios S1,S2,S3] [--only SUBSTRINGS]
+        [--total N] [--quick] [--server fast|flexllm] [--server-loop uvloop|asyncio]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-import anyio
-
-MESSAGES = [{"role": "user", "content": "Say hello in one short sentence."}]
-MODEL = "mock-model"
-KEY = "sk-bench"
+HERE = Path(__file__).resolve().parent
 ORIG_PYTHON = "/work/venv-orig/bin/python"
+SCENARIOS = {  # server delay, requests, in flight, chunk delay
+    "S1": (0.0, 3000, 50, 0.0),
+    "S2": (0.5, 3000, 1000, 0.0),
+    "S3": (0.0, 1000, 50, 0.0),
+    "S3p": (0.0, 1000, 50, 0.001),
+}
+BASE = "raw aiohttp"
+FLEX_S1 = ("batch", "main", "iter", "call")
 
-Run = Callable[[str, int, int, bool], Awaitable[None]]
+
+def rows_for(scenario: str, quick: bool) -> list[tuple[str, str]]:
+    """(job row, loop) pairs of a scenario; raw aiohttp first."""
+    rows = [(BASE, "asyncio")]
+    if scenario == "S1":
+        kinds: tuple[str, ...] = FLEX_S1
+    elif scenario == "S2":
+        kinds = ("batch", "call")
+    else:
+        kinds = ("stream",)
+    for kind in kinds:
+        for loop in ("asyncio", "trio"):
+            for w in ("", " with"):
+                if scenario == "S2" and kind == "call" and not w:
+                    continue
+                rows.append((kind + w, loop))
+    orig = {"S1": ("0.17.10 batch", "0.17.10 call"), "S2": ("0.17.10 batch",)}.get(scenario, ("0.17.10 stream",))
+    rows.extend((o, "asyncio") for o in orig)
+    if not (quick and scenario == "S2"):
+        rows.append(("openai SDK", "asyncio"))
+    return rows
 
 
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
-        os.sched_setaffinity(0, {cpu})
+LABELS = {
+    "batch": "`chat_completions_batch(msgs)`, list, no checkpoint",
+    "main": "main job: checkpoint + cache + progress bar",
+    "iter": "`iter_chat_completions_batch(msgs)`",
+    "call": "one `chat_completions` per request",
+    "stream": "one `chat_completions_stream` per request",
+}
+
+
+def label(row: str) -> str:
+    kind, _, w = row.partition(" ")
+    if kind in LABELS:
+        return LABELS[kind] + (", `async with`" if w == "with" else ", no `async with`")
+    return {"0.17.10 batch": "flexllm 0.17.10 `chat_completions_batch`",
+            "0.17.10 call": "flexllm 0.17.10, one `chat_completions` per request",
+            "0.17.10 stream": "flexllm 0.17.10, one stream per request"}.get(row, row)
 
 
 class Server:
-    """flexllm's mock server in its own process (asyncio + httptools), pinned to CPU 0."""
+    """The mock in its own process, pinned to CPU 0."""
 
-    def __init__(self, delay: float, chunks: int, chunk_delay: float = 0.0) -> None:
-        code = (
-            "import os\n"
-            "if hasattr(os, 'sched_setaffinity') and (os.cpu_count() or 1) >= 2:\n"
-            "    os.sched_setaffinity(0, {0})\n"
-            "from flexllm.mock import MockOptions, run_mock\n"
-            f"run_mock(MockOptions(port=0, delay={delay!r}, stream_chunks={chunks},"
-            f" chunk_delay={chunk_delay!r}, response_length=24),"
-            " echo=lambda s: print(s, flush=True))\n"
-        )
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    def __init__(self, kind: str, loop: str, delay: float, chunk_delay: float) -> None:
+        if kind == "fast":
+            cmd = [sys.executable, str(HERE / "fast_mock.py"), "--delay", str(delay),
+                   "--chunk-delay", str(chunk_delay), "--loop", loop]
+        else:
+            code = (
+                "import os\n"
+                "if hasattr(os, 'sched_setaffinity') and (os.cpu_count() or 1) >= 2:\n"
+                "    os.sched_setaffinity(0, {0})\n"
+                "from flexllm.mock import MockOptions, run_mock\n"
+                f"run_mock(MockOptions(port=0, delay={delay!r}, stream_chunks=50,"
+                f" chunk_delay={chunk_delay!r}, response_length=24),"
+                " echo=lambda s: print(s, flush=True))\n")
+            cmd = [sys.executable, "-c", code]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
-        first = self.proc.stdout.readline()
-        self.root = first.rsplit(" ", 1)[1].strip()
-        self.base_url = f"{self.root}/v1"
+        self.base_url = self.proc.stdout.readline().rsplit(" ", 1)[1].strip() + "/v1"
 
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
 
 
-async def drive(one: Callable[[], Awaitable[str]], total: int, concurrency: int) -> None:
-    """C workers pull from one counter until ``total`` answers are in."""
-    left = total
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            text = await one()
-            if not text:
-                raise RuntimeError("empty answer")
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(concurrency):
-            tg.start_soon(worker)
+def run_row(row: str, loop: str, scenario: str, base_url: str, total: int, conc: int,
+            orig_python: str) -> dict[str, float]:
+    python = orig_python if row.startswith("0.17.10") else sys.executable
+    env = dict(os.environ)
+    if python != sys.executable:
+        env.pop("PYTHONPATH", None)  # the original's own flexllm, not this tree's
+    out = subprocess.run([python, str(HERE / "client_jobs.py"), row, loop, scenario, base_url,
+                          str(total), str(conc)], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"{row} {loop} {scenario} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-# ---------------------------------------------------------------- clients
-
-
-def ours(backend: str = "default") -> Run:
-    async def run(base_url: str, total: int, concurrency: int, stream: bool) -> None:
-        from flexllm import LLMClient
-
-        transport = None
-        if backend == "httpx":
-            from flexllm_transports import HttpxTransport
-
-            transport = HttpxTransport(trust_env=False, max_connections=concurrency)
-        async with LLMClient(base_url=base_url, model=MODEL, api_key=KEY, transport=transport,
-                             concurrency_limit=concurrency, timeout=60) as client:
-            if stream:
-                async def one() -> str:
-                    return "".join([t async for t in client.chat_completions_stream(MESSAGES)])
-            else:
-                async def one() -> str:
-                    return await client.chat_completions(MESSAGES)  # type: ignore[return-value]
-
-            await drive(one, total, concurrency)
-        if transport is not None:
-            await transport.aclose()
-
-    return run
-
-
-async def raw_aiohttp(base_url: str, total: int, concurrency: int, stream: bool) -> None:
+def environment() -> str:
     import aiohttp
+    import aiohttp.helpers
 
-    url = f"{base_url}/chat/completions"
-    headers = {"Authorization": f"Bearer {KEY}"}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        if stream:
-            body = {"model": MODEL, "messages": MESSAGES, "stream": True}
-
-            async def one() -> str:
-                parts = []
-                async with session.post(url, json=body, headers=headers) as r:
-                    async for line in r.content:
-                        if line.startswith(b"data: ") and not line.startswith(b"data: [DONE]"):
-                            chunk = json.loads(line[6:])
-                            for choice in chunk.get("choices") or ():
-                                parts.append(choice["delta"].get("content") or "")
-                return "".join(parts)
-        else:
-            body = {"model": MODEL, "messages": MESSAGES}
-
-            async def one() -> str:
-                async with session.post(url, json=body, headers=headers) as r:
-                    data = json.loads(await r.read())
-                return str(data["choices"][0]["message"]["content"])
-
-        await drive(one, total, concurrency)
-
-
-async def raw_httpx(base_url: str, total: int, concurrency: int, stream: bool) -> None:
-    import httpx
-
-    url = f"{base_url}/chat/completions"
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=120, trust_env=False,
-                                 headers={"Authorization": f"Bearer {KEY}"}) as client:
-        if stream:
-            body = {"model": MODEL, "messages": MESSAGES, "stream": True}
-
-            async def one() -> str:
-                parts = []
-                async with client.stream("POST", url, json=body) as r:
-                    async for line in r.aiter_lines():
-                        if line.startswith("data: ") and line != "data: [DONE]":
-                            for choice in json.loads(line[6:]).get("choices") or ():
-                                parts.append(choice["delta"].get("content") or "")
-                return "".join(parts)
-        else:
-            body = {"model": MODEL, "messages": MESSAGES}
-
-            async def one() -> str:
-                r = await client.post(url, json=body)
-                return str(r.json()["choices"][0]["message"]["content"])
-
-        await drive(one, total, concurrency)
-
-
-async def openai_sdk(base_url: str, total: int, concurrency: int, stream: bool) -> None:
-    import openai
-
-    client = openai.AsyncOpenAI(base_url=base_url, api_key=KEY, max_retries=0)
+    parser = __import__("aiohttp.http_parser", fromlist=["HttpResponseParser"]).HttpResponseParser
     try:
-        if stream:
-            async def one() -> str:
-                parts = []
-                events = await client.chat.completions.create(model=MODEL, messages=MESSAGES,  # type: ignore[arg-type]
-                                                              stream=True)
-                async for chunk in events:
-                    for choice in chunk.choices:
-                        parts.append(choice.delta.content or "")
-                return "".join(parts)
-        else:
-            async def one() -> str:
-                r = await client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
-                return r.choices[0].message.content or ""
+        import uvloop
 
-        await drive(one, total, concurrency)
-    finally:
-        await client.close()
-
-
-ORIG_DRIVER = r"""
-import asyncio, json, sys, time, logging, warnings
-warnings.simplefilter("ignore")
-logging.disable(logging.CRITICAL)
-from flexllm import LLMClient
-base_url, total, conc, stream = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-messages = json.loads(sys.argv[5])
-
-async def main():
-    client = LLMClient(base_url=base_url, model="mock-model", api_key="sk-bench",
-                       concurrency_limit=conc, max_qps=10**9, timeout=60)
-    left = total
-    async def worker():
-        nonlocal left
-        while left > 0:
-            left -= 1
-            if stream:
-                parts = []
-                async for piece in client.chat_completions_stream(messages):
-                    parts.append(piece if isinstance(piece, str) else "")
-                text = "".join(parts)
-            else:
-                text = await client.chat_completions(messages)
-            if not text:
-                raise RuntimeError("empty answer: %r" % (text,))
-    await asyncio.gather(*(worker() for _ in range(conc)))
-    close = getattr(client, "aclose", None)
-    if close is not None:
-        await close()
-
-asyncio.run(main())  # warm-up is the caller's job
-cpu = time.process_time()
-print(json.dumps({"cpu": cpu}))
-"""
-
-
-def original(python: str) -> Callable[[str, int, int, bool], tuple[float, float]]:
-    """The original flexllm in its own venv: (CPU seconds of the run, wall seconds)."""
-
-    def run(base_url: str, total: int, concurrency: int, stream: bool) -> tuple[float, float]:
-        cmd = [python, "-c", "import os; os.sched_setaffinity(0, {1}) if (os.cpu_count() or 1) >= 2 else None\n"
-               + ORIG_DRIVER, base_url, str(total), str(concurrency), "1" if stream else "0",
-               json.dumps(MESSAGES)]
-        # Subtract the interpreter's start-up and import cost, measured with total=0.
-        base = json.loads(subprocess.run([*cmd[:3], base_url, "0", "1", cmd[6], cmd[7]],
-                                         capture_output=True, text=True, check=True).stdout)["cpu"]
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - t0
-        return json.loads(out.stdout)["cpu"] - base, wall
-
-    return run
-
-
-CLIENTS: list[tuple[str, str, Run | None]] = [
-    ("raw aiohttp", "asyncio", raw_aiohttp),
-    ("LLMClient (AnyioTransport)", "asyncio", ours()),
-    ("LLMClient (AnyioTransport)", "trio", ours()),
-    ("LLMClient (HttpxTransport)", "asyncio", ours("httpx")),
-    ("LLMClient (HttpxTransport)", "trio", ours("httpx")),
-    ("raw httpx", "asyncio", raw_httpx),
-    ("openai SDK", "asyncio", openai_sdk),
-    ("flexllm 0.17.10", "asyncio", None),
-]
-
-
-def measure(fn: Run, backend: str, base_url: str, total: int, concurrency: int,
-            stream: bool) -> tuple[float, float]:
-    """(client CPU ms per request, wall seconds)."""
-    gc.collect()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    anyio.run(fn, base_url, total, concurrency, stream, backend=backend)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    return cpu / total * 1000, wall
+        uv = f"uvloop {getattr(uvloop, '__version__', '?')}"
+    except ImportError:
+        uv = "uvloop missing (stock asyncio server)"
+    return (f"Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__} "
+            f"(NO_EXTENSIONS={aiohttp.helpers.NO_EXTENSIONS}, parser {parser.__module__}), {uv}, "
+            f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="skip raw httpx and the SDK in S2 (slow)")
-    ap.add_argument("--only", default="", help="comma-separated substrings of client names")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scenarios", default="S1,S2,S3")
+    ap.add_argument("--only", default="", help="comma-separated substrings of row names (raw aiohttp always runs)")
+    ap.add_argument("--total", type=int, default=0, help="requests per row (default: the scenario's)")
+    ap.add_argument("--quick", action="store_true", help="no openai SDK in S2 (about 20 s per round)")
+    ap.add_argument("--server", choices=("fast", "flexllm"), default="fast")
+    ap.add_argument("--server-loop", choices=("uvloop", "asyncio"), default="uvloop")
     ap.add_argument("--orig-python", default=ORIG_PYTHON)
     args = ap.parse_args()
-    _pin(1)
-    wanted = [w.strip().lower() for w in args.only.split(",")]
-    clients = [c for c in CLIENTS if any(w in f"{c[0]} {c[1]}".lower() for w in wanted)]
+    wanted = [w.strip().lower() for w in args.only.split(",") if w.strip()]
     have_orig = os.path.exists(args.orig_python)
-    scenarios = {  # server delay, requests, in flight, stream, chunk delay
-        "S1": (0.0, 3000, 50, False, 0.0),
-        "S2": (0.5, 3000, 1000, False, 0.0),
-        "S3": (0.0, 1000, 50, True, 0.0),
-        "S3p": (0.0, 1000, 50, True, 0.001),
-    }
-    results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    print(environment(), file=sys.stderr)
+    results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}  # (value, ratio) per round
     for scenario in args.scenarios.split(","):
-        delay, total, conc, stream, chunk_delay = scenarios[scenario]
-        server = Server(delay, 50, chunk_delay)
+        delay, total, conc, chunk_delay = SCENARIOS[scenario]
+        total = args.total or total
+        rows = [r for r in rows_for(scenario, args.quick)
+                if (r[0] == BASE or not wanted or any(w in f"{r[0]} {r[1]}".lower() for w in wanted))
+                and (have_orig or not r[0].startswith("0.17.10"))]
+        server = Server(args.server, args.server_loop, delay, chunk_delay)
         try:
-            for _name, backend, fn in clients:  # warm-up: imports, first connections
-                if fn is not None and delay == 0:
-                    measure(fn, backend, server.base_url, 100, 10, stream)
-            for _ in range(args.rounds):
-                for name, backend, fn in clients:
-                    if scenario == "S2" and args.quick and name in ("raw httpx", "openai SDK"):
-                        continue
-                    if fn is None:
-                        if not have_orig:
-                            continue
-                        cpu, wall = original(args.orig_python)(server.base_url, total, conc, stream)
-                        ms = cpu / total * 1000
-                    else:
-                        ms, wall = measure(fn, backend, server.base_url, total, conc, stream)
-                    results.setdefault((scenario, name, backend), []).append((ms, wall))
-                    print(f"{scenario} {name:30s} {backend:8s} {ms:7.3f} ms/item {wall:6.2f} s",
+            for rnd in range(args.rounds):
+                base = None
+                for row, loop in rows:
+                    r = run_row(row, loop, scenario, server.base_url, total, conc, args.orig_python)
+                    value = r["wall"] if scenario == "S2" else r["cpu"] / r["n"] * 1000
+                    base = value if row == BASE else base
+                    assert base is not None
+                    results.setdefault((scenario, row, loop), []).append((value, value / base))
+                    print(f"round {rnd + 1} {scenario} {row:16s} {loop:8s} "
+                          f"{value:7.3f} {'s' if scenario == 'S2' else 'ms'} {value / base:5.2f}x",
                           file=sys.stderr, flush=True)
         finally:
             server.close()
+    print_tables(results, args)
 
-    def med(key: tuple[str, str, str], i: int) -> float | None:
-        runs = results.get(key)
-        return statistics.median(r[i] for r in runs) if runs else None
 
-    def cell(value: float | None, base: float | None, fmt: str) -> str:
-        if value is None:
+def print_tables(results: dict[tuple[str, str, str], list[tuple[float, float]]],
+                 args: argparse.Namespace) -> None:
+    def cell(runs: list[tuple[float, float]] | None, unit: str) -> str:
+        if not runs:
             return "-"
-        ratio = f" ({value / base:.2f}x)" if base else ""
-        return f"{value:{fmt}}{ratio}"
+        v = statistics.median(r[0] for r in runs)
+        if all(r[1] == 1.0 for r in runs):  # the baseline: its own spread is the load's noise
+            values = sorted(r[0] for r in runs)
+            return f"{v:.3f} {unit} **1.00x** [{values[0]:.3f}-{values[-1]:.3f} {unit}]"
+        ratios = sorted(r[1] for r in runs)
+        spread = f" [{ratios[0]:.2f}-{ratios[-1]:.2f}]" if len(ratios) > 1 else ""
+        return f"{v:.3f} {unit} **{statistics.median(ratios):.2f}x**{spread}"
 
-    b1 = med(("S1", "raw aiohttp", "asyncio"), 0)
-    b2 = med(("S2", "raw aiohttp", "asyncio"), 1)
-    b3 = med(("S3", "raw aiohttp", "asyncio"), 0)
-    b3p = med(("S3p", "raw aiohttp", "asyncio"), 0)
-    paced = b3p is not None
-    print(f"\nmedian of {args.rounds} round(s), Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs; server: flexllm.mock (asyncio, httptools) in its own process\n")
-    print("| client | loop | S1 CPU ms/req (x aiohttp) | S2 wall s (x aiohttp) | S3 CPU ms/stream (x aiohttp) |"
-          + (" S3p CPU ms/stream (x aiohttp) |" if paced else ""))
-    print("|---|---|---:|---:|---:|" + ("---:|" if paced else ""))
-    for name, backend, _ in clients:
-        extra = f" {cell(med(('S3p', name, backend), 0), b3p, '.3f')} |" if paced else ""
-        print(f"| {name} | {backend} | {cell(med(('S1', name, backend), 0), b1, '.3f')} | "
-              f"{cell(med(('S2', name, backend), 1), b2, '.2f')} | "
-              f"{cell(med(('S3', name, backend), 0), b3, '.3f')} |" + extra)
+    print(f"\n{environment()}\nserver: {args.server} ({args.server_loop}) in its own process on CPU 0, "
+          f"each row in its own process on CPU 1; median of {args.rounds} interleaved round(s); "
+          "ratio = row / raw aiohttp of the same round, [min-max] of the per-round ratios\n")
+    for scenario in args.scenarios.split(","):
+        unit = {"S1": "ms/req CPU", "S2": "s wall", "S3": "ms/stream CPU", "S3p": "ms/stream CPU"}[scenario]
+        print(f"### {scenario} ({unit})\n\n| path | asyncio | trio |\n|---|---:|---:|")
+        seen: list[str] = []
+        for (sc, row, _loop) in results:
+            if sc == scenario and row not in seen:
+                seen.append(row)
+        for row in seen:
+            print(f"| {label(row)} | {cell(results.get((scenario, row, 'asyncio')), unit.split()[0])} | "
+                  f"{cell(results.get((scenario, row, 'trio')), unit.split()[0])} |")
+        print()
 
 
 if __name__ == "__main__":
+    t0 = time.perf_counter()
     main()
+    print(f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)

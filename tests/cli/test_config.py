@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from flexllm import LLMClient
-from flexllm._config.file import load_config, parse_config, set_default_model, write_new_config
+from flexllm._config.edit import set_default_model, write_new_config
+from flexllm._config.file import load_config, parse_config
 from flexllm._config.resolve import resolve_model
 from flexllm._errors import ConfigError
 from flexllm.mock import MockServer

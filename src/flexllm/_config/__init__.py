@@ -5,6 +5,11 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
+from .edit import (
+    CONFIG_TEMPLATE as CONFIG_TEMPLATE,
+    set_default_model as set_default_model,
+    write_new_config as write_new_config,
+)
 from .file import (
     BatchDefaults as BatchDefaults,
     FlexConfig as FlexConfig,
@@ -12,8 +17,6 @@ from .file import (
     default_config_path as default_config_path,
     find_config as find_config,
     load_config as load_config,
-    set_default_model as set_default_model,
-    write_new_config as write_new_config,
 )
 from .pool import (
     ENDPOINT_FIELDS as ENDPOINT_FIELDS,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .edit import (
     CONFIG_TEMPLATE as CONFIG_TEMPLATE,
+    atomic_write as atomic_write,
     set_default_model as set_default_model,
     write_new_config as write_new_config,
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 from .._errors import ConfigError
 from .file import load_config
 
-__all__ = ("CONFIG_TEMPLATE", "set_default_model", "write_new_config")
+__all__ = ("CONFIG_TEMPLATE", "atomic_write", "set_default_model", "write_new_config")
 
 
 # -- writing --------------------------------------------------------------------------
@@ -70,7 +70,9 @@ batch:
 """
 
 
-def _atomic_write(path: Path, text: str, mode: int) -> None:
+def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``text`` so a reader sees the old file or the new one, never half
+    (temporary file in the same folder, fsync, rename); the folder is made private if new."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -94,7 +96,7 @@ def write_new_config(path: Path, *, force: bool = False, text: str = CONFIG_TEMP
     """
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists; pass --force to overwrite it")
-    _atomic_write(path, text, 0o600)
+    atomic_write(path, text, 0o600)
 
 
 _DEFAULT_LINE = re.compile(r"^default[ \t]*:(?P<value>[^\n]*)$", re.MULTILINE)
@@ -155,5 +157,5 @@ def set_default_model(path: Path, name: str) -> str:
     if not isinstance(check, Mapping) or str(check.get("default")) != name:
         raise ConfigError(f"{path}: default: could not be rewritten safely; edit the file by hand")
     mode = path.stat().st_mode & 0o777
-    _atomic_write(path, new_text, mode)
+    atomic_write(path, new_text, mode)
     return new_text

@@ -9,17 +9,14 @@ Reading is blocking: the engine calls this through ``anyio.to_thread``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 
 from flexllm_core import JSONValue, PricingTable, UsageError, default_pricing, load_pricing
 
-from .._config import config_dir
+from .._config import atomic_write, config_dir
 
 __all__ = ("current_pricing", "pricing_problem", "save_user_pricing", "user_pricing_path")
 
@@ -76,17 +73,5 @@ def save_user_pricing(doc: dict[str, JSONValue]) -> Path:
     """
     load_pricing(doc, include_bundled=False)  # validate before replacing a working file
     path = user_pricing_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".pricing.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, ensure_ascii=False, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
     return path

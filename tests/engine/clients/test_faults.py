@@ -173,7 +173,7 @@ async def test_an_empty_stream_is_sent_again() -> None:
 @pytest.mark.parametrize("provider", sorted(EMPTY_STREAM))
 async def test_an_empty_stream_is_an_empty_answer_not_a_success(provider: str) -> None:
     # Claude's message_start has already shown its usage event: not sent again, but an error.
-    async with serving(provider, [EMPTY_STREAM[provider]], retry_times=0) as (server, client):
+    async with serving(provider, [EMPTY_STREAM[provider]], retry_times=0) as (_server, client):
         with pytest.raises(ResponseFormatError, match="empty answer") as info:
             async for _ in client.chat_completions_stream(MESSAGES):
                 pass

@@ -153,7 +153,8 @@ class ClaudeStreamDecoder:
             ProviderError: the body was a JSON error instead of a stream.
             IncompleteStreamError: the body ended before ``message_stop``; ``partial``
                 holds the answer so far.
-            ResponseFormatError: the body held no events and is not a JSON answer.
+            ResponseFormatError: the body held no events and is not a JSON answer; or
+                (retryable) it held no content block and no stop reason.
         """
         self.flush()
         if self._result is None:
@@ -162,6 +163,13 @@ class ClaudeStreamDecoder:
                 self._error = IncompleteStreamError(
                     "the stream ended before message_stop: the answer is cut short",
                     provider=PROVIDER, partial=result)
+                raise self._error
+            if not self._blocks and not self._message.get("stop_reason"):
+                # message_stop after no content block and no stop_reason: the stream form of
+                # the empty message require_answer refuses.
+                self._error = ResponseFormatError(
+                    f"{PROVIDER}: a stream with no content blocks and no stop_reason (an empty "
+                    "answer, as gateways send under load)", retryable=True)
                 raise self._error
             self._result = result
         return self._result

@@ -129,6 +129,7 @@ class OpenAIStreamDecoder:
         Raises:
             IncompleteStreamError: the body ended with neither; ``partial`` holds the
                 answer so far (None when not a single chunk came).
+            ResponseFormatError: retryable; [DONE] came after no content and no finish_reason.
         """
         if self._result is None:
             self.flush()
@@ -142,6 +143,13 @@ class OpenAIStreamDecoder:
                     f"the stream ended after {len(self._chunks)} chunk(s) with neither a "
                     "finish_reason nor [DONE]: the answer is cut short",
                     provider="openai", partial=result)
+                raise self._failed
+            if self._finish is None and _gives_nothing(result):
+                # The stream form of ``"choices": []``: [DONE] after no content and no
+                # finish_reason is a gateway's placeholder, not an empty answer of the model's.
+                self._failed = ResponseFormatError(
+                    "a stream that ended with [DONE] after no content and no finish_reason "
+                    "(an empty answer, as gateways send under load)", retryable=True)
                 raise self._failed
             self._result = result
         return self._result
@@ -321,3 +329,9 @@ class OpenAIStreamDecoder:
             raw_finish_reason=self._finish,
             refusal=refusal,
         )
+
+
+def _gives_nothing(result: ChatResult) -> bool:
+    """No text, reasoning, tool call or refusal: nothing a caller could use."""
+    return not (result.text or result.thinking or result.tool_calls or result.invalid_tool_calls
+                or result.refusal is not None)

@@ -152,6 +152,34 @@ async def test_a_stream_cut_before_its_first_token_is_sent_again(provider: str) 
         assert server.stats.requests == 2
 
 
+#: A stream with nothing to give, ended by the provider's own end marker (found by the chaos
+#: run: it was yielded as a complete, empty answer). Gemini's has no end marker: cut short.
+EMPTY_STREAM = {
+    "openai": b'data: {"id": "x", "object": "chat.completion.chunk", "choices": []}\n\n'
+              b"data: [DONE]\n\n",
+    "claude": b'event: message_start\ndata: {"type": "message_start", "message": {"id": "m", '
+              b'"type": "message", "role": "assistant", "content": [], "stop_reason": null, '
+              b'"usage": {"input_tokens": 1, "output_tokens": 0}}}\n\n'
+              b'event: message_stop\ndata: {"type": "message_stop"}\n\n',
+}
+
+
+async def test_an_empty_stream_is_sent_again() -> None:
+    async with serving("openai", [EMPTY_STREAM["openai"]], retry_times=2) as (server, client):
+        text = "".join([piece async for piece in client.chat_completions_stream(MESSAGES)])
+        assert text.startswith("Mock answer") and server.stats.requests == 2
+
+
+@pytest.mark.parametrize("provider", sorted(EMPTY_STREAM))
+async def test_an_empty_stream_is_an_empty_answer_not_a_success(provider: str) -> None:
+    # Claude's message_start has already shown its usage event: not sent again, but an error.
+    async with serving(provider, [EMPTY_STREAM[provider]], retry_times=0) as (_server, client):
+        with pytest.raises(ResponseFormatError, match="empty answer") as info:
+            async for _ in client.chat_completions_stream(MESSAGES):
+                pass
+        assert info.value.retryable
+
+
 async def test_finish_reason_without_done_is_a_complete_stream() -> None:
     frames = [f for f in stream_frames("openai") if f.strip() != b"data: [DONE]"]
     async with serving("openai", [b"".join(frames)], retry_times=0) as (server, client):

@@ -33,6 +33,9 @@ from flexllm_core import (
     ProviderConfig,
     RetryPolicy,
     StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
     TransportError,
     decide_retry,
     get_codec,
@@ -48,6 +51,14 @@ from .outage import Outage, OutageWatch
 from .stats import EndpointStatistics, RetryNotice, TokenSource, redact_error
 
 __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
+
+#: Events that show part of an answer to the reader; after one, a failure is not retried.
+_ANSWER_EVENTS = (TextDelta, ThinkingDelta, ToolCallDelta)
+
+
+def _shows_answer(events: list[StreamEvent]) -> bool:
+    return any(isinstance(e, _ANSWER_EVENTS) for e in events)
+
 
 #: Weight of the newest latency sample in the moving average.
 _EWMA_ALPHA = 0.2
@@ -370,16 +381,28 @@ class Endpoint:
                                         body = await resp.aread()
                                         raise self._codec.parse_error(resp.status, resp.headers, body, now=_now())
                                     decoder = self._codec.stream_decoder()
+                                    # Until a piece of the answer shows, events without one
+                                    # (Claude's message_start usage) are held back, so a cut
+                                    # there is still a stream cut before its first token.
+                                    held: list[StreamEvent] = []
                                     async for chunk in resp.aiter_bytes():
                                         events = decoder.feed(chunk)
+                                        if events and not yielded:
+                                            held += events
+                                            events = []
+                                            if _shows_answer(held):
+                                                events, held = held, []
                                         if events:
                                             yielded = True
                                             yield events
-                                    events = decoder.flush()
-                                    if events:
+                                    events = held + decoder.flush()
+                                    if events and (yielded or _shows_answer(events)):
                                         yielded = True
                                         yield events
+                                        events = []
                                     result = decoder.close()
+                                    if events:
+                                        yield events  # a whole answer that showed no piece
                             except FlexLLMError as exc:
                                 if outcome is _NO_OUTCOME:
                                     outcome = exc

@@ -171,8 +171,25 @@ async def test_an_empty_stream_is_sent_again() -> None:
 
 
 @pytest.mark.parametrize("provider", sorted(EMPTY_STREAM))
+async def test_an_empty_stream_is_sent_again_on_every_provider(provider: str) -> None:
+    # Claude's message_start carries a usage event but no piece of the answer: still a stream
+    # that showed nothing, so it is sent again (it was raised before).
+    async with serving(provider, [EMPTY_STREAM[provider]], retry_times=2) as (server, client):
+        text = "".join([piece async for piece in client.chat_completions_stream(MESSAGES)])
+        assert text.startswith("Mock answer") and server.stats.requests == 2
+
+
+async def test_a_claude_stream_cut_right_after_message_start_is_sent_again() -> None:
+    cut = EMPTY_STREAM["claude"].split(b"event: message_stop")[0]
+    async with serving("claude", [cut], retry_times=2) as (server, client):
+        events = [e async for e in client.chat_completions_stream(MESSAGES, return_events=True)]
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)).startswith("Mock answer")
+        assert [e for e in events if isinstance(e, StreamEnd)] == [StreamEnd(finish_reason="stop")]
+        assert server.stats.requests == 2
+
+
+@pytest.mark.parametrize("provider", sorted(EMPTY_STREAM))
 async def test_an_empty_stream_is_an_empty_answer_not_a_success(provider: str) -> None:
-    # Claude's message_start has already shown its usage event: not sent again, but an error.
     async with serving(provider, [EMPTY_STREAM[provider]], retry_times=0) as (_server, client):
         with pytest.raises(ResponseFormatError, match="empty answer") as info:
             async for _ in client.chat_completions_stream(MESSAGES):

@@ -41,6 +41,7 @@ from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from .._config import ClientSettings
 from .._cost import CostReport
 from .._engine import Endpoint, EventMode, SyncDriver, TokenSource, vertex_token_source
+from .._structured import Schema, StructuredOutputError, StructuredResult, ask, judged, plain
 from . import legacy as _legacy
 
 __all__ = ("_ClientBase", "vertex_auth")
@@ -104,6 +105,11 @@ class _ClientBase:
         """Retries so far, all endpoints together (shown in the batch progress bar)."""
         raise NotImplementedError
 
+    def _schema_targets(self) -> list[tuple[str, str | None]]:
+        """``(provider, base_url)`` of every endpoint a request may go to (schemas are
+        compiled for them)."""
+        raise NotImplementedError
+
     def build_request(self, messages: Iterable[Mapping[str, JSONValue]], **params: Any
                       ) -> ChatRequest:
         """Validate a call and build the core's request (no I/O)."""
@@ -160,6 +166,38 @@ class _ClientBase:
         if return_usage or return_raw or req.tools is not None:
             return result
         return result.text
+
+    async def _answer_structured(self, req: ChatRequest, schema: Schema, *, max_reasks: int,
+                                 use_cache: bool, timeout: float | None) -> StructuredResult:
+        """``chat_completions``' answer to a schema: compiled once, judged locally, re-asked
+        at most ``max_reasks`` times; only an ok answer is cached (under a key that covers
+        the wire schema and the local one).
+
+        Raises:
+            StructuredOutputError: no attempt came out as the schema.
+        """
+        self._check_open()
+        compiled = schema.compile(self._schema_targets(), req.model)
+        req = compiled.apply(req)
+
+        async def send(attempt: ChatRequest) -> ChatResult:
+            return await self._send(attempt, timeout=timeout)
+
+        cache = self._cache if use_cache else None
+        if cache is None:
+            result = await ask(send, req, schema, compiled, max_reasks=max_reasks)
+        else:
+            async with cache.filling(schema.key(self.cache_key(req))) as fill:
+                hit = None if fill.hit is None else judged(fill.hit, schema, compiled, attempts=0)
+                if hit is not None and hit.ok:
+                    _legacy.note_cache_hit()
+                    return hit
+                result = await ask(send, req, schema, compiled, max_reasks=max_reasks)
+                if result.ok:
+                    fill.keep(plain(result))
+        if not result.ok:
+            raise StructuredOutputError(result)
+        return result
 
     async def chat_completions(self, messages: Iterable[Mapping[str, JSONValue]], **kwargs: Any
                                ) -> str | ChatResult:

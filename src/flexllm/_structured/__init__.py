@@ -1,0 +1,15 @@
+"""Structured outputs in the engine: ``response_format=`` a type or a JSON Schema, judged
+locally, re-asked within bounds, per item in batches (the pure part is
+``flexllm_core._structured``)."""
+
+from __future__ import annotations
+
+from .answer import (
+    StructuredOutputError as StructuredOutputError,
+    StructuredResult as StructuredResult,
+    ask as ask,
+    check_max_reasks as check_max_reasks,
+    judged as judged,
+    plain as plain,
+)
+from .schema import Schema as Schema, as_schema as as_schema

@@ -47,7 +47,7 @@ from .._cache import ResponseCacheConfig
 from .._config import PoolEndpoint, check_defaults, parse_endpoints
 from .._cost import CostReport
 from .._engine import Endpoint, EventMode, PoolRouter, PoolStatistics
-from .._structured import as_schema, check_max_reasks
+from .._structured import take_schema
 from .base import _ClientBase, vertex_auth
 
 __all__ = ("LLMClientPool",)
@@ -222,7 +222,8 @@ class LLMClientPool(_ClientBase):
         """Send one request to the endpoint the strategy picks, failing over as configured.
 
         Returns what :meth:`LLMClient.chat_completions` returns (text, or a ChatResult with
-        ``return_usage`` / ``return_raw`` / ``tools``).
+        ``return_usage`` / ``return_raw`` / ``tools``, or a StructuredResult for a schema as
+        ``response_format``; ``max_reasks=`` as there).
 
         Raises:
             UsageError: bad input, before anything is sent.
@@ -230,10 +231,7 @@ class LLMClientPool(_ClientBase):
             ProviderError: a refusal caused by the request itself (not failed over).
         """
         self._check_open()
-        schema = as_schema(params.get("response_format"))
-        max_reasks = check_max_reasks(params.pop("max_reasks", 1))
-        if schema is not None:
-            del params["response_format"]
+        schema, max_reasks = take_schema(params)
         req = self.build_request(messages, model=model, **params)
         if schema is not None:
             return await self._answer_structured(req, schema, max_reasks=max_reasks,

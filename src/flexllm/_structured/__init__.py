@@ -11,5 +11,6 @@ from .answer import (
     check_max_reasks as check_max_reasks,
     judged as judged,
     plain as plain,
+    take_schema as take_schema,
 )
 from .schema import Schema as Schema, as_schema as as_schema

@@ -30,9 +30,10 @@ from flexllm_core import (
     reask_messages,
 )
 
-from .schema import Schema
+from .schema import Schema, as_schema
 
-__all__ = ("StructuredOutputError", "StructuredResult", "ask", "check_max_reasks", "sum_usage")
+__all__ = ("StructuredOutputError", "StructuredResult", "ask", "check_max_reasks", "sum_usage",
+           "take_schema")
 
 
 @attrs.frozen(kw_only=True, hash=False)
@@ -93,6 +94,18 @@ def check_max_reasks(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise UsageError(f"max_reasks must be an int >= 0, got {value!r}")
     return value
+
+
+def take_schema(params: dict[str, Any]) -> tuple[Schema | None, int]:
+    """``response_format`` (when a schema) and ``max_reasks`` taken out of a call's params.
+
+    Raises:
+        UsageError: a bad ``response_format`` or ``max_reasks``.
+    """
+    schema = as_schema(params.get("response_format"))
+    if schema is not None:
+        del params["response_format"]
+    return schema, check_max_reasks(params.pop("max_reasks", 1))
 
 
 def sum_usage(usages: Sequence[Usage | None]) -> Usage | None:

@@ -45,9 +45,7 @@ from .._structured import (
     Schema,
     StructuredOutputError,
     StructuredResult,
-    ask,
-    judged,
-    plain,
+    answer_cached,
     take_schema,
 )
 from .._structured.batch import StructuredBatch
@@ -193,17 +191,9 @@ class _ClientBase:
             return await self._send(attempt, timeout=timeout)
 
         cache = self._cache if use_cache else None
-        if cache is None:
-            result = await ask(send, req, schema, compiled, max_reasks=max_reasks)
-        else:
-            async with cache.filling(schema.key(self.cache_key(req))) as fill:
-                hit = None if fill.hit is None else judged(fill.hit, schema, compiled, attempts=0)
-                if hit is not None and hit.ok:
-                    _legacy.note_cache_hit()
-                    return hit
-                result = await ask(send, req, schema, compiled, max_reasks=max_reasks)
-                if result.ok:
-                    fill.keep(plain(result))
+        key = schema.key(self.cache_key(req)) if cache is not None else ""
+        result = await answer_cached(send, req, schema, compiled, max_reasks=max_reasks,
+                                     cache=cache, key=key, on_hit=_legacy.note_cache_hit)
         if not result.ok:
             raise StructuredOutputError(result)
         return result

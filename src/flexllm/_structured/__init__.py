@@ -7,6 +7,7 @@ from __future__ import annotations
 from .answer import (
     StructuredOutputError as StructuredOutputError,
     StructuredResult as StructuredResult,
+    answer_cached as answer_cached,
     ask as ask,
     check_max_reasks as check_max_reasks,
     judged as judged,

@@ -11,7 +11,7 @@ happen inside each attempt (the endpoint's own policy); re-asks are counted apar
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -32,8 +32,11 @@ from flexllm_core import (
 
 from .schema import Schema, as_schema
 
-__all__ = ("StructuredOutputError", "StructuredResult", "ask", "check_max_reasks", "sum_usage",
-           "take_schema")
+if TYPE_CHECKING:
+    from .._cache import ResponseCache
+
+__all__ = ("StructuredOutputError", "StructuredResult", "answer_cached", "ask", "check_max_reasks",
+           "sum_usage", "take_schema")
 
 
 @attrs.frozen(kw_only=True, hash=False)
@@ -170,3 +173,23 @@ async def ask(send: Callable[[ChatRequest], Awaitable[ChatResult]], req: ChatReq
         if isinstance(outcome, Truncated) and req.max_tokens is not None:
             req = attrs.evolve(req, max_tokens=req.max_tokens * 2)
         attempt = reask_request(req, outcome)
+
+
+async def answer_cached(send: Callable[[ChatRequest], Awaitable[ChatResult]], req: ChatRequest,
+                        schema: Schema, compiled: CompiledSchema, *, max_reasks: int,
+                        cache: ResponseCache | None, key: str,
+                        on_hit: Callable[[], None]) -> StructuredResult:
+    """:func:`ask` through the response cache: a hit is judged again (and used when ok); a
+    miss holds the key's lease over every attempt, and only an ok answer is kept."""
+    if cache is None:
+        return await ask(send, req, schema, compiled, max_reasks=max_reasks)
+    async with cache.filling(key) as fill:
+        if fill.hit is not None:
+            hit = judged(fill.hit, schema, compiled, attempts=0)
+            if hit.ok:
+                on_hit()
+                return hit
+        result = await ask(send, req, schema, compiled, max_reasks=max_reasks)
+        if result.ok:
+            fill.keep(plain(result))
+        return result

@@ -61,6 +61,10 @@ from ._errors import (
     AllEndpointsFailedError as AllEndpointsFailedError,
     BudgetExceededError as BudgetExceededError,
 )
+from ._structured import (
+    StructuredOutputError as StructuredOutputError,
+    StructuredResult as StructuredResult,
+)
 
 __all__ = (
     "__version__",
@@ -121,6 +125,9 @@ __all__ = (
     "CostReport",
     "ItemSource",
     "ResponseCacheConfig",
+    # structured outputs
+    "StructuredOutputError",
+    "StructuredResult",
     # load balancing
     "AllEndpointsFailedError",
     "LLMClientPool",

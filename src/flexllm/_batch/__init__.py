@@ -21,6 +21,7 @@ from .prepare import (
     open_run as open_run,
 )
 from .run import BatchRun as BatchRun
+from .structured import StructuredBatch as StructuredBatch
 from .types import (
     BatchItem as BatchItem,
     BatchSpec as BatchSpec,

@@ -44,6 +44,9 @@ FLEXLLM_OPTIONS: Mapping[str, str] = {
     "fsync_every": _BATCH,
     "fsync_interval": _BATCH,
     "on_changed": _BATCH,
+    "retry_invalid": _BATCH,
+    "max_reasks": "a call option of chat_completions and the batch methods (with a schema "
+                  "as response_format)",
     "return_summary": "a chat_completions_batch option (0.17): read results.success_count, "
                       "failed_count, cached_count, elapsed and cost instead",
     "params_list": "a chat_completions_batch option (0.17): one dict of request parameters "

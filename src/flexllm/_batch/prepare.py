@@ -165,6 +165,7 @@ async def open_run(
     cache: ResponseCache | None,
     cache_key: Callable[[ChatRequest], str],
     retries: Callable[[], int] | None,
+    structured: Any = None,
 ) -> BatchRun:
     """Check one batch call's options and build its run (not started).
 
@@ -172,10 +173,16 @@ async def open_run(
     (the client's ``build_request``), ``lanes`` are where requests go, ``models`` what
     the batch may be priced at, ``cache`` the client's cache (used when ``spec.use_cache``).
 
+    ``structured`` (a :class:`~flexllm._batch.structured.StructuredBatch`) applies the
+    schema to ``build``, ``lanes`` and ``cache_key`` and records outcomes.
+
     Raises:
         UsageError: a ``metadata_list`` that does not fit the input.
     """
     _check_metadata(items, spec.metadata_list)
+    if structured is not None:
+        build, lanes = structured.build(build), structured.lanes(lanes)
+        cache_key = structured.cache_key(cache_key)
     prepare = make_preparer(build, metadata_list=spec.metadata_list, params=spec.params)
     fast_hash = make_fast_hash(build, spec.params) if spec.output_jsonl else None
     pricing = await anyio.to_thread.run_sync(current_pricing)
@@ -198,6 +205,8 @@ async def open_run(
         keep_raw=spec.return_raw,
         retries=retries,
         fast_hash=fast_hash,
+        structured=structured,
+        retry_invalid=spec.retry_invalid,
     )
     return BatchRun(items, lanes, prepare, options)
 

@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterator
 from typing import Any, SupportsIndex
 
+import attrs
+
 from flexllm_core import (
     ChatResult,
     CheckpointRecord,
@@ -18,6 +20,13 @@ from flexllm_core import (
 )
 
 from .._errors import RecordedError
+from .._structured import (
+    STRUCTURED_HEAD,
+    StructuredOutputError,
+    structured_extra,
+    structured_from_record,
+    structured_of,
+)
 from .checkpoint import CheckpointFile
 from .types import BatchItem, BatchOptions, ItemSource, Prepared
 
@@ -37,6 +46,8 @@ def record_of(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointReco
     """The checkpoint line of a finished (or failed) item."""
     extra: JSONDict = {}
     result = item.result
+    if opt.structured is not None:
+        return _structured_record(item, p, opt)
     usage = None
     finish = None
     output = None
@@ -73,6 +84,23 @@ def record_of(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointReco
         created_at=round(opt.clock(), 3),
         extra=extra,
     )
+
+
+def _structured_record(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointRecord:
+    """A schema item's record: its outcome in ``extra["structured"]``. An answer that is not
+    of the schema is still a finished item ("success": paid for, kept on resume unless
+    ``retry_invalid``), with its raw text as ``output`` and the error named."""
+    answer = structured_of(item)
+    if answer is None:  # a transport or provider error: recorded as any other
+        return record_of(item, p, attrs.evolve(opt, structured=None))
+    record = record_of(BatchItem(index=item.index, result=answer, metadata=item.metadata,
+                                 source=item.source, latency=item.latency, cost=item.cost),
+                       p, attrs.evolve(opt, structured=None))
+    extra = {**record.extra, "structured": structured_extra(answer)}
+    error = error_type = None
+    if item.error is not None:
+        error, error_type = opt.redact(str(item.error)), type(item.error).__name__
+    return attrs.evolve(record, extra=extra, error=error, error_type=error_type)
 
 
 def rejected_record(item: BatchItem, opt: BatchOptions) -> CheckpointRecord:
@@ -112,7 +140,12 @@ def item_from_record(rec: CheckpointRecord) -> BatchItem:
         model=model if isinstance(model, str) else None,
         data=extra.get("raw", output if isinstance(output, dict) else {}),
     )
-    return BatchItem(index=rec.index, result=result, metadata=rec.metadata,
+    entry = extra.get("structured")
+    answer = structured_from_record(result, entry) if isinstance(entry, dict) else None
+    if answer is not None and not answer.ok:
+        return BatchItem(index=rec.index, error=StructuredOutputError(answer), metadata=rec.metadata,
+                         source=ItemSource.CHECKPOINT, latency=rec.latency, cost=rec.cost)
+    return BatchItem(index=rec.index, result=answer or result, metadata=rec.metadata,
                      source=ItemSource.CHECKPOINT, latency=rec.latency, cost=rec.cost)
 
 
@@ -126,20 +159,26 @@ def _same(item: BatchItem) -> BatchItem:
     return item
 
 
+def _failed_schema(line: bytes) -> bool:
+    """The record holds a structured answer that is not of the schema (a cheap look)."""
+    at = line.find(STRUCTURED_HEAD)
+    return at >= 0 and not line.startswith(b'ok"', at + len(STRUCTURED_HEAD))
+
+
 class RestoredItem(BatchItem):
     """A finished item read back from the checkpoint, decoded on first use.
 
     Resuming a million records must not mean building a million answers nobody looks at:
     this keeps the record's line and decodes it when ``result``, ``metadata``, ``latency``
     or ``cost`` is first read (``text`` of a plain answer needs no decode). Only success
-    records are restored, so ``error`` is always None.
+    records are restored, so ``error`` is None, except for an answer that was not of its
+    schema (a StructuredOutputError, which a resume keeps unless ``retry_invalid``).
     """
 
     __slots__ = ("_rec",)
     #: The record's line until it is decoded, then the decoded item.
     _rec: bytes | BatchItem
     # Class-level: the same for every restored item, so nothing to set per item.
-    error = None
     source = ItemSource.CHECKPOINT
 
     def __init__(self, index: int, line: bytes) -> None:
@@ -174,13 +213,20 @@ class RestoredItem(BatchItem):
         return self._full().cost
 
     @property
+    def error(self) -> Exception | None:
+        rec = self._rec
+        if isinstance(rec, bytes) and not _failed_schema(rec):
+            return None
+        return self._full().error
+
+    @property
     def ok(self) -> bool:
-        return True
+        return self.error is None
 
     @property
     def text(self) -> str | None:
         rec = self._rec
-        if isinstance(rec, bytes):
+        if isinstance(rec, bytes) and not _failed_schema(rec):
             plain = _PLAIN_TEXT.search(rec)
             if plain is not None:
                 return plain.group(1).decode("utf-8")

@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 import anyio.abc
@@ -63,6 +63,9 @@ from .progress import BatchCounters, ProgressDisplay
 from .records import Restored, RestoredItem, record_of
 from .types import BatchItem, BatchOptions, Finished, ItemSource, Lane, Prepared
 from .writer import protected_writer, write_entries
+
+if TYPE_CHECKING:
+    from .structured import StructuredBatch
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found]
@@ -112,6 +115,11 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         return self._tracker
 
     @property
+    def structured(self) -> StructuredBatch | None:
+        """The batch's schema, when ``response_format`` is one."""
+        return self._opt.structured
+
+    @property
     def budget_exceeded(self) -> bool:
         return self._budget is not None and self._budget.halted is Halt.BUDGET
 
@@ -153,6 +161,9 @@ class BatchRun(anyio.AsyncContextManagerMixin):
                 CheckpointFile.open, opt.output_jsonl, opt.durability)
             scan = resume.scan
             _report_resume(scan, resume.repaired_bytes)
+            if opt.retry_invalid:  # re-ask what was recorded invalid or truncated
+                from .structured import reopen_invalid
+                scan = await anyio.to_thread.run_sync(reopen_invalid, self._file, scan)
         try:
             changed, verified = await self._verify(scan)
         except BaseException:
@@ -318,7 +329,8 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         async with opt.cache.filling(opt.cache_key(p.request)) as fill:
             if fill.hit is not None:
                 budget.tracker.cache_hit(p.request.model, fill.hit.usage)
-                return self._answered(p, fill.hit, ItemSource.CACHE, latency=0.0, cost=0.0)
+                hit = fill.hit if opt.structured is None else opt.structured.judge_hit(fill.hit)
+                return self._answered(p, hit, ItemSource.CACHE, latency=0.0, cost=0.0)
             return await self._send(feeder, lane, p, fill)
 
     async def _send(self, feeder: Feeder, lane: Lane, p: Prepared,
@@ -347,7 +359,10 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         cost = budget.settle(reservation, result.model or p.request.model, result.usage,
                              requested=p.request.model)
         if fill is not None:
-            fill.keep(result)  # stored when the lease is let go
+            structured = self._opt.structured
+            keep = result if structured is None else structured.cacheable(result)
+            if keep is not None:  # stored when the lease is let go (only ok answers)
+                fill.keep(keep)
         return self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost)
 
     def _unreachable(self, p: Prepared, outage: Outage) -> BatchItem:
@@ -360,8 +375,12 @@ class BatchRun(anyio.AsyncContextManagerMixin):
 
     def _answered(self, p: Prepared, result: ChatResult, source: ItemSource, *,
                   latency: float, cost: float | None) -> Finished:
-        item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,
-                         latency=latency, cost=cost)
+        structured = self._opt.structured
+        if structured is None:
+            item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,
+                             latency=latency, cost=cost)
+        else:  # an answer not of the schema finishes as a StructuredOutputError
+            item = structured.item(p, result, source, latency=latency, cost=cost)
         return Finished(item, self._line(item, p), True)
 
     def _line(self, item: BatchItem, p: Prepared) -> bytes | None:

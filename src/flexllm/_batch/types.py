@@ -6,7 +6,7 @@ import enum
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
@@ -16,6 +16,10 @@ from .._cache import ResponseCache
 from .._cost import CostTracker
 from .._engine import Outage
 from .checkpoint import Durability
+
+if TYPE_CHECKING:
+    from .._structured import Schema
+    from .structured import StructuredBatch
 
 __all__ = (
     "BatchItem",
@@ -152,6 +156,10 @@ class BatchOptions:
     clock: Callable[[], float] = time.time
     #: Restored records are read back in groups of this many per thread call.
     restore_chunk: int = 512
+    #: A schema asked for (``response_format=Model``): answers judged, outcomes recorded.
+    structured: StructuredBatch | None = None
+    #: Resume: re-ask finished items whose structured outcome was invalid or truncated.
+    retry_invalid: bool = False
 
 
 def _is_bool(inst: object, attr: attrs.Attribute[Any], value: object) -> None:
@@ -194,6 +202,12 @@ class BatchSpec:
     distribute: bool = attrs.field(default=True, validator=_is_bool)
     #: Generation parameters for every item's request.
     params: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    #: ``response_format`` as a schema (taken out of ``params``); None: no schema.
+    schema: Schema | None = None
+    #: Re-asks per item after an answer that is not of the schema.
+    max_reasks: int = 1
+    #: Resume: re-ask items recorded as invalid or truncated.
+    retry_invalid: bool = attrs.field(default=False, validator=_is_bool)
 
 
 #: What the runner writes as a record's ``extra`` (besides thinking and tool calls).

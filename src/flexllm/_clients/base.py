@@ -32,6 +32,7 @@ from .._batch import (
     BatchRun,
     BatchSpec,
     Lane,
+    StructuredBatch,
     iterate_in_background,
     open_run,
     pop_distribute,
@@ -41,6 +42,13 @@ from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from .._config import ClientSettings
 from .._cost import CostReport
 from .._engine import Endpoint, EventMode, SyncDriver, TokenSource, vertex_token_source
+from .._structured import (
+    Schema,
+    StructuredOutputError,
+    StructuredResult,
+    answer_cached,
+    take_schema,
+)
 from . import legacy as _legacy
 
 __all__ = ("_ClientBase", "vertex_auth")
@@ -104,6 +112,11 @@ class _ClientBase:
         """Retries so far, all endpoints together (shown in the batch progress bar)."""
         raise NotImplementedError
 
+    def _schema_targets(self) -> list[tuple[str, str | None]]:
+        """``(provider, base_url)`` of every endpoint a request may go to (schemas are
+        compiled for them)."""
+        raise NotImplementedError
+
     def build_request(self, messages: Iterable[Mapping[str, JSONValue]], **params: Any
                       ) -> ChatRequest:
         """Validate a call and build the core's request (no I/O)."""
@@ -161,6 +174,30 @@ class _ClientBase:
             return result
         return result.text
 
+    async def _answer_structured(self, req: ChatRequest, schema: Schema, *, max_reasks: int,
+                                 use_cache: bool, timeout: float | None) -> StructuredResult:
+        """``chat_completions``' answer to a schema: compiled once, judged locally, re-asked
+        at most ``max_reasks`` times; only an ok answer is cached (under a key that covers
+        the wire schema and the local one).
+
+        Raises:
+            StructuredOutputError: no attempt came out as the schema.
+        """
+        self._check_open()
+        compiled = schema.compile(self._schema_targets(), req.model)
+        req = compiled.apply(req)
+
+        async def send(attempt: ChatRequest) -> ChatResult:
+            return await self._send(attempt, timeout=timeout)
+
+        cache = self._cache if use_cache else None
+        key = schema.key(self.cache_key(req)) if cache is not None else ""
+        result = await answer_cached(send, req, schema, compiled, max_reasks=max_reasks,
+                                     cache=cache, key=key, on_hit=_legacy.note_cache_hit)
+        if not result.ok:
+            raise StructuredOutputError(result)
+        return result
+
     async def chat_completions(self, messages: Iterable[Mapping[str, JSONValue]], **kwargs: Any
                                ) -> str | ChatResult:
         raise NotImplementedError
@@ -217,6 +254,7 @@ class _ClientBase:
         use_cache: bool = True,
         return_usage: bool = False,
         return_raw: bool = False,
+        retry_invalid: bool = False,
         **params: JSONValue,
     ) -> BatchResult | tuple[BatchResult, CostReport]:
         """Answer many requests; resumable through ``output_jsonl``.
@@ -237,22 +275,30 @@ class _ClientBase:
                 its checkpoint record; "rerun" sends such items again.
             use_cache: read and write the client's response cache.
             return_usage / return_raw: return ChatResults instead of answer texts.
-            **params: generation parameters (model, temperature, max_tokens, tools, ...).
+            retry_invalid: on resume, re-ask the items whose answer was recorded as not of
+                the schema (invalid or truncated); by default they are kept as they are.
+            **params: generation parameters (model, temperature, max_tokens, tools, ...);
+                ``response_format`` may be a schema (a pydantic model, dataclass, TypedDict
+                or JSON Schema dict), with ``max_reasks`` (default 1) per item.
 
         Returns:
-            A :class:`BatchResult` in input order, or ``(results, report)``.
+            A :class:`BatchResult` in input order, or ``(results, report)``. With a schema
+            the values are the parsed values (StructuredResults with ``return_usage``), and
+            an item that did not come out as the schema has a StructuredOutputError.
 
         Raises:
             UsageError: bad input or options, a checkpoint locked by another run, or
                 changed inputs; always before any request is sent for a list or a path.
         """
         messages_list, legacy = take_legacy_batch_options(messages_list, params, iterating=False)
+        schema, max_reasks = take_schema(params)
         spec = BatchSpec(
             output_jsonl=output_jsonl, show_progress=show_progress, track_cost=track_cost,
             return_cost_report=return_cost_report, budget=budget, metadata_list=metadata_list,
             fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
             use_cache=use_cache, return_usage=return_usage, return_raw=return_raw,
-            distribute=self._take_distribute(params), params=params)
+            distribute=self._take_distribute(params), params=params, schema=schema,
+            max_reasks=max_reasks, retry_invalid=retry_invalid)
         out = await self._run_batch(messages_list, spec)
         results, report = out if isinstance(out, tuple) else (out, None)
         return legacy.shape(results, report)  # type: ignore[no-any-return]
@@ -271,6 +317,7 @@ class _ClientBase:
         on_changed: Literal["error", "rerun"] = "error",
         use_cache: bool = True,
         return_raw: bool = False,
+        retry_invalid: bool = False,
         **params: JSONValue,
     ) -> AsyncIterator[BatchItem]:
         """Yield a :class:`BatchItem` (``.index``, ``.result``/``.error``, ``.metadata``) for
@@ -282,11 +329,13 @@ class _ClientBase:
         before the next line runs, else as soon as the loop finalises the generator.
         """
         messages_list, _ = take_legacy_batch_options(messages_list, params, iterating=True)
+        schema, max_reasks = take_schema(params)
         spec = BatchSpec(
             output_jsonl=output_jsonl, show_progress=show_progress, track_cost=track_cost,
             budget=budget, metadata_list=metadata_list, fsync_every=fsync_every,
             fsync_interval=fsync_interval, on_changed=on_changed, use_cache=use_cache,
-            return_raw=return_raw, distribute=self._take_distribute(params), params=params)
+            return_raw=return_raw, distribute=self._take_distribute(params), params=params,
+            schema=schema, max_reasks=max_reasks, retry_invalid=retry_invalid)
         async with aclosing(self._iter_batch(messages_list, spec)) as items:
             async for item in items:
                 yield item
@@ -319,13 +368,21 @@ class _ClientBase:
                 finished.wait(timeout=60.0)
             raise
 
+    def _structured_batch(self, spec: BatchSpec) -> StructuredBatch | None:
+        """The batch's schema compiled once for every endpoint (None: no schema)."""
+        if spec.schema is None:
+            return None
+        models = self._batch_models(spec)
+        return StructuredBatch(spec.schema, spec.schema.compile(
+            self._schema_targets(), models[0] if models else ""), spec.max_reasks)
+
     async def _open_batch(self, messages_list: BatchInput, spec: BatchSpec) -> BatchRun:
         self._check_open()
         base = self._retries()
         return await open_run(
             messages_list, spec, build=self.build_request, lanes=self._lanes(spec),
             models=self._batch_models(spec), cache=self._cache, cache_key=self.cache_key,
-            retries=lambda: self._retries() - base)
+            retries=lambda: self._retries() - base, structured=self._structured_batch(spec))
 
     async def _run_batch(self, messages_list: BatchInput, spec: BatchSpec
                          ) -> BatchResult | tuple[BatchResult, CostReport]:
@@ -334,9 +391,10 @@ class _ClientBase:
         if spec.return_cost_report:
             run.tracker.warn_unknown = True  # costs were asked for: say which are unknown
         by_index: dict[int, BatchItem] = {}
+        revive = run.structured.revive if run.structured is not None else None
         async with run:
             async for item in run:
-                by_index[item.index] = item
+                by_index[item.index] = item if revive is None else revive(item)
         full = spec.return_usage or spec.return_raw or spec.params.get("tools") is not None
         report = run.tracker.report()
 
@@ -347,7 +405,13 @@ class _ClientBase:
             order = range(n) if n == 0 or max(by_index) == n - 1 else sorted(by_index)
             items = [by_index[i] for i in order]
             # ``text`` of an item restored from the checkpoint needs no full decode.
-            values = [i.result for i in items] if full else [i.text for i in items]
+            values: list[Any]
+            if full:
+                values = [i.result for i in items]
+            elif spec.schema is not None:
+                values = [getattr(i.result, "parsed", None) for i in items]
+            else:
+                values = [i.text for i in items]
             return BatchResult(values, items=items, cost=report,
                                budget_exceeded=run.budget_exceeded,
                                elapsed=time.monotonic() - start)
@@ -361,9 +425,10 @@ class _ClientBase:
     async def _iter_batch(self, messages_list: BatchInput, spec: BatchSpec
                           ) -> AsyncGenerator[BatchItem, None]:
         run = await self._open_batch(messages_list, spec)
+        revive = run.structured.revive if run.structured is not None else None
         async with aclosing(iterate_in_background(run)) as items:
             async for item in items:
-                yield item
+                yield item if revive is None else revive(item)
 
     # -- flexllm 0.17's entry points: deprecated shims over the methods above ------------
     # Written once in legacy.py; each warns naming the new spelling and returns 0.17's shapes.

@@ -44,6 +44,7 @@ from .._config import (
 )
 from .._engine import Endpoint, EndpointStatistics, EventMode, stream_items
 from .._errors import ConfigError
+from .._structured import as_schema, check_max_reasks
 from .base import _ClientBase, vertex_auth
 
 __all__ = ("LLMClient",)
@@ -228,6 +229,9 @@ class LLMClient(_ClientBase):
     def _retries(self) -> int:
         return self._endpoint.statistics().retries
 
+    def _schema_targets(self) -> list[tuple[str, str | None]]:
+        return [(self._settings.provider, self._settings.base_url)]
+
     # -- requests ----------------------------------------------------------------------
 
     def build_request(
@@ -307,30 +311,45 @@ class LLMClient(_ClientBase):
         max_tokens: int | None = None,
         top_p: float | None = None,
         stop: str | Iterable[str] | None = None,
-        response_format: Mapping[str, JSONValue] | None = None,
+        response_format: Mapping[str, JSONValue] | type | None = None,
         seed: int | None = None,
         extra_body: Mapping[str, JSONValue] | None = None,
         timeout: float | None = None,
         use_cache: bool = True,
+        max_reasks: int = 1,
         **extra: JSONValue,
     ) -> str | ChatResult:
         """Send one chat request.
 
+        ``response_format`` may be a schema: a pydantic model, a dataclass or TypedDict
+        (``flexllm[structured]``) or a JSON Schema dict. The answer is then checked locally
+        and re-asked at most ``max_reasks`` times, and a :class:`StructuredResult` comes
+        back (``.parsed``: the validated value). A raw ``{"type": "json_object"}`` is sent
+        as given.
+
         Returns:
             The answer text; a :class:`ChatResult` when ``return_usage``, ``return_raw`` or
-            ``tools`` is given. ``return_raw`` skips cache reads (a cached answer keeps no
-            raw body).
+            ``tools`` is given; a :class:`StructuredResult` for a schema. ``return_raw``
+            skips cache reads (a cached answer keeps no raw body).
 
         Raises:
             UsageError: bad input, before anything is sent.
+            StructuredOutputError: no attempt came out as the schema (invalid, truncated,
+                refused, filtered); ``.result`` holds the raw answer and the usage.
             ProviderError: the provider refused (after retries when retryable).
             TransportError: the request could not be sent or timed out.
         """
+        schema = as_schema(response_format)
+        max_reasks = check_max_reasks(max_reasks)
         req = self.build_request(
             messages, model=model, tools=tools, tool_choice=tool_choice, thinking=thinking,
             temperature=temperature, max_tokens=max_tokens, top_p=top_p, stop=stop,
-            response_format=response_format, seed=seed, extra_body=extra_body, **extra,
+            response_format=None if schema is not None else response_format,  # type: ignore[arg-type]
+            seed=seed, extra_body=extra_body, **extra,
         )
+        if schema is not None:
+            return await self._answer_structured(req, schema, max_reasks=max_reasks,
+                                                 use_cache=use_cache, timeout=timeout)
         return await self._answer(req, return_usage=return_usage, return_raw=return_raw,
                                   use_cache=use_cache, timeout=timeout)
 

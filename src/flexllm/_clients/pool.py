@@ -47,6 +47,7 @@ from .._cache import ResponseCacheConfig
 from .._config import PoolEndpoint, check_defaults, parse_endpoints
 from .._cost import CostReport
 from .._engine import Endpoint, EventMode, PoolRouter, PoolStatistics
+from .._structured import take_schema
 from .base import _ClientBase, vertex_auth
 
 __all__ = ("LLMClientPool",)
@@ -189,6 +190,9 @@ class LLMClientPool(_ClientBase):
                   else {e.settings.model or "" for e in self._entries})
         return sorted(models)
 
+    def _schema_targets(self) -> list[tuple[str, str | None]]:
+        return [(e.settings.provider, e.settings.base_url) for e in self._entries]
+
     def _retries(self) -> int:
         r = self._router
         return r.retries + sum(ep.statistics().retries for ep in r.endpoints)
@@ -218,7 +222,8 @@ class LLMClientPool(_ClientBase):
         """Send one request to the endpoint the strategy picks, failing over as configured.
 
         Returns what :meth:`LLMClient.chat_completions` returns (text, or a ChatResult with
-        ``return_usage`` / ``return_raw`` / ``tools``).
+        ``return_usage`` / ``return_raw`` / ``tools``, or a StructuredResult for a schema as
+        ``response_format``; ``max_reasks=`` as there).
 
         Raises:
             UsageError: bad input, before anything is sent.
@@ -226,7 +231,11 @@ class LLMClientPool(_ClientBase):
             ProviderError: a refusal caused by the request itself (not failed over).
         """
         self._check_open()
+        schema, max_reasks = take_schema(params)
         req = self.build_request(messages, model=model, **params)
+        if schema is not None:
+            return await self._answer_structured(req, schema, max_reasks=max_reasks,
+                                                 use_cache=use_cache, timeout=timeout)
         return await self._answer(req, return_usage=return_usage, return_raw=return_raw,
                                   use_cache=use_cache, timeout=timeout)
 

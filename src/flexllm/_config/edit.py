@@ -67,6 +67,8 @@ batch:
   # timeout: 120
   # retry_times: 3
   # budget: 5.00                    # USD; items that could pass it are not sent
+  # schema: person.schema.json      # JSON Schema every answer must follow (checked locally)
+  # max_reasks: 1                   # re-asks per item whose answer is not of the schema
 """
 
 

@@ -69,6 +69,8 @@ BATCH_KEYS: Mapping[str, tuple[type, ...]] = {
     "retry_delay": (int, float),
     "budget": (int, float),
     "system": (str,),
+    "schema": (str,),
+    "max_reasks": (int,),
 }
 _ENV_WHOLE = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 _ENV_INLINE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -185,6 +187,9 @@ class BatchDefaults:
     retry_delay: float | None = None
     budget: float | None = None
     system: str | None = None
+    #: Path of a JSON Schema file every answer must follow (``--schema``).
+    schema: str | None = None
+    max_reasks: int | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -11,6 +11,7 @@ failed item recorded with its line number while the other lines run.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from contextlib import aclosing
@@ -29,6 +30,7 @@ from .._cache import ResponseCacheConfig
 from .._config import BatchDefaults, load_config
 from .._cost import CostTracker, current_pricing
 from .._errors import BudgetExceededError
+from .._structured import StructuredOutputError
 from ._common import (
     EXIT_BATCH_FAILED,
     EXIT_INTERRUPTED,
@@ -62,6 +64,8 @@ Examples:
 
   flexllm batch input.jsonl -m gpt-4o-mini -c 50 --qps 20 --no-cache --json
 
+  flexllm batch docs.jsonl -o people.jsonl --schema person.schema.json --max-reasks 2
+
 Input lines: {"messages": [...]}, {"prompt": "..."} / {"text": ...} / {"question": ...} with an optional "system", or OpenAI Batch API lines ({"custom_id", "body"}). Other fields are kept as metadata in the output. Re-run the same command to resume.
 """
 
@@ -82,6 +86,8 @@ class BatchOutcome:
     resumed: int = 0
     not_sent: int = 0
     invalid_lines: int = 0
+    #: Answers not of the schema kept from an earlier run (``--retry-invalid`` re-asks them).
+    resumed_invalid: int = 0
     #: The first failures (index, message), for the report; the counts above are complete.
     invalid: list[tuple[int, str]] = attrs.field(factory=list)
     errors: list[tuple[int, str]] = attrs.field(factory=list)
@@ -95,12 +101,16 @@ class BatchOutcome:
 
     @property
     def failed(self) -> int:
-        return self.sent_failed + self.not_sent + self.invalid_lines
+        return self.sent_failed + self.not_sent + self.invalid_lines + self.resumed_invalid
 
     def add(self, item: BatchItem) -> None:
         self.total += 1
         if item.source is ItemSource.CHECKPOINT:
-            self.resumed += 1
+            if item.error is not None:  # an answer not of the schema, kept
+                self.resumed_invalid += 1
+                self._error(item)
+            else:
+                self.resumed += 1
         elif item.source is ItemSource.CACHE:
             self.cached += 1
         elif item.source is ItemSource.NOT_SENT:
@@ -157,6 +167,7 @@ class _Plan:
     progress: bool
     rerun_changed: bool
     client_options: dict[str, Any]
+    retry_invalid: bool = False
 
 
 def _line_models(source: JSONLFile) -> set[str]:
@@ -196,7 +207,7 @@ async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
             JSONLFile(plan.input, system=system), output_jsonl=str(plan.output),
             show_progress=plan.progress, track_cost=plan.track_cost, budget=plan.budget,
             on_changed="rerun" if plan.rerun_changed else "error", use_cache=plan.cache,
-            **params)
+            retry_invalid=plan.retry_invalid, **params)
         async with aclosing(items) as run:
             async for item in run:
                 outcome.add(item)
@@ -229,6 +240,9 @@ def _report(plan: _Plan, outcome: BatchOutcome, model: str | None, lines: dict[i
         console.print(f"[red]failed[/red] {where}{msg}", markup=True, highlight=False)
     if outcome.failed > _SHOWN_ERRORS:
         console.print(f"... and {outcome.failed - _SHOWN_ERRORS} more (see {plan.output})")
+    if any(e.startswith(StructuredOutputError.__name__) for _, e in outcome.errors):
+        console.print("answers not of the schema are kept on a re-run; add --retry-invalid to "
+                      "ask again", highlight=False)
     if as_json:
         return
     sent = outcome.sent_ok + outcome.sent_failed
@@ -240,6 +254,20 @@ def _report(plan: _Plan, outcome: BatchOutcome, model: str | None, lines: dict[i
         console.print(f"cost ${outcome.cost:.6f}", highlight=False)
     if outcome.failed:
         console.print("re-run the same command to retry the failed items", highlight=False)
+
+
+def _read_schema(path: Path) -> dict[str, Any]:
+    """The JSON Schema in ``path`` (a usage error naming the file when it is not one)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        fail(f"--schema {path}: cannot read it ({exc.strerror or exc})", EXIT_USAGE)
+    except ValueError as exc:
+        fail(f"--schema {path}: not valid JSON ({exc})", EXIT_USAGE)
+    if not isinstance(value, dict):
+        fail(f"--schema {path}: expected a JSON object (a JSON Schema), got {type(value).__name__}",
+             EXIT_USAGE)
+    return value
 
 
 def _defaults(mock: bool) -> BatchDefaults:
@@ -281,6 +309,15 @@ def batch(
     mock: MockOpt = False,
     mock_delay: Annotated[str, typer.Option(
         "--mock-delay", help="With --mock: seconds per answer, '0.5' or '0.1-0.3'.")] = MOCK_DELAY,
+    schema: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--schema", help="A JSON Schema file every answer must follow; answers are checked "
+        "and re-asked, the outcome recorded per item (default: batch.schema).",
+        show_default=False)] = None,
+    max_reasks: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--max-reasks", min=0, help="With --schema: re-asks per item (default: batch.max_reasks, 1).")] = None,
+    retry_invalid: Annotated[bool, typer.Option(
+        "--retry-invalid", help="With --schema: re-ask the items recorded as not of the "
+        "schema (default: keep them).")] = False,
 ) -> None:
     """Run every line of a JSONL file; resumable: re-run to continue."""
     if not input_path.is_file():
@@ -293,13 +330,21 @@ def batch(
     d = _defaults(mock)
     client_options = {k: v for k, v in (("timeout", d.timeout), ("retry_times", d.retry_times),
                                          ("retry_delay", d.retry_delay)) if v is not None}
+    params: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
+                              if v is not None}
+    schema_path = schema if schema is not None else (Path(d.schema) if d.schema else None)
+    if schema_path is not None:
+        params["response_format"] = _read_schema(schema_path)
+        params["max_reasks"] = max_reasks if max_reasks is not None else (
+            d.max_reasks if d.max_reasks is not None else 1)
+    elif max_reasks is not None or retry_invalid:
+        fail("--max-reasks and --retry-invalid need --schema (or batch.schema)", EXIT_USAGE)
     plan = _Plan(
         input=input_path, output=out,
         target=Target(model=model or d.model, base_url=base_url, api_key=api_key, mock=mock,
                       mock_options={"delay": mock_delay}),
         system=system if system is not None else d.system,
-        params={k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
-                if v is not None},
+        params=params,
         concurrency=concurrency or d.concurrency or 10,
         qps=qps or d.max_qps or None,
         cache=cache if cache is not None else (d.cache if d.cache is not None else True),
@@ -307,6 +352,7 @@ def batch(
         track_cost=track_cost if track_cost is not None else bool(d.track_cost),
         budget=budget if budget is not None else d.budget,
         progress=progress, rerun_changed=rerun_changed, client_options=client_options,
+        retry_invalid=retry_invalid,
     )
     try:
         outcome, used_model, lines = anyio.run(functools.partial(_run, plan))

@@ -16,6 +16,8 @@ from .legacy import (
 )
 from .prepare import (
     BatchResult as BatchResult,
+    collect_run as collect_run,
+    iterate_run as iterate_run,
     make_fast_hash as make_fast_hash,
     make_preparer as make_preparer,
     open_run as open_run,

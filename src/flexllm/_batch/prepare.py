@@ -10,7 +10,9 @@ misuse (bad input, a locked or mismatching checkpoint) and bugs do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -28,10 +30,12 @@ from .._cache import ResponseCache
 from .._cost import CostReport, CostTracker, current_pricing
 from .checkpoint import Durability
 from .input import BatchInput, InputLine
+from .iterate import iterate_in_background
 from .run import BatchRun
 from .types import BatchItem, BatchOptions, BatchSpec, ItemSource, Lane, Prepared
 
-__all__ = ("BatchResult", "make_fast_hash", "make_preparer", "open_run")
+__all__ = (
+    "BatchResult", "collect_run", "iterate_run", "make_fast_hash", "make_preparer", "open_run")
 
 
 class BatchResult(list[Any]):
@@ -219,3 +223,50 @@ def _check_metadata(items: BatchInput, metadata_list: Sequence[JSONDict | None] 
     if isinstance(items, Sequence) and not isinstance(items, str) and len(items) != len(metadata_list):
         raise UsageError(
             f"metadata_list has {len(metadata_list)} entries for {len(items)} items; they must match")
+
+
+async def collect_run(run: BatchRun, spec: BatchSpec, *, start: float
+                      ) -> BatchResult | tuple[BatchResult, CostReport]:
+    """Run ``run`` to the end and put its items in input order: ``chat_completions_batch``'s
+    answer (with the cost report when the spec asks for it)."""
+    if spec.return_cost_report:
+        run.tracker.warn_unknown = True  # costs were asked for: say which are unknown
+    by_index: dict[int, BatchItem] = {}
+    revive = run.structured.revive if run.structured is not None else None
+    async with run:
+        async for item in run:
+            by_index[item.index] = item if revive is None else revive(item)
+    full = spec.return_usage or spec.return_raw or spec.params.get("tools") is not None
+    report = run.tracker.report()
+
+    def assemble() -> BatchResult:
+        # Indices are 0..n-1 when every item came back; sorted() of a million holds the
+        # GIL (and so the event loop) for a while.
+        n = len(by_index)
+        order = range(n) if n == 0 or max(by_index) == n - 1 else sorted(by_index)
+        items = [by_index[i] for i in order]
+        # ``text`` of an item restored from the checkpoint needs no full decode.
+        values: list[Any]
+        if full:
+            values = [i.result for i in items]
+        elif spec.schema is not None:
+            values = [getattr(i.result, "parsed", None) for i in items]
+        else:
+            values = [i.text for i in items]
+        return BatchResult(values, items=items, cost=report,
+                           budget_exceeded=run.budget_exceeded,
+                           elapsed=time.monotonic() - start)
+
+    # A million results take a while to put in order: not on the event loop.
+    results = await anyio.to_thread.run_sync(assemble)
+    if spec.return_cost_report:
+        return results, report
+    return results
+
+
+async def iterate_run(run: BatchRun) -> AsyncGenerator[BatchItem, None]:
+    """``iter_chat_completions_batch``'s items: the run works in a task of its own."""
+    revive = run.structured.revive if run.structured is not None else None
+    async with aclosing(iterate_in_background(run)) as items:
+        async for item in items:
+            yield item if revive is None else revive(item)

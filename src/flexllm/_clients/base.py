@@ -33,15 +33,15 @@ from .._batch import (
     BatchSpec,
     Lane,
     StructuredBatch,
-    iterate_in_background,
+    collect_run,
+    iterate_run,
     open_run,
     pop_distribute,
     take_legacy_batch_options,
 )
 from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
-from .._config import ClientSettings
 from .._cost import CostReport
-from .._engine import Endpoint, EventMode, SyncDriver, TokenSource, vertex_token_source
+from .._engine import Endpoint, EventMode, SyncDriver
 from .._structured import (
     Schema,
     StructuredOutputError,
@@ -51,21 +51,9 @@ from .._structured import (
 )
 from . import legacy as _legacy
 
-__all__ = ("_ClientBase", "vertex_auth")
+__all__ = ("_ClientBase",)
 
 _C = TypeVar("_C", bound="_ClientBase")
-
-
-def vertex_auth(settings: ClientSettings, *, explicit_key: str | None) -> TokenSource | None:
-    """The one Vertex AI auth rule of the client and the pool (the README's).
-
-    An explicit ``api_key`` is the bearer token as given (None returned: the key is used);
-    else ``GOOGLE_OAUTH_ACCESS_TOKEN``, else google-auth's default credentials. A key from
-    the environment (``FLEXLLM_API_KEY``) is never sent as a Vertex bearer token.
-    """
-    if not settings.use_vertex_ai or explicit_key is not None:
-        return None
-    return vertex_token_source()
 
 
 class _ClientBase:
@@ -388,47 +376,14 @@ class _ClientBase:
                          ) -> BatchResult | tuple[BatchResult, CostReport]:
         start = time.monotonic()
         run = await self._open_batch(messages_list, spec)
-        if spec.return_cost_report:
-            run.tracker.warn_unknown = True  # costs were asked for: say which are unknown
-        by_index: dict[int, BatchItem] = {}
-        revive = run.structured.revive if run.structured is not None else None
-        async with run:
-            async for item in run:
-                by_index[item.index] = item if revive is None else revive(item)
-        full = spec.return_usage or spec.return_raw or spec.params.get("tools") is not None
-        report = run.tracker.report()
-
-        def assemble() -> BatchResult:
-            # Indices are 0..n-1 when every item came back; sorted() of a million holds the
-            # GIL (and so the event loop) for a while.
-            n = len(by_index)
-            order = range(n) if n == 0 or max(by_index) == n - 1 else sorted(by_index)
-            items = [by_index[i] for i in order]
-            # ``text`` of an item restored from the checkpoint needs no full decode.
-            values: list[Any]
-            if full:
-                values = [i.result for i in items]
-            elif spec.schema is not None:
-                values = [getattr(i.result, "parsed", None) for i in items]
-            else:
-                values = [i.text for i in items]
-            return BatchResult(values, items=items, cost=report,
-                               budget_exceeded=run.budget_exceeded,
-                               elapsed=time.monotonic() - start)
-
-        # A million results take a while to put in order: not on the event loop.
-        results = await anyio.to_thread.run_sync(assemble)
-        if spec.return_cost_report:
-            return results, report
-        return results
+        return await collect_run(run, spec, start=start)
 
     async def _iter_batch(self, messages_list: BatchInput, spec: BatchSpec
                           ) -> AsyncGenerator[BatchItem, None]:
         run = await self._open_batch(messages_list, spec)
-        revive = run.structured.revive if run.structured is not None else None
-        async with aclosing(iterate_in_background(run)) as items:
+        async with aclosing(iterate_run(run)) as items:
             async for item in items:
-                yield item if revive is None else revive(item)
+                yield item
 
     # -- flexllm 0.17's entry points: deprecated shims over the methods above ------------
     # Written once in legacy.py; each warns naming the new spelling and returns 0.17's shapes.

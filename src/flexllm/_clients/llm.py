@@ -42,10 +42,10 @@ from .._config import (
     resolve_model,
     resolve_settings,
 )
-from .._engine import Endpoint, EndpointStatistics, EventMode, stream_items
+from .._engine import Endpoint, EndpointStatistics, EventMode, stream_items, vertex_auth
 from .._errors import ConfigError
 from .._structured import as_schema, check_max_reasks
-from .base import _ClientBase, vertex_auth
+from .base import _ClientBase
 
 __all__ = ("LLMClient",)
 

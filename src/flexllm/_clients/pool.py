@@ -46,9 +46,9 @@ from .._batch import (
 from .._cache import ResponseCacheConfig
 from .._config import PoolEndpoint, check_defaults, parse_endpoints
 from .._cost import CostReport
-from .._engine import Endpoint, EventMode, PoolRouter, PoolStatistics
+from .._engine import Endpoint, EventMode, PoolRouter, PoolStatistics, vertex_auth
 from .._structured import take_schema
-from .base import _ClientBase, vertex_auth
+from .base import _ClientBase
 
 __all__ = ("LLMClientPool",)
 

@@ -5,7 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
-from .auth import vertex_token_source as vertex_token_source
+from .auth import vertex_auth as vertex_auth, vertex_token_source as vertex_token_source
 from .endpoint import (
     Endpoint as Endpoint,
     EndpointStatistics as EndpointStatistics,

@@ -17,9 +17,10 @@ import anyio.to_thread
 
 from flexllm_core import AuthenticationError, FlexLLMError, UsageError
 
+from .._config import ClientSettings
 from .stats import TokenSource
 
-__all__ = ("GoogleAuthToken", "StaticToken", "vertex_token_source")
+__all__ = ("GoogleAuthToken", "StaticToken", "vertex_auth", "vertex_token_source")
 
 #: Environment variable holding a ready Google OAuth access token (e.g. from
 #: ``gcloud auth print-access-token``).
@@ -121,3 +122,15 @@ def vertex_token_source() -> TokenSource:
             "or install google-auth (pip install 'flexllm[google]')"
         )
     return GoogleAuthToken()
+
+
+def vertex_auth(settings: ClientSettings, *, explicit_key: str | None) -> TokenSource | None:
+    """The one Vertex AI auth rule of the client and the pool (the README's).
+
+    An explicit ``api_key`` is the bearer token as given (None returned: the key is used);
+    else ``GOOGLE_OAUTH_ACCESS_TOKEN``, else google-auth's default credentials. A key from
+    the environment (``FLEXLLM_API_KEY``) is never sent as a Vertex bearer token.
+    """
+    if not settings.use_vertex_ai or explicit_key is not None:
+        return None
+    return vertex_token_source()

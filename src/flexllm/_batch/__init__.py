@@ -20,6 +20,12 @@ from .prepare import (
     make_preparer as make_preparer,
     open_run as open_run,
 )
+from .provider import (
+    BatchAPISettings as BatchAPISettings,
+    BatchTarget as BatchTarget,
+    ProviderBatchRun as ProviderBatchRun,
+    UnknownBatchJobError as UnknownBatchJobError,
+)
 from .run import BatchRun as BatchRun
 from .types import (
     BatchItem as BatchItem,

@@ -28,6 +28,7 @@ from .._cache import ResponseCache
 from .._cost import CostReport, CostTracker, current_pricing
 from .checkpoint import Durability
 from .input import BatchInput, InputLine
+from .provider import BatchAPISettings, BatchTarget, ProviderBatchRun
 from .run import BatchRun
 from .types import BatchItem, BatchOptions, BatchSpec, ItemSource, Lane, Prepared
 
@@ -165,12 +166,16 @@ async def open_run(
     cache: ResponseCache | None,
     cache_key: Callable[[ChatRequest], str],
     retries: Callable[[], int] | None,
-) -> BatchRun:
+    batch_target: Callable[[], BatchTarget] | None = None,
+) -> BatchRun | ProviderBatchRun:
     """Check one batch call's options and build its run (not started).
 
     Shared by the client and the pool: ``build`` makes a request from an item's messages
     (the client's ``build_request``), ``lanes`` are where requests go, ``models`` what
     the batch may be priced at, ``cache`` the client's cache (used when ``spec.use_cache``).
+
+    With ``spec.mode == "batch_api"`` the run goes through the provider's batch API, at
+    the target ``batch_target()`` gives (a UsageError when the client has none).
 
     Raises:
         UsageError: a ``metadata_list`` that does not fit the input.
@@ -199,6 +204,12 @@ async def open_run(
         retries=retries,
         fast_hash=fast_hash,
     )
+    if spec.mode == "batch_api":
+        if batch_target is None:
+            raise UsageError("mode='batch_api' needs a single-endpoint client (LLMClient and its "
+                             "named clients); a pool sends its batches online")
+        settings = spec.batch_api if spec.batch_api is not None else BatchAPISettings()
+        return ProviderBatchRun(items, batch_target(), prepare, options, settings)
     return BatchRun(items, lanes, prepare, options)
 
 

@@ -154,6 +154,11 @@ class BatchOptions:
     restore_chunk: int = 512
 
 
+def _mode(_inst: object, _attr: object, value: str) -> None:
+    if value not in ("online", "batch_api"):
+        raise UsageError(f"mode must be 'online' or 'batch_api', got {value!r}")
+
+
 def _is_bool(inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, bool):
         raise UsageError(f"{attr.name} must be True or False, got {value!r}")
@@ -194,6 +199,11 @@ class BatchSpec:
     distribute: bool = attrs.field(default=True, validator=_is_bool)
     #: Generation parameters for every item's request.
     params: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
+    #: "online": requests sent one by one; "batch_api": through the provider's batch API
+    #: (half price, results within hours; see :mod:`flexllm._batch.provider`).
+    mode: Literal["online", "batch_api"] = attrs.field(default="online", validator=_mode)
+    #: How a "batch_api" run polls and resubmits (a BatchAPISettings; None: the defaults).
+    batch_api: Any = None
 
 
 #: What the runner writes as a record's ``extra`` (besides thinking and tool calls).

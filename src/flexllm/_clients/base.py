@@ -26,11 +26,13 @@ import anyio.to_thread
 from flexllm_core import ChatRequest, ChatResult, JSONDict, JSONValue, UsageError, cache_key
 
 from .._batch import (
+    BatchAPISettings,
     BatchInput,
     BatchItem,
     BatchResult,
     BatchRun,
     BatchSpec,
+    BatchTarget,
     Lane,
     iterate_in_background,
     open_run,
@@ -58,6 +60,14 @@ def vertex_auth(settings: ClientSettings, *, explicit_key: str | None) -> TokenS
     if not settings.use_vertex_ai or explicit_key is not None:
         return None
     return vertex_token_source()
+
+
+def _batch_settings(mode: str, poll: tuple[float, float], attempts: int,
+                    resubmit_unknown: bool) -> BatchAPISettings | None:
+    if mode != "batch_api":
+        return None
+    return BatchAPISettings(poll_interval=poll, max_attempts=attempts,
+                            resubmit_unknown=resubmit_unknown)
 
 
 class _ClientBase:
@@ -103,6 +113,10 @@ class _ClientBase:
     def _retries(self) -> int:
         """Retries so far, all endpoints together (shown in the batch progress bar)."""
         raise NotImplementedError
+
+    def _batch_target(self) -> BatchTarget | None:
+        """Hook: where ``mode="batch_api"`` sends its jobs; None: this client cannot."""
+        return None
 
     def build_request(self, messages: Iterable[Mapping[str, JSONValue]], **params: Any
                       ) -> ChatRequest:
@@ -217,6 +231,10 @@ class _ClientBase:
         use_cache: bool = True,
         return_usage: bool = False,
         return_raw: bool = False,
+        mode: Literal["online", "batch_api"] = "online",
+        batch_poll_interval: tuple[float, float] = (30.0, 300.0),
+        batch_max_attempts: int = 3,
+        resubmit_unknown: bool = False,
         **params: JSONValue,
     ) -> BatchResult | tuple[BatchResult, CostReport]:
         """Answer many requests; resumable through ``output_jsonl``.
@@ -237,6 +255,14 @@ class _ClientBase:
                 its checkpoint record; "rerun" sends such items again.
             use_cache: read and write the client's response cache.
             return_usage / return_raw: return ChatResults instead of answer texts.
+            mode: "online" sends each request; "batch_api" runs them through the
+                provider's batch API (OpenAI, Claude, Gemini) at its batch price, results
+                within hours, with the same checkpoint, records, cache and cost report.
+            batch_poll_interval: ``(min, max)`` seconds between looks at open batch jobs.
+            batch_max_attempts: submissions per row before an expired or failed row is
+                recorded as failed.
+            resubmit_unknown: a Claude job the last run may have created unrecorded
+                cannot be found again; True submits its rows again instead of stopping.
             **params: generation parameters (model, temperature, max_tokens, tools, ...).
 
         Returns:
@@ -252,7 +278,8 @@ class _ClientBase:
             return_cost_report=return_cost_report, budget=budget, metadata_list=metadata_list,
             fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
             use_cache=use_cache, return_usage=return_usage, return_raw=return_raw,
-            distribute=self._take_distribute(params), params=params)
+            distribute=self._take_distribute(params), params=params, mode=mode,
+            batch_api=_batch_settings(mode, batch_poll_interval, batch_max_attempts, resubmit_unknown))
         out = await self._run_batch(messages_list, spec)
         results, report = out if isinstance(out, tuple) else (out, None)
         return legacy.shape(results, report)  # type: ignore[no-any-return]
@@ -271,6 +298,10 @@ class _ClientBase:
         on_changed: Literal["error", "rerun"] = "error",
         use_cache: bool = True,
         return_raw: bool = False,
+        mode: Literal["online", "batch_api"] = "online",
+        batch_poll_interval: tuple[float, float] = (30.0, 300.0),
+        batch_max_attempts: int = 3,
+        resubmit_unknown: bool = False,
         **params: JSONValue,
     ) -> AsyncIterator[BatchItem]:
         """Yield a :class:`BatchItem` (``.index``, ``.result``/``.error``, ``.metadata``) for
@@ -280,13 +311,16 @@ class _ClientBase:
         yields is already in ``output_jsonl``. Leaving the loop early (``break``) stops the
         run and flushes its checkpoint; inside ``contextlib.aclosing(...)`` that happens
         before the next line runs, else as soon as the loop finalises the generator.
+        ``mode`` and the ``batch_*`` options: as :meth:`chat_completions_batch`.
         """
         messages_list, _ = take_legacy_batch_options(messages_list, params, iterating=True)
         spec = BatchSpec(
             output_jsonl=output_jsonl, show_progress=show_progress, track_cost=track_cost,
             budget=budget, metadata_list=metadata_list, fsync_every=fsync_every,
             fsync_interval=fsync_interval, on_changed=on_changed, use_cache=use_cache,
-            return_raw=return_raw, distribute=self._take_distribute(params), params=params)
+            return_raw=return_raw, distribute=self._take_distribute(params), params=params,
+            mode=mode, batch_api=_batch_settings(mode, batch_poll_interval, batch_max_attempts,
+                                                 resubmit_unknown))
         async with aclosing(self._iter_batch(messages_list, spec)) as items:
             async for item in items:
                 yield item
@@ -322,10 +356,15 @@ class _ClientBase:
     async def _open_batch(self, messages_list: BatchInput, spec: BatchSpec) -> BatchRun:
         self._check_open()
         base = self._retries()
-        return await open_run(
+        target = self._batch_target() if spec.mode == "batch_api" else None
+        run = await open_run(
             messages_list, spec, build=self.build_request, lanes=self._lanes(spec),
             models=self._batch_models(spec), cache=self._cache, cache_key=self.cache_key,
-            retries=lambda: self._retries() - base)
+            retries=lambda: self._retries() - base,
+            batch_target=None if target is None else lambda: target)
+        # A provider-batch run has BatchRun's consumer side (async with, async for,
+        # tracker, budget_exceeded): the batch methods drive both alike.
+        return run  # type: ignore[return-value]
 
     async def _run_batch(self, messages_list: BatchInput, spec: BatchSpec
                          ) -> BatchResult | tuple[BatchResult, CostReport]:

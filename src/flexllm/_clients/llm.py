@@ -32,7 +32,7 @@ from flexllm_core import (
 )
 from flexllm_transports import Transport
 
-from .._batch import FLEXLLM_OPTIONS, BatchSpec, Lane, reject_flexllm_options
+from .._batch import FLEXLLM_OPTIONS, BatchSpec, BatchTarget, Lane, reject_flexllm_options
 from .._cache import ResponseCacheConfig
 from .._config import (
     ClientSettings,
@@ -227,6 +227,12 @@ class LLMClient(_ClientBase):
 
     def _retries(self) -> int:
         return self._endpoint.statistics().retries
+
+    def _batch_target(self) -> BatchTarget:
+        s = self._settings
+        return BatchTarget(provider=s.provider, config=s.provider_config(),
+                           transport=self._endpoint.transport, classify=self._endpoint.classify,
+                           timeout=s.timeout)
 
     # -- requests ----------------------------------------------------------------------
 

@@ -1,0 +1,10 @@
+"""``mode="batch_api"``: a batch call run through the provider's own batch API (half price).
+
+Other subpackages import these names from here (or from ``flexllm._batch``).
+"""
+
+from __future__ import annotations
+
+from .api import BatchTarget as BatchTarget
+from .run import BatchAPISettings as BatchAPISettings, ProviderBatchRun as ProviderBatchRun
+from .submit import UnknownBatchJobError as UnknownBatchJobError

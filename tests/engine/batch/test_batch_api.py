@@ -1,0 +1,177 @@
+"""``mode="batch_api"`` end to end: LLMClient against the mock's three batch APIs on
+loopback, on asyncio and trio. The mock's jobs end on its own clock; the run polls every
+few milliseconds (``batch_poll_interval``), so nothing here sleeps for long."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from flexllm import BatchResult, CostReport, ItemSource, LLMClient, ResponseCacheConfig
+from flexllm.mock import ANSWER_PREFIX, MockServer
+
+pytestmark = pytest.mark.anyio
+
+PROVIDERS = ["openai", "claude", "gemini"]
+MODEL = {"openai": "gpt-4o-mini", "claude": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
+FAST = (0.005, 0.02)
+
+
+def client(server: MockServer, provider: str, **kwargs: Any) -> LLMClient:
+    url = {"openai": server.base_url, "claude": server.claude_url, "gemini": server.gemini_url}[provider]
+    return LLMClient(provider=provider, base_url=url, model=MODEL[provider], api_key="sk-test",
+                     retry_times=0, **kwargs)
+
+
+def prompts(n: int, word: str = "question") -> list[str]:
+    return [f"{word} {i}" for i in range(n)]
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in path.read_bytes().splitlines():
+        obj = json.loads(line)
+        if "batch_job" not in obj:
+            out.append(obj)
+    return out
+
+
+def journal(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line)["batch_job"] for line in path.read_bytes().splitlines()
+            if line.startswith(b'{"batch_job":')]
+
+
+def job_rows(server: MockServer) -> list[list[int]]:
+    """The input indices of each job the mock received, oldest first."""
+    jobs = sorted(server.batches.jobs.values(), key=lambda j: (j.created, j.id))
+    return [[int(cid.split("-")[0][1:]) for cid, _ in job.rows] for job in jobs]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_every_row_once_in_order_at_half_the_online_cost(provider: str, tmp_path: Path) -> None:
+    out, online = tmp_path / "batch.jsonl", tmp_path / "online.jsonl"
+    server = MockServer(batch={"shuffle": True}, require_api_key="sk-test")
+    async with server, client(server, provider) as c:
+        results, report = await c.chat_completions_batch(
+            prompts(12), output_jsonl=str(out), mode="batch_api", batch_poll_interval=FAST,
+            return_cost_report=True, show_progress=False)
+        _, online_report = await c.chat_completions_batch(
+            prompts(12), output_jsonl=str(online), return_cost_report=True, show_progress=False)
+    assert isinstance(results, BatchResult) and isinstance(report, CostReport)
+    assert results.ok and [r.startswith(f"{ANSWER_PREFIX}question {i}") for i, r in enumerate(results)] == [True] * 12
+    assert all(item.source is ItemSource.SENT for item in results.items)
+    recs = records(out)
+    assert sorted(r["index"] for r in recs) == list(range(12))
+    assert all(r["status"] == "success" and r["cost"] > 0 for r in recs)
+    assert server.batches.creates == 1 and job_rows(server) == [list(range(12))]
+    assert report.requests == 12 and online_report.requests == 12
+    assert report.total_cost == pytest.approx(online_report.total_cost / 2)
+    assert [e["event"] for e in journal(out)] == ["intent", "created", "ended"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_rerun_of_a_finished_job_sends_nothing(provider: str, tmp_path: Path) -> None:
+    out = tmp_path / "batch.jsonl"
+    server = MockServer()
+    async with server, client(server, provider) as c:
+        for _ in range(2):
+            results = await c.chat_completions_batch(prompts(5), output_jsonl=str(out), mode="batch_api",
+                                                     batch_poll_interval=FAST, show_progress=False)
+            assert results.ok and len(results) == 5
+    assert server.batches.creates == 1
+    assert {i.source for i in results.items} == {ItemSource.CHECKPOINT}
+    assert sorted(r["index"] for r in records(out)) == list(range(5))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_expired_half_keeps_the_finished_half_and_resubmits_the_rest(provider: str, tmp_path: Path) -> None:
+    out = tmp_path / "batch.jsonl"
+    server = MockServer(batch={"expire_fraction": 0.5})
+    async with server, client(server, provider) as c:
+        results = await c.chat_completions_batch(prompts(8), output_jsonl=str(out), mode="batch_api",
+                                                 batch_poll_interval=FAST, batch_max_attempts=2,
+                                                 show_progress=False)
+    # Job 1: rows 0-3 answered, 4-7 expired; job 2 holds only 4-7 (6, 7 expire again).
+    assert job_rows(server) == [list(range(8)), [4, 5, 6, 7]]
+    assert [r is not None for r in results] == [True] * 6 + [False] * 2
+    assert sorted(results.errors) == [6, 7] and "expired" in str(results.errors[6])
+    recs = records(out)
+    assert sorted(r["index"] for r in recs) == list(range(8))  # each row once
+    assert {r["index"] for r in recs if r["status"] == "error"} == {6, 7}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_rows_missing_from_both_files_are_sent_again_and_invalid_ones_are_not(
+        provider: str, tmp_path: Path) -> None:
+    out = tmp_path / "batch.jsonl"
+    server = MockServer(batch={"drop_rows": [1, 3], "error_rows": [0]})
+    async with server, client(server, provider) as c:
+        results = await c.chat_completions_batch(prompts(6), output_jsonl=str(out), mode="batch_api",
+                                                 batch_poll_interval=FAST, show_progress=False)
+    # The mock's faults hit positions in every job: job 2 = rows 1, 3 (dropped from job 1),
+    # where row 1 is invalid and row 3 dropped again; job 3 = row 3, invalid. An invalid row
+    # is recorded and never sent again.
+    assert job_rows(server) == [list(range(6)), [1, 3], [3]]
+    assert sorted(results.errors) == [0, 1, 3]
+    assert all(getattr(e, "status", None) == 400 or "invalid" in str(e) for e in results.errors.values())
+    assert sorted(r["index"] for r in records(out)) == list(range(6))
+
+
+async def test_polls_until_the_provider_ends_the_job(tmp_path: Path) -> None:
+    server = MockServer(batch={"complete_after": 3600})
+    seen: list[int] = []
+
+    async def advance_when_submitted() -> None:
+        while not server.batches.jobs:
+            await anyio.sleep(0.01)
+        await anyio.sleep(0.1)  # let it poll a few times while the job runs
+        seen.append(len(server.batches.jobs))
+        server.batches.clock.advance(3600)
+
+    async with server, client(server, "openai") as c, anyio.create_task_group() as tg:
+        tg.start_soon(advance_when_submitted)
+        results = await c.chat_completions_batch(prompts(3), output_jsonl=str(tmp_path / "o.jsonl"),
+                                                 mode="batch_api", batch_poll_interval=FAST,
+                                                 show_progress=False)
+    assert results.ok and seen == [1] and server.batches.creates == 1
+
+
+async def test_a_create_that_failed_after_the_job_was_made_finds_it_by_tag(tmp_path: Path) -> None:
+    server = MockServer(batch={"fail_creates": 1})
+    async with server, client(server, "gemini") as c:
+        results = await c.chat_completions_batch(prompts(4), output_jsonl=str(tmp_path / "o.jsonl"),
+                                                 mode="batch_api", batch_poll_interval=FAST,
+                                                 show_progress=False)
+    assert results.ok and len(server.batches.jobs) == 1
+
+
+async def test_cache_hits_are_not_submitted(tmp_path: Path) -> None:
+    server = MockServer()
+    cache = ResponseCacheConfig(enabled=True, cache_dir=str(tmp_path / "cache"), ttl=3600)
+    async with server, client(server, "openai", cache=cache) as c:
+        first = await c.chat_completions_batch(prompts(4), mode="batch_api", batch_poll_interval=FAST,
+                                               show_progress=False)
+        second = await c.chat_completions_batch(prompts(4), output_jsonl=str(tmp_path / "o.jsonl"),
+                                                mode="batch_api", batch_poll_interval=FAST,
+                                                show_progress=False)
+    assert first.ok and list(second) == list(first)
+    assert server.batches.creates == 1 and second.cached_count == 4
+    assert all(r["extra"].get("cached") for r in records(tmp_path / "o.jsonl"))
+
+
+async def test_iter_yields_every_row_as_its_record_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    server = MockServer(batch={"shuffle": True})
+    got: list[int] = []
+    async with server, client(server, "claude") as c:
+        async for item in c.iter_chat_completions_batch(prompts(7), output_jsonl=str(out),
+                                                        mode="batch_api", batch_poll_interval=FAST):
+            assert item.ok and item.index in {r["index"] for r in records(out)}
+            got.append(item.index)
+    assert sorted(got) == list(range(7))
+
+

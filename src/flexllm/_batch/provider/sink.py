@@ -19,8 +19,9 @@ from ..types import BatchItem, BatchOptions, Prepared
 
 __all__ = ("Sink",)
 
-#: Records written per thread call.
-_FLUSH_AT = 256
+#: Records written per thread call (a crash mid-download loses at most these, and only
+#: until the re-run reads the same results file again).
+_FLUSH_AT = 64
 
 
 class Sink:

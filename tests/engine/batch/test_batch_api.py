@@ -11,8 +11,19 @@ from typing import Any
 import anyio
 import pytest
 
-from flexllm import BatchResult, CostReport, ItemSource, LLMClient, ResponseCacheConfig
+from flexllm import (
+    BatchResult,
+    BudgetExceededError,
+    CostReport,
+    ItemSource,
+    LLMClient,
+    LLMClientPool,
+    ResponseCacheConfig,
+    UsageError,
+)
+from flexllm._batch import UnknownBatchJobError
 from flexllm.mock import ANSWER_PREFIX, MockServer
+from flexllm_core import make_custom_id, request_hash
 
 pytestmark = pytest.mark.anyio
 
@@ -175,3 +186,46 @@ async def test_iter_yields_every_row_as_its_record_is_written(tmp_path: Path) ->
     assert sorted(got) == list(range(7))
 
 
+
+
+async def test_claude_job_unrecorded_before_a_crash_stops_the_run_plainly(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    server = MockServer()
+    async with server, client(server, "claude") as c:
+        row = make_custom_id(0, request_hash(c.build_request([{"role": "user", "content": "question 0"}])))
+        # What a run killed between create and journal leaves: an intent without a batch id.
+        intent = {"event": "intent", "key": "k1", "tag": "flexllm-k1", "model": MODEL["claude"], "rows": [row]}
+        await anyio.Path(out).write_text(json.dumps({"batch_job": intent}) + "\n")
+        with pytest.raises(UnknownBatchJobError, match="cannot tell whether that batch exists"):
+            await c.chat_completions_batch(prompts(2), output_jsonl=str(out), mode="batch_api",
+                                           batch_poll_interval=FAST, show_progress=False)
+        assert server.batches.creates == 0
+        done = await c.chat_completions_batch(prompts(2), output_jsonl=str(out), mode="batch_api",
+                                              batch_poll_interval=FAST, resubmit_unknown=True,
+                                              show_progress=False)
+    assert done.ok and server.batches.creates == 1
+
+
+async def test_budget_leaves_rows_unsent_and_says_so(tmp_path: Path) -> None:
+    server = MockServer()
+    async with server, client(server, "claude") as c:
+        results = await c.chat_completions_batch(prompts(6), mode="batch_api", batch_poll_interval=FAST,
+                                                 budget=0.02, max_tokens=500, show_progress=False)
+    assert results.budget_exceeded and 0 < results.success_count < 6
+    assert all(isinstance(e, BudgetExceededError) for e in results.errors.values())
+    assert len(server.batches.jobs) == 1
+
+
+async def test_bad_options_and_a_pool_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    server = MockServer()
+    async with server, client(server, "openai") as c:
+        with pytest.raises(UsageError, match="mode must be"):
+            await c.chat_completions_batch(prompts(2), mode="batch", show_progress=False)  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match="batch_poll_interval"):
+            await c.chat_completions_batch(prompts(2), mode="batch_api", batch_poll_interval=(5, 1),
+                                           show_progress=False)
+        async with LLMClientPool(endpoints=[{"base_url": server.base_url, "api_key": "sk-test",
+                                             "model": MODEL["openai"]}]) as pool:
+            with pytest.raises(UsageError, match="single-endpoint client"):
+                await pool.chat_completions_batch(prompts(2), mode="batch_api", show_progress=False)
+    assert server.batches.creates == 0 and server.stats.requests == 0

@@ -16,6 +16,7 @@ how requests travel. The run (one task, beside the consumer):
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -41,6 +42,7 @@ from ..._errors import BudgetExceededError, ChangedInputError
 from ..checkpoint import CheckpointFile
 from ..input import BatchInput, aiterate, as_source
 from ..records import item_from_record
+from ..run import _raise_as_itself as raise_as_itself
 from ..types import BatchItem, BatchOptions, ItemSource, Prepared
 from .api import BatchAPI, BatchTarget
 from .collect import collect
@@ -48,6 +50,9 @@ from .journal import JournalJob, encode_entry, read_journal
 from .poll import Poller
 from .sink import Sink
 from .submit import OpenJob, find_again, submit_rows
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found]
 
 __all__ = ("BatchAPISettings", "ProviderBatchRun")
 
@@ -122,12 +127,15 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
             self._scan = resume.scan
         send, self._out = anyio.create_memory_object_stream[BatchItem](1024)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._drive, send)
-                try:
-                    yield self
-                finally:
-                    tg.cancel_scope.cancel()
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._drive, send)
+                    try:
+                        yield self
+                    finally:
+                        tg.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise_as_itself(group)
         finally:
             self._out.close()
             if self._file is not None:
@@ -155,9 +163,10 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                 jobs = await self._resume(sink)
                 jobs += await self._submit(sink, [c for c in self._rows if c not in self._in(jobs)])
                 await self._wait(sink, jobs)
+                await sink.flush()
             finally:
                 with anyio.CancelScope(shield=True):
-                    await sink.flush()
+                    await sink.close()
 
     @staticmethod
     def _in(jobs: list[OpenJob]) -> set[str]:
@@ -222,30 +231,32 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                 job = await find_again(self._api, sink, entry,
                                        resubmit_unknown=self._settings.resubmit_unknown)
             if job is not None:
-                self._reserve(sink, job.rows)
+                await self._reserve(job.rows)
                 jobs.append(job)
         return jobs
 
-    def _reserve(self, sink: Sink, ids: tuple[str, ...] | list[str]) -> list[str]:
+    async def _reserve(self, ids: tuple[str, ...] | list[str]) -> list[str]:
         """Reserve each row's worst case; the rows that fit (the others are left unsent)."""
-        fits: list[str] = []
-        for cid in ids:
-            p = self._rows.get(cid)
-            if p is None:
+        tracker = self.tracker
+        todo = [cid for cid in ids if cid in self._rows and cid not in self._reserved]
+        amounts: list[float | None] = [None] * len(todo)
+        if tracker.budget is not None:
+            # Counting tokens loads tokenizer files: in a thread, for every row at once.
+            requests = [self._rows[cid].request for cid in todo]
+            amounts = list(await anyio.to_thread.run_sync(
+                lambda: [tracker.worst_case(r) for r in requests]))
+        for cid, amount in zip(todo, amounts, strict=True):
+            reservation = None if self.budget_exceeded else tracker.reserve(self._rows[cid].request, amount)
+            if reservation is None:
+                self.budget_exceeded = tracker.budget_exceeded = True
                 continue
-            if cid not in self._reserved:
-                reservation = None if self.budget_exceeded else self.tracker.reserve(p.request)
-                if reservation is None:
-                    self.budget_exceeded = self.tracker.budget_exceeded = True
-                    continue
-                self._reserved[cid] = reservation
-            fits.append(cid)
-        return fits
+            self._reserved[cid] = reservation
+        return [cid for cid in ids if cid in self._reserved]
 
     async def _submit(self, sink: Sink, ids: list[str]) -> list[OpenJob]:
         """Submit rows (in input order) as new jobs; rows over the budget are left unsent."""
         ids = sorted(ids, key=lambda cid: self._rows[cid].index)
-        fits = self._reserve(sink, ids)
+        fits = await self._reserve(ids)
         for cid in set(ids) - set(fits):  # over budget: not sent, recorded so a re-run sends it
             p = self._rows.pop(cid)
             tracker = self.tracker

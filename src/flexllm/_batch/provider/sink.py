@@ -52,6 +52,14 @@ class Sink:
         for item in items:
             await self._out.send(item)
 
+    async def close(self) -> None:
+        """Write the records still held (the run is ending: their items are not handed on,
+        since the consumer may be gone)."""
+        lines, self._lines = self._lines, []
+        self._items = []
+        if lines and self.file is not None:
+            await anyio.to_thread.run_sync(self.file.append, lines)
+
     async def journal(self, line: bytes) -> None:
         """Write one journal line and fsync it (records before it first)."""
         if self.file is None:

@@ -197,3 +197,21 @@ def test_budget_checks_the_prices_of_models_named_by_lines(cli: Invoke) -> None:
     assert result.exit_code == 2
     assert "budget= needs a price for line-model" in result.stderr
     assert not Path("in.output.jsonl").exists()  # refused before anything ran
+
+
+def test_mode_batch_api_runs_through_the_mock_batch_api_and_resumes(cli: Invoke) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    out = Path("results.jsonl")
+    first = cli("batch", str(src), "-o", str(out), "--mock", "--json", "--mode", "batch-api",
+                "--no-cache")
+    assert first.exit_code == 0, first.output
+    s = summary(first.stdout)
+    assert (s["total"], s["succeeded"], s["failed"]) == (20, 20, 0)
+    lines = records(out)
+    recs = [r for r in lines if "batch_job" not in r]
+    assert sorted(r["index"] for r in recs) == list(range(20))
+    assert [r["batch_job"]["event"] for r in lines if "batch_job" in r] == ["intent", "created", "ended"]
+    again = summary(cli("batch", str(src), "-o", str(out), "--mock", "--json", "--mode", "batch-api").stdout)
+    assert (again["resumed"], again["succeeded"]) == (20, 20)
+    bad = cli("batch", str(src), "-o", str(out), "--mock", "--mode", "batch")
+    assert bad.exit_code != 0 and "--mode" in bad.stderr

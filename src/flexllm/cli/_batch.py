@@ -157,6 +157,8 @@ class _Plan:
     progress: bool
     rerun_changed: bool
     client_options: dict[str, Any]
+    #: "online" or "batch_api" (the provider's batch API, half price, within hours).
+    mode: str = "online"
 
 
 def _line_models(source: JSONLFile) -> set[str]:
@@ -196,7 +198,7 @@ async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
             JSONLFile(plan.input, system=system), output_jsonl=str(plan.output),
             show_progress=plan.progress, track_cost=plan.track_cost, budget=plan.budget,
             on_changed="rerun" if plan.rerun_changed else "error", use_cache=plan.cache,
-            **params)
+            mode=plan.mode, **params)
         async with aclosing(items) as run:
             async for item in run:
                 outcome.add(item)
@@ -277,6 +279,10 @@ def batch(
         "(default: refuse to run).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a progress bar on stderr.")] = True,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="online: send each request; batch-api: run them through the provider's "
+        "batch API (OpenAI, Claude, Gemini) at half price, results within hours; re-run the "
+        "same command to pick the jobs up again.")] = "online",
     as_json: JsonOpt = False,
     mock: MockOpt = False,
     mock_delay: Annotated[str, typer.Option(
@@ -290,6 +296,8 @@ def batch(
         fail(f"output {out} is the input file; pass another -o", EXIT_USAGE)
     if out.suffix != ".jsonl":
         fail(f"output {out}: expected a .jsonl file", EXIT_USAGE)
+    if mode not in ("online", "batch-api"):
+        fail(f"--mode: expected online or batch-api, got {mode!r}", EXIT_USAGE)
     d = _defaults(mock)
     client_options = {k: v for k, v in (("timeout", d.timeout), ("retry_times", d.retry_times),
                                          ("retry_delay", d.retry_delay)) if v is not None}
@@ -307,6 +315,7 @@ def batch(
         track_cost=track_cost if track_cost is not None else bool(d.track_cost),
         budget=budget if budget is not None else d.budget,
         progress=progress, rerun_changed=rerun_changed, client_options=client_options,
+        mode=mode.replace("-", "_"),
     )
     try:
         outcome, used_model, lines = anyio.run(functools.partial(_run, plan))

@@ -215,3 +215,31 @@ def test_mode_batch_api_runs_through_the_mock_batch_api_and_resumes(cli: Invoke)
     assert (again["resumed"], again["succeeded"]) == (20, 20)
     bad = cli("batch", str(src), "-o", str(out), "--mock", "--mode", "batch")
     assert bad.exit_code != 0 and "--mode" in bad.stderr
+
+
+def test_submit_status_collect_cancel_on_the_checkpoint(cli: Invoke) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    out = Path("results.jsonl")
+    server = MockServer(batch={"complete_after": 3600})
+    with server as url:
+        where = ("-o", str(out), "--base-url", url, "--api-key", "sk-test", "-m", "gpt-4o-mini")
+        sub = cli("batch", "submit", str(src), *where, "--json", "--no-cache")
+        assert sub.exit_code == 0, sub.output
+        s = summary(sub.stdout)
+        assert (s["pending"], s["failed"], s["succeeded"]) == (20, 0, 0)
+        status = ("--base-url", url, "--api-key", "sk-test", "--json")
+        st = cli("batch", "status", str(out), *status)
+        assert st.exit_code == 0, st.output
+        jobs = summary(st.stdout)["jobs"]  # one model per OpenAI job: the file names two
+        assert sum(j["rows"] for j in jobs) == 20 and {j["state"] for j in jobs} == {"running"}
+        server.batches.clock.advance(3600)
+        got = summary(cli("batch", "collect", str(src), *where, "--json", "--no-cache").stdout)
+        assert (got["succeeded"], got["pending"]) == (20, 0)
+        after = summary(cli("batch", "status", str(out), *status).stdout)["jobs"]
+        assert {j["state"] for j in after} == {"collected"} and server.batches.creates == len(jobs)
+        # a second submission, cancelled: the re-run sends its rows again
+        other = Path("more.jsonl")
+        cli("batch", "submit", str(src), "-o", str(other), *where[2:], "--json", "--no-cache")
+        cancelled = summary(cli("batch", "cancel", str(other), *status).stdout)["jobs"]
+        assert cancelled and {j["state"] for j in cancelled} <= {"cancelled", "cancelling"}
+    assert sorted(r["index"] for r in records(out) if "batch_job" not in r) == list(range(20))

@@ -22,9 +22,13 @@ from .prepare import (
 )
 from .provider import (
     BatchAPISettings as BatchAPISettings,
+    BatchJobStatus as BatchJobStatus,
+    BatchPendingError as BatchPendingError,
     BatchTarget as BatchTarget,
     ProviderBatchRun as ProviderBatchRun,
     UnknownBatchJobError as UnknownBatchJobError,
+    batch_jobs as batch_jobs,
+    cancel_batch_jobs as cancel_batch_jobs,
 )
 from .run import BatchRun as BatchRun
 from .types import (

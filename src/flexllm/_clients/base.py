@@ -29,11 +29,14 @@ from .._batch import (
     BatchAPISettings,
     BatchInput,
     BatchItem,
+    BatchJobStatus,
     BatchResult,
     BatchRun,
     BatchSpec,
     BatchTarget,
     Lane,
+    batch_jobs,
+    cancel_batch_jobs,
     iterate_in_background,
     open_run,
     pop_distribute,
@@ -63,11 +66,11 @@ def vertex_auth(settings: ClientSettings, *, explicit_key: str | None) -> TokenS
 
 
 def _batch_settings(mode: str, poll: tuple[float, float], attempts: int,
-                    resubmit_unknown: bool) -> BatchAPISettings | None:
+                    resubmit_unknown: bool, wait: bool) -> BatchAPISettings | None:
     if mode != "batch_api":
         return None
     return BatchAPISettings(poll_interval=poll, max_attempts=attempts,
-                            resubmit_unknown=resubmit_unknown)
+                            resubmit_unknown=resubmit_unknown, wait=wait)
 
 
 class _ClientBase:
@@ -235,6 +238,7 @@ class _ClientBase:
         batch_poll_interval: tuple[float, float] = (30.0, 300.0),
         batch_max_attempts: int = 3,
         resubmit_unknown: bool = False,
+        batch_wait: bool = True,
         **params: JSONValue,
     ) -> BatchResult | tuple[BatchResult, CostReport]:
         """Answer many requests; resumable through ``output_jsonl``.
@@ -263,6 +267,8 @@ class _ClientBase:
                 recorded as failed.
             resubmit_unknown: a Claude job the last run may have created unrecorded
                 cannot be found again; True submits its rows again instead of stopping.
+            batch_wait: False submits and returns at once: rows still in a provider job
+                are failed with BatchPendingError (no record); a re-run collects them.
             **params: generation parameters (model, temperature, max_tokens, tools, ...).
 
         Returns:
@@ -279,7 +285,8 @@ class _ClientBase:
             fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
             use_cache=use_cache, return_usage=return_usage, return_raw=return_raw,
             distribute=self._take_distribute(params), params=params, mode=mode,
-            batch_api=_batch_settings(mode, batch_poll_interval, batch_max_attempts, resubmit_unknown))
+            batch_api=_batch_settings(mode, batch_poll_interval, batch_max_attempts, resubmit_unknown,
+                                     batch_wait))
         out = await self._run_batch(messages_list, spec)
         results, report = out if isinstance(out, tuple) else (out, None)
         return legacy.shape(results, report)  # type: ignore[no-any-return]
@@ -302,6 +309,7 @@ class _ClientBase:
         batch_poll_interval: tuple[float, float] = (30.0, 300.0),
         batch_max_attempts: int = 3,
         resubmit_unknown: bool = False,
+        batch_wait: bool = True,
         **params: JSONValue,
     ) -> AsyncIterator[BatchItem]:
         """Yield a :class:`BatchItem` (``.index``, ``.result``/``.error``, ``.metadata``) for
@@ -320,7 +328,7 @@ class _ClientBase:
             fsync_interval=fsync_interval, on_changed=on_changed, use_cache=use_cache,
             return_raw=return_raw, distribute=self._take_distribute(params), params=params,
             mode=mode, batch_api=_batch_settings(mode, batch_poll_interval, batch_max_attempts,
-                                                 resubmit_unknown))
+                                                 resubmit_unknown, batch_wait))
         async with aclosing(self._iter_batch(messages_list, spec)) as items:
             async for item in items:
                 yield item
@@ -352,6 +360,23 @@ class _ClientBase:
                 future.cancel()  # cancels the run's scope on the loop thread
                 finished.wait(timeout=60.0)
             raise
+
+    def _target(self) -> BatchTarget:
+        self._check_open()
+        target = self._batch_target()
+        if target is None:
+            raise UsageError(f"{type(self).__name__} has no provider batch API; use an LLMClient")
+        return target
+
+    async def batch_api_jobs(self, output_jsonl: str) -> list[BatchJobStatus]:
+        """The provider jobs ``mode="batch_api"`` submitted for this checkpoint, with the
+        state of the open ones (works while a run holds the checkpoint)."""
+        return await batch_jobs(self._target(), output_jsonl)
+
+    async def cancel_batch_api_jobs(self, output_jsonl: str) -> list[BatchJobStatus]:
+        """Cancel this checkpoint's open provider jobs; a re-run still collects the rows
+        they finished and sends the rest again."""
+        return await cancel_batch_jobs(self._target(), output_jsonl)
 
     async def _open_batch(self, messages_list: BatchInput, spec: BatchSpec) -> BatchRun:
         self._check_open()

@@ -24,7 +24,7 @@ import typer
 
 from flexllm_core import ChatRequest, UsageError, cache_key
 
-from .._batch import BatchItem, ItemSource, JSONLFile
+from .._batch import BatchItem, BatchPendingError, ItemSource, JSONLFile
 from .._cache import ResponseCacheConfig
 from .._config import BatchDefaults, load_config
 from .._cost import CostTracker, current_pricing
@@ -82,6 +82,8 @@ class BatchOutcome:
     resumed: int = 0
     not_sent: int = 0
     invalid_lines: int = 0
+    #: Rows left in provider jobs (``batch submit``): collected by a re-run.
+    pending: int = 0
     #: The first failures (index, message), for the report; the counts above are complete.
     invalid: list[tuple[int, str]] = attrs.field(factory=list)
     errors: list[tuple[int, str]] = attrs.field(factory=list)
@@ -103,6 +105,8 @@ class BatchOutcome:
             self.resumed += 1
         elif item.source is ItemSource.CACHE:
             self.cached += 1
+        elif isinstance(item.error, BatchPendingError):
+            self.pending += 1
         elif item.source is ItemSource.NOT_SENT:
             if isinstance(item.error, BudgetExceededError) or not isinstance(item.error, UsageError):
                 self.not_sent += 1
@@ -159,6 +163,8 @@ class _Plan:
     client_options: dict[str, Any]
     #: "online" or "batch_api" (the provider's batch API, half price, within hours).
     mode: str = "online"
+    #: batch-api: submit the jobs and return without waiting for them.
+    wait: bool = True
 
 
 def _line_models(source: JSONLFile) -> set[str]:
@@ -198,7 +204,8 @@ async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
             JSONLFile(plan.input, system=system), output_jsonl=str(plan.output),
             show_progress=plan.progress, track_cost=plan.track_cost, budget=plan.budget,
             on_changed="rerun" if plan.rerun_changed else "error", use_cache=plan.cache,
-            mode=plan.mode, **params)
+            mode=plan.mode, **({"batch_wait": plan.wait} if plan.mode == "batch_api" else {}),
+            **params)
         async with aclosing(items) as run:
             async for item in run:
                 outcome.add(item)
@@ -221,7 +228,8 @@ def _report(plan: _Plan, outcome: BatchOutcome, model: str | None, lines: dict[i
             "total": outcome.total, "succeeded": outcome.succeeded, "failed": outcome.failed,
             "sent": outcome.sent_ok + outcome.sent_failed, "cached": outcome.cached,
             "resumed": outcome.resumed, "not_sent": outcome.not_sent,
-            "invalid_lines": outcome.invalid_lines, "cost_usd": outcome.cost,
+            "invalid_lines": outcome.invalid_lines, "pending": outcome.pending,
+            "cost_usd": outcome.cost,
             "elapsed_s": round(outcome.elapsed, 3), "errors": errors,
         })
     console = stderr_console()
@@ -240,6 +248,10 @@ def _report(plan: _Plan, outcome: BatchOutcome, model: str | None, lines: dict[i
         f"· {outcome.elapsed:.1f}s → {plan.output}", markup=True, highlight=False)
     if outcome.cost is not None:
         console.print(f"cost ${outcome.cost:.6f}", highlight=False)
+    if outcome.pending:
+        console.print(f"{outcome.pending} row(s) submitted to the provider's batch API; "
+                      f"'flexllm batch status {plan.output}' shows them, 'flexllm batch collect' "
+                      "(the same command) collects them", highlight=False)
     if outcome.failed:
         console.print("re-run the same command to retry the failed items", highlight=False)
 
@@ -283,6 +295,9 @@ def batch(
         "--mode", help="online: send each request; batch-api: run them through the provider's "
         "batch API (OpenAI, Claude, Gemini) at half price, results within hours; re-run the "
         "same command to pick the jobs up again.")] = "online",
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="With --mode batch-api: wait for the jobs (default), or "
+        "submit them and exit ('flexllm batch submit').")] = True,
     as_json: JsonOpt = False,
     mock: MockOpt = False,
     mock_delay: Annotated[str, typer.Option(
@@ -315,7 +330,7 @@ def batch(
         track_cost=track_cost if track_cost is not None else bool(d.track_cost),
         budget=budget if budget is not None else d.budget,
         progress=progress, rerun_changed=rerun_changed, client_options=client_options,
-        mode=mode.replace("-", "_"),
+        mode=mode.replace("-", "_"), wait=wait,
     )
     try:
         outcome, used_model, lines = anyio.run(functools.partial(_run, plan))

@@ -21,7 +21,7 @@ from flexllm import (
     ResponseCacheConfig,
     UsageError,
 )
-from flexllm._batch import UnknownBatchJobError
+from flexllm._batch import BatchPendingError, UnknownBatchJobError
 from flexllm.mock import ANSWER_PREFIX, MockServer
 from flexllm_core import make_custom_id, request_hash
 
@@ -229,3 +229,39 @@ async def test_bad_options_and_a_pool_are_refused_before_anything_is_sent(tmp_pa
             with pytest.raises(UsageError, match="single-endpoint client"):
                 await pool.chat_completions_batch(prompts(2), mode="batch_api", show_progress=False)
     assert server.batches.creates == 0 and server.stats.requests == 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_submit_close_the_laptop_status_then_collect(provider: str, tmp_path: Path) -> None:
+    out = str(tmp_path / "o.jsonl")
+    server = MockServer(batch={"complete_after": 3600})
+    kw: dict[str, Any] = {"output_jsonl": out, "mode": "batch_api", "batch_poll_interval": FAST,
+                          "show_progress": False}
+    async with server, client(server, provider) as c:
+        submitted = await c.chat_completions_batch(prompts(5), batch_wait=False, **kw)
+        assert list(submitted) == [None] * 5
+        assert all(isinstance(e, BatchPendingError) for e in submitted.errors.values())
+        assert records(Path(out)) == []  # nothing recorded for rows still out
+        status = await c.batch_api_jobs(out)
+        assert [(s.rows, s.state) for s in status] == [(5, "running")]
+        server.batches.clock.advance(3600)
+        assert [s.state for s in await c.batch_api_jobs(out)] == ["completed"]
+        collected = await c.chat_completions_batch(prompts(5), **kw)
+        assert collected.ok and server.batches.creates == 1
+        assert [s.state for s in await c.batch_api_jobs(out)] == ["collected"]
+    assert sorted(r["index"] for r in records(Path(out))) == list(range(5))
+
+
+async def test_cancel_keeps_nothing_unpaid_and_a_rerun_sends_the_rest(tmp_path: Path) -> None:
+    out = str(tmp_path / "o.jsonl")
+    server = MockServer(batch={"complete_after": 3600})
+    kw: dict[str, Any] = {"output_jsonl": out, "mode": "batch_api", "batch_poll_interval": FAST,
+                          "show_progress": False}
+    async with server, client(server, "openai") as c:
+        await c.chat_completions_batch(prompts(3), batch_wait=False, **kw)
+        cancelled = await c.cancel_batch_api_jobs(out)
+        assert len(cancelled) == 1 and cancelled[0].state in ("cancelling", "cancelled")
+        server.batches.options = type(server.batches.options)()  # the next job ends at once
+        again = await c.chat_completions_batch(prompts(3), **kw)
+    assert again.ok and server.batches.creates == 2
+    assert job_rows(server) == [[0, 1, 2], [0, 1, 2]]

@@ -6,5 +6,14 @@ Other subpackages import these names from here (or from ``flexllm._batch``).
 from __future__ import annotations
 
 from .api import BatchTarget as BatchTarget
-from .run import BatchAPISettings as BatchAPISettings, ProviderBatchRun as ProviderBatchRun
+from .manage import (
+    BatchJobStatus as BatchJobStatus,
+    batch_jobs as batch_jobs,
+    cancel_batch_jobs as cancel_batch_jobs,
+)
+from .run import (
+    BatchAPISettings as BatchAPISettings,
+    BatchPendingError as BatchPendingError,
+    ProviderBatchRun as ProviderBatchRun,
+)
 from .submit import UnknownBatchJobError as UnknownBatchJobError

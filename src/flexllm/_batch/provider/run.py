@@ -88,6 +88,13 @@ class BatchAPISettings:
     resubmit_unknown: bool = False
     #: Rows per job at most (below the provider's own limit).
     max_rows: int | None = None
+    #: False: submit and return; rows still in a provider job come out with a
+    #: :class:`BatchPendingError` (and no record): a re-run collects them.
+    wait: bool = True
+
+
+class BatchPendingError(FlexLLMError):
+    """The row is in a provider job that has not ended; a re-run of the same call collects it."""
 
 
 class ProviderBatchRun(anyio.AsyncContextManagerMixin):
@@ -162,7 +169,10 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                 await self._answer_from_cache(sink)
                 jobs = await self._resume(sink)
                 jobs += await self._submit(sink, [c for c in self._rows if c not in self._in(jobs)])
-                await self._wait(sink, jobs)
+                if self._settings.wait:
+                    await self._wait(sink, jobs)
+                else:
+                    await self._leave_pending(sink, jobs)
                 await sink.flush()
             finally:
                 with anyio.CancelScope(shield=True):
@@ -293,6 +303,15 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
         if self._opt.cache is not None and self._opt.cache_key is not None:
             self._to_cache.append((self._opt.cache_key(p.request), result))
         return attrs.evolve(item, cost=cost)
+
+    async def _leave_pending(self, sink: Sink, jobs: list[OpenJob]) -> None:
+        for job in jobs:
+            error = BatchPendingError(f"in {self._api.codec.NAME} batch {job.job_id}; re-run the same "
+                                      "call to collect it when the batch has ended")
+            for cid in job.rows:
+                if (p := self._rows.get(cid)) is not None:
+                    await sink.emit(BatchItem(index=p.index, error=error, metadata=p.metadata,
+                                              source=ItemSource.NOT_SENT), p, record=False)
 
     async def _wait(self, sink: Sink, jobs: list[OpenJob]) -> None:
         """Poll until every job ended and every row is answered or out of attempts."""

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from flexllm import (
+    BatchPendingError,
     BatchResult,
     BudgetExceededError,
     CostReport,
@@ -19,9 +20,9 @@ from flexllm import (
     LLMClient,
     LLMClientPool,
     ResponseCacheConfig,
+    UnknownBatchJobError,
     UsageError,
 )
-from flexllm._batch import BatchPendingError, UnknownBatchJobError
 from flexllm.mock import ANSWER_PREFIX, MockServer
 from flexllm_core import make_custom_id, request_hash
 

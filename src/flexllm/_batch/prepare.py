@@ -204,11 +204,14 @@ async def open_run(
         retries=retries,
         fast_hash=fast_hash,
     )
-    if spec.mode == "batch_api":
+    if spec.mode != "online":
         if batch_target is None:
             raise UsageError("mode='batch_api' needs a single-endpoint client (LLMClient and its "
                              "named clients); a pool sends its batches online")
         settings = spec.batch_api if spec.batch_api is not None else BatchAPISettings()
+        if spec.mode == "auto" and settings.deadline is None:
+            raise UsageError("mode='auto' needs deadline= (seconds after which rows still "
+                             "waiting on the provider are sent online)")
         return ProviderBatchRun(items, batch_target(), prepare, options, settings)
     return BatchRun(items, lanes, prepare, options)
 

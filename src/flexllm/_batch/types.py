@@ -155,8 +155,8 @@ class BatchOptions:
 
 
 def _mode(_inst: object, _attr: object, value: str) -> None:
-    if value not in ("online", "batch_api"):
-        raise UsageError(f"mode must be 'online' or 'batch_api', got {value!r}")
+    if value not in ("online", "batch_api", "auto"):
+        raise UsageError(f"mode must be 'online', 'batch_api' or 'auto', got {value!r}")
 
 
 def _is_bool(inst: object, attr: attrs.Attribute[Any], value: object) -> None:
@@ -200,8 +200,9 @@ class BatchSpec:
     #: Generation parameters for every item's request.
     params: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
     #: "online": requests sent one by one; "batch_api": through the provider's batch API
-    #: (half price, results within hours; see :mod:`flexllm._batch.provider`).
-    mode: Literal["online", "batch_api"] = attrs.field(default="online", validator=_mode)
+    #: (half price, results within hours; see :mod:`flexllm._batch.provider`); "auto": the
+    #: batch API, and online for what is left at the deadline.
+    mode: Literal["online", "batch_api", "auto"] = attrs.field(default="online", validator=_mode)
     #: How a "batch_api" run polls and resubmits (a BatchAPISettings; None: the defaults).
     batch_api: Any = None
 

@@ -65,12 +65,13 @@ def vertex_auth(settings: ClientSettings, *, explicit_key: str | None) -> TokenS
     return vertex_token_source()
 
 
-def _batch_settings(mode: str, poll: tuple[float, float], attempts: int,
-                    resubmit_unknown: bool, wait: bool) -> BatchAPISettings | None:
-    if mode != "batch_api":
+def _batch_settings(mode: str, **options: Any) -> BatchAPISettings | None:
+    """The provider-batch options of a batch call (None for an online one)."""
+    if mode == "online":
+        if options.get("deadline") is not None:
+            raise UsageError("deadline= is for mode='auto' (and 'batch_api')")
         return None
-    return BatchAPISettings(poll_interval=poll, max_attempts=attempts,
-                            resubmit_unknown=resubmit_unknown, wait=wait)
+    return BatchAPISettings(**options)
 
 
 class _ClientBase:
@@ -234,11 +235,12 @@ class _ClientBase:
         use_cache: bool = True,
         return_usage: bool = False,
         return_raw: bool = False,
-        mode: Literal["online", "batch_api"] = "online",
+        mode: Literal["online", "batch_api", "auto"] = "online",
         batch_poll_interval: tuple[float, float] = (30.0, 300.0),
         batch_max_attempts: int = 3,
         resubmit_unknown: bool = False,
         batch_wait: bool = True,
+        deadline: float | None = None,
         **params: JSONValue,
     ) -> BatchResult | tuple[BatchResult, CostReport]:
         """Answer many requests; resumable through ``output_jsonl``.
@@ -261,7 +263,8 @@ class _ClientBase:
             return_usage / return_raw: return ChatResults instead of answer texts.
             mode: "online" sends each request; "batch_api" runs them through the
                 provider's batch API (OpenAI, Claude, Gemini) at its batch price, results
-                within hours, with the same checkpoint, records, cache and cost report.
+                within hours, with the same checkpoint, records, cache and cost report;
+                "auto" does that and sends online what is left at ``deadline``.
             batch_poll_interval: ``(min, max)`` seconds between looks at open batch jobs.
             batch_max_attempts: submissions per row before an expired or failed row is
                 recorded as failed.
@@ -269,6 +272,8 @@ class _ClientBase:
                 cannot be found again; True submits its rows again instead of stopping.
             batch_wait: False submits and returns at once: rows still in a provider job
                 are failed with BatchPendingError (no record); a re-run collects them.
+            deadline: with ``mode="auto"`` (the batch API for the bulk), seconds after which
+                rows still waiting on the provider are cancelled there and sent online.
             **params: generation parameters (model, temperature, max_tokens, tools, ...).
 
         Returns:
@@ -285,8 +290,10 @@ class _ClientBase:
             fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
             use_cache=use_cache, return_usage=return_usage, return_raw=return_raw,
             distribute=self._take_distribute(params), params=params, mode=mode,
-            batch_api=_batch_settings(mode, batch_poll_interval, batch_max_attempts, resubmit_unknown,
-                                     batch_wait))
+            batch_api=_batch_settings(mode, poll_interval=batch_poll_interval,
+                                      max_attempts=batch_max_attempts,
+                                      resubmit_unknown=resubmit_unknown, wait=batch_wait,
+                                      deadline=deadline))
         out = await self._run_batch(messages_list, spec)
         results, report = out if isinstance(out, tuple) else (out, None)
         return legacy.shape(results, report)  # type: ignore[no-any-return]
@@ -305,11 +312,12 @@ class _ClientBase:
         on_changed: Literal["error", "rerun"] = "error",
         use_cache: bool = True,
         return_raw: bool = False,
-        mode: Literal["online", "batch_api"] = "online",
+        mode: Literal["online", "batch_api", "auto"] = "online",
         batch_poll_interval: tuple[float, float] = (30.0, 300.0),
         batch_max_attempts: int = 3,
         resubmit_unknown: bool = False,
         batch_wait: bool = True,
+        deadline: float | None = None,
         **params: JSONValue,
     ) -> AsyncIterator[BatchItem]:
         """Yield a :class:`BatchItem` (``.index``, ``.result``/``.error``, ``.metadata``) for
@@ -327,8 +335,10 @@ class _ClientBase:
             budget=budget, metadata_list=metadata_list, fsync_every=fsync_every,
             fsync_interval=fsync_interval, on_changed=on_changed, use_cache=use_cache,
             return_raw=return_raw, distribute=self._take_distribute(params), params=params,
-            mode=mode, batch_api=_batch_settings(mode, batch_poll_interval, batch_max_attempts,
-                                                 resubmit_unknown, batch_wait))
+            mode=mode, batch_api=_batch_settings(mode, poll_interval=batch_poll_interval,
+                                                 max_attempts=batch_max_attempts,
+                                                 resubmit_unknown=resubmit_unknown,
+                                                 wait=batch_wait, deadline=deadline))
         async with aclosing(self._iter_batch(messages_list, spec)) as items:
             async for item in items:
                 yield item
@@ -381,7 +391,7 @@ class _ClientBase:
     async def _open_batch(self, messages_list: BatchInput, spec: BatchSpec) -> BatchRun:
         self._check_open()
         base = self._retries()
-        target = self._batch_target() if spec.mode == "batch_api" else None
+        target = self._batch_target() if spec.mode != "online" else None
         run = await open_run(
             messages_list, spec, build=self.build_request, lanes=self._lanes(spec),
             models=self._batch_models(spec), cache=self._cache, cache_key=self.cache_key,

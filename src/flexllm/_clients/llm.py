@@ -232,7 +232,8 @@ class LLMClient(_ClientBase):
         s = self._settings
         return BatchTarget(provider=s.provider, config=s.provider_config(),
                            transport=self._endpoint.transport, classify=self._endpoint.classify,
-                           timeout=s.timeout)
+                           timeout=s.timeout, complete=self._endpoint.complete,
+                           concurrency=self._endpoint.concurrency)
 
     # -- requests ----------------------------------------------------------------------
 

@@ -266,3 +266,30 @@ async def test_cancel_keeps_nothing_unpaid_and_a_rerun_sends_the_rest(tmp_path: 
         again = await c.chat_completions_batch(prompts(3), **kw)
     assert again.ok and server.batches.creates == 2
     assert job_rows(server) == [[0, 1, 2], [0, 1, 2]]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_auto_sends_online_what_a_stuck_queue_holds_at_the_deadline(provider: str, tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    server = MockServer(batch={"pending_forever": True})
+    async with server, client(server, provider) as c:
+        results, report = await c.chat_completions_batch(
+            prompts(6), output_jsonl=str(out), mode="auto", deadline=0.2, batch_poll_interval=FAST,
+            return_cost_report=True, show_progress=False)
+        _, online = await c.chat_completions_batch(prompts(6), return_cost_report=True,
+                                                   show_progress=False, use_cache=False)
+    assert results.ok and [r.startswith(f"{ANSWER_PREFIX}question {i}") for i, r in enumerate(results)] == [True] * 6
+    assert server.batches.creates == 1 and next(iter(server.batches.jobs.values())).cancelled_at is not None
+    assert sorted(r["index"] for r in records(out)) == list(range(6))  # each row once
+    assert report.total_cost == pytest.approx(online.total_cost)  # they ran online, at online prices
+    assert journal(out)[-1]["event"] == "ended"
+
+
+async def test_auto_needs_a_deadline_and_online_takes_none(tmp_path: Path) -> None:
+    server = MockServer()
+    async with server, client(server, "openai") as c:
+        with pytest.raises(UsageError, match="needs deadline"):
+            await c.chat_completions_batch(prompts(2), mode="auto", show_progress=False)
+        with pytest.raises(UsageError, match="deadline= is for mode='auto'"):
+            await c.chat_completions_batch(prompts(2), deadline=5, show_progress=False)
+    assert server.stats.requests == 0

@@ -9,12 +9,14 @@ line by line as it arrives, so a 200 MB file is never whole in memory.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import attrs
 
 from flexllm_core import (
     BatchJob,
+    ChatRequest,
+    ChatResult,
     FlexLLMError,
     HttpRequest,
     HttpResponse,
@@ -42,6 +44,9 @@ class BatchTarget:
     #: The typed (and redacted) error of an error answer.
     classify: Callable[[HttpResponse], FlexLLMError]
     timeout: float | None = 120.0
+    #: The client's online path (``mode="auto"`` sends what the deadline leaves here).
+    complete: Callable[[ChatRequest], Awaitable[ChatResult]] | None = None
+    concurrency: int = 10
 
 
 class BatchAPI:

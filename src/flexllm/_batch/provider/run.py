@@ -27,6 +27,7 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from flexllm_core import (
+    BatchJob,
     ChatResult,
     FlexLLMError,
     ScanResult,
@@ -46,55 +47,19 @@ from ..run import _raise_as_itself as raise_as_itself
 from ..types import BatchItem, BatchOptions, ItemSource, Prepared
 from .api import BatchAPI, BatchTarget
 from .collect import collect
+from .hedge import run_online
 from .journal import JournalJob, encode_entry, read_journal
 from .poll import Poller
+from .settings import BatchAPISettings, BatchPendingError
 from .sink import Sink
 from .submit import OpenJob, find_again, submit_rows
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found]
 
-__all__ = ("BatchAPISettings", "ProviderBatchRun")
+__all__ = ("BatchAPISettings", "BatchPendingError", "ProviderBatchRun")
 
 log = logging.getLogger("flexllm.batch")
-
-
-def _interval(value: object) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        raise UsageError(f"batch_poll_interval must be (min, max) seconds, got {value!r}") from None
-    if not 0 < lo <= hi:
-        raise UsageError(f"batch_poll_interval must be 0 < min <= max, got {value!r}")
-    return lo, hi
-
-
-def _attempts(_inst: object, _attr: object, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"batch_max_attempts must be an int >= 1, got {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class BatchAPISettings:
-    """How a ``mode="batch_api"`` run polls and resubmits."""
-
-    #: Seconds between looks at the open jobs: from min, growing to max (with jitter).
-    poll_interval: tuple[float, float] = attrs.field(default=(30.0, 300.0), converter=_interval)
-    #: Submissions per row; a row still failing (expired, server error, missing) after
-    #: that many is recorded as failed (a re-run tries again).
-    max_attempts: int = attrs.field(default=3, validator=_attempts)
-    #: A job the last run may have created without recording it, on a provider that
-    #: cannot find it again (Claude): submit its rows again instead of stopping.
-    resubmit_unknown: bool = False
-    #: Rows per job at most (below the provider's own limit).
-    max_rows: int | None = None
-    #: False: submit and return; rows still in a provider job come out with a
-    #: :class:`BatchPendingError` (and no record): a re-run collects them.
-    wait: bool = True
-
-
-class BatchPendingError(FlexLLMError):
-    """The row is in a provider job that has not ended; a re-run of the same call collects it."""
 
 
 class ProviderBatchRun(anyio.AsyncContextManagerMixin):
@@ -118,6 +83,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
         #: Answers of the job being collected, stored in the cache once it is read.
         self._to_cache: list[tuple[str, ChatResult]] = []
         self.budget_exceeded = False
+        self._deadline: float | None = None  # anyio.current_time() of the hand-over to online
 
     @property
     def tracker(self) -> CostTracker:
@@ -162,6 +128,8 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
     # -- the run -------------------------------------------------------------------------
 
     async def _drive(self, send: MemoryObjectSendStream[BatchItem]) -> None:
+        if self._settings.deadline is not None:
+            self._deadline = anyio.current_time() + self._settings.deadline
         async with send:
             sink = Sink(self._file, send, self._opt)
             try:
@@ -289,7 +257,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
         p = self._rows[cid]
         await sink.emit(self._settle(cid, BatchItem(index=p.index, error=error, metadata=p.metadata)), p)
 
-    def _settle(self, cid: str, item: BatchItem) -> BatchItem:
+    def _settle(self, cid: str, item: BatchItem, *, batch: bool = True) -> BatchItem:
         """A row's outcome: priced at the batch price, its reservation freed, no longer waited for."""
         p = self._rows.pop(cid)
         reservation = self._reserved.pop(cid, None)
@@ -299,7 +267,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                 self.tracker.release(reservation)
             return item
         cost = self.tracker.settle(reservation, result.model or p.request.model, result.usage,
-                                   requested=p.request.model, batch=True)
+                                   requested=p.request.model, batch=batch)
         if self._opt.cache is not None and self._opt.cache_key is not None:
             self._to_cache.append((self._opt.cache_key(p.request), result))
         return attrs.evolve(item, cost=cost)
@@ -314,27 +282,68 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                                               source=ItemSource.NOT_SENT), p, record=False)
 
     async def _wait(self, sink: Sink, jobs: list[OpenJob]) -> None:
-        """Poll until every job ended and every row is answered or out of attempts."""
+        """Poll until every job ended and every row is answered or out of attempts (or,
+        with a deadline, until it passes: then the rest goes online)."""
         poller = Poller(self._api, *self._settings.poll_interval)
         while jobs:
-            ended = await poller.next_ended(jobs)
+            ended: list[tuple[OpenJob, BatchJob]] = []
+            with anyio.move_on_after(self._left()):
+                ended = await poller.next_ended(jobs)
+            if not ended:  # the deadline passed
+                await self._hand_over(sink, jobs)
+                return
             for job, state in ended:
                 jobs.remove(job)
-                self._to_cache = []
-                retry = await collect(self._api, sink, job, state, self._rows, self._settle)
-                await sink.flush()
-                await self._store_answers()
-                again: list[str] = []
-                for cid, why in retry.items():
-                    if self._tries.get(cid, 0) >= self._settings.max_attempts:
-                        await self._fail(sink, cid, why)
-                    else:
-                        again.append(cid)
-                await sink.journal(_ended(job))
-                if again:
+                again = await self._collect(sink, job, state)
+                if again and self._left() <= 0:
+                    await self._online(sink, again)
+                elif again:
                     log.info("%s batch %s: %d row(s) submitted again", self._api.codec.NAME,
                              job.job_id, len(again))
                     jobs += await self._submit(sink, again)
+
+    def _left(self) -> float:
+        return float("inf") if self._deadline is None else self._deadline - anyio.current_time()
+
+    async def _collect(self, sink: Sink, job: OpenJob, state: BatchJob) -> list[str]:
+        """Record an ended job's results; the rows to try again."""
+        self._to_cache = []
+        retry = await collect(self._api, sink, job, state, self._rows, self._settle)
+        await sink.flush()
+        await self._store_answers()
+        again: list[str] = []
+        for cid, why in retry.items():
+            if self._tries.get(cid, 0) >= self._settings.max_attempts:
+                await self._fail(sink, cid, why)
+            else:
+                again.append(cid)
+        await sink.journal(_ended(job))
+        return again
+
+    async def _hand_over(self, sink: Sink, jobs: list[OpenJob]) -> None:
+        """The deadline: cancel the open jobs, keep what they finished, the rest online."""
+        rest: list[str] = []
+        for job in jobs:
+            try:
+                state = await self._api.cancel(job.job_id)
+            except FlexLLMError as exc:
+                log.warning("%s batch %s: cancel failed (%s)", self._api.codec.NAME, job.job_id, exc)
+                state = None
+            if state is not None and state.state.terminal:
+                rest += await self._collect(sink, job, state)
+            else:
+                rest += [cid for cid in job.rows if cid in self._rows]
+                await sink.journal(_ended(job))
+        log.info("deadline: %d row(s) still waiting on %s go online", len(rest), self._api.codec.NAME)
+        await self._online(sink, rest)
+
+    async def _online(self, sink: Sink, ids: list[str]) -> None:
+        self._to_cache = []
+        await run_online(self._api.target, sink, self._rows,
+                         [cid for cid in ids if cid in self._rows],
+                         lambda cid, item: self._settle(cid, item, batch=False))
+        await sink.flush()
+        await self._store_answers()
 
     async def _store_answers(self) -> None:
         cache = self._opt.cache

@@ -293,3 +293,13 @@ async def test_auto_needs_a_deadline_and_online_takes_none(tmp_path: Path) -> No
         with pytest.raises(UsageError, match="deadline= is for mode='auto'"):
             await c.chat_completions_batch(prompts(2), deadline=5, show_progress=False)
     assert server.stats.requests == 0
+
+
+async def test_a_bad_item_is_refused_before_anything_is_submitted(tmp_path: Path) -> None:
+    server = MockServer()
+    async with server, client(server, "openai") as c:
+        with pytest.raises(UsageError, match="item 2"):
+            await c.chat_completions_batch(["a", "b", 42, "d"], mode="batch_api",  # type: ignore[list-item]
+                                           output_jsonl=str(tmp_path / "o.jsonl"), show_progress=False)
+    assert server.stats.requests == 0
+    assert (tmp_path / "o.jsonl").read_bytes() == b""

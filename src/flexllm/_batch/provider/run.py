@@ -31,7 +31,6 @@ from flexllm_core import (
     ChatResult,
     FlexLLMError,
     ScanResult,
-    UsageError,
     decode_record,
     make_custom_id,
     record_matches,
@@ -39,7 +38,7 @@ from flexllm_core import (
 )
 
 from ..._cost import CostTracker, Reservation, current_pricing
-from ..._errors import BudgetExceededError, ChangedInputError
+from ..._errors import BudgetExceededError, ChangedInputError, InvalidLineError
 from ..checkpoint import CheckpointFile
 from ..input import BatchInput, aiterate, as_source
 from ..records import item_from_record
@@ -151,7 +150,8 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
         return {cid for job in jobs for cid in job.rows}
 
     async def _read_input(self, sink: Sink) -> None:
-        """Sort every input: restored, invalid (recorded), changed (refused) or to send."""
+        """Sort every input: restored, a malformed line (recorded), changed (refused) or to
+        send. All of it is read before anything is sent, so a bad item raises first."""
         scan = self._scan
         done = scan.done if scan is not None else {}
         changed: list[int] = []
@@ -161,8 +161,9 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
             index += 1
             try:
                 p = self._prepare(raw, index)
-            except UsageError as exc:
-                await sink.emit(BatchItem(index=index, error=exc, source=ItemSource.NOT_SENT), None)
+            except InvalidLineError as exc:  # a malformed JSONL line: a failed item, as online
+                await sink.emit(BatchItem(index=index, error=exc, source=ItemSource.NOT_SENT,
+                                          metadata=exc.metadata), None)
                 continue
             if index in done:
                 if record_matches(done[index], p.request):

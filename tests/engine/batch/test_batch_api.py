@@ -4,6 +4,7 @@ few milliseconds (``batch_poll_interval``), so nothing here sleeps for long."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,18 @@ async def test_a_bad_item_is_refused_before_anything_is_submitted(tmp_path: Path
                                            output_jsonl=str(tmp_path / "o.jsonl"), show_progress=False)
     assert server.stats.requests == 0
     assert (tmp_path / "o.jsonl").read_bytes() == b""
+
+
+async def test_leaving_the_loop_early_then_a_rerun_collects_the_same_job(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    server = MockServer()
+    async with server, client(server, "gemini") as c:
+        kw: dict[str, Any] = {"output_jsonl": str(out), "mode": "batch_api", "batch_poll_interval": FAST}
+        async with contextlib.aclosing(c.iter_chat_completions_batch(prompts(300), **kw)) as items:
+            async for _ in items:
+                break
+        kept = {r["index"] for r in records(out)}
+        rest = await c.chat_completions_batch(prompts(300), show_progress=False, **kw)
+    assert rest.ok and server.batches.creates == 1
+    assert sum(i.source is ItemSource.CHECKPOINT for i in rest.items) == len(kept)
+    assert sorted(r["index"] for r in records(out)) == list(range(300))

@@ -243,3 +243,16 @@ def test_submit_status_collect_cancel_on_the_checkpoint(cli: Invoke) -> None:
         cancelled = summary(cli("batch", "cancel", str(other), *status).stdout)["jobs"]
         assert cancelled and {j["state"] for j in cancelled} <= {"cancelled", "cancelling"}
     assert sorted(r["index"] for r in records(out) if "batch_job" not in r) == list(range(20))
+
+
+def test_mode_auto_sends_online_what_a_stuck_queue_holds(cli: Invoke) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    out = Path("results.jsonl")
+    server = MockServer(batch={"pending_forever": True})
+    with server as url:
+        got = cli("batch", str(src), "-o", str(out), "--base-url", url, "--api-key", "sk-test",
+                  "-m", "gpt-4o-mini", "--json", "--no-cache", "--mode", "auto", "--deadline", "0.2")
+        assert got.exit_code == 0, got.output
+        assert summary(got.stdout)["succeeded"] == 20 and server.batches.creates >= 1
+        alone = cli("batch", str(src), "-o", "x.jsonl", "--mock", "--mode", "auto")
+        assert alone.exit_code != 0 and "--deadline" in alone.stderr

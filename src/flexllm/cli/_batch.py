@@ -165,6 +165,8 @@ class _Plan:
     mode: str = "online"
     #: batch-api: submit the jobs and return without waiting for them.
     wait: bool = True
+    #: auto: seconds after which rows still waiting on the provider go online.
+    deadline: float | None = None
 
 
 def _line_models(source: JSONLFile) -> set[str]:
@@ -204,7 +206,8 @@ async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
             JSONLFile(plan.input, system=system), output_jsonl=str(plan.output),
             show_progress=plan.progress, track_cost=plan.track_cost, budget=plan.budget,
             on_changed="rerun" if plan.rerun_changed else "error", use_cache=plan.cache,
-            mode=plan.mode, **({"batch_wait": plan.wait} if plan.mode == "batch_api" else {}),
+            mode=plan.mode, **({"batch_wait": plan.wait, "deadline": plan.deadline}
+                               if plan.mode != "online" else {}),
             **params)
         async with aclosing(items) as run:
             async for item in run:
@@ -294,7 +297,11 @@ def batch(
     mode: Annotated[str, typer.Option(
         "--mode", help="online: send each request; batch-api: run them through the provider's "
         "batch API (OpenAI, Claude, Gemini) at half price, results within hours; re-run the "
-        "same command to pick the jobs up again.")] = "online",
+        "same command to pick the jobs up again; auto: batch-api, and online for what is "
+        "left at --deadline.")] = "online",
+    deadline: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--deadline", min=0.0, help="With --mode auto: seconds after which rows still waiting "
+        "on the provider are sent online.")] = None,
     wait: Annotated[bool, typer.Option(
         "--wait/--no-wait", help="With --mode batch-api: wait for the jobs (default), or "
         "submit them and exit ('flexllm batch submit').")] = True,
@@ -311,8 +318,10 @@ def batch(
         fail(f"output {out} is the input file; pass another -o", EXIT_USAGE)
     if out.suffix != ".jsonl":
         fail(f"output {out}: expected a .jsonl file", EXIT_USAGE)
-    if mode not in ("online", "batch-api"):
-        fail(f"--mode: expected online or batch-api, got {mode!r}", EXIT_USAGE)
+    if mode not in ("online", "batch-api", "auto"):
+        fail(f"--mode: expected online, batch-api or auto, got {mode!r}", EXIT_USAGE)
+    if (mode == "auto") != (deadline is not None):
+        fail("--mode auto and --deadline go together", EXIT_USAGE)
     d = _defaults(mock)
     client_options = {k: v for k, v in (("timeout", d.timeout), ("retry_times", d.retry_times),
                                          ("retry_delay", d.retry_delay)) if v is not None}
@@ -330,7 +339,7 @@ def batch(
         track_cost=track_cost if track_cost is not None else bool(d.track_cost),
         budget=budget if budget is not None else d.budget,
         progress=progress, rerun_changed=rerun_changed, client_options=client_options,
-        mode=mode.replace("-", "_"), wait=wait,
+        mode=mode.replace("-", "_"), wait=wait, deadline=deadline,
     )
     try:
         outcome, used_model, lines = anyio.run(functools.partial(_run, plan))

@@ -39,7 +39,14 @@ from flexllm_core import (
 )
 from flexllm_core._version import __version__ as __version__
 
-from ._batch import BatchItem as BatchItem, BatchResult as BatchResult, ItemSource as ItemSource
+from ._batch import (
+    BatchItem as BatchItem,
+    BatchJobStatus as BatchJobStatus,
+    BatchPendingError as BatchPendingError,
+    BatchResult as BatchResult,
+    ItemSource as ItemSource,
+    UnknownBatchJobError as UnknownBatchJobError,
+)
 from ._cache import ResponseCacheConfig as ResponseCacheConfig
 from ._clients import (
     ClaudeClient as ClaudeClient,
@@ -120,8 +127,11 @@ __all__ = (
     # Others append below: ResponseCacheConfig, LLMClientPool, count_tokens, estimate_cost, ...
     # batches, checkpoints, cache and cost
     "BatchItem",
+    "BatchJobStatus",
+    "BatchPendingError",
     "BatchResult",
     "BudgetExceededError",
+    "UnknownBatchJobError",
     "CostReport",
     "ItemSource",
     "ResponseCacheConfig",

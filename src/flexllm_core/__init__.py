@@ -44,6 +44,7 @@ from ._cache_key import (
     request_hash as request_hash,
 )
 from ._checkpoint import (
+    JOURNAL_PREFIX as JOURNAL_PREFIX,
     CheckpointFormatError as CheckpointFormatError,
     CheckpointRecord as CheckpointRecord,
     ScanResult as ScanResult,

@@ -28,6 +28,7 @@ from ._errors import UsageError
 from ._json import JSONDict, JSONValue
 
 __all__ = (
+    "JOURNAL_PREFIX",
     "CheckpointFormatError",
     "CheckpointRecord",
     "ScanResult",
@@ -171,6 +172,9 @@ def decode_record(line: bytes | str, *, line_number: int | None = None) -> Check
 # so a regex reads them exactly; anything else falls back to json.loads.
 _HEAD = re.compile(rb'\{"index":(0|[1-9][0-9]*),"request_hash":"([0-9A-Za-z_.:-]*)","status":"(success|error)",')
 _START = b'{"index":'
+#: A line of the provider batch journal (``{"batch_job":{...}}``), kept in the same file:
+#: not a record, so the scan lists its offset instead of counting it as garbled.
+JOURNAL_PREFIX = b'{"batch_job":'
 
 
 @attrs.frozen(kw_only=True)
@@ -203,6 +207,8 @@ class ScanResult:
     duplicates: int
     #: Total bytes scanned.
     size: int
+    #: Byte offsets of the provider batch journal's lines (:data:`JOURNAL_PREFIX`), in order.
+    journal_offsets: tuple[int, ...] = ()
 
 
 _MAX_REPORTED = 10
@@ -225,6 +231,7 @@ def scan_checkpoint(lines: Iterable[bytes]) -> ScanResult:
     torn: int | None = None
     needs_newline = False
     head, glue = _HEAD.match, _START
+    journal: list[int] = []
     for line_number, line in enumerate(lines, 1):
         start = offset
         offset += len(line)
@@ -239,6 +246,12 @@ def scan_checkpoint(lines: Iterable[bytes]) -> ScanResult:
             if not line.strip():
                 continue
             terminated = line.endswith(b"\n")
+            if line.startswith(JOURNAL_PREFIX):
+                if terminated:
+                    journal.append(start)
+                else:
+                    torn = start  # a journal line cut by a crash: written again on resume
+                continue
             try:
                 rec = decode_record(line, line_number=line_number)
             except CheckpointFormatError:
@@ -271,4 +284,5 @@ def scan_checkpoint(lines: Iterable[bytes]) -> ScanResult:
         records=records,
         duplicates=duplicates,
         size=offset,
+        journal_offsets=tuple(journal),
     )

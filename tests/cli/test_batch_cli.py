@@ -197,3 +197,62 @@ def test_budget_checks_the_prices_of_models_named_by_lines(cli: Invoke) -> None:
     assert result.exit_code == 2
     assert "budget= needs a price for line-model" in result.stderr
     assert not Path("in.output.jsonl").exists()  # refused before anything ran
+
+
+def test_mode_batch_api_runs_through_the_mock_batch_api_and_resumes(cli: Invoke) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    out = Path("results.jsonl")
+    first = cli("batch", str(src), "-o", str(out), "--mock", "--json", "--mode", "batch-api",
+                "--no-cache")
+    assert first.exit_code == 0, first.output
+    s = summary(first.stdout)
+    assert (s["total"], s["succeeded"], s["failed"]) == (20, 20, 0)
+    lines = records(out)
+    recs = [r for r in lines if "batch_job" not in r]
+    assert sorted(r["index"] for r in recs) == list(range(20))
+    assert [r["batch_job"]["event"] for r in lines if "batch_job" in r] == ["intent", "created", "ended"]
+    again = summary(cli("batch", str(src), "-o", str(out), "--mock", "--json", "--mode", "batch-api").stdout)
+    assert (again["resumed"], again["succeeded"]) == (20, 20)
+    bad = cli("batch", str(src), "-o", str(out), "--mock", "--mode", "batch")
+    assert bad.exit_code != 0 and "--mode" in bad.stderr
+
+
+def test_submit_status_collect_cancel_on_the_checkpoint(cli: Invoke) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    out = Path("results.jsonl")
+    server = MockServer(batch={"complete_after": 3600})
+    with server as url:
+        where = ("-o", str(out), "--base-url", url, "--api-key", "sk-test", "-m", "gpt-4o-mini")
+        sub = cli("batch", "submit", str(src), *where, "--json", "--no-cache")
+        assert sub.exit_code == 0, sub.output
+        s = summary(sub.stdout)
+        assert (s["pending"], s["failed"], s["succeeded"]) == (20, 0, 0)
+        status = ("--base-url", url, "--api-key", "sk-test", "--json")
+        st = cli("batch", "status", str(out), *status)
+        assert st.exit_code == 0, st.output
+        jobs = summary(st.stdout)["jobs"]  # one model per OpenAI job: the file names two
+        assert sum(j["rows"] for j in jobs) == 20 and {j["state"] for j in jobs} == {"running"}
+        server.batches.clock.advance(3600)
+        got = summary(cli("batch", "collect", str(src), *where, "--json", "--no-cache").stdout)
+        assert (got["succeeded"], got["pending"]) == (20, 0)
+        after = summary(cli("batch", "status", str(out), *status).stdout)["jobs"]
+        assert {j["state"] for j in after} == {"collected"} and server.batches.creates == len(jobs)
+        # a second submission, cancelled: the re-run sends its rows again
+        other = Path("more.jsonl")
+        cli("batch", "submit", str(src), "-o", str(other), *where[2:], "--json", "--no-cache")
+        cancelled = summary(cli("batch", "cancel", str(other), *status).stdout)["jobs"]
+        assert cancelled and {j["state"] for j in cancelled} <= {"cancelled", "cancelling"}
+    assert sorted(r["index"] for r in records(out) if "batch_job" not in r) == list(range(20))
+
+
+def test_mode_auto_sends_online_what_a_stuck_queue_holds(cli: Invoke) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    out = Path("results.jsonl")
+    server = MockServer(batch={"pending_forever": True})
+    with server as url:
+        got = cli("batch", str(src), "-o", str(out), "--base-url", url, "--api-key", "sk-test",
+                  "-m", "gpt-4o-mini", "--json", "--no-cache", "--mode", "auto", "--deadline", "0.2")
+        assert got.exit_code == 0, got.output
+        assert summary(got.stdout)["succeeded"] == 20 and server.batches.creates >= 1
+        alone = cli("batch", str(src), "-o", "x.jsonl", "--mock", "--mode", "auto")
+        assert alone.exit_code != 0 and "--deadline" in alone.stderr

@@ -247,3 +247,13 @@ def test_tool_call_record_tolerates_rows_of_other_versions() -> None:
     assert ToolCall.from_record({}) == ToolCall(id="", name="", arguments={})
     old = {"id": 7, "name": "f", "arguments": "not a dict", "future_field": 1}
     assert ToolCall.from_record(old) == ToolCall(id="7", name="f", arguments={})
+
+
+def test_provider_batch_journal_lines_are_listed_not_garbled() -> None:
+    journal = b'{"batch_job":{"event":"intent","key":"k1","rows":["r0-0000000000000000"]}}\n'
+    data = encode_record(rec(0)) + journal + encode_record(rec(1)) + b'{"batch_job":{"event":"cre'
+    scan = scan_checkpoint(io.BytesIO(data))
+    first = len(encode_record(rec(0)))
+    assert scan.journal_offsets == (first,) and scan.garbled == 0
+    assert sorted(scan.done) == [0, 1] and scan.records == 2
+    assert scan.torn_offset == len(data) - len(b'{"batch_job":{"event":"cre')  # cut by a crash

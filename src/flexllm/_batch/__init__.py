@@ -22,6 +22,17 @@ from .prepare import (
     make_preparer as make_preparer,
     open_run as open_run,
 )
+from .provider import (
+    BatchAPISettings as BatchAPISettings,
+    BatchJobStatus as BatchJobStatus,
+    BatchPendingError as BatchPendingError,
+    BatchTarget as BatchTarget,
+    ProviderBatchRun as ProviderBatchRun,
+    UnknownBatchJobError as UnknownBatchJobError,
+    batch_api_settings as batch_api_settings,
+    batch_jobs as batch_jobs,
+    cancel_batch_jobs as cancel_batch_jobs,
+)
 from .run import BatchRun as BatchRun
 from .structured import StructuredBatch as StructuredBatch
 from .types import (

@@ -31,6 +31,7 @@ from .._cost import CostReport, CostTracker, current_pricing
 from .checkpoint import Durability
 from .input import BatchInput, InputLine
 from .iterate import iterate_in_background
+from .provider import BatchAPISettings, BatchTarget, ProviderBatchRun
 from .run import BatchRun
 from .types import BatchItem, BatchOptions, BatchSpec, ItemSource, Lane, Prepared
 
@@ -170,7 +171,8 @@ async def open_run(
     cache_key: Callable[[ChatRequest], str],
     retries: Callable[[], int] | None,
     structured: Any = None,
-) -> BatchRun:
+    batch_target: Callable[[], BatchTarget] | None = None,
+) -> BatchRun | ProviderBatchRun:
     """Check one batch call's options and build its run (not started).
 
     Shared by the client and the pool: ``build`` makes a request from an item's messages
@@ -179,6 +181,9 @@ async def open_run(
 
     ``structured`` (a :class:`~flexllm._batch.structured.StructuredBatch`) applies the
     schema to ``build``, ``lanes`` and ``cache_key`` and records outcomes.
+
+    With ``spec.mode == "batch_api"`` the run goes through the provider's batch API, at
+    the target ``batch_target()`` gives (a UsageError when the client has none).
 
     Raises:
         UsageError: a ``metadata_list`` that does not fit the input.
@@ -212,6 +217,18 @@ async def open_run(
         structured=structured,
         retry_invalid=spec.retry_invalid,
     )
+    if spec.mode != "online":
+        if structured is not None:
+            raise UsageError(f"response_format with mode={spec.mode!r}: structured outputs run "
+                             "online only for now; use mode='online'")
+        if batch_target is None:
+            raise UsageError("mode='batch_api' needs a single-endpoint client (LLMClient and its "
+                             "named clients); a pool sends its batches online")
+        settings = spec.batch_api if spec.batch_api is not None else BatchAPISettings()
+        if spec.mode == "auto" and settings.deadline is None:
+            raise UsageError("mode='auto' needs deadline= (seconds after which rows still "
+                             "waiting on the provider are sent online)")
+        return ProviderBatchRun(items, batch_target(), prepare, options, settings)
     return BatchRun(items, lanes, prepare, options)
 
 

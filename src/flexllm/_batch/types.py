@@ -162,6 +162,11 @@ class BatchOptions:
     retry_invalid: bool = False
 
 
+def _mode(_inst: object, _attr: object, value: str) -> None:
+    if value not in ("online", "batch_api", "auto"):
+        raise UsageError(f"mode must be 'online', 'batch_api' or 'auto', got {value!r}")
+
+
 def _is_bool(inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, bool):
         raise UsageError(f"{attr.name} must be True or False, got {value!r}")
@@ -208,6 +213,12 @@ class BatchSpec:
     max_reasks: int = 1
     #: Resume: re-ask items recorded as invalid or truncated.
     retry_invalid: bool = attrs.field(default=False, validator=_is_bool)
+    #: "online": requests sent one by one; "batch_api": through the provider's batch API
+    #: (half price, results within hours; see :mod:`flexllm._batch.provider`); "auto": the
+    #: batch API, and online for what is left at the deadline.
+    mode: Literal["online", "batch_api", "auto"] = attrs.field(default="online", validator=_mode)
+    #: How a "batch_api" run polls and resubmits (a BatchAPISettings; None: the defaults).
+    batch_api: Any = None
 
 
 #: What the runner writes as a record's ``extra`` (besides thinking and tool calls).

@@ -28,11 +28,16 @@ from flexllm_core import ChatRequest, ChatResult, JSONDict, JSONValue, UsageErro
 from .._batch import (
     BatchInput,
     BatchItem,
+    BatchJobStatus,
     BatchResult,
     BatchRun,
     BatchSpec,
+    BatchTarget,
     Lane,
     StructuredBatch,
+    batch_api_settings,
+    batch_jobs,
+    cancel_batch_jobs,
     collect_run,
     iterate_run,
     open_run,
@@ -104,6 +109,10 @@ class _ClientBase:
         """``(provider, base_url)`` of every endpoint a request may go to (schemas are
         compiled for them)."""
         raise NotImplementedError
+
+    def _batch_target(self) -> BatchTarget | None:
+        """Hook: where ``mode="batch_api"`` sends its jobs; None: this client cannot."""
+        return None
 
     def build_request(self, messages: Iterable[Mapping[str, JSONValue]], **params: Any
                       ) -> ChatRequest:
@@ -243,6 +252,12 @@ class _ClientBase:
         return_usage: bool = False,
         return_raw: bool = False,
         retry_invalid: bool = False,
+        mode: Literal["online", "batch_api", "auto"] = "online",
+        batch_poll_interval: tuple[float, float] = (30.0, 300.0),
+        batch_max_attempts: int = 3,
+        resubmit_unknown: bool = False,
+        batch_wait: bool = True,
+        deadline: float | None = None,
         **params: JSONValue,
     ) -> BatchResult | tuple[BatchResult, CostReport]:
         """Answer many requests; resumable through ``output_jsonl``.
@@ -265,6 +280,19 @@ class _ClientBase:
             return_usage / return_raw: return ChatResults instead of answer texts.
             retry_invalid: on resume, re-ask the items whose answer was recorded as not of
                 the schema (invalid or truncated); by default they are kept as they are.
+            mode: "online" sends each request; "batch_api" runs them through the
+                provider's batch API (OpenAI, Claude, Gemini) at its batch price, results
+                within hours, with the same checkpoint, records, cache and cost report;
+                "auto" does that and sends online what is left at ``deadline``.
+            batch_poll_interval: ``(min, max)`` seconds between looks at open batch jobs.
+            batch_max_attempts: submissions per row before an expired or failed row is
+                recorded as failed.
+            resubmit_unknown: a Claude job the last run may have created unrecorded
+                cannot be found again; True submits its rows again instead of stopping.
+            batch_wait: False submits and returns at once: rows still in a provider job
+                are failed with BatchPendingError (no record); a re-run collects them.
+            deadline: with ``mode="auto"`` (the batch API for the bulk), seconds after which
+                rows still waiting on the provider are cancelled there and sent online.
             **params: generation parameters (model, temperature, max_tokens, tools, ...);
                 ``response_format`` may be a schema (a pydantic model, dataclass, TypedDict
                 or JSON Schema dict), with ``max_reasks`` (default 1) per item.
@@ -286,7 +314,11 @@ class _ClientBase:
             fsync_every=fsync_every, fsync_interval=fsync_interval, on_changed=on_changed,
             use_cache=use_cache, return_usage=return_usage, return_raw=return_raw,
             distribute=self._take_distribute(params), params=params, schema=schema,
-            max_reasks=max_reasks, retry_invalid=retry_invalid)
+            max_reasks=max_reasks, retry_invalid=retry_invalid, mode=mode,
+            batch_api=batch_api_settings(mode, poll_interval=batch_poll_interval,
+                                         max_attempts=batch_max_attempts,
+                                         resubmit_unknown=resubmit_unknown, wait=batch_wait,
+                                         deadline=deadline))
         out = await self._run_batch(messages_list, spec)
         results, report = out if isinstance(out, tuple) else (out, None)
         return legacy.shape(results, report)  # type: ignore[no-any-return]
@@ -306,6 +338,12 @@ class _ClientBase:
         use_cache: bool = True,
         return_raw: bool = False,
         retry_invalid: bool = False,
+        mode: Literal["online", "batch_api", "auto"] = "online",
+        batch_poll_interval: tuple[float, float] = (30.0, 300.0),
+        batch_max_attempts: int = 3,
+        resubmit_unknown: bool = False,
+        batch_wait: bool = True,
+        deadline: float | None = None,
         **params: JSONValue,
     ) -> AsyncIterator[BatchItem]:
         """Yield a :class:`BatchItem` (``.index``, ``.result``/``.error``, ``.metadata``) for
@@ -315,6 +353,7 @@ class _ClientBase:
         yields is already in ``output_jsonl``. Leaving the loop early (``break``) stops the
         run and flushes its checkpoint; inside ``contextlib.aclosing(...)`` that happens
         before the next line runs, else as soon as the loop finalises the generator.
+        ``mode`` and the ``batch_*`` options: as :meth:`chat_completions_batch`.
         """
         messages_list, _ = take_legacy_batch_options(messages_list, params, iterating=True)
         schema, max_reasks = take_schema(params)
@@ -323,7 +362,11 @@ class _ClientBase:
             budget=budget, metadata_list=metadata_list, fsync_every=fsync_every,
             fsync_interval=fsync_interval, on_changed=on_changed, use_cache=use_cache,
             return_raw=return_raw, distribute=self._take_distribute(params), params=params,
-            schema=schema, max_reasks=max_reasks, retry_invalid=retry_invalid)
+            schema=schema, max_reasks=max_reasks, retry_invalid=retry_invalid,
+            mode=mode, batch_api=batch_api_settings(mode, poll_interval=batch_poll_interval,
+                                                    max_attempts=batch_max_attempts,
+                                                    resubmit_unknown=resubmit_unknown,
+                                                    wait=batch_wait, deadline=deadline))
         async with aclosing(self._iter_batch(messages_list, spec)) as items:
             async for item in items:
                 yield item
@@ -364,13 +407,35 @@ class _ClientBase:
         return StructuredBatch(spec.schema, spec.schema.compile(
             self._schema_targets(), models[0] if models else ""), spec.max_reasks)
 
+    def _target(self) -> BatchTarget:
+        self._check_open()
+        target = self._batch_target()
+        if target is None:
+            raise UsageError(f"{type(self).__name__} has no provider batch API; use an LLMClient")
+        return target
+
+    async def batch_api_jobs(self, output_jsonl: str) -> list[BatchJobStatus]:
+        """The provider jobs ``mode="batch_api"`` submitted for this checkpoint, with the
+        state of the open ones (works while a run holds the checkpoint)."""
+        return await batch_jobs(self._target(), output_jsonl)
+
+    async def cancel_batch_api_jobs(self, output_jsonl: str) -> list[BatchJobStatus]:
+        """Cancel this checkpoint's open provider jobs; a re-run still collects the rows
+        they finished and sends the rest again."""
+        return await cancel_batch_jobs(self._target(), output_jsonl)
+
     async def _open_batch(self, messages_list: BatchInput, spec: BatchSpec) -> BatchRun:
         self._check_open()
         base = self._retries()
-        return await open_run(
+        target = self._batch_target() if spec.mode != "online" else None
+        run = await open_run(
             messages_list, spec, build=self.build_request, lanes=self._lanes(spec),
             models=self._batch_models(spec), cache=self._cache, cache_key=self.cache_key,
-            retries=lambda: self._retries() - base, structured=self._structured_batch(spec))
+            retries=lambda: self._retries() - base, structured=self._structured_batch(spec),
+            batch_target=None if target is None else lambda: target)
+        # A provider-batch run has BatchRun's consumer side (async with, async for,
+        # tracker, budget_exceeded): the batch methods drive both alike.
+        return run  # type: ignore[return-value]
 
     async def _run_batch(self, messages_list: BatchInput, spec: BatchSpec
                          ) -> BatchResult | tuple[BatchResult, CostReport]:

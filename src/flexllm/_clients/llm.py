@@ -32,7 +32,7 @@ from flexllm_core import (
 )
 from flexllm_transports import Transport
 
-from .._batch import FLEXLLM_OPTIONS, BatchSpec, Lane, reject_flexllm_options
+from .._batch import FLEXLLM_OPTIONS, BatchSpec, BatchTarget, Lane, reject_flexllm_options
 from .._cache import ResponseCacheConfig
 from .._config import (
     ClientSettings,
@@ -231,6 +231,13 @@ class LLMClient(_ClientBase):
 
     def _schema_targets(self) -> list[tuple[str, str | None]]:
         return [(self._settings.provider, self._settings.base_url)]
+
+    def _batch_target(self) -> BatchTarget:
+        s = self._settings
+        return BatchTarget(provider=s.provider, config=s.provider_config(),
+                           transport=self._endpoint.transport, classify=self._endpoint.classify,
+                           timeout=s.timeout, complete=self._endpoint.complete,
+                           concurrency=self._endpoint.concurrency)
 
     # -- requests ----------------------------------------------------------------------
 

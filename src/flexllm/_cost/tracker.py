@@ -235,12 +235,13 @@ class CostTracker:
         self._reserved = max(0.0, self._reserved - reservation.amount)
 
     def settle(self, reservation: Reservation | None, model: str, usage: Usage | None,
-               *, requested: str | None = None) -> float | None:
+               *, requested: str | None = None, batch: bool = False) -> float | None:
         """Record an answer; returns its USD cost (None when the price is unknown).
 
         ``model`` is the one the server reported; when the table does not know that name
         (a gateway's alias), the ``requested`` model's price is used, so a budget still
-        counts the answer.
+        counts the answer. ``batch``: answered through the provider's batch API, at its
+        batch price.
         """
         if reservation is not None:
             self.release(reservation)
@@ -262,7 +263,7 @@ class CostTracker:
                                 model)
             acc.cost = None
             return None
-        cost = cost_of(usage, price)
+        cost = cost_of(usage, price, batch=batch)
         self._spent += cost
         if acc.cost is not None:
             acc.cost += cost

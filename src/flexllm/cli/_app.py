@@ -71,6 +71,9 @@ class CliGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         setup_logging()
+        from ._batchjobs import rewrite
+
+        args = rewrite(sys.argv[1:] if args is None else args)
         try:
             rv = super().main(args=args, prog_name=prog_name or "flexllm",
                               complete_var=complete_var, standalone_mode=False, **extra)
@@ -127,9 +130,9 @@ def _root(
 
 
 def _register() -> None:
-    from . import _ask, _batch, _chat, _manage, _misc, _money
+    from . import _ask, _batch, _batchjobs, _chat, _manage, _misc, _money
 
-    for module in (_ask, _chat, _batch, _manage, _money, _misc):
+    for module in (_ask, _chat, _batch, _batchjobs, _manage, _money, _misc):
         module.register(app)
 
 

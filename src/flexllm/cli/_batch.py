@@ -25,7 +25,7 @@ import typer
 
 from flexllm_core import ChatRequest, UsageError, cache_key
 
-from .._batch import BatchItem, ItemSource, JSONLFile
+from .._batch import BatchItem, BatchPendingError, ItemSource, JSONLFile
 from .._cache import ResponseCacheConfig
 from .._config import BatchDefaults, load_config
 from .._cost import CostTracker, current_pricing
@@ -88,6 +88,8 @@ class BatchOutcome:
     invalid_lines: int = 0
     #: Answers not of the schema kept from an earlier run (``--retry-invalid`` re-asks them).
     resumed_invalid: int = 0
+    #: Rows left in provider jobs (``batch submit``): collected by a re-run.
+    pending: int = 0
     #: The first failures (index, message), for the report; the counts above are complete.
     invalid: list[tuple[int, str]] = attrs.field(factory=list)
     errors: list[tuple[int, str]] = attrs.field(factory=list)
@@ -113,6 +115,8 @@ class BatchOutcome:
                 self.resumed += 1
         elif item.source is ItemSource.CACHE:
             self.cached += 1
+        elif isinstance(item.error, BatchPendingError):
+            self.pending += 1
         elif item.source is ItemSource.NOT_SENT:
             if isinstance(item.error, BudgetExceededError) or not isinstance(item.error, UsageError):
                 self.not_sent += 1
@@ -168,6 +172,12 @@ class _Plan:
     rerun_changed: bool
     client_options: dict[str, Any]
     retry_invalid: bool = False
+    #: "online" or "batch_api" (the provider's batch API, half price, within hours).
+    mode: str = "online"
+    #: batch-api: submit the jobs and return without waiting for them.
+    wait: bool = True
+    #: auto: seconds after which rows still waiting on the provider go online.
+    deadline: float | None = None
 
 
 def _line_models(source: JSONLFile) -> set[str]:
@@ -207,7 +217,10 @@ async def _run(plan: _Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
             JSONLFile(plan.input, system=system), output_jsonl=str(plan.output),
             show_progress=plan.progress, track_cost=plan.track_cost, budget=plan.budget,
             on_changed="rerun" if plan.rerun_changed else "error", use_cache=plan.cache,
-            retry_invalid=plan.retry_invalid, **params)
+            retry_invalid=plan.retry_invalid,
+            mode=plan.mode, **({"batch_wait": plan.wait, "deadline": plan.deadline}
+                               if plan.mode != "online" else {}),
+            **params)
         async with aclosing(items) as run:
             async for item in run:
                 outcome.add(item)
@@ -230,7 +243,8 @@ def _report(plan: _Plan, outcome: BatchOutcome, model: str | None, lines: dict[i
             "total": outcome.total, "succeeded": outcome.succeeded, "failed": outcome.failed,
             "sent": outcome.sent_ok + outcome.sent_failed, "cached": outcome.cached,
             "resumed": outcome.resumed, "not_sent": outcome.not_sent,
-            "invalid_lines": outcome.invalid_lines, "cost_usd": outcome.cost,
+            "invalid_lines": outcome.invalid_lines, "pending": outcome.pending,
+            "cost_usd": outcome.cost,
             "elapsed_s": round(outcome.elapsed, 3), "errors": errors,
         })
     console = stderr_console()
@@ -252,6 +266,10 @@ def _report(plan: _Plan, outcome: BatchOutcome, model: str | None, lines: dict[i
         f"· {outcome.elapsed:.1f}s → {plan.output}", markup=True, highlight=False)
     if outcome.cost is not None:
         console.print(f"cost ${outcome.cost:.6f}", highlight=False)
+    if outcome.pending:
+        console.print(f"{outcome.pending} row(s) submitted to the provider's batch API; "
+                      f"'flexllm batch status {plan.output}' shows them, 'flexllm batch collect' "
+                      "(the same command) collects them", highlight=False)
     if outcome.failed:
         console.print("re-run the same command to retry the failed items", highlight=False)
 
@@ -305,6 +323,17 @@ def batch(
         "(default: refuse to run).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Show a progress bar on stderr.")] = True,
+    mode: Annotated[str, typer.Option(
+        "--mode", help="online: send each request; batch-api: run them through the provider's "
+        "batch API (OpenAI, Claude, Gemini) at half price, results within hours; re-run the "
+        "same command to pick the jobs up again; auto: batch-api, and online for what is "
+        "left at --deadline.")] = "online",
+    deadline: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--deadline", min=0.0, help="With --mode auto: seconds after which rows still waiting "
+        "on the provider are sent online.")] = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="With --mode batch-api: wait for the jobs (default), or "
+        "submit them and exit ('flexllm batch submit').")] = True,
     as_json: JsonOpt = False,
     mock: MockOpt = False,
     mock_delay: Annotated[str, typer.Option(
@@ -327,6 +356,10 @@ def batch(
         fail(f"output {out} is the input file; pass another -o", EXIT_USAGE)
     if out.suffix != ".jsonl":
         fail(f"output {out}: expected a .jsonl file", EXIT_USAGE)
+    if mode not in ("online", "batch-api", "auto"):
+        fail(f"--mode: expected online, batch-api or auto, got {mode!r}", EXIT_USAGE)
+    if (mode == "auto") != (deadline is not None):
+        fail("--mode auto and --deadline go together", EXIT_USAGE)
     d = _defaults(mock)
     client_options = {k: v for k, v in (("timeout", d.timeout), ("retry_times", d.retry_times),
                                          ("retry_delay", d.retry_delay)) if v is not None}
@@ -353,6 +386,7 @@ def batch(
         budget=budget if budget is not None else d.budget,
         progress=progress, rerun_changed=rerun_changed, client_options=client_options,
         retry_invalid=retry_invalid,
+        mode=mode.replace("-", "_"), wait=wait, deadline=deadline,
     )
     try:
         outcome, used_model, lines = anyio.run(functools.partial(_run, plan))

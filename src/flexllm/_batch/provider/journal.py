@@ -1,0 +1,63 @@
+"""The submission journal: provider jobs recorded in the checkpoint file itself.
+
+Each line is ``{"batch_job": {...}}`` (the core's scan lists them apart from the records):
+
+* ``intent``: written (and fsynced) *before* the upload and the create, with the job's key,
+  tag, model and row ids; a run killed after it finds the job again by its tag.
+* ``created``: the provider's job id, written as soon as the create answers.
+* ``ended``: every result of the job is in the checkpoint; nothing more to read.
+
+Reading them back gives the jobs a resumed run must poll or find again.
+"""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+
+from flexllm_core import JOURNAL_PREFIX, JSONDict, JSONValue
+
+__all__ = ("JournalJob", "encode_entry", "read_journal")
+
+
+@attrs.define
+class JournalJob:
+    """One submission as the journal tells it."""
+
+    key: str
+    tag: str
+    model: str
+    rows: tuple[str, ...]
+    job_id: str | None = None
+    ended: bool = False
+
+
+def encode_entry(event: str, key: str, **fields: JSONValue) -> bytes:
+    """One journal line (newline included)."""
+    body: JSONDict = {"event": event, "key": key, **fields}
+    text = json.dumps({"batch_job": body}, ensure_ascii=False, separators=(",", ":"))
+    line = text.encode("utf-8") + b"\n"
+    assert line.startswith(JOURNAL_PREFIX)
+    return line
+
+
+def read_journal(lines: list[bytes]) -> dict[str, JournalJob]:
+    """The journal's jobs by key, in the order they were intended; unreadable lines skipped."""
+    jobs: dict[str, JournalJob] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)["batch_job"]
+            event, key = entry["event"], entry["key"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if event == "intent":
+            rows = entry.get("rows")
+            jobs[key] = JournalJob(key=key, tag=str(entry.get("tag")), model=str(entry.get("model")),
+                                   rows=tuple(r for r in rows if isinstance(r, str))
+                                   if isinstance(rows, list) else ())
+        elif key in jobs and event == "created" and isinstance(entry.get("job_id"), str):
+            jobs[key].job_id = entry["job_id"]
+        elif key in jobs and event == "ended":
+            jobs[key].ended = True
+    return jobs

@@ -50,6 +50,7 @@ from flexllm_core import (
     UsageError,
     encode_record,
 )
+from flexllm_transports import DeadlineWatch
 
 from .._cache import Fill
 from .._cost import CostTracker, current_pricing
@@ -123,12 +124,17 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         try:
             try:
                 async with anyio.create_task_group() as tg:
-                    self._start(tg, feeder)
+                    # The run's group also times its workers' requests (no cancel scope per
+                    # request outside ``async with client``); stopped once they are done.
+                    watch = DeadlineWatch(tg)
+                    self._start(tg, feeder, watch)
                     try:
                         yield self
                     except BaseException:
                         tg.cancel_scope.cancel()
                         raise
+                    finally:
+                        watch.close()
                     if not self._finished:  # the consumer left early: stop the workers
                         tg.cancel_scope.cancel()
             except BaseExceptionGroup as group:
@@ -184,7 +190,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             raise ChangedInputError(str(self._opt.output_jsonl), verified.changed)
         return set(verified.changed), True
 
-    def _start(self, tg: anyio.abc.TaskGroup, feeder: Feeder) -> None:
+    def _start(self, tg: anyio.abc.TaskGroup, feeder: Feeder, watch: DeadlineWatch) -> None:
         """The writer (with a checkpoint) and ``concurrency`` workers per lane."""
         out_send, out_recv = anyio.create_memory_object_stream[Out](self._concurrency)
         self._out = out_recv
@@ -196,7 +202,8 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             records = out_send.clone()  # no checkpoint: workers hand results straight over
         for lane in self._lanes:
             for _ in range(max(1, lane.concurrency)):
-                tg.start_soon(self._worker, feeder, lane, out_send.clone(), records.clone())
+                tg.start_soon(self._worker, feeder, lane, out_send.clone(), records.clone(),
+                              watch)
         out_send.close()
         records.close()
 
@@ -278,9 +285,10 @@ class BatchRun(anyio.AsyncContextManagerMixin):
     # -- workers -----------------------------------------------------------------------------
 
     async def _worker(self, feeder: Feeder, lane: Lane, out: MemoryObjectSendStream[Out],
-                      records: MemoryObjectSendStream[Finished]) -> None:
+                      records: MemoryObjectSendStream[Finished], watch: DeadlineWatch) -> None:
         budget = self._budget
         assert budget is not None
+        watch.cover()
         async with out, records:
             while (prepared := await feeder.next_work(out, records)) is not None:
                 try:

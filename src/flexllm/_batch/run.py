@@ -40,6 +40,7 @@ from typing import NoReturn
 import anyio
 import anyio.abc
 import anyio.to_thread
+import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from flexllm_core import (
@@ -356,7 +357,12 @@ class BatchRun(anyio.AsyncContextManagerMixin):
                              requested=p.request.model)
         if fill is not None:
             fill.keep(result)  # stored when the lease is let go
-        return self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost)
+        finished = self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost)
+        if fill is None or self._file is None:
+            return finished
+        # With a checkpoint the writer stores it, in the thread hop that writes the record.
+        fill.hand_over(result)
+        return attrs.evolve(finished, fill=fill)
 
     def _unreachable(self, p: Prepared, outage: Outage) -> BatchItem:
         """An item not sent because its lane's endpoint was given up on."""

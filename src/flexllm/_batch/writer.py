@@ -18,6 +18,7 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._cache import Fill
 from .checkpoint import CheckpointFile
 from .types import Finished
 
@@ -28,9 +29,26 @@ _GROUP = 1024
 
 
 async def write_entries(file: CheckpointFile | None, entries: list[Finished]) -> None:
+    """Append the entries' records and store their handed-over cache answers: one hop."""
     lines = [e.line for e in entries if e.line is not None]
+    fills = [e.fill for e in entries if e.fill is not None]
+    if not fills:
+        if lines and file is not None:
+            await anyio.to_thread.run_sync(file.append, lines)
+        return
+    ok = False
+    try:
+        await anyio.to_thread.run_sync(_write_and_store, file, lines, fills)
+        ok = True
+    finally:
+        for fill in fills:
+            fill.stored(ok)
+
+
+def _write_and_store(file: CheckpointFile | None, lines: list[bytes], fills: list[Fill]) -> None:
     if lines and file is not None:
-        await anyio.to_thread.run_sync(file.append, lines)
+        file.append(lines)  # the record first: an answer cached is an answer recorded
+    Fill.store_now(fills)
 
 
 async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Finished],

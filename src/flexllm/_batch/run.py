@@ -60,6 +60,7 @@ from .._errors import ChangedInputError, RequeueItem
 from .budget import BudgetGate, Halt
 from .checkpoint import CheckpointFile
 from .feed import Feeder, Out
+from .hand import put, take
 from .input import BatchInput, JSONLFile, as_source, verify_inputs
 from .progress import BatchCounters, ProgressDisplay
 from .records import Restored, RestoredItem, record_of
@@ -252,7 +253,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             c.restored += 1
             return RestoredItem(group.indices[at], group.lines[at])
         try:
-            got = await self._out.receive()
+            got = await take(self._out)
         except anyio.EndOfStream:
             self._finished = True
             raise StopAsyncIteration from None
@@ -309,7 +310,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
                         self._tokens.release()
                     else:
                         try:
-                            await records.send(finished)
+                            await put(records, finished)
                         except BaseException:
                             # Cancelled with a paid answer in hand: _close still writes it.
                             self._orphans.append(finished)

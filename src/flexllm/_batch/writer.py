@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._cache import Fill
 from .checkpoint import CheckpointFile
+from .hand import put, take
 from .types import Finished
 
 __all__ = ("protected_writer", "run_writer", "write_entries")
@@ -61,7 +62,7 @@ async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Fi
                 due = file.sync_due_in()
                 with anyio.move_on_after(math.inf if due is None else due):
                     try:
-                        pending.append(await records.receive())
+                        pending.append(await take(records))
                     except anyio.EndOfStream:
                         break
                 if not pending:  # the fsync timer fired with nothing new to write
@@ -76,7 +77,7 @@ async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Fi
                 with anyio.CancelScope(shield=True):  # a group is written whole or not at all
                     await write_entries(file, batch)
                 for entry in batch:
-                    await out.send(entry)
+                    await put(out, entry)
         finally:
             with anyio.CancelScope(shield=True):
                 while True:

@@ -9,8 +9,7 @@ import pytest
 from _httpserver import Request, Server, echo, serve
 
 from flexllm_core import HttpRequest, RequestTimeout
-from flexllm_transports import AnyioTransport, DeadlineWatch, Timeouts
-from flexllm_transports import _lean
+from flexllm_transports import AnyioTransport, DeadlineWatch, Timeouts, _lean
 
 pytestmark = pytest.mark.anyio
 

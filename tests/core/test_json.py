@@ -45,7 +45,9 @@ def test_same_values_as_json(value: Any, ascii_only: bool, pad: str) -> None:
 
 
 @pytest.mark.parametrize("text", ["NaN", "[Infinity, -Infinity]", str(2**70), '{"a": 1, "a": 2}',
-                                  str(2**64), str(-(2**63) - 1), '{"id": -9223372036854775809}'])
+                                  str(2**64), str(-(2**63) - 1), '{"id": -9223372036854775809}',
+                                  str(2**64 - 1), str(-(2**63)), '{"n": [18446744073709551616]}',
+                                  '{"t": "x-12345678901234567890", "n": -12345678901234567890}'])
 def test_what_orjson_refuses_still_decodes_as_json_does(loads: Callable[[Any], Any], text: str) -> None:
     got, want = loads(text), json.loads(text)
     if text == "NaN":

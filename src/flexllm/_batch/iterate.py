@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from .hand import put, take
 from .run import BatchRun
 from .types import BatchItem
 
@@ -39,7 +40,7 @@ async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None
             with scope:
                 async with send, run:
                     async for item in run:
-                        await send.send(item)
+                        await put(send, item)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the reader left: the run is over
         except Exception as exc:  # handed to the reader, who raises it
@@ -50,7 +51,11 @@ async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None
     task = _spawn(host)
     try:
         async with receive:
-            async for item in receive:
+            while True:
+                try:
+                    item = await take(receive)
+                except anyio.EndOfStream:
+                    break
                 yield item
         await done.wait()
         if failure:

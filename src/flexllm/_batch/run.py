@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, NoReturn
 import anyio
 import anyio.abc
 import anyio.to_thread
+import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from flexllm_core import (
@@ -50,6 +51,7 @@ from flexllm_core import (
     UsageError,
     encode_record,
 )
+from flexllm_transports import DeadlineWatch
 
 from .._cache import Fill
 from .._cost import CostTracker, current_pricing
@@ -58,6 +60,7 @@ from .._errors import ChangedInputError, RequeueItem
 from .budget import BudgetGate, Halt
 from .checkpoint import CheckpointFile
 from .feed import Feeder, Out
+from .hand import put, take
 from .input import BatchInput, JSONLFile, as_source, verify_inputs
 from .progress import BatchCounters, ProgressDisplay
 from .records import Restored, RestoredItem, record_of
@@ -131,12 +134,17 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         try:
             try:
                 async with anyio.create_task_group() as tg:
-                    self._start(tg, feeder)
+                    # The run's group also times its workers' requests (no cancel scope per
+                    # request outside ``async with client``); stopped once they are done.
+                    watch = DeadlineWatch(tg)
+                    self._start(tg, feeder, watch)
                     try:
                         yield self
                     except BaseException:
                         tg.cancel_scope.cancel()
                         raise
+                    finally:
+                        watch.close()
                     if not self._finished:  # the consumer left early: stop the workers
                         tg.cancel_scope.cancel()
             except BaseExceptionGroup as group:
@@ -195,7 +203,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             raise ChangedInputError(str(self._opt.output_jsonl), verified.changed)
         return set(verified.changed), True
 
-    def _start(self, tg: anyio.abc.TaskGroup, feeder: Feeder) -> None:
+    def _start(self, tg: anyio.abc.TaskGroup, feeder: Feeder, watch: DeadlineWatch) -> None:
         """The writer (with a checkpoint) and ``concurrency`` workers per lane."""
         out_send, out_recv = anyio.create_memory_object_stream[Out](self._concurrency)
         self._out = out_recv
@@ -207,7 +215,8 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             records = out_send.clone()  # no checkpoint: workers hand results straight over
         for lane in self._lanes:
             for _ in range(max(1, lane.concurrency)):
-                tg.start_soon(self._worker, feeder, lane, out_send.clone(), records.clone())
+                tg.start_soon(self._worker, feeder, lane, out_send.clone(), records.clone(),
+                              watch)
         out_send.close()
         records.close()
 
@@ -255,7 +264,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             c.restored += 1
             return RestoredItem(group.indices[at], group.lines[at])
         try:
-            got = await self._out.receive()
+            got = await take(self._out)
         except anyio.EndOfStream:
             self._finished = True
             raise StopAsyncIteration from None
@@ -289,9 +298,10 @@ class BatchRun(anyio.AsyncContextManagerMixin):
     # -- workers -----------------------------------------------------------------------------
 
     async def _worker(self, feeder: Feeder, lane: Lane, out: MemoryObjectSendStream[Out],
-                      records: MemoryObjectSendStream[Finished]) -> None:
+                      records: MemoryObjectSendStream[Finished], watch: DeadlineWatch) -> None:
         budget = self._budget
         assert budget is not None
+        watch.cover()
         async with out, records:
             while (prepared := await feeder.next_work(out, records)) is not None:
                 try:
@@ -311,7 +321,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
                         self._tokens.release()
                     else:
                         try:
-                            await records.send(finished)
+                            await put(records, finished)
                         except BaseException:
                             # Cancelled with a paid answer in hand: _close still writes it.
                             self._orphans.append(finished)
@@ -358,12 +368,18 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         latency = time.monotonic() - started
         cost = budget.settle(reservation, result.model or p.request.model, result.usage,
                              requested=p.request.model)
+        keep = None
         if fill is not None:
             structured = self._opt.structured
             keep = result if structured is None else structured.cacheable(result)
             if keep is not None:  # stored when the lease is let go (only ok answers)
                 fill.keep(keep)
-        return self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost)
+        finished = self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost)
+        if fill is None or keep is None or self._file is None:
+            return finished
+        # With a checkpoint the writer stores it, in the thread hop that writes the record.
+        fill.hand_over(keep)
+        return attrs.evolve(finished, fill=fill)
 
     def _unreachable(self, p: Prepared, outage: Outage) -> BatchItem:
         """An item not sent because its lane's endpoint was given up on."""

@@ -12,7 +12,7 @@ import attrs
 
 from flexllm_core import ChatRequest, ChatResult, JSONDict, JSONValue, UsageError
 
-from .._cache import ResponseCache
+from .._cache import Fill, ResponseCache
 from .._cost import CostTracker
 from .._engine import Outage
 from .checkpoint import Durability
@@ -85,6 +85,8 @@ class Finished:
     line: bytes | None
     #: The worker holds a consumer token for it, which the consumer gives back.
     took_token: bool
+    #: Its answer's cache entry, stored by the writer in the hop that writes ``line``.
+    fill: Fill | None = None
 
 
 class Lane(Protocol):

@@ -18,7 +18,9 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._cache import Fill
 from .checkpoint import CheckpointFile
+from .hand import put, take
 from .types import Finished
 
 __all__ = ("protected_writer", "run_writer", "write_entries")
@@ -28,9 +30,26 @@ _GROUP = 1024
 
 
 async def write_entries(file: CheckpointFile | None, entries: list[Finished]) -> None:
+    """Append the entries' records and store their handed-over cache answers: one hop."""
     lines = [e.line for e in entries if e.line is not None]
+    fills = [e.fill for e in entries if e.fill is not None]
+    if not fills:
+        if lines and file is not None:
+            await anyio.to_thread.run_sync(file.append, lines)
+        return
+    ok = False
+    try:
+        await anyio.to_thread.run_sync(_write_and_store, file, lines, fills)
+        ok = True
+    finally:
+        for fill in fills:
+            fill.stored(ok)
+
+
+def _write_and_store(file: CheckpointFile | None, lines: list[bytes], fills: list[Fill]) -> None:
     if lines and file is not None:
-        await anyio.to_thread.run_sync(file.append, lines)
+        file.append(lines)  # the record first: an answer cached is an answer recorded
+    Fill.store_now(fills)
 
 
 async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Finished],
@@ -43,7 +62,7 @@ async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Fi
                 due = file.sync_due_in()
                 with anyio.move_on_after(math.inf if due is None else due):
                     try:
-                        pending.append(await records.receive())
+                        pending.append(await take(records))
                     except anyio.EndOfStream:
                         break
                 if not pending:  # the fsync timer fired with nothing new to write
@@ -58,7 +77,7 @@ async def run_writer(file: CheckpointFile, records: MemoryObjectReceiveStream[Fi
                 with anyio.CancelScope(shield=True):  # a group is written whole or not at all
                     await write_entries(file, batch)
                 for entry in batch:
-                    await out.send(entry)
+                    await put(out, entry)
         finally:
             with anyio.CancelScope(shield=True):
                 while True:

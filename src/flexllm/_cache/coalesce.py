@@ -26,7 +26,8 @@ class _Call(Generic[A, R]):
 
     def __init__(self, arg: A) -> None:
         self.arg = arg
-        self.done = anyio.Event()
+        #: Made only for a caller that has to wait (the carrier of a group never waits).
+        self.done: anyio.Event | None = None
         self.result: R | None = None
         self.error: BaseException | None = None
         #: This caller must carry the next group (it was woken for that, not for a result).
@@ -45,8 +46,9 @@ class Coalescer(Generic[A, R]):
         me: _Call[A, R] = _Call(arg)
         self._queue.append(me)
         if self._busy:
+            me.done = done = anyio.Event()
             try:
-                await me.done.wait()
+                await done.wait()
             except BaseException:
                 if me.turn:
                     self._hand_over(skip=me)  # woken to carry a group, but cancelled
@@ -66,7 +68,8 @@ class Coalescer(Generic[A, R]):
         finally:
             for c in group:
                 c.turn = False
-                c.done.set()
+                if c.done is not None:
+                    c.done.set()
             self._hand_over(skip=None)
         return self._outcome(me)
 
@@ -76,6 +79,7 @@ class Coalescer(Generic[A, R]):
         if self._queue:
             nxt = self._queue[0]
             nxt.turn = True
+            assert nxt.done is not None  # queued while the coalescer was busy: it waits
             nxt.done.set()
         else:
             self._busy = False

@@ -51,7 +51,7 @@ class Fill:
     :meth:`~flexllm._cache.store.ResponseCache.filling`.
     """
 
-    __slots__ = ("_cache", "_event", "_kept", "_token", "hit", "key")
+    __slots__ = ("_cache", "_event", "_handed_over", "_kept", "_token", "hit", "key")
 
     def __init__(self, cache: ResponseCache, key: str) -> None:
         self._cache = cache
@@ -61,11 +61,35 @@ class Fill:
         self._token: str | None = None
         self._event: anyio.Event | None = None
         self._kept: ChatResult | None = None
+        self._handed_over = False
 
     def keep(self, result: ChatResult) -> ChatResult:
         """Store ``result`` when the block ends (pass successful answers only); return it."""
         self._kept = result
         return result
+
+    def hand_over(self, result: ChatResult) -> None:
+        """Keep ``result``, but let the caller store it later in a thread hop it makes anyway
+        (a batch's checkpoint writer): :meth:`store_now` there, then :meth:`stored` back on
+        the loop. Until then the lease stays held and this process's waiters keep waiting.
+        """
+        self._kept = result
+        self._handed_over = True
+
+    @staticmethod
+    def store_now(fills: list[Fill]) -> None:
+        """In a worker thread: store the handed-over answers (each replaces its lease)."""
+        by_cache: dict[int, list[Fill]] = {}
+        for fill in fills:
+            by_cache.setdefault(id(fill._cache), []).append(fill)
+        for group in by_cache.values():
+            group[0]._cache.store_blocking([(f.key, f._kept) for f in group if f._kept is not None])
+
+    def stored(self, ok: bool) -> None:
+        """On the loop, after :meth:`store_now` (``ok``) or its failure: let the waiters look."""
+        if ok:
+            self._cache.count_store()
+        self._wake()
 
     async def __aenter__(self) -> Fill:
         cache, key = self._cache, self.key
@@ -114,9 +138,13 @@ class Fill:
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        token, event = self._token, self._event
+        token = self._token
         if token is None and self._kept is None:
             return
+        if self._handed_over:
+            if et is None:
+                return  # stored by whoever it was handed to
+            self._handed_over = False  # the block failed after all: store it here
         cache = self._cache
         try:
             await cache.finish(self.key, token, self._kept)
@@ -127,8 +155,13 @@ class Fill:
             log.warning("cache: could not release the lease on %s… (%s); it expires in %g s",
                         self.key[:12], error, cache.config.lease)
         finally:
-            if event is not None:
-                mine = cache.held.get(self.key)
-                if mine is not None and mine[0] is event:
-                    del cache.held[self.key]
-                event.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        event = self._event
+        if event is not None:
+            cache = self._cache
+            mine = cache.held.get(self.key)
+            if mine is not None and mine[0] is event:
+                del cache.held[self.key]
+            event.set()

@@ -270,6 +270,14 @@ class ResponseCache:
         self._opened().set_many(rows)  # overwrites the lease placeholders: the answers are in
         return [None] * len(rows)
 
+    def store_blocking(self, items: list[tuple[str, ChatResult]]) -> None:
+        """Store answers now, from a worker thread the caller is in anyway (see
+        :meth:`Fill.hand_over`); count them with :meth:`count_store` on the loop."""
+        self._set_many(items)
+
+    def count_store(self) -> None:
+        self._stores += 1
+
     def _release_many(self, pairs: list[tuple[str, str]]) -> list[None]:
         self._opened().release(pairs)
         return [None] * len(pairs)

@@ -113,6 +113,33 @@ async def test_concurrent_identical_calls_send_once(tmp_path: Path, use_ipc: boo
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("use_ipc", [True, False])
+async def test_a_checkpointed_batch_stores_answers_through_its_writer(tmp_path: Path,
+                                                                      use_ipc: bool) -> None:
+    # With a checkpoint the writer stores each answer in the hop that writes its record:
+    # duplicates in the batch still wait for the one fetch, and the next run hits.
+    cfg = ResponseCacheConfig(enabled=True, use_ipc=use_ipc, cache_dir=str(tmp_path / "c"))
+    msgs = [[{"role": "user", "content": f"prompt {i % 3}"}] for i in range(30)]
+    server = MockServer(port=0, delay=0.02)
+    with server as url:
+        async with LLMClient(base_url=url, model="m", api_key="sk-test", cache=cfg,
+                             concurrency_limit=8) as client:
+            first = await client.chat_completions_batch(
+                msgs, output_jsonl=str(tmp_path / "a.jsonl"), show_progress=False)
+            assert client.cache is not None
+            stats = client.cache.statistics()
+            again = await client.chat_completions_batch(
+                msgs, output_jsonl=str(tmp_path / "b.jsonl"), show_progress=False)
+        assert server.stats.completions == 3
+    assert first.ok and list(again) == list(first)
+    assert all(str(a).startswith(f"Mock answer to: prompt {i % 3}") for i, a in enumerate(first))
+    assert stats.stores == 3 and stats.misses == 3 and stats.hits == 27
+    assert first.cached_count == 27 and again.cached_count == 30
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert len(lines) == 30 and sum('"cached":true' in line for line in lines) == 27
+
+
+@pytest.mark.anyio
 async def test_a_failed_fetch_hands_the_key_to_one_waiter_and_caches_nothing(tmp_path: Path) -> None:
     cfg = ResponseCacheConfig.ipc(cache_dir=str(tmp_path / "c"))
     results: list[object] = []

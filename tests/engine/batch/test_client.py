@@ -271,3 +271,17 @@ async def test_an_error_from_the_input_comes_out_of_the_batch_methods_as_itself(
             assert caught.type is ValueError
         finally:
             await client.aclose()
+
+
+async def test_a_batch_without_async_with_still_times_requests_out() -> None:
+    # The run's own task group watches its requests' deadlines (no scope per request).
+    async with MockServer(delay="5") as url:
+        client = LLMClient(base_url=url, model=MODEL, api_key="sk-test", concurrency_limit=4,
+                           retry_times=0, timeout=0.3)
+        try:
+            with anyio.fail_after(4):
+                results = await client.chat_completions_batch(_msgs(6), show_progress=False)
+            assert len(results) == 6 and results.failed_count == 6
+            assert all("timeout" in str(e) for e in results.errors.values())
+        finally:
+            await client.aclose()

@@ -47,6 +47,9 @@ from .._structured import (
     StructuredOutputError,
     StructuredResult,
     answer_cached,
+    as_schema,
+    check_no_reasks,
+    stream_structured,
     take_schema,
 )
 from . import legacy as _legacy
@@ -214,14 +217,31 @@ class _ClientBase:
         ``contextlib.aclosing`` so the connection is released at once.
         A body that ends without the provider's end marker raises IncompleteStreamError after
         its pieces (the last event is then ``StreamEnd(complete=False)``).
+
+        ``response_format`` may be a schema, as for :meth:`chat_completions`: the pieces are
+        then the answer's JSON (a forced tool call's arguments where the provider answers in
+        one); events add a :class:`PartialValue` for each top-level field and top-level
+        array item as soon as it is complete, and end with a :class:`StructuredEnd` holding
+        the StructuredResult. The whole answer is validated once, at the end; a stream is
+        never re-asked (it has already shown the bad answer): an invalid, truncated,
+        refused or filtered one raises StructuredOutputError after its pieces.
         """
         self._check_open()
+        schema = as_schema(kwargs.pop("response_format", None))
+        if schema is not None:
+            check_no_reasks(kwargs)
         req = self.build_request(messages, model=model, stream=True, **kwargs)
+        if schema is None:
+            items = self._stream(req, return_events=return_events, timeout=timeout)
+        else:
+            compiled = schema.compile(self._schema_targets(), req.model)
+            events = self._stream(compiled.apply(req), return_events="with_result",
+                                  timeout=timeout)
+            items = stream_structured(events, schema, compiled, return_events=return_events)
         # aclosing: when our caller closes this generator, the engine's stream (and its
         # connection and slot) is closed right away, not whenever it is garbage collected.
-        async with aclosing(self._stream(req, return_events=return_events,
-                                         timeout=timeout)) as items:
-            async for item in items:
+        async with aclosing(items) as it:
+            async for item in it:
                 yield item
 
     # -- batches ----------------------------------------------------------------------

@@ -218,18 +218,15 @@ class _ClientBase:
         A body that ends without the provider's end marker raises IncompleteStreamError after
         its pieces (the last event is then ``StreamEnd(complete=False)``).
 
-        ``response_format`` may be a schema, as for :meth:`chat_completions`: the pieces are
-        then the answer's JSON (a forced tool call's arguments where the provider answers in
-        one); events add a :class:`PartialValue` for each top-level field and top-level
-        array item as soon as it is complete, and end with a :class:`StructuredEnd` holding
-        the StructuredResult. The whole answer is validated once, at the end; a stream is
-        never re-asked (it has already shown the bad answer): an invalid, truncated,
-        refused or filtered one raises StructuredOutputError after its pieces.
+        ``response_format`` may be a schema: pieces are then the answer's JSON, events add a
+        PartialValue per closed field or array item and end with a StructuredEnd; a bad
+        answer raises StructuredOutputError after its pieces, never re-asked (it was shown).
         """
         self._check_open()
-        schema = as_schema(kwargs.pop("response_format", None))
-        if schema is not None:
-            check_no_reasks(kwargs)
+        schema = as_schema(kwargs.get("response_format"))
+        if schema is not None:  # a raw {"type": "json_object"} is sent as given
+            del kwargs["response_format"]
+        check_no_reasks(kwargs, schema)
         req = self.build_request(messages, model=model, stream=True, **kwargs)
         if schema is None:
             items = self._stream(req, return_events=return_events, timeout=timeout)

@@ -58,13 +58,13 @@ class StructuredEnd:
         return self.result.parsed
 
 
-def check_no_reasks(params: dict[str, Any]) -> None:
-    """Refuse ``max_reasks`` for a stream, before anything is sent.
+def check_no_reasks(params: dict[str, Any], schema: Schema | None) -> None:
+    """Refuse ``max_reasks`` for a structured stream, before anything is sent.
 
     Raises:
         UsageError: ``max_reasks`` given (a stream has already shown the bad answer).
     """
-    if "max_reasks" in params:
+    if schema is not None and "max_reasks" in params:
         raise UsageError("max_reasks: a stream is never re-asked (its pieces of a bad answer "
                          "were already shown); use chat_completions for re-asks")
 

@@ -158,3 +158,14 @@ async def test_a_fenced_answer_shows_no_fields_and_is_judged_at_the_end() -> Non
                                                 return_events=True)]
     assert not any(isinstance(i, PartialValue) for i in items)
     assert items[:3] == steps[:3] and items[-1].parsed == Member(name="Ada", age=36)
+
+
+async def test_a_raw_response_format_is_sent_as_given() -> None:
+    """A hand-written OpenAI json_schema format is no schema to judge: sent unchanged, and
+    the stream gives plain text pieces (the mock answers in the schema it was sent)."""
+    raw = {"type": "json_schema", "json_schema": {"name": "m", "schema": {
+        "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}}
+    server = MockServer()
+    async with server, client(server, "openai") as llm:
+        pieces = await collect(llm.chat_completions_stream(MSGS, response_format=raw), [])
+    assert set(json.loads("".join(pieces))) == {"name"}

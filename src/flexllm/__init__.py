@@ -69,6 +69,8 @@ from ._errors import (
     BudgetExceededError as BudgetExceededError,
 )
 from ._structured import (
+    PartialValue as PartialValue,
+    StructuredEnd as StructuredEnd,
     StructuredOutputError as StructuredOutputError,
     StructuredResult as StructuredResult,
 )
@@ -136,6 +138,8 @@ __all__ = (
     "ItemSource",
     "ResponseCacheConfig",
     # structured outputs
+    "PartialValue",
+    "StructuredEnd",
     "StructuredOutputError",
     "StructuredResult",
     # load balancing

@@ -52,6 +52,9 @@ from .._structured import (
     StructuredOutputError,
     StructuredResult,
     answer_cached,
+    as_schema,
+    check_no_reasks,
+    stream_structured,
     take_schema,
 )
 from . import legacy as _legacy
@@ -223,14 +226,28 @@ class _ClientBase:
         ``contextlib.aclosing`` so the connection is released at once.
         A body that ends without the provider's end marker raises IncompleteStreamError after
         its pieces (the last event is then ``StreamEnd(complete=False)``).
+
+        ``response_format`` may be a schema: pieces are then the answer's JSON, events add a
+        PartialValue per closed field or array item and end with a StructuredEnd; a bad
+        answer raises StructuredOutputError after its pieces, never re-asked (it was shown).
         """
         self._check_open()
+        schema = as_schema(kwargs.get("response_format"))
+        if schema is not None:  # a raw {"type": "json_object"} is sent as given
+            del kwargs["response_format"]
+        check_no_reasks(kwargs, schema)
         req = self.build_request(messages, model=model, stream=True, **kwargs)
+        if schema is None:
+            items = self._stream(req, return_events=return_events, timeout=timeout)
+        else:
+            compiled = schema.compile(self._schema_targets(), req.model)
+            events = self._stream(compiled.apply(req), return_events="with_result",
+                                  timeout=timeout)
+            items = stream_structured(events, schema, compiled, return_events=return_events)
         # aclosing: when our caller closes this generator, the engine's stream (and its
         # connection and slot) is closed right away, not whenever it is garbage collected.
-        async with aclosing(self._stream(req, return_events=return_events,
-                                         timeout=timeout)) as items:
-            async for item in items:
+        async with aclosing(items) as it:
+            async for item in it:
                 yield item
 
     # -- batches ----------------------------------------------------------------------

@@ -21,3 +21,9 @@ from .records import (
     structured_of as structured_of,
 )
 from .schema import Schema as Schema, as_schema as as_schema
+from .stream import (
+    PartialValue as PartialValue,
+    StructuredEnd as StructuredEnd,
+    check_no_reasks as check_no_reasks,
+    stream_structured as stream_structured,
+)

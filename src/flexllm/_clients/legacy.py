@@ -161,7 +161,7 @@ _HITS: ContextVar[list[bool] | None] = ContextVar("flexllm_017_cache_hits", defa
 
 
 def note_cache_hit() -> None:
-    """Called by ``_ClientBase.complete`` on a hit, so chat() can say ``cached=True``."""
+    """Called by ``_CallsBase.complete`` on a hit, so chat() can say ``cached=True``."""
     box = _HITS.get()
     if box is not None:
         box.append(True)

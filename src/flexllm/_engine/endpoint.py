@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from types import TracebackType
 
 import anyio
@@ -31,6 +31,8 @@ from flexllm_core import (
     HttpRequest,
     HttpResponse,
     ProviderConfig,
+    RateLimitError,
+    Reservation,
     RetryPolicy,
     StreamEvent,
     TransportError,
@@ -45,6 +47,7 @@ from .attempt_log import AttemptLog
 from .gates import RateLimiter
 from .loops import LoopResources, LoopState
 from .outage import Outage, OutageWatch
+from .quota import EndpointQuota, QuotaOptions
 from .stats import EndpointStatistics, RetryNotice, TokenSource, redact_error
 
 __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
@@ -79,6 +82,8 @@ class Endpoint:
         auth: a source of fresh bearer tokens that replaces ``config.api_key`` per attempt.
         watch_outages: find out when the endpoint is down (see :mod:`.outage`): a single
             client's endpoint does; a pool's do not (the pool's balancer does that).
+        quota: the provider quota to pace by (see :mod:`.quota`); None: learn it from the
+            first 429.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class Endpoint:
         timeout: float | None = 120.0,
         auth: TokenSource | None = None,
         watch_outages: bool = False,
+        quota: QuotaOptions | None = None,
     ) -> None:
         self._codec: Codec = get_codec(provider)
         self.provider = self._codec.NAME
@@ -118,6 +124,10 @@ class Endpoint:
         self._latency: float | None = None
         self._last_error: str | None = None
         self._log = AttemptLog(self.provider, config.base_url, self._policy)
+        self._quota_options = QuotaOptions() if quota is None else quota
+        #: None (one check on the request path) until a limit is set or a 429 teaches one.
+        self._quota: EndpointQuota | None = (
+            self._new_quota() if self._quota_options.any_limit else None)
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.provider} {redact_url(self._config.base_url)}>"
@@ -134,7 +144,28 @@ class Endpoint:
 
     def outage(self) -> Outage | None:
         """None while requests may start here; else how the endpoint is out of service."""
+        quota = self._quota
+        if quota is not None and quota.out is not None:
+            return Outage(error=quota.out, given_up=True, check_in=0.0)
         return None if self._watch is None else self._watch.outage()
+
+    # -- quotas -----------------------------------------------------------------------------
+
+    def _new_quota(self) -> EndpointQuota:
+        return EndpointQuota(self._codec, self._quota_options,
+                             label=f"{self.provider} {redact_url(self._config.base_url)}")
+
+    def _rate_limited(self, error: RateLimitError, headers: Iterable[tuple[str, str]],
+                      ticket: Reservation | None) -> FlexLLMError:
+        """A 429 answered: one shared cooldown (or the endpoint is out of quota for the run);
+        the error to go on with."""
+        quota = self._quota
+        if quota is None:
+            quota = self._quota = self._new_quota()
+        elif ticket is not None:
+            quota.refunded(ticket)
+        out = quota.refused(error, headers, fallback=float(self._policy.base_delay))
+        return error if out is None else out
 
     # -- per-loop resources ----------------------------------------------------------------
 
@@ -157,6 +188,7 @@ class Endpoint:
             in_flight=self._loops.in_flight,
             latency=self._latency,
             last_error=self._last_error,
+            **({} if self._quota is None else self._quota.statistics()),
         )
 
     async def __aenter__(self) -> Endpoint:
@@ -240,6 +272,32 @@ class Endpoint:
         self._attempts += 1
         return http, state
 
+    async def _admit(self, quota: EndpointQuota, req: ChatRequest
+                     ) -> tuple[HttpRequest, LoopState, Reservation]:
+        """``_begin`` after the quota's wait (which holds no slot); the reservation is given
+        back if the attempt does not start."""
+        ticket = await quota.admit(req)
+        try:
+            http, state = await self._begin(req)
+        except BaseException:
+            quota.cancel(ticket)
+            raise
+        try:
+            await quota.hold(ticket)
+        except BaseException:
+            state.limiter.release()
+            raise  # hold gave the reservation back
+        return http, state, ticket
+
+    @staticmethod
+    async def _hold(quota: EndpointQuota, state: LoopState) -> None:
+        """Wait out a cooldown started while this attempt queued for its slot."""
+        try:
+            await quota.hold(None)
+        except BaseException:
+            state.limiter.release()
+            raise
+
     def _refused(self) -> FlexLLMError | None:
         """The error of an attempt not sent because the endpoint is down; None to send it."""
         return None if self._watch is None else self._watch.admit()
@@ -275,6 +333,8 @@ class Endpoint:
         delay = self._retry_delay(attempt, error, told)
         if delay is None:
             raise error
+        if self._quota is not None and isinstance(error, RateLimitError):
+            return  # the shared cooldown (which the next attempt's admission waits out)
         if watch is not None and (left := watch.give_up_in()) is not None:
             delay = min(delay, left)  # wake when the endpoint is given up on, not later
         await anyio.sleep(delay)
@@ -302,7 +362,13 @@ class Endpoint:
                 if error is None:
                     outcome: FlexLLMError | None = _NO_OUTCOME
                     try:
-                        http, state = await self._begin(req)
+                        quota, ticket = self._quota, None
+                        if quota is None:
+                            http, state = await self._begin(req)
+                            if (late := self._quota) is not None:  # a 429 came meanwhile
+                                await self._hold(late, state)
+                        else:
+                            http, state, ticket = await self._admit(quota, req)
                         try:
                             started = time.monotonic()
                             if debug:
@@ -313,8 +379,12 @@ class Endpoint:
                             except FlexLLMError as exc:
                                 outcome = exc
                                 error = self._failed(exc)
+                                if isinstance(error, RateLimitError):
+                                    error = self._rate_limited(error, resp.headers, ticket)
                             else:
                                 outcome = None
+                                if quota is not None:
+                                    quota.answered(ticket, result, resp.headers)
                                 self._succeeded(started)
                                 if told is not None:
                                     self._log.answered(told, resp.status, result)
@@ -358,7 +428,13 @@ class Endpoint:
                     outcome: FlexLLMError | None = _NO_OUTCOME
                     yielded = False
                     try:
-                        http, state = await self._begin(req)
+                        quota, ticket = self._quota, None
+                        if quota is None:
+                            http, state = await self._begin(req)
+                            if (late := self._quota) is not None:  # a 429 came meanwhile
+                                await self._hold(late, state)
+                        else:
+                            http, state, ticket = await self._admit(quota, req)
                         try:
                             started = time.monotonic()
                             if debug:
@@ -384,11 +460,15 @@ class Endpoint:
                                 if outcome is _NO_OUTCOME:
                                     outcome = exc
                                 error = self._failed(exc)
+                                if isinstance(error, RateLimitError) and not yielded:
+                                    error = self._rate_limited(error, resp.headers, ticket)
                                 if yielded:
                                     if told is not None:
                                         self._log.failed(told, error, None)
                                     raise error from None
                             else:
+                                if quota is not None:
+                                    quota.answered(ticket, result, resp.headers)
                                 self._succeeded(started)
                                 if told is not None:
                                     self._log.answered(told, resp.status, result)

@@ -1,0 +1,237 @@
+"""One endpoint's provider quota, driven on the engine's clock (see :mod:`flexllm_core._quota`).
+
+The core holds the buckets and the arithmetic; this is the I/O side: it counts a request's
+prompt tokens, waits out the reservation (and the shared cooldown a 429 starts), settles
+with the answer's real usage, clamps the buckets with every response's limit headers, and
+marks the endpoint out when a 429 says waiting cannot help (``insufficient_quota``, a spend
+cap, a per-day quota). An endpoint with no limit set and nothing learnt has none of this:
+its request path checks one ``is None`` (see :meth:`QuotaOptions.learn_only`).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import attrs
+
+from flexllm_core import (
+    ChatRequest,
+    ChatResult,
+    Codec,
+    Dimension,
+    OutputEstimate,
+    QueueWaitExceeded,
+    QuotaBuckets,
+    QuotaCost,
+    QuotaExhaustedError,
+    RateLimitError,
+    RateLimitKind,
+    Reservation,
+    UsageError,
+    count_tokens,
+    parse_limits,
+)
+
+__all__ = ("EndpointQuota", "QuotaOptions")
+
+#: Share of each user-set limit left unused: admissions reach the server with some jitter.
+MARGIN = 0.02
+
+
+def _optional_positive(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or value != value or value == float("inf"):
+        raise UsageError(f"{name} must be a number > 0 (or None for no limit), got {value!r}")
+    return float(value)
+
+
+@attrs.frozen(kw_only=True)
+class QuotaOptions:
+    """What the user said about an endpoint's quota; validated here, names in the errors."""
+
+    max_rpm: float | None = None
+    max_tpm: float | None = None
+    max_input_tpm: float | None = None
+    max_output_tpm: float | None = None
+    #: Learn limits from the provider's headers and 429s (the first 429 starts it when
+    #: nothing is set, so an endpoint without quotas pays nothing).
+    adapt_to_limits: bool = True
+    #: Fail a request (QueueWaitExceeded) rather than wait longer than this many seconds.
+    max_queue_wait: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("max_rpm", "max_tpm", "max_input_tpm", "max_output_tpm", "max_queue_wait"):
+            _optional_positive(name, getattr(self, name))
+        if not isinstance(self.adapt_to_limits, bool):
+            raise UsageError(f"adapt_to_limits must be True or False, got {self.adapt_to_limits!r}")
+
+    @property
+    def any_limit(self) -> bool:
+        return any(v is not None for v in (self.max_rpm, self.max_tpm, self.max_input_tpm,
+                                           self.max_output_tpm, self.max_queue_wait))
+
+
+class EndpointQuota:
+    """Reserve-then-settle admission for one endpoint, shared by every loop that uses it."""
+
+    def __init__(self, codec: Codec, options: QuotaOptions, *, label: str) -> None:
+        self._buckets = QuotaBuckets.per_minute(
+            rpm=options.max_rpm, tpm=options.max_tpm, input_tpm=options.max_input_tpm,
+            output_tpm=options.max_output_tpm, learn=options.adapt_to_limits, margin=MARGIN)
+        self._rule = codec.QUOTA_RULE
+        self._adapt = options.adapt_to_limits
+        self._max_wait = options.max_queue_wait
+        self._label = label
+        self._output = OutputEstimate()
+        self._warm: set[str] = set()  # models whose tokenizer has been loaded
+        self._lock = threading.Lock()
+        #: Set once a 429 said waiting cannot help: every later request fails with it.
+        self.out: QuotaExhaustedError | None = None
+        #: Seconds requests spent waiting, by what held them ("tokens", "cooldown", ...).
+        self.waited: dict[str, float] = {}
+        #: 429s received, by kind ("slow_down", "quota_exhausted", ...).
+        self.rate_limited: Counter[str] = Counter()
+
+    def paced_by(self) -> str | None:
+        """The limit that held requests back the longest so far, or None."""
+        if not self.waited:
+            return None
+        key = max(self.waited, key=self.waited.__getitem__)
+        return key if self.waited[key] > 0 else None
+
+    def statistics(self) -> dict[str, Any]:
+        """The quota's share of :class:`~flexllm._engine.stats.EndpointStatistics`."""
+        return {"quota_waited": dict(self.waited), "rate_limited": dict(self.rate_limited),
+                "paced_by": self.paced_by()}
+
+    # -- before sending ---------------------------------------------------------------------
+
+    def estimate(self, req: ChatRequest) -> QuotaCost:
+        """The reservation for ``req``: counted prompt tokens plus the codec's output rule."""
+        prompt = count_tokens(list(req.messages), req.model)
+        expected = self._output.expected(req.max_tokens)
+        return self._rule.estimate(input_tokens=prompt, max_tokens=req.max_tokens,
+                                   expected_output=expected)
+
+    async def admit(self, req: ChatRequest) -> Reservation:
+        """Wait until ``req`` may be sent; the caller settles or cancels the reservation.
+
+        Raises:
+            QuotaExhaustedError: the endpoint is out for this run.
+            QueueWaitExceeded: the wait would pass ``max_queue_wait``.
+        """
+        if self.out is not None:
+            raise copy.copy(self.out)
+        if req.model in self._warm:
+            cost = self.estimate(req)
+        else:  # the first count for a model loads its tokenizer files: off the event loop
+            cost = await anyio.to_thread.run_sync(self.estimate, req)
+            self._warm.add(req.model)
+        with self._lock:
+            r = self._buckets.reserve(time.monotonic(), cost)
+        try:
+            self._check_wait(r, r.wait)
+            if r.wait > 0:
+                self._count_wait(r, r.wait)
+                await anyio.sleep(r.wait)
+        except BaseException:
+            self.cancel(r)
+            raise
+        await self.hold(r)
+        return r
+
+    async def hold(self, r: Reservation | None) -> None:
+        """Wait out the shared cooldown, if a 429 started one (again once a slot is taken:
+        a 429 may have come while this request queued for it). Gives the reservation back
+        if it raises."""
+        try:
+            while (left := self._cooldown()) > 0:
+                self._check_wait(r, left, cooldown=True)
+                self.waited["cooldown"] = self.waited.get("cooldown", 0.0) + left
+                await anyio.sleep(left)
+            if self.out is not None:
+                raise copy.copy(self.out)
+        except BaseException:
+            if r is not None:
+                self.cancel(r)
+            raise
+
+    def _cooldown(self) -> float:
+        with self._lock:
+            return self._buckets.cooldown_remaining(time.monotonic())
+
+    def _check_wait(self, r: Reservation | None, wait: float, *, cooldown: bool = False) -> None:
+        if self._max_wait is not None and wait > self._max_wait:
+            limit = None if r is None or r.cooling_down else r.limited_by
+            what = "a 429's cooldown" if cooldown or limit is None else (
+                f"the {limit.value} limit")
+            raise QueueWaitExceeded(
+                f"{self._label}: not sent: {what} would hold this request {wait:.1f}s, "
+                f"longer than max_queue_wait={self._max_wait:g}s")
+
+    def _count_wait(self, r: Reservation, wait: float) -> None:
+        key = "cooldown" if r.cooling_down or r.limited_by is None else r.limited_by.value
+        self.waited[key] = self.waited.get(key, 0.0) + wait
+
+    # -- after the answer -------------------------------------------------------------------
+
+    def cancel(self, r: Reservation) -> None:
+        """The request was never sent: give its reservation back."""
+        with self._lock:
+            self._buckets.cancel(r)
+
+    def refunded(self, r: Reservation) -> None:
+        """A 429 came back: the provider counted the request, not its tokens."""
+        with self._lock:
+            self._buckets.settle(r, QuotaCost(), time.monotonic())
+
+    def answered(self, r: Reservation | None, result: ChatResult,
+                 headers: Iterable[tuple[str, str]]) -> None:
+        """Settle with the answer's usage and clamp with its limit headers."""
+        now = time.monotonic()
+        usage = result.usage
+        snapshot = parse_limits(200, headers, now=time.time()) if self._adapt else None
+        with self._lock:
+            if r is not None and usage is not None:
+                self._buckets.settle(r, self._rule.charged(usage, r.cost), now)
+            if snapshot is not None and snapshot.limits:
+                self._buckets.clamp(snapshot, now)
+        if usage is not None:
+            self._output.observe(usage.completion_tokens)
+
+    def refused(self, error: RateLimitError, headers: Iterable[tuple[str, str]],
+                fallback: float) -> QuotaExhaustedError | None:
+        """A 429: start the shared cooldown, or mark the endpoint out when waiting cannot help
+        (returned, to raise instead of ``error``). ``fallback``: the cooldown when the
+        answer names no wait (the retry policy's delay)."""
+        snapshot = parse_limits(error.status, headers, error.body, now=time.time())
+        kind = snapshot.kind or RateLimitKind.SLOW_DOWN
+        self.rate_limited[kind.value] += 1
+        if not kind.waitable:
+            out = QuotaExhaustedError(
+                f"{self._label} is out of quota for this run ({kind.value}): {error.message}",
+                status=error.status, error_type=error.error_type, provider=error.provider,
+                body=error.body, kind=kind.value)
+            self.out = out
+            return out
+        now = time.monotonic()
+        hint = snapshot.wait_hint()
+        with self._lock:
+            if self._adapt and snapshot.limits:
+                self._buckets.clamp(snapshot, now)
+            self._buckets.cool_down(now, fallback if hint is None else hint)
+        return None
+
+    def available(self) -> dict[Dimension, float]:
+        with self._lock:
+            return self._buckets.available(time.monotonic())
+

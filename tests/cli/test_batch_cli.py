@@ -197,3 +197,21 @@ def test_budget_checks_the_prices_of_models_named_by_lines(cli: Invoke) -> None:
     assert result.exit_code == 2
     assert "budget= needs a price for line-model" in result.stderr
     assert not Path("in.output.jsonl").exists()  # refused before anything ran
+
+
+def test_rpm_and_tpm_pace_a_batch_under_the_server_quota(cli: Invoke) -> None:
+    Path("in.jsonl").write_text("".join(f'{{"prompt": "question {i}"}}\n' for i in range(40)))
+    # The server admits 10 requests per (one-second) minute; --rpm says so, in real minutes.
+    server = MockServer(rpm=10, time_scale=60)
+    with server as url:
+        result = cli("batch", "in.jsonl", "--base-url", url, "-m", "m", "-c", "8", "--no-cache",
+                     "--rpm", "600", "--tpm", "1000000", "--json")
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["succeeded"] == 40
+    assert server.stats.rate_limited == 0
+
+
+def test_a_bad_rpm_is_a_usage_error_naming_it(cli: Invoke) -> None:
+    Path("in.jsonl").write_text('{"prompt": "a"}\n')
+    result = cli("batch", "in.jsonl", "--mock", "--rpm", "0")
+    assert result.exit_code != 0 and "max_rpm" in result.stderr

@@ -37,12 +37,13 @@ from .._cache import ResponseCacheConfig
 from .._config import (
     ClientSettings,
     FlexConfig,
+    QuotaOptions,
     RequestDefaults,
     load_config,
     resolve_model,
     resolve_settings,
 )
-from .._engine import Endpoint, EndpointStatistics, EventMode, QuotaOptions, stream_items
+from .._engine import Endpoint, EndpointStatistics, EventMode, stream_items
 from .._errors import ConfigError
 from .base import _ClientBase, vertex_auth
 

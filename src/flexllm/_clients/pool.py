@@ -139,7 +139,8 @@ class LLMClientPool(_ClientBase):
                                              retry_delay=s.retry_delay)
         return Endpoint(provider=s.provider, config=s.provider_config(), transport=transport,
                         proxy=s.proxy, concurrency_limit=s.concurrency_limit,
-                        max_qps=s.max_qps, retry=retry, timeout=s.timeout, auth=auth)
+                        max_qps=s.max_qps, retry=retry, timeout=s.timeout, auth=auth,
+                        quota=entry.quota)
 
     def __repr__(self) -> str:
         return (f"LLMClientPool({len(self._urls)} endpoints: {', '.join(self._urls)}; "

@@ -15,6 +15,7 @@ from .file import (
     set_default_model as set_default_model,
     write_new_config as write_new_config,
 )
+from .limits import QUOTA_FIELDS as QUOTA_FIELDS, QuotaOptions as QuotaOptions
 from .pool import (
     ENDPOINT_FIELDS as ENDPOINT_FIELDS,
     PoolEndpoint as PoolEndpoint,

@@ -43,11 +43,12 @@ from flexllm_core import (
 )
 from flexllm_transports import Timeouts, Transport, default_transport
 
+from .._config import QuotaOptions
 from .attempt_log import AttemptLog
 from .gates import RateLimiter
 from .loops import LoopResources, LoopState
 from .outage import Outage, OutageWatch
-from .quota import EndpointQuota, QuotaOptions
+from .quota import EndpointQuota
 from .stats import EndpointStatistics, RetryNotice, TokenSource, redact_error
 
 __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")

@@ -61,6 +61,7 @@ Examples:
   flexllm batch input.jsonl -o output.jsonl --track-cost --budget 5
 
   flexllm batch input.jsonl -m gpt-4o-mini -c 50 --qps 20 --no-cache --json
+  flexllm batch input.jsonl -m gpt-4o-mini -c 50 --tpm 200000 --rpm 500
 
 Input lines: {"messages": [...]}, {"prompt": "..."} / {"text": ...} / {"question": ...} with an optional "system", or OpenAI Batch API lines ({"custom_id", "body"}). Other fields are kept as metadata in the output. Re-run the same command to resume.
 """
@@ -260,6 +261,10 @@ def batch(
         "-c", "--concurrency", min=1, help="Requests in flight (default: batch.concurrency, 10).")] = None,
     qps: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--qps", "--max-qps", min=0.0, help="Requests started per second (default: unlimited).")] = None,
+    rpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--rpm", help="The provider's requests-per-minute quota: pace under it.")] = None,
+    tpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--tpm", help="The provider's tokens-per-minute quota: pace under it.")] = None,
     temperature: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "-t", "--temperature", help="Sampling temperature.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(  # noqa: UP045
@@ -292,7 +297,8 @@ def batch(
         fail(f"output {out}: expected a .jsonl file", EXIT_USAGE)
     d = _defaults(mock)
     client_options = {k: v for k, v in (("timeout", d.timeout), ("retry_times", d.retry_times),
-                                         ("retry_delay", d.retry_delay)) if v is not None}
+                                         ("retry_delay", d.retry_delay), ("max_rpm", rpm),
+                                         ("max_tpm", tpm)) if v is not None}
     plan = _Plan(
         input=input_path, output=out,
         target=Target(model=model or d.model, base_url=base_url, api_key=api_key, mock=mock,

@@ -79,8 +79,10 @@ def _implied_window(state: LimitState) -> float | None:
     limit, left, reset = state.limit, state.remaining, state.reset_after
     if limit is None or left is None or reset is None or reset <= 0:
         return None
-    used = limit - max(left, 0.0)
-    if used < 0.1 * limit:
+    # ``remaining`` is rounded down: count one unit less used, so the window errs long
+    # (pacing a little slow) rather than short (a 429).
+    used = limit - max(left, 0.0) - 1.0
+    if used <= 0 or used < 0.1 * limit:
         return None
     return limit * reset / used
 
@@ -193,6 +195,8 @@ class QuotaBuckets:
                         rate=rate, burst=limit, tokens=limit if remaining is None else remaining,
                         updated=now)
                 elif bucket is not None and (limit < bucket.burst or dim not in self._user):
+                    if dim in self._user:
+                        rate = min(rate, bucket.rate)  # a header never speeds up a user's limit
                     bucket.available(now)
                     bucket.rate, bucket.burst = rate, limit
                     bucket.tokens = min(bucket.tokens, bucket.burst)

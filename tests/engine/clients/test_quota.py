@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from flexllm import (
     ItemSource,
     LLMClient,
+    LLMClientPool,
     QueueWaitExceeded,
     QuotaExhaustedError,
     UsageError,
@@ -156,7 +158,7 @@ async def test_a_wait_past_max_queue_wait_fails_fast_unsent() -> None:
         client = _client(url, max_rpm=1, max_queue_wait=5)
         try:
             await client.chat_completions([{"role": "user", "content": "hi"}])
-            with pytest.raises(QueueWaitExceeded, match="requests limit .*max_queue_wait=5"):
+            with pytest.raises(QueueWaitExceeded, match=r"requests limit .*max_queue_wait=5"):
                 await client.chat_completions([{"role": "user", "content": "hi"}])
         finally:
             await client.aclose()
@@ -169,3 +171,38 @@ async def test_a_wait_past_max_queue_wait_fails_fast_unsent() -> None:
 def test_bad_limits_are_refused_naming_the_argument(arg: str, value: object) -> None:
     with pytest.raises(UsageError, match=arg):
         LLMClient(base_url="http://127.0.0.1:9/v1", model="m", **{arg: value})
+
+
+async def test_a_config_entry_sets_the_limits(tmp_path: Path) -> None:
+    server = MockServer(rpm=20, time_scale=60)
+    async with server as url:
+        cfg = tmp_path / "config.yaml"
+        await anyio.Path(cfg).write_text(f"models:\n  - id: q\n    name: m\n    base_url: {url}\n"
+                       "    api_key: EMPTY\n    max_rpm: 1200\n    concurrency_limit: 8\n")
+        client = await anyio.to_thread.run_sync(lambda: LLMClient.from_config(cfg, model="q"))
+        try:
+            results = await client.chat_completions_batch(_msgs(20), show_progress=False)
+        finally:
+            await client.aclose()
+    assert results.ok and server.stats.rate_limited == 0
+
+
+async def test_a_pool_fails_over_from_an_endpoint_out_of_quota() -> None:
+    gone = MockServer(replies=[(429, QUOTA_GONE)])
+    fine = MockServer()
+    async with gone as url1, fine as url2:
+        pool = LLMClientPool([{"base_url": url1, "model": "m", "api_key": "EMPTY",
+                               "concurrency_limit": 1},
+                              {"base_url": url2, "model": "m", "api_key": "EMPTY",
+                               "max_rpm": 6000}], load_balance="round_robin")
+        try:
+            results = await pool.chat_completions_batch(_msgs(10), show_progress=False)
+        finally:
+            await pool.aclose()
+    assert results.ok and gone.stats.requests == 1 and fine.stats.completions == 10
+
+
+def test_a_bad_pool_endpoint_limit_names_its_place() -> None:
+    with pytest.raises(UsageError, match=r"endpoints\[1\].*max_tpm"):
+        LLMClientPool([{"base_url": "http://127.0.0.1:9/v1", "model": "m"},
+                       {"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_tpm": -1}])

@@ -288,6 +288,7 @@ class Endpoint:
         except BaseException:
             state.limiter.release()
             raise  # hold gave the reservation back
+        quota.sent(ticket)
         return http, state, ticket
 
     @staticmethod
@@ -382,6 +383,8 @@ class Endpoint:
                                 error = self._failed(exc)
                                 if isinstance(error, RateLimitError):
                                     error = self._rate_limited(error, resp.headers, ticket)
+                                elif quota is not None and ticket is not None:
+                                    quota.failed(ticket)
                             else:
                                 outcome = None
                                 if quota is not None:
@@ -463,6 +466,8 @@ class Endpoint:
                                 error = self._failed(exc)
                                 if isinstance(error, RateLimitError) and not yielded:
                                     error = self._rate_limited(error, resp.headers, ticket)
+                                elif quota is not None and ticket is not None:
+                                    quota.failed(ticket)
                                 if yielded:
                                     if told is not None:
                                         self._log.failed(told, error, None)

@@ -41,6 +41,8 @@ from .._config import QuotaOptions
 
 __all__ = ("EndpointQuota", "QuotaOptions")
 
+_COST_FIELDS = ("requests", "tokens", "input_tokens", "output_tokens")
+
 
 #: Share of each user-set limit left unused: admissions reach the server with some jitter.
 MARGIN = 0.02
@@ -59,6 +61,10 @@ class EndpointQuota:
         self._label = label
         self._output = OutputEstimate()
         self._warm: set[str] = set()  # models whose tokenizer has been loaded
+        self._warm_lock = threading.Lock()
+        #: Reservations sent and not settled: id -> (send order, cost).
+        self._flight: dict[int, tuple[int, QuotaCost]] = {}
+        self._sends = 0
         self._lock = threading.Lock()
         #: Set once a 429 said waiting cannot help: every later request fails with it.
         self.out: QuotaExhaustedError | None = None
@@ -88,6 +94,12 @@ class EndpointQuota:
         return self._rule.estimate(input_tokens=prompt, max_tokens=req.max_tokens,
                                    expected_output=expected)
 
+    def _warm_up(self, req: ChatRequest) -> None:
+        with self._warm_lock:
+            if req.model not in self._warm:
+                self.estimate(req)
+                self._warm.add(req.model)
+
     async def admit(self, req: ChatRequest) -> Reservation:
         """Wait until ``req`` may be sent; the caller settles or cancels the reservation.
 
@@ -97,11 +109,11 @@ class EndpointQuota:
         """
         if self.out is not None:
             raise copy.copy(self.out)
-        if req.model in self._warm:
-            cost = self.estimate(req)
-        else:  # the first count for a model loads its tokenizer files: off the event loop
-            cost = await anyio.to_thread.run_sync(self.estimate, req)
-            self._warm.add(req.model)
+        if req.model not in self._warm:
+            # The first count for a model loads its tokenizer files: off the event loop,
+            # by one thread (the others wait for it there).
+            await anyio.to_thread.run_sync(self._warm_up, req)
+        cost = self.estimate(req)
         with self._lock:
             r = self._buckets.reserve(time.monotonic(), cost)
         try:
@@ -150,15 +162,40 @@ class EndpointQuota:
 
     # -- after the answer -------------------------------------------------------------------
 
-    def cancel(self, r: Reservation) -> None:
-        """The request was never sent: give its reservation back."""
+    def sent(self, r: Reservation) -> None:
+        """``r``'s request goes out now (the order tells what a response's headers counted)."""
         with self._lock:
+            self._sends += 1
+            self._flight[id(r)] = (self._sends, r.cost)
+
+    def _counted(self, r: Reservation) -> QuotaCost | None:
+        """What the provider had counted when it answered ``r``: the requests sent before it
+        (they reached it first), not those sent since. Call with the lock held."""
+        entry = self._flight.pop(id(r), None)
+        if entry is None:
+            return None
+        order = entry[0]
+        costs = [c for n, c in self._flight.values() if n < order]
+        return QuotaCost(**{f: sum(getattr(c, f) for c in costs) for f in _COST_FIELDS})
+
+    def cancel(self, r: Reservation) -> None:
+        """The request was never sent (or failed before an answer): give it back."""
+        with self._lock:
+            self._flight.pop(id(r), None)
             self._buckets.cancel(r)
 
     def refunded(self, r: Reservation) -> None:
         """A 429 came back: the provider counted the request, not its tokens."""
         with self._lock:
+            self._flight.pop(id(r), None)
             self._buckets.settle(r, QuotaCost(), time.monotonic())
+
+    def failed(self, r: Reservation) -> None:
+        """No answer to settle with (a 5xx, a timeout): keep the debit, the provider may
+        have counted the request."""
+        with self._lock:
+            self._flight.pop(id(r), None)
+            self._buckets.settle(r, r.cost, time.monotonic())
 
     def answered(self, r: Reservation | None, result: ChatResult,
                  headers: Iterable[tuple[str, str]]) -> None:
@@ -167,10 +204,12 @@ class EndpointQuota:
         usage = result.usage
         snapshot = parse_limits(200, headers, now=time.time()) if self._adapt else None
         with self._lock:
-            if r is not None and usage is not None:
-                self._buckets.settle(r, self._rule.charged(usage, r.cost), now)
+            counted = None if r is None else self._counted(r)
+            if r is not None:
+                charged = r.cost if usage is None else self._rule.charged(usage, r.cost)
+                self._buckets.settle(r, charged, now)
             if snapshot is not None and snapshot.limits:
-                self._buckets.clamp(snapshot, now)
+                self._buckets.clamp(snapshot, now, counted=counted)
         if usage is not None:
             self._output.observe(usage.completion_tokens)
 

@@ -172,15 +172,17 @@ class QuotaBuckets:
         for dim in Dimension:
             pending[dim] = max(pending.get(dim, 0.0) - reservation.cost.get(dim), 0.0)
 
-    def clamp(self, snapshot: LimitSnapshot, now: float) -> None:
+    def clamp(self, snapshot: LimitSnapshot, now: float, *, counted: QuotaCost | None = None) -> None:
         """Apply what a response said: lower each bucket to the provider's ``remaining``
-        less what requests in flight hold (the provider may not have counted them yet),
+        less what reservations not yet settled hold (the provider has not counted them
+        yet, except ``counted``: those sent before the request this snapshot answers),
         lower (or learn) each limit from its ``limit``."""
         keep = 1.0 - self.margin
         for dim, state in snapshot.limits.items():
             bucket = self.buckets.get(dim)
+            unseen = self._pending.get(dim, 0.0) - (0.0 if counted is None else counted.get(dim))
             remaining = (None if state.remaining is None
-                         else state.remaining * keep - self._pending.get(dim, 0.0))
+                         else state.remaining * keep - max(unseen, 0.0))
             if state.limit is not None and state.limit > 0:
                 limit = state.limit * keep
                 window = state.window or _implied_window(state)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -96,7 +97,8 @@ asyncio.run(main())
 def orig_run(url: str, args: argparse.Namespace) -> int:
     proc = subprocess.run([str(ORIG_PYTHON), "-c", ORIG_CODE, url, str(args.items),
                            str(args.prompt_words), str(args.max_tokens)],
-                          capture_output=True, text=True, timeout=1800, check=True)
+                          capture_output=True, text=True, timeout=1800, check=True,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     return int(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 

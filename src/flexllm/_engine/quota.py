@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from flexllm_core import (
     ChatRequest,
@@ -61,7 +60,7 @@ class EndpointQuota:
         self._label = label
         self._output = OutputEstimate()
         self._warm: set[str] = set()  # models whose tokenizer has been loaded
-        self._warm_lock = threading.Lock()
+        self._loading: set[str] = set()  # models whose tokenizer a thread is loading
         #: Reservations sent and not settled: id -> (send order, cost).
         self._flight: dict[int, tuple[int, QuotaCost]] = {}
         self._sends = 0
@@ -95,10 +94,17 @@ class EndpointQuota:
                                    expected_output=expected)
 
     def _warm_up(self, req: ChatRequest) -> None:
-        with self._warm_lock:
-            if req.model not in self._warm:
-                self.estimate(req)
-                self._warm.add(req.model)
+        try:
+            self.estimate(req)
+        finally:
+            self._warm.add(req.model)
+
+    def _rough_estimate(self, req: ChatRequest) -> QuotaCost:
+        """An estimate without the tokenizer: a token per two characters (tokens are
+        rarely shorter), settled with the real usage like any other."""
+        chars = sum(len(str(m.get("content", ""))) for m in req.messages)
+        return self._rule.estimate(input_tokens=chars // 2 + 8, max_tokens=req.max_tokens,
+                                   expected_output=self._output.expected(req.max_tokens))
 
     async def admit(self, req: ChatRequest) -> Reservation:
         """Wait until ``req`` may be sent; the caller settles or cancels the reservation.
@@ -109,11 +115,15 @@ class EndpointQuota:
         """
         if self.out is not None:
             raise copy.copy(self.out)
-        if req.model not in self._warm:
-            # The first count for a model loads its tokenizer files: off the event loop,
-            # by one thread (the others wait for it there).
-            await anyio.to_thread.run_sync(self._warm_up, req)
-        cost = self.estimate(req)
+        if req.model in self._warm:
+            cost = self.estimate(req)
+        else:
+            # The first count for a model loads its tokenizer files (a second or so): a
+            # thread does it while requests go on with a rough, generous count.
+            cost = self._rough_estimate(req)
+            if req.model not in self._loading:
+                self._loading.add(req.model)
+                threading.Thread(target=self._warm_up, args=(req,), daemon=True).start()
         with self._lock:
             r = self._buckets.reserve(time.monotonic(), cost)
         try:

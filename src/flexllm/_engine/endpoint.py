@@ -23,18 +23,23 @@ import anyio
 import attrs
 
 from flexllm_core import (
+    AdaptiveConcurrency,
     ChatRequest,
     ChatResult,
     Codec,
+    ConnectError,
     FlexLLMError,
     GiveUp,
     HttpRequest,
     HttpResponse,
+    OverloadedError,
     ProviderConfig,
+    QuotaExhaustedError,
     RateLimitError,
     Reservation,
     RetryPolicy,
     StreamEvent,
+    Ticket,
     TransportError,
     decide_retry,
     get_codec,
@@ -59,6 +64,15 @@ _EWMA_ALPHA = 0.2
 _CONNECT_TIMEOUT = 10.0
 #: An attempt that ended before telling anything about the endpoint (cancelled, say).
 _NO_OUTCOME = FlexLLMError("no outcome")
+#: The AIMD ticket of an attempt started before adaptive concurrency was (the start limit).
+_FIRST_EPOCH = Ticket(0)
+
+
+def _overloaded(outcome: FlexLLMError | None) -> bool:
+    """429 (not an exhausted quota), 503/529, a connection refused: the server is full."""
+    if isinstance(outcome, RateLimitError):
+        return not isinstance(outcome, QuotaExhaustedError)
+    return isinstance(outcome, (OverloadedError, ConnectError))
 
 
 def _now() -> float:
@@ -129,6 +143,8 @@ class Endpoint:
         #: None (one check on the request path) until a limit is set or a 429 teaches one.
         self._quota: EndpointQuota | None = (
             self._new_quota() if self._quota_options.any_limit else None)
+        #: None until the first overload signal (a server that publishes no limits).
+        self._aimd: AdaptiveConcurrency | None = None
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.provider} {redact_url(self._config.base_url)}>"
@@ -190,6 +206,8 @@ class Endpoint:
             latency=self._latency,
             last_error=self._last_error,
             **({} if self._quota is None else self._quota.statistics()),
+            adaptive_limit=None if self._aimd is None else self._aimd.limit,
+            adaptive_decreases=0 if self._aimd is None else self._aimd.decreases,
         )
 
     async def __aenter__(self) -> Endpoint:
@@ -304,6 +322,23 @@ class Endpoint:
         """The error of an attempt not sent because the endpoint is down; None to send it."""
         return None if self._watch is None else self._watch.admit()
 
+    def _adapt(self, state: LoopState, error: FlexLLMError | None, ticket: Ticket | None) -> None:
+        """Adaptive concurrency (AIMD, see :class:`~flexllm_core.AdaptiveConcurrency`):
+        started by the first overload signal, then fed every attempt's outcome (``ticket``:
+        taken when the attempt started); this loop's gate follows its limit."""
+        overload = _overloaded(error)
+        aimd = self._aimd
+        if aimd is None:
+            if not overload:
+                return
+            aimd = self._aimd = AdaptiveConcurrency.starting_at(self._concurrency)
+        if ticket is None:  # started before AIMD did: under the starting limit, epoch 0
+            aimd.acquire()
+            ticket = _FIRST_EPOCH
+        aimd.release(ticket, overload=overload)
+        if aimd.limit != state.limiter.total:
+            state.limiter.resize(aimd.limit)
+
     def _observe(self, outcome: FlexLLMError | None) -> None:
         """Tell the outage watch what an admitted attempt showed (see :mod:`.outage`)."""
         watch = self._watch
@@ -371,6 +406,7 @@ class Endpoint:
                                 await self._hold(late, state)
                         else:
                             http, state, ticket = await self._admit(quota, req)
+                        aimd = None if self._aimd is None else self._aimd.acquire()
                         try:
                             started = time.monotonic()
                             if debug:
@@ -394,6 +430,8 @@ class Endpoint:
                                     self._log.answered(told, resp.status, result)
                                 return result
                         finally:
+                            if aimd is not None or error is not None:
+                                self._adapt(state, error, aimd)
                             state.limiter.release()
                     finally:
                         self._observe(outcome)
@@ -439,6 +477,7 @@ class Endpoint:
                                 await self._hold(late, state)
                         else:
                             http, state, ticket = await self._admit(quota, req)
+                        aimd = None if self._aimd is None else self._aimd.acquire()
                         try:
                             started = time.monotonic()
                             if debug:
@@ -481,6 +520,8 @@ class Endpoint:
                                 yield result
                                 return
                         finally:
+                            if aimd is not None or error is not None:
+                                self._adapt(state, error, aimd)
                             state.limiter.release()
                     finally:
                         self._observe(outcome)

@@ -62,6 +62,10 @@ class EndpointStatistics:
     rate_limited: Mapping[str, int] = attrs.field(factory=dict)
     #: The limit that held requests back the longest, or None when none did.
     paced_by: str | None = None
+    #: The adaptive concurrency limit (AIMD), once an overload signal started it; else None.
+    adaptive_limit: int | None = None
+    #: How many times it was lowered.
+    adaptive_decreases: int = 0
 
 
 def redact_error(exc: FlexLLMError, secrets: Iterable[str | None]) -> FlexLLMError:

@@ -206,3 +206,21 @@ def test_a_bad_pool_endpoint_limit_names_its_place() -> None:
     with pytest.raises(UsageError, match=r"endpoints\[1\].*max_tpm"):
         LLMClientPool([{"base_url": "http://127.0.0.1:9/v1", "model": "m"},
                        {"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_tpm": -1}])
+
+
+async def test_a_burst_of_503s_lowers_the_adaptive_limit_once() -> None:
+    # A server that publishes no limit: ten 503s in a row (the burst), then it answers.
+    server = MockServer(errors=[503] * 10, retry_after=0.05)
+    async with server as url:
+        client = _client(url, concurrency_limit=20, retry_times=5)
+        try:
+            before = client.statistics()
+            results = await client.chat_completions_batch(_msgs(40), show_progress=False)
+            stats = client.statistics()
+        finally:
+            await client.aclose()
+    assert results.ok
+    assert before.adaptive_limit is None  # nothing to adapt to before the first signal
+    # Before: 20 -> 18 -> 16 -> ... one cut per pair of errors of the same burst.
+    assert stats.adaptive_decreases == 1
+    assert stats.adaptive_limit is not None and 18 <= stats.adaptive_limit <= 20

@@ -104,6 +104,10 @@ class _ClientBase:
         """Retries so far, all endpoints together (shown in the batch progress bar)."""
         raise NotImplementedError
 
+    def _pacing_now(self) -> str | None:
+        """The quota some request waits for now (shown in the batch progress bar)."""
+        return None
+
     def build_request(self, messages: Iterable[Mapping[str, JSONValue]], **params: Any
                       ) -> ChatRequest:
         """Validate a call and build the core's request (no I/O)."""
@@ -322,10 +326,12 @@ class _ClientBase:
     async def _open_batch(self, messages_list: BatchInput, spec: BatchSpec) -> BatchRun:
         self._check_open()
         base = self._retries()
-        return await open_run(
+        run = await open_run(
             messages_list, spec, build=self.build_request, lanes=self._lanes(spec),
             models=self._batch_models(spec), cache=self._cache, cache_key=self.cache_key,
             retries=lambda: self._retries() - base)
+        run.counters.paced_by = self._pacing_now
+        return run
 
     async def _run_batch(self, messages_list: BatchInput, spec: BatchSpec
                          ) -> BatchResult | tuple[BatchResult, CostReport]:

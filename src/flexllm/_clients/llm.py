@@ -246,6 +246,9 @@ class LLMClient(_ClientBase):
     def _retries(self) -> int:
         return self._endpoint.statistics().retries
 
+    def _pacing_now(self) -> str | None:
+        return self._endpoint.pacing_now()
+
     # -- requests ----------------------------------------------------------------------
 
     def build_request(

@@ -194,6 +194,9 @@ class LLMClientPool(_ClientBase):
         r = self._router
         return r.retries + sum(ep.statistics().retries for ep in r.endpoints)
 
+    def _pacing_now(self) -> str | None:
+        return next((p for ep in self._router.endpoints if (p := ep.pacing_now())), None)
+
     # -- requests ------------------------------------------------------------------------
 
     def build_request(self, messages: Iterable[Mapping[str, JSONValue]], *,

@@ -168,6 +168,10 @@ class Endpoint:
 
     # -- quotas -----------------------------------------------------------------------------
 
+    def pacing_now(self) -> str | None:
+        """The quota limit requests are waiting for right now ("tokens", "cooldown", ...)."""
+        return None if self._quota is None else self._quota.pacing_now()
+
     def _new_quota(self) -> EndpointQuota:
         return EndpointQuota(self._codec, self._quota_options,
                              label=f"{self.provider} {redact_url(self._config.base_url)}")

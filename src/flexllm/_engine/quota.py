@@ -64,6 +64,7 @@ class EndpointQuota:
         #: Reservations sent and not settled: id -> (send order, cost).
         self._flight: dict[int, tuple[int, QuotaCost]] = {}
         self._sends = 0
+        self._pacing: tuple[str | None, float] = (None, 0.0)
         self._lock = threading.Lock()
         #: Set once a 429 said waiting cannot help: every later request fails with it.
         self.out: QuotaExhaustedError | None = None
@@ -145,6 +146,7 @@ class EndpointQuota:
             while (left := self._cooldown()) > 0:
                 self._check_wait(r, left, cooldown=True)
                 self.waited["cooldown"] = self.waited.get("cooldown", 0.0) + left
+                self._pacing = ("cooldown", time.monotonic() + left)
                 await anyio.sleep(left)
             if self.out is not None:
                 raise copy.copy(self.out)
@@ -169,6 +171,12 @@ class EndpointQuota:
     def _count_wait(self, r: Reservation, wait: float) -> None:
         key = "cooldown" if r.cooling_down or r.limited_by is None else r.limited_by.value
         self.waited[key] = self.waited.get(key, 0.0) + wait
+        self._pacing = (key, time.monotonic() + wait)
+
+    def pacing_now(self) -> str | None:
+        """The limit some request is waiting for right now, or None (for a progress bar)."""
+        key, until = self._pacing
+        return key if time.monotonic() < until else None
 
     # -- after the answer -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from flexllm import (
     QuotaExhaustedError,
     UsageError,
 )
+from flexllm._batch.progress import BatchCounters, format_line
 from flexllm.mock import MockServer
 
 pytestmark = pytest.mark.anyio
@@ -224,3 +225,26 @@ async def test_a_burst_of_503s_lowers_the_adaptive_limit_once() -> None:
     # Before: 20 -> 18 -> 16 -> ... one cut per pair of errors of the same burst.
     assert stats.adaptive_decreases == 1
     assert stats.adaptive_limit is not None and 18 <= stats.adaptive_limit <= 20
+
+
+async def test_the_progress_line_says_which_quota_paces_the_batch() -> None:
+    server = MockServer(tpm=TPM, time_scale=SCALE)
+    async with server as url:
+        client = _client(url, max_tpm=TPM * SCALE)
+        lines: list[str] = []
+        try:
+            async with anyio.create_task_group() as tg:
+                async def watch() -> None:
+                    while True:
+                        pacing = client._pacing_now()
+                        if pacing is not None:
+                            lines.append(pacing)
+                        await anyio.sleep(0.01)
+                tg.start_soon(watch)
+                await client.chat_completions_batch(_msgs(80), max_tokens=40, show_progress=False)
+                tg.cancel_scope.cancel()
+        finally:
+            await client.aclose()
+    assert "tokens" in lines
+    shown = format_line(BatchCounters(total=1, paced_by=lambda: "tokens", started=0.0), now=1.0)
+    assert "paced by the tokens quota" in shown

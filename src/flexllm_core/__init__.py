@@ -66,6 +66,8 @@ from ._errors import (
     PermissionDeniedError as PermissionDeniedError,
     ProtocolError as ProtocolError,
     ProviderError as ProviderError,
+    QueueWaitExceeded as QueueWaitExceeded,
+    QuotaExhaustedError as QuotaExhaustedError,
     RateLimitError as RateLimitError,
     ReadError as ReadError,
     RequestTimeout as RequestTimeout,

@@ -30,6 +30,8 @@ __all__ = (
     "PermissionDeniedError",
     "ProtocolError",
     "ProviderError",
+    "QueueWaitExceeded",
+    "QuotaExhaustedError",
     "RateLimitError",
     "ReadError",
     "RequestTimeout",
@@ -154,6 +156,27 @@ class RateLimitError(ProviderError):
     default_retryable = True
 
 
+class QuotaExhaustedError(RateLimitError):
+    """429 that waiting does not fix within a run: billing or credits exhausted, a spend
+    cap, a per-day quota. Never retried; the endpoint is out for the run (a pool fails over,
+    a batch marks its unsent items, which a re-run sends).
+
+    Attributes:
+        kind: the :class:`~flexllm_core.RateLimitKind` value (``"quota_exhausted"``,
+            ``"spend_cap"``, ``"daily_quota"``).
+    """
+
+    default_retryable = False
+
+    def __init__(self, message: str, *, kind: str = "quota_exhausted", status: int | None = 429,
+                 error_type: str | None = None, retryable: bool | None = None,
+                 retry_after: float | None = None, provider: str | None = None,
+                 body: JSONValue = None) -> None:
+        super().__init__(message, status=status, error_type=error_type, retryable=retryable,
+                         retry_after=retry_after, provider=provider, body=body)
+        self.kind = kind
+
+
 class OverloadedError(ProviderError):
     """503 / 529: the provider is out of capacity right now."""
 
@@ -218,6 +241,14 @@ class ResponseFormatError(FlexLLMError):
 
 def _rebuild_format(cls: type[ResponseFormatError], message: str, retryable: bool) -> ResponseFormatError:
     return cls(message, retryable=retryable)
+
+
+class QueueWaitExceeded(FlexLLMError):
+    """A request would have waited for a quota (or a 429's cooldown) longer than
+    ``max_queue_wait``; it was not sent. Not retried: the wait is the point."""
+
+    retryable = False
+    retry_after: float | None = None
 
 
 class TransportError(FlexLLMError):

@@ -256,3 +256,21 @@ def test_mode_auto_sends_online_what_a_stuck_queue_holds(cli: Invoke) -> None:
         assert summary(got.stdout)["succeeded"] == 20 and server.batches.creates >= 1
         alone = cli("batch", str(src), "-o", "x.jsonl", "--mock", "--mode", "auto")
         assert alone.exit_code != 0 and "--deadline" in alone.stderr
+
+
+def test_rpm_and_tpm_pace_a_batch_under_the_server_quota(cli: Invoke) -> None:
+    Path("in.jsonl").write_text("".join(f'{{"prompt": "question {i}"}}\n' for i in range(40)))
+    # The server admits 10 requests per (one-second) minute; --rpm says so, in real minutes.
+    server = MockServer(rpm=10, time_scale=60)
+    with server as url:
+        result = cli("batch", "in.jsonl", "--base-url", url, "-m", "m", "-c", "8", "--no-cache",
+                     "--rpm", "600", "--tpm", "1000000", "--json")
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["succeeded"] == 40
+    assert server.stats.rate_limited == 0
+
+
+def test_a_bad_rpm_is_a_usage_error_naming_it(cli: Invoke) -> None:
+    Path("in.jsonl").write_text('{"prompt": "a"}\n')
+    result = cli("batch", "in.jsonl", "--mock", "--rpm", "0")
+    assert result.exit_code != 0 and "max_rpm" in result.stderr

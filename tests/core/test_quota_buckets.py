@@ -246,3 +246,24 @@ def test_a_margin_leaves_a_share_of_each_limit_unused() -> None:
     assert q.buckets[T].burst == pytest.approx(900) and q.available(0.0)[T] == pytest.approx(450)
     with pytest.raises(UsageError, match="margin"):
         QuotaBuckets.per_minute(rpm=1, margin=1.0)
+
+
+def test_clamp_infers_the_window_from_the_reset_when_enough_is_used() -> None:
+    # A 6 s "minute" (a gateway's, or the mock's shortened one): 900 of 1000 used, full
+    # again in 5.4 s -> the limit refills over 6 s, not 60.
+    q = QuotaBuckets.per_minute()
+    q.clamp(LimitSnapshot(limits={T: LimitState(limit=1001, remaining=100, reset_after=5.4)}), 0.0)
+    assert q.buckets[T].rate == pytest.approx(900 / 5.4)
+    # Too little used to tell: the rate learnt stays.
+    q.clamp(LimitSnapshot(limits={T: LimitState(limit=1000, remaining=990, reset_after=0.01)}), 1.0)
+    assert q.buckets[T].rate == pytest.approx(900 / 5.4)
+
+
+def test_clamp_counts_requests_in_flight_the_provider_has_not_seen() -> None:
+    q = QuotaBuckets.per_minute(tpm=1000)
+    r = q.reserve(0.0, QuotaCost(tokens=300))
+    q.clamp(LimitSnapshot(limits={T: LimitState(limit=1000, remaining=900)}), 0.0)
+    assert q.available(0.0)[T] == pytest.approx(600)  # 900 reported, 300 still on its way
+    q.settle(r, QuotaCost(tokens=300), 0.0)
+    q.clamp(LimitSnapshot(limits={T: LimitState(limit=1000, remaining=600)}), 0.0)
+    assert q.available(0.0)[T] == pytest.approx(600)

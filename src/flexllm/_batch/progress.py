@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import attrs
@@ -31,6 +32,8 @@ class BatchCounters:
     retries: int = 0
     cost: float | None = None
     started: float = attrs.field(factory=time.monotonic)
+    #: The provider quota requests are waiting for right now, if any (read by the display).
+    paced_by: Callable[[], str | None] | None = None
 
 
 def _duration(seconds: float) -> str:
@@ -66,6 +69,10 @@ def format_line(c: BatchCounters, now: float) -> str:
         parts.append(f"not sent {c.not_sent}")
     if c.cost is not None:
         parts.append(f"${c.cost:.4f}")
+    paced = None if c.paced_by is None else c.paced_by()
+    if paced is not None:
+        parts.append("paced by a 429's retry-after" if paced == "cooldown"
+                     else f"paced by the {paced.replace('_', ' ')} quota")
     return "  ".join(parts)
 
 

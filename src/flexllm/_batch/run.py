@@ -45,7 +45,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from flexllm_core import (
     ChatResult,
-    ConnectError,
     FlexLLMError,
     ScanResult,
     UsageError,
@@ -385,7 +384,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         """An item not sent because its lane's endpoint was given up on."""
         self._outage = outage
         self._unreached += 1
-        error = ConnectError(f"not sent: {outage.error}; a re-run sends it")
+        error = outage.not_sent()
         return BatchItem(index=p.index, error=error, metadata=p.metadata,
                          source=ItemSource.NOT_SENT)
 

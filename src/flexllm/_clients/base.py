@@ -76,6 +76,10 @@ class _ClientBase(_CallsBase):
         """Hook: where ``mode="batch_api"`` sends its jobs; None: this client cannot."""
         return None
 
+    def _pacing_now(self) -> str | None:
+        """Hook: the quota some request waits for now (shown in the batch progress bar)."""
+        return None
+
     # -- batches --------------------------------------------------------------------
 
     async def chat_completions_batch(
@@ -276,6 +280,8 @@ class _ClientBase(_CallsBase):
             models=self._batch_models(spec), cache=self._cache, cache_key=self.cache_key,
             retries=lambda: self._retries() - base, structured=self._structured_batch(spec),
             batch_target=None if target is None else lambda: target)
+        if isinstance(run, BatchRun):
+            run.counters.paced_by = self._pacing_now
         # A provider-batch run has BatchRun's consumer side (async with, async for,
         # tracker, budget_exceeded): the batch methods drive both alike.
         return run  # type: ignore[return-value]

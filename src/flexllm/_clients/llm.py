@@ -37,6 +37,7 @@ from .._cache import ResponseCacheConfig
 from .._config import (
     ClientSettings,
     FlexConfig,
+    QuotaOptions,
     RequestDefaults,
     load_config,
     resolve_model,
@@ -75,6 +76,13 @@ class LLMClient(_ClientBase):
         transport: a :class:`flexllm_transports.Transport` to use (the caller closes it).
         proxy: an http(s)/socks proxy URL for the default transport.
         extra_headers: headers added to every request.
+        max_rpm, max_tpm, max_input_tpm, max_output_tpm: the provider's quota per minute
+            (requests, tokens, input tokens, output tokens); requests are paced to stay
+            under it (reserve an estimate before sending, settle with the real usage).
+        adapt_to_limits: learn limits from the provider's rate-limit headers and 429s, and
+            hold every request back during a 429's retry-after (one shared pause).
+        max_queue_wait: fail a request with QueueWaitExceeded rather than wait longer than
+            this many seconds for a quota; None waits as long as needed.
         **provider_options: ``api_version`` (Claude), ``use_vertex_ai``, ``project_id``,
             ``location`` (Gemini on Vertex AI).
 
@@ -97,6 +105,12 @@ class LLMClient(_ClientBase):
         transport: Transport | None = None,
         proxy: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        max_rpm: float | None = None,
+        max_tpm: float | None = None,
+        max_input_tpm: float | None = None,
+        max_output_tpm: float | None = None,
+        adapt_to_limits: bool = True,
+        max_queue_wait: float | None = None,
         **provider_options: Any,
     ) -> None:
         unknown = sorted(set(provider_options) - set(_PROVIDER_OPTIONS))
@@ -120,6 +134,9 @@ class LLMClient(_ClientBase):
             extra_headers=extra_headers,
             **provider_options,
         )
+        quota = QuotaOptions(max_rpm=max_rpm, max_tpm=max_tpm, max_input_tpm=max_input_tpm,
+                             max_output_tpm=max_output_tpm, adapt_to_limits=adapt_to_limits,
+                             max_queue_wait=max_queue_wait)
         super().__init__(cache)
         self._settings = settings
         #: Set by :meth:`from_config`: the entry's system prompt and parameters.
@@ -135,6 +152,7 @@ class LLMClient(_ClientBase):
             timeout=settings.timeout,
             auth=vertex_auth(settings, explicit_key=api_key),
             watch_outages=True,
+            quota=quota,
         )
 
     @classmethod
@@ -238,6 +256,9 @@ class LLMClient(_ClientBase):
                            transport=self._endpoint.transport, classify=self._endpoint.classify,
                            timeout=s.timeout, complete=self._endpoint.complete,
                            concurrency=self._endpoint.concurrency)
+
+    def _pacing_now(self) -> str | None:
+        return self._endpoint.pacing_now()
 
     # -- requests ----------------------------------------------------------------------
 

@@ -140,7 +140,8 @@ class LLMClientPool(_ClientBase):
                                              retry_delay=s.retry_delay)
         return Endpoint(provider=s.provider, config=s.provider_config(), transport=transport,
                         proxy=s.proxy, concurrency_limit=s.concurrency_limit,
-                        max_qps=s.max_qps, retry=retry, timeout=s.timeout, auth=auth)
+                        max_qps=s.max_qps, retry=retry, timeout=s.timeout, auth=auth,
+                        quota=entry.quota)
 
     def __repr__(self) -> str:
         return (f"LLMClientPool({len(self._urls)} endpoints: {', '.join(self._urls)}; "
@@ -196,6 +197,9 @@ class LLMClientPool(_ClientBase):
     def _retries(self) -> int:
         r = self._router
         return r.retries + sum(ep.statistics().retries for ep in r.endpoints)
+
+    def _pacing_now(self) -> str | None:
+        return next((p for ep in self._router.endpoints if (p := ep.pacing_now())), None)
 
     # -- requests ------------------------------------------------------------------------
 

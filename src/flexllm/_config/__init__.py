@@ -19,6 +19,7 @@ from .file import (
     find_config as find_config,
     load_config as load_config,
 )
+from .limits import QUOTA_FIELDS as QUOTA_FIELDS, QuotaOptions as QuotaOptions
 from .pool import (
     ENDPOINT_FIELDS as ENDPOINT_FIELDS,
     PoolEndpoint as PoolEndpoint,

@@ -13,6 +13,7 @@ import attrs
 
 from flexllm_core import UsageError
 
+from .limits import QUOTA_FIELDS, QuotaOptions
 from .settings import ClientSettings, near_miss, resolve_settings
 
 __all__ = ("ENDPOINT_FIELDS", "PoolEndpoint", "check_defaults", "parse_endpoints")
@@ -21,7 +22,7 @@ __all__ = ("ENDPOINT_FIELDS", "PoolEndpoint", "check_defaults", "parse_endpoints
 ENDPOINT_FIELDS = (
     "base_url", "model", "api_key", "provider", "concurrency_limit", "max_qps", "weight",
     "timeout", "proxy", "extra_headers", "api_version", "use_vertex_ai", "project_id",
-    "location",
+    "location", *QUOTA_FIELDS,
 )
 _REQUIRED = ("base_url", "model")
 
@@ -31,6 +32,8 @@ class PoolEndpoint:
     """One resolved entry of the pool."""
 
     settings: ClientSettings
+    #: The endpoint's quota (``max_rpm``, ``max_tpm``, ...).
+    quota: QuotaOptions = attrs.field(factory=QuotaOptions)
     #: Share under ``weighted`` / ``random`` (validated by the core's Balancer).
     weight: Any = 1.0
 
@@ -68,17 +71,21 @@ def parse_endpoints(endpoints: object, defaults: Mapping[str, Any]) -> list[Pool
                 raise UsageError(f"{where}.{field}: required (each endpoint names its own {field})")
         fields = {k: v for k, v in entry.items() if k != "weight"}
         merged = {**defaults, **fields}
+        limits = {k: merged.pop(k) for k in QUOTA_FIELDS if k in merged}
         try:
             settings = resolve_settings(**merged)
+            quota = QuotaOptions(**limits)
         except UsageError as exc:
             raise UsageError(f"{where}: {exc}") from None
         except TypeError as exc:  # a value of a type resolve_settings cannot even compare
             raise UsageError(f"{where}: {exc}") from None
-        out.append(PoolEndpoint(settings=settings, weight=entry.get("weight", 1.0)))
+        out.append(PoolEndpoint(settings=settings, quota=quota, weight=entry.get("weight", 1.0)))
     return out
 
 
 def check_defaults(defaults: Mapping[str, Any]) -> None:
     """Validate the pool-level values on their own, so a bad one is not blamed on an entry."""
+    defaults = dict(defaults)
+    QuotaOptions(**{k: defaults.pop(k) for k in QUOTA_FIELDS if k in defaults})
     resolve_settings(base_url="http://pool.invalid", model="-", api_key="-", environ={},
                      **defaults)

@@ -18,6 +18,7 @@ from .pool_stats import (
     PoolEndpointStatistics as PoolEndpointStatistics,
     PoolStatistics as PoolStatistics,
 )
+from .quota import EndpointQuota as EndpointQuota
 from .router import PoolRouter as PoolRouter
 from .stream_items import EventMode as EventMode, stream_items as stream_items
 from .sync import SyncDriver as SyncDriver

@@ -16,25 +16,32 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from types import TracebackType
 
 import anyio
 import attrs
 
 from flexllm_core import (
+    AdaptiveConcurrency,
     ChatRequest,
     ChatResult,
     Codec,
+    ConnectError,
     FlexLLMError,
     GiveUp,
     HttpRequest,
     HttpResponse,
+    OverloadedError,
     ProviderConfig,
+    QuotaExhaustedError,
+    RateLimitError,
+    Reservation,
     RetryPolicy,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
+    Ticket,
     ToolCallDelta,
     TransportError,
     decide_retry,
@@ -44,10 +51,12 @@ from flexllm_core import (
 )
 from flexllm_transports import Timeouts, Transport, default_transport
 
+from .._config import QuotaOptions
 from .attempt_log import AttemptLog
 from .gates import RateLimiter
 from .loops import LoopResources, LoopState
 from .outage import Outage, OutageWatch
+from .quota import EndpointQuota
 from .stats import EndpointStatistics, RetryNotice, TokenSource, redact_error
 
 __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
@@ -66,6 +75,15 @@ _EWMA_ALPHA = 0.2
 _CONNECT_TIMEOUT = 10.0
 #: An attempt that ended before telling anything about the endpoint (cancelled, say).
 _NO_OUTCOME = FlexLLMError("no outcome")
+#: The AIMD ticket of an attempt started before adaptive concurrency was (the start limit).
+_FIRST_EPOCH = Ticket(0)
+
+
+def _overloaded(outcome: FlexLLMError | None) -> bool:
+    """429 (not an exhausted quota), 503/529, a connection refused: the server is full."""
+    if isinstance(outcome, RateLimitError):
+        return not isinstance(outcome, QuotaExhaustedError)
+    return isinstance(outcome, (OverloadedError, ConnectError))
 
 
 def _now() -> float:
@@ -90,6 +108,8 @@ class Endpoint:
         auth: a source of fresh bearer tokens that replaces ``config.api_key`` per attempt.
         watch_outages: find out when the endpoint is down (see :mod:`.outage`): a single
             client's endpoint does; a pool's do not (the pool's balancer does that).
+        quota: the provider quota to pace by (see :mod:`.quota`); None: learn it from the
+            first 429.
     """
 
     def __init__(
@@ -105,6 +125,7 @@ class Endpoint:
         timeout: float | None = 120.0,
         auth: TokenSource | None = None,
         watch_outages: bool = False,
+        quota: QuotaOptions | None = None,
     ) -> None:
         self._codec: Codec = get_codec(provider)
         self.provider = self._codec.NAME
@@ -129,6 +150,12 @@ class Endpoint:
         self._latency: float | None = None
         self._last_error: str | None = None
         self._log = AttemptLog(self.provider, config.base_url, self._policy)
+        self._quota_options = QuotaOptions() if quota is None else quota
+        #: None (one check on the request path) until a limit is set or a 429 teaches one.
+        self._quota: EndpointQuota | None = (
+            self._new_quota() if self._quota_options.any_limit else None)
+        #: None until the first overload signal (a server that publishes no limits).
+        self._aimd: AdaptiveConcurrency | None = None
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.provider} {redact_url(self._config.base_url)}>"
@@ -145,7 +172,32 @@ class Endpoint:
 
     def outage(self) -> Outage | None:
         """None while requests may start here; else how the endpoint is out of service."""
+        quota = self._quota
+        if quota is not None and quota.out is not None:
+            return Outage(error=quota.out, given_up=True, check_in=0.0)
         return None if self._watch is None else self._watch.outage()
+
+    # -- quotas -----------------------------------------------------------------------------
+
+    def pacing_now(self) -> str | None:
+        """The quota limit requests are waiting for right now ("tokens", "cooldown", ...)."""
+        return None if self._quota is None else self._quota.pacing_now()
+
+    def _new_quota(self) -> EndpointQuota:
+        return EndpointQuota(self._codec, self._quota_options,
+                             label=f"{self.provider} {redact_url(self._config.base_url)}")
+
+    def _rate_limited(self, error: RateLimitError, headers: Iterable[tuple[str, str]],
+                      ticket: Reservation | None) -> FlexLLMError:
+        """A 429 answered: one shared cooldown (or the endpoint is out of quota for the run);
+        the error to go on with."""
+        quota = self._quota
+        if quota is None:
+            quota = self._quota = self._new_quota()
+        elif ticket is not None:
+            quota.refunded(ticket)
+        out = quota.refused(error, headers, fallback=float(self._policy.base_delay))
+        return error if out is None else out
 
     # -- per-loop resources ----------------------------------------------------------------
 
@@ -168,6 +220,9 @@ class Endpoint:
             in_flight=self._loops.in_flight,
             latency=self._latency,
             last_error=self._last_error,
+            **({} if self._quota is None else self._quota.statistics()),
+            adaptive_limit=None if self._aimd is None else self._aimd.limit,
+            adaptive_decreases=0 if self._aimd is None else self._aimd.decreases,
         )
 
     async def __aenter__(self) -> Endpoint:
@@ -251,9 +306,53 @@ class Endpoint:
         self._attempts += 1
         return http, state
 
+    async def _admit(self, quota: EndpointQuota, req: ChatRequest
+                     ) -> tuple[HttpRequest, LoopState, Reservation]:
+        """``_begin`` after the quota's wait (which holds no slot); the reservation is given
+        back if the attempt does not start."""
+        ticket = await quota.admit(req)
+        try:
+            http, state = await self._begin(req)
+        except BaseException:
+            quota.cancel(ticket)
+            raise
+        try:
+            await quota.hold(ticket)
+        except BaseException:
+            state.limiter.release()
+            raise  # hold gave the reservation back
+        quota.sent(ticket)
+        return http, state, ticket
+
+    @staticmethod
+    async def _hold(quota: EndpointQuota, state: LoopState) -> None:
+        """Wait out a cooldown started while this attempt queued for its slot."""
+        try:
+            await quota.hold(None)
+        except BaseException:
+            state.limiter.release()
+            raise
+
     def _refused(self) -> FlexLLMError | None:
         """The error of an attempt not sent because the endpoint is down; None to send it."""
         return None if self._watch is None else self._watch.admit()
+
+    def _adapt(self, state: LoopState, error: FlexLLMError | None, ticket: Ticket | None) -> None:
+        """Adaptive concurrency (AIMD, see :class:`~flexllm_core.AdaptiveConcurrency`):
+        started by the first overload signal, then fed every attempt's outcome (``ticket``:
+        taken when the attempt started); this loop's gate follows its limit."""
+        overload = _overloaded(error)
+        aimd = self._aimd
+        if aimd is None:
+            if not overload:
+                return
+            aimd = self._aimd = AdaptiveConcurrency.starting_at(self._concurrency)
+        if ticket is None:  # started before AIMD did: under the starting limit, epoch 0
+            aimd.acquire()
+            ticket = _FIRST_EPOCH
+        aimd.release(ticket, overload=overload)
+        if aimd.limit != state.limiter.total:
+            state.limiter.resize(aimd.limit)
 
     def _observe(self, outcome: FlexLLMError | None) -> None:
         """Tell the outage watch what an admitted attempt showed (see :mod:`.outage`)."""
@@ -286,6 +385,8 @@ class Endpoint:
         delay = self._retry_delay(attempt, error, told)
         if delay is None:
             raise error
+        if self._quota is not None and isinstance(error, RateLimitError):
+            return  # the shared cooldown (which the next attempt's admission waits out)
         if watch is not None and (left := watch.give_up_in()) is not None:
             delay = min(delay, left)  # wake when the endpoint is given up on, not later
         await anyio.sleep(delay)
@@ -313,7 +414,14 @@ class Endpoint:
                 if error is None:
                     outcome: FlexLLMError | None = _NO_OUTCOME
                     try:
-                        http, state = await self._begin(req)
+                        quota, ticket = self._quota, None
+                        if quota is None:
+                            http, state = await self._begin(req)
+                            if (late := self._quota) is not None:  # a 429 came meanwhile
+                                await self._hold(late, state)
+                        else:
+                            http, state, ticket = await self._admit(quota, req)
+                        aimd = None if self._aimd is None else self._aimd.acquire()
                         try:
                             started = time.monotonic()
                             if debug:
@@ -324,13 +432,21 @@ class Endpoint:
                             except FlexLLMError as exc:
                                 outcome = exc
                                 error = self._failed(exc)
+                                if isinstance(error, RateLimitError):
+                                    error = self._rate_limited(error, resp.headers, ticket)
+                                elif quota is not None and ticket is not None:
+                                    quota.failed(ticket)
                             else:
                                 outcome = None
+                                if quota is not None:
+                                    quota.answered(ticket, result, resp.headers)
                                 self._succeeded(started)
                                 if told is not None:
                                     self._log.answered(told, resp.status, result)
                                 return result
                         finally:
+                            if aimd is not None or error is not None:
+                                self._adapt(state, error, aimd)
                             state.limiter.release()
                     finally:
                         self._observe(outcome)
@@ -369,7 +485,14 @@ class Endpoint:
                     outcome: FlexLLMError | None = _NO_OUTCOME
                     yielded = False
                     try:
-                        http, state = await self._begin(req)
+                        quota, ticket = self._quota, None
+                        if quota is None:
+                            http, state = await self._begin(req)
+                            if (late := self._quota) is not None:  # a 429 came meanwhile
+                                await self._hold(late, state)
+                        else:
+                            http, state, ticket = await self._admit(quota, req)
+                        aimd = None if self._aimd is None else self._aimd.acquire()
                         try:
                             started = time.monotonic()
                             if debug:
@@ -407,17 +530,25 @@ class Endpoint:
                                 if outcome is _NO_OUTCOME:
                                     outcome = exc
                                 error = self._failed(exc)
+                                if isinstance(error, RateLimitError) and not yielded:
+                                    error = self._rate_limited(error, resp.headers, ticket)
+                                elif quota is not None and ticket is not None:
+                                    quota.failed(ticket)
                                 if yielded:
                                     if told is not None:
                                         self._log.failed(told, error, None)
                                     raise error from None
                             else:
+                                if quota is not None:
+                                    quota.answered(ticket, result, resp.headers)
                                 self._succeeded(started)
                                 if told is not None:
                                     self._log.answered(told, resp.status, result)
                                 yield result
                                 return
                         finally:
+                            if aimd is not None or error is not None:
+                                self._adapt(state, error, aimd)
                             state.limiter.release()
                     finally:
                         self._observe(outcome)

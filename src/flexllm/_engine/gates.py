@@ -68,11 +68,20 @@ class ConcurrencyLimiter:
             raise
 
     def release(self) -> None:
-        """Give a slot back; the longest waiter gets it directly (no barging)."""
-        if self._waiters:
+        """Give a slot back; the longest waiter gets it directly (no barging), unless the
+        limit was lowered below what is held."""
+        if self._waiters and self._borrowed <= self._total:
             self._waiters.popleft().set()
         else:
             self._borrowed -= 1
+
+    def resize(self, total: int) -> None:
+        """Change the limit (adaptive concurrency): a raise lets waiters in at once, a cut
+        takes effect as holders release."""
+        self._total = total
+        while self._waiters and self._borrowed < total:
+            self._borrowed += 1
+            self._waiters.popleft().set()
 
 
 class RateLimiter:

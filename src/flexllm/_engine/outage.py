@@ -30,6 +30,7 @@ from flexllm_core import (
     HealthState,
     HealthTracker,
     ProviderError,
+    QuotaExhaustedError,
     ResponseFormatError,
     RetryPolicy,
     backoff_delay,
@@ -47,12 +48,21 @@ _CHECK_EVERY = 0.5
 class Outage:
     """An endpoint out of service, as a batch worker sees it before starting an item."""
 
-    #: The error an item left unsent carries.
-    error: ConnectError
+    #: Why the endpoint is out (a ConnectError, or a QuotaExhaustedError).
+    error: FlexLLMError
     #: True once the endpoint is given up on: mark items not sent. False: wait and look again.
     given_up: bool
     #: Seconds worth waiting before looking again (while not given up).
     check_in: float
+
+    def not_sent(self) -> FlexLLMError:
+        """The error of an item left unsent because of this outage (a re-run sends it)."""
+        message = f"not sent: {self.error}; a re-run sends it"
+        if isinstance(self.error, QuotaExhaustedError):
+            return QuotaExhaustedError(message, kind=self.error.kind, status=self.error.status,
+                                       error_type=self.error.error_type,
+                                       provider=self.error.provider)
+        return ConnectError(message)
 
 
 class OutageWatch:

@@ -36,6 +36,7 @@ from flexllm_core import (
     GiveUp,
     HealthState,
     ProviderError,
+    QuotaExhaustedError,
     ResponseFormatError,
     RetryPolicy,
     TransportError,
@@ -55,6 +56,8 @@ log = logging.getLogger("flexllm.pool")
 
 
 def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, QuotaExhaustedError):
+        return True  # not on this endpoint, but another one may have quota left
     return (isinstance(exc, (ProviderError, TransportError, ResponseFormatError))
             and bool(exc.retryable))
 

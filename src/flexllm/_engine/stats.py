@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import attrs
@@ -55,6 +55,17 @@ class EndpointStatistics:
     latency: float | None
     #: The last failure (``Type: message``, key redacted), or None.
     last_error: str | None
+    #: Seconds requests waited for a quota, by what held them ("tokens", "requests",
+    #: "input_tokens", "output_tokens", or "cooldown" after a 429).
+    quota_waited: Mapping[str, float] = attrs.field(factory=dict)
+    #: 429s received, by kind ("slow_down", "quota_exhausted", "spend_cap", "daily_quota").
+    rate_limited: Mapping[str, int] = attrs.field(factory=dict)
+    #: The limit that held requests back the longest, or None when none did.
+    paced_by: str | None = None
+    #: The adaptive concurrency limit (AIMD), once an overload signal started it; else None.
+    adaptive_limit: int | None = None
+    #: How many times it was lowered.
+    adaptive_decreases: int = 0
 
 
 def redact_error(exc: FlexLLMError, secrets: Iterable[str | None]) -> FlexLLMError:

@@ -63,6 +63,7 @@ Examples:
   flexllm batch input.jsonl -o output.jsonl --track-cost --budget 5
 
   flexllm batch input.jsonl -m gpt-4o-mini -c 50 --qps 20 --no-cache --json
+  flexllm batch input.jsonl -m gpt-4o-mini -c 50 --tpm 200000 --rpm 500
 
   flexllm batch docs.jsonl -o people.jsonl --schema person.schema.json --max-reasks 2
 
@@ -306,6 +307,10 @@ def batch(
         "-c", "--concurrency", min=1, help="Requests in flight (default: batch.concurrency, 10).")] = None,
     qps: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--qps", "--max-qps", min=0.0, help="Requests started per second (default: unlimited).")] = None,
+    rpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--rpm", help="The provider's requests-per-minute quota: pace under it.")] = None,
+    tpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--tpm", help="The provider's tokens-per-minute quota: pace under it.")] = None,
     temperature: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "-t", "--temperature", help="Sampling temperature.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(  # noqa: UP045
@@ -362,7 +367,8 @@ def batch(
         fail("--mode auto and --deadline go together", EXIT_USAGE)
     d = _defaults(mock)
     client_options = {k: v for k, v in (("timeout", d.timeout), ("retry_times", d.retry_times),
-                                         ("retry_delay", d.retry_delay)) if v is not None}
+                                         ("retry_delay", d.retry_delay), ("max_rpm", rpm),
+                                         ("max_tpm", tpm)) if v is not None}
     params: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
                               if v is not None}
     schema_path = schema if schema is not None else (Path(d.schema) if d.schema else None)

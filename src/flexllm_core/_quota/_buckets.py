@@ -23,7 +23,7 @@ import attrs
 
 from .._errors import UsageError
 from .._ratelimit import TokenBucket
-from ._signals import Dimension, LimitSnapshot
+from ._signals import Dimension, LimitSnapshot, LimitState
 
 __all__ = ("QuotaBuckets", "QuotaCost", "Reservation")
 
@@ -72,6 +72,21 @@ def _limit(name: str, value: float | None) -> float | None:
     return float(value)
 
 
+def _implied_window(state: LimitState) -> float | None:
+    """The window a limit refills over, from how far it is below full and when it will be
+    full again (OpenAI's and Anthropic's ``reset``: "until fully replenished"); None when
+    too little is used for the figures (rounded remaining, rounded reset) to tell."""
+    limit, left, reset = state.limit, state.remaining, state.reset_after
+    if limit is None or left is None or reset is None or reset <= 0:
+        return None
+    # ``remaining`` is rounded down: count one unit less used, so the window errs long
+    # (pacing a little slow) rather than short (a 429).
+    used = limit - max(left, 0.0) - 1.0
+    if used <= 0 or used < 0.1 * limit:
+        return None
+    return limit * reset / used
+
+
 @attrs.define
 class QuotaBuckets:
     """The limits of one scope (an endpoint, or a key shared by several endpoints)."""
@@ -89,6 +104,9 @@ class QuotaBuckets:
     cooldown_until: float | None = None
     #: Dimensions the user set: a header may lower their limit, never raise it.
     _user: set[Dimension] = attrs.field(factory=set)
+    #: What reservations not yet settled or cancelled hold, per dimension: requests the
+    #: provider may not have counted in the ``remaining`` it reports.
+    _pending: dict[Dimension, float] = attrs.field(factory=dict)
 
     @classmethod
     def per_minute(
@@ -121,6 +139,9 @@ class QuotaBuckets:
         it), so concurrent callers need no lock-step loop and no busy polling.
         """
         wait, limited_by = 0.0, None
+        pending = self._pending
+        for dim in Dimension:
+            pending[dim] = pending.get(dim, 0.0) + cost.get(dim)
         for dim, bucket in self.buckets.items():
             w = bucket.acquire(now, cost.get(dim))
             if w > wait:
@@ -132,6 +153,7 @@ class QuotaBuckets:
 
     def settle(self, reservation: Reservation, actual: QuotaCost, now: float) -> None:
         """The request's real cost is known: refund what was over-reserved, charge the rest."""
+        self._done(reservation)
         for dim, bucket in self.buckets.items():
             diff = actual.get(dim) - reservation.cost.get(dim)
             if diff > 0:
@@ -141,24 +163,42 @@ class QuotaBuckets:
 
     def cancel(self, reservation: Reservation) -> None:
         """The request was never sent (a cache hit, a cancellation): give everything back."""
+        self._done(reservation)
         for dim, bucket in self.buckets.items():
             bucket.release(reservation.cost.get(dim))
 
-    def clamp(self, snapshot: LimitSnapshot, now: float) -> None:
-        """Apply what a response said: lower each bucket to the provider's ``remaining``,
+    def _done(self, reservation: Reservation) -> None:
+        pending = self._pending
+        for dim in Dimension:
+            pending[dim] = max(pending.get(dim, 0.0) - reservation.cost.get(dim), 0.0)
+
+    def clamp(self, snapshot: LimitSnapshot, now: float, *, counted: QuotaCost | None = None) -> None:
+        """Apply what a response said: lower each bucket to the provider's ``remaining``
+        less what reservations not yet settled hold (the provider has not counted them
+        yet, except ``counted``: those sent before the request this snapshot answers),
         lower (or learn) each limit from its ``limit``."""
         keep = 1.0 - self.margin
         for dim, state in snapshot.limits.items():
             bucket = self.buckets.get(dim)
-            remaining = None if state.remaining is None else state.remaining * keep
+            unseen = self._pending.get(dim, 0.0) - (0.0 if counted is None else counted.get(dim))
+            remaining = (None if state.remaining is None
+                         else state.remaining * keep - max(unseen, 0.0))
             if state.limit is not None and state.limit > 0:
                 limit = state.limit * keep
-                rate = limit / (state.window or self.window)
+                window = state.window or _implied_window(state)
+                if window is not None:
+                    rate = limit / window
+                elif bucket is not None and state.reset_after is not None:
+                    rate = bucket.rate  # too little used to tell the window: keep the rate
+                else:
+                    rate = limit / self.window
                 if bucket is None and self.learn:
                     bucket = self.buckets[dim] = TokenBucket(
                         rate=rate, burst=limit, tokens=limit if remaining is None else remaining,
                         updated=now)
                 elif bucket is not None and (limit < bucket.burst or dim not in self._user):
+                    if dim in self._user:
+                        rate = min(rate, bucket.rate)  # a header never speeds up a user's limit
                     bucket.available(now)
                     bucket.rate, bucket.burst = rate, limit
                     bucket.tokens = min(bucket.tokens, bucket.burst)

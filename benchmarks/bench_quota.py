@@ -1,0 +1,162 @@
+"""A quota-bound batch through ``LLMClient`` against the mock, next to the openai SDK and 0.17.
+
+    python benchmarks/bench_quota.py                      # asyncio and trio
+    python benchmarks/bench_quota.py --items 2000 --tpm 60000 --time-scale 6
+
+The mock (a :class:`flexllm.mock.MockServer` on its own thread, so its counters are read
+directly) enforces ``--rpm``/``--tpm`` as continuously refilled buckets on a minute shortened
+by ``--time-scale``, counts refused requests, and answers 429 with OpenAI's headers. Each item
+costs about ``--prompt-words`` + ``--max-tokens`` tokens there (OpenAI counts max_tokens at
+admission). Every client has 50 requests in flight at most:
+
+* flexllm, limits set: ``LLMClient(max_rpm=, max_tpm=)`` (the quota per real minute, i.e.
+  the mock's times ``--time-scale``; the mock's headers then tell the shorter window).
+* flexllm, learnt: ``LLMClient()`` with no limit: learnt from the first 429's headers.
+* openai SDK: ``AsyncOpenAI`` with its default 2 retries (asyncio only).
+* flexllm 0.17.10 (``/work/venv-orig``): ``chat_completions_batch`` (asyncio only).
+
+Ideal: the quota-bound wall time of a continuous bucket, ``(total cost - one minute's
+burst) / rate`` for the tightest limit, plus one answer's delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from flexllm import LLMClient
+from flexllm.mock import MockServer
+
+CONCURRENCY = 50
+ORIG_PYTHON = Path("/work/venv-orig/bin/python")
+
+
+def messages(args: argparse.Namespace) -> list[list[dict[str, str]]]:
+    words = " ".join(["word"] * (args.prompt_words - 1))
+    return [[{"role": "user", "content": f"{i} {words}"}] for i in range(args.items)]
+
+
+async def flexllm_run(url: str, args: argparse.Namespace, *, limits: bool) -> int:
+    scale = args.time_scale
+    extra = {"max_rpm": args.rpm * scale, "max_tpm": args.tpm * scale} if limits else {}
+    client = LLMClient(base_url=url, model="m", api_key="k", concurrency_limit=CONCURRENCY,
+                       **extra)
+    try:
+        results = await client.chat_completions_batch(messages(args), max_tokens=args.max_tokens,
+                                                      show_progress=False)
+    finally:
+        await client.aclose()
+    return len(results) - results.success_count
+
+
+async def openai_run(url: str, args: argparse.Namespace) -> int:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key="k")
+    gate = asyncio.Semaphore(CONCURRENCY)
+    failed = 0
+
+    async def one(m: list[dict[str, str]]) -> None:
+        nonlocal failed
+        async with gate:
+            try:
+                await client.chat.completions.create(model="m", messages=m,  # type: ignore[arg-type]
+                                                     max_tokens=args.max_tokens)
+            except openai.RateLimitError:
+                failed += 1
+
+    async with client:
+        await asyncio.gather(*(one(m) for m in messages(args)))
+    return failed
+
+
+ORIG_CODE = """
+import asyncio, json, logging, sys, warnings
+warnings.simplefilter("ignore"); logging.disable(logging.CRITICAL)
+from flexllm import LLMClient
+url, items, words, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pad = " ".join(["word"] * (words - 1))
+msgs = [[{"role": "user", "content": f"{i} {pad}"}] for i in range(items)]
+async def main():
+    client = LLMClient(base_url=url, model="m", api_key="k", concurrency_limit=50, timeout=60)
+    out = await client.chat_completions_batch(msgs, max_tokens=max_tokens, show_progress=False)
+    print(json.dumps(sum(1 for x in out if x is None)))
+asyncio.run(main())
+"""
+
+
+def orig_run(url: str, args: argparse.Namespace) -> int:
+    proc = subprocess.run([str(ORIG_PYTHON), "-c", ORIG_CODE, url, str(args.items),
+                           str(args.prompt_words), str(args.max_tokens)],
+                          capture_output=True, text=True, timeout=1800, check=True,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    return int(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def ideal(args: argparse.Namespace) -> float:
+    window = 60.0 / args.time_scale
+    cost = args.prompt_words + args.max_tokens
+    worst = 0.0
+    for total, limit in ((args.items, args.rpm), (args.items * cost, args.tpm)):
+        worst = max(worst, max(total - limit, 0) / (limit / window))
+    return worst + args.delay
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--items", type=int, default=600)
+    parser.add_argument("--rpm", type=float, default=450)
+    parser.add_argument("--tpm", type=float, default=24000)
+    parser.add_argument("--prompt-words", type=int, default=20)
+    parser.add_argument("--max-tokens", type=int, default=40)
+    parser.add_argument("--delay", type=float, default=0.2)
+    parser.add_argument("--time-scale", type=float, default=4.0)
+    parser.add_argument("--backends", default="asyncio,trio")
+    parser.add_argument("--clients", default="limits,learnt,openai,0.17")
+    args = parser.parse_args()
+    best = ideal(args)
+    print(f"{args.items} items, {args.rpm:g} RPM / {args.tpm:g} TPM, minute = "
+          f"{60 / args.time_scale:g}s, ideal {best:.1f}s\n")
+    print(f"| {'client':<26} | {'loop':<7} | {'wall s':>6} | {'x ideal':>7} | {'429s/100 req':>12} "
+          f"| {'req/item':>8} | {'failed':>6} |")
+    print(f"|{'-' * 28}|{'-' * 9}|{'-' * 8}|{'-' * 9}|{'-' * 14}|{'-' * 10}|{'-' * 8}|")
+    rows: list[tuple[str, str, Any]] = []
+    for backend in args.backends.split(","):
+        for name in args.clients.split(","):
+            if name in ("openai", "0.17") and backend != "asyncio":
+                continue
+            if name == "0.17" and not ORIG_PYTHON.exists():
+                continue
+            rows.append((name, backend, None))
+    labels = {"limits": "flexllm, limits set", "learnt": "flexllm, learnt from headers",
+              "openai": "openai SDK (2 retries)", "0.17": "flexllm 0.17.10"}
+    for name, backend, _ in rows:
+        server = MockServer(delay=args.delay, rpm=args.rpm, tpm=args.tpm,
+                            time_scale=args.time_scale, response_length=args.max_tokens // 2)
+        with server as url:
+            start = time.monotonic()
+            if name in ("limits", "learnt"):
+                failed = anyio.run(lambda: flexllm_run(url, args, limits=name == "limits"),  # noqa: B023
+                                   backend=backend)
+            elif name == "openai":
+                failed = asyncio.run(openai_run(url, args))
+            else:
+                failed = orig_run(url, args)
+            wall = time.monotonic() - start
+            sent, refused = server.stats.requests, server.stats.rate_limited
+        print(f"| {labels[name]:<26} | {backend:<7} | {wall:>6.1f} | {wall / best:>7.2f} "
+              f"| {100 * refused / max(sent, 1):>12.1f} | {sent / args.items:>8.2f} | {failed:>6} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""One endpoint's provider quota, driven on the engine's clock (see :mod:`flexllm_core._quota`).
+
+The core holds the buckets and the arithmetic; this is the I/O side: it counts a request's
+prompt tokens, waits out the reservation (and the shared cooldown a 429 starts), settles
+with the answer's real usage, clamps the buckets with every response's limit headers, and
+marks the endpoint out when a 429 says waiting cannot help (``insufficient_quota``, a spend
+cap, a per-day quota). An endpoint with no limit set and nothing learnt has none of this:
+its request path checks one ``is None`` (see :meth:`QuotaOptions.learn_only`).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+
+from flexllm_core import (
+    ChatRequest,
+    ChatResult,
+    Codec,
+    Dimension,
+    OutputEstimate,
+    QueueWaitExceeded,
+    QuotaBuckets,
+    QuotaCost,
+    QuotaExhaustedError,
+    RateLimitError,
+    RateLimitKind,
+    Reservation,
+    count_tokens,
+    parse_limits,
+)
+
+from .._config import QuotaOptions
+
+__all__ = ("EndpointQuota", "QuotaOptions")
+
+_COST_FIELDS = ("requests", "tokens", "input_tokens", "output_tokens")
+
+
+#: Share of each user-set limit left unused: admissions reach the server with some jitter.
+MARGIN = 0.02
+
+
+class EndpointQuota:
+    """Reserve-then-settle admission for one endpoint, shared by every loop that uses it."""
+
+    def __init__(self, codec: Codec, options: QuotaOptions, *, label: str) -> None:
+        self._buckets = QuotaBuckets.per_minute(
+            rpm=options.max_rpm, tpm=options.max_tpm, input_tpm=options.max_input_tpm,
+            output_tpm=options.max_output_tpm, learn=options.adapt_to_limits, margin=MARGIN)
+        self._rule = codec.QUOTA_RULE
+        self._adapt = options.adapt_to_limits
+        self._max_wait = options.max_queue_wait
+        self._label = label
+        self._output = OutputEstimate()
+        self._warm: set[str] = set()  # models whose tokenizer has been loaded
+        self._loading: set[str] = set()  # models whose tokenizer a thread is loading
+        #: Reservations sent and not settled: id -> (send order, cost).
+        self._flight: dict[int, tuple[int, QuotaCost]] = {}
+        self._sends = 0
+        self._pacing: tuple[str | None, float] = (None, 0.0)
+        self._lock = threading.Lock()
+        #: Set once a 429 said waiting cannot help: every later request fails with it.
+        self.out: QuotaExhaustedError | None = None
+        #: Seconds requests spent waiting, by what held them ("tokens", "cooldown", ...).
+        self.waited: dict[str, float] = {}
+        #: 429s received, by kind ("slow_down", "quota_exhausted", ...).
+        self.rate_limited: Counter[str] = Counter()
+
+    def paced_by(self) -> str | None:
+        """The limit that held requests back the longest so far, or None."""
+        if not self.waited:
+            return None
+        key = max(self.waited, key=self.waited.__getitem__)
+        return key if self.waited[key] > 0 else None
+
+    def statistics(self) -> dict[str, Any]:
+        """The quota's share of :class:`~flexllm._engine.stats.EndpointStatistics`."""
+        return {"quota_waited": dict(self.waited), "rate_limited": dict(self.rate_limited),
+                "paced_by": self.paced_by()}
+
+    # -- before sending ---------------------------------------------------------------------
+
+    def estimate(self, req: ChatRequest) -> QuotaCost:
+        """The reservation for ``req``: counted prompt tokens plus the codec's output rule."""
+        prompt = count_tokens(list(req.messages), req.model)
+        expected = self._output.expected(req.max_tokens)
+        return self._rule.estimate(input_tokens=prompt, max_tokens=req.max_tokens,
+                                   expected_output=expected)
+
+    def _warm_up(self, req: ChatRequest) -> None:
+        try:
+            self.estimate(req)
+        finally:
+            self._warm.add(req.model)
+
+    def _rough_estimate(self, req: ChatRequest) -> QuotaCost:
+        """An estimate without the tokenizer: a token per two characters (tokens are
+        rarely shorter), settled with the real usage like any other."""
+        chars = sum(len(str(m.get("content", ""))) for m in req.messages)
+        return self._rule.estimate(input_tokens=chars // 2 + 8, max_tokens=req.max_tokens,
+                                   expected_output=self._output.expected(req.max_tokens))
+
+    async def admit(self, req: ChatRequest) -> Reservation:
+        """Wait until ``req`` may be sent; the caller settles or cancels the reservation.
+
+        Raises:
+            QuotaExhaustedError: the endpoint is out for this run.
+            QueueWaitExceeded: the wait would pass ``max_queue_wait``.
+        """
+        if self.out is not None:
+            raise copy.copy(self.out)
+        if req.model in self._warm:
+            cost = self.estimate(req)
+        else:
+            # The first count for a model loads its tokenizer files (a second or so): a
+            # thread does it while requests go on with a rough, generous count.
+            cost = self._rough_estimate(req)
+            if req.model not in self._loading:
+                self._loading.add(req.model)
+                threading.Thread(target=self._warm_up, args=(req,), daemon=True).start()
+        with self._lock:
+            r = self._buckets.reserve(time.monotonic(), cost)
+        try:
+            self._check_wait(r, r.wait)
+            if r.wait > 0:
+                self._count_wait(r, r.wait)
+                await anyio.sleep(r.wait)
+        except BaseException:
+            self.cancel(r)
+            raise
+        await self.hold(r)
+        return r
+
+    async def hold(self, r: Reservation | None) -> None:
+        """Wait out the shared cooldown, if a 429 started one (again once a slot is taken:
+        a 429 may have come while this request queued for it). Gives the reservation back
+        if it raises."""
+        try:
+            while (left := self._cooldown()) > 0:
+                self._check_wait(r, left, cooldown=True)
+                self.waited["cooldown"] = self.waited.get("cooldown", 0.0) + left
+                self._pacing = ("cooldown", time.monotonic() + left)
+                await anyio.sleep(left)
+            if self.out is not None:
+                raise copy.copy(self.out)
+        except BaseException:
+            if r is not None:
+                self.cancel(r)
+            raise
+
+    def _cooldown(self) -> float:
+        with self._lock:
+            return self._buckets.cooldown_remaining(time.monotonic())
+
+    def _check_wait(self, r: Reservation | None, wait: float, *, cooldown: bool = False) -> None:
+        if self._max_wait is not None and wait > self._max_wait:
+            limit = None if r is None or r.cooling_down else r.limited_by
+            what = "a 429's cooldown" if cooldown or limit is None else (
+                f"the {limit.value} limit")
+            raise QueueWaitExceeded(
+                f"{self._label}: not sent: {what} would hold this request {wait:.1f}s, "
+                f"longer than max_queue_wait={self._max_wait:g}s")
+
+    def _count_wait(self, r: Reservation, wait: float) -> None:
+        key = "cooldown" if r.cooling_down or r.limited_by is None else r.limited_by.value
+        self.waited[key] = self.waited.get(key, 0.0) + wait
+        self._pacing = (key, time.monotonic() + wait)
+
+    def pacing_now(self) -> str | None:
+        """The limit some request is waiting for right now, or None (for a progress bar)."""
+        key, until = self._pacing
+        return key if time.monotonic() < until else None
+
+    # -- after the answer -------------------------------------------------------------------
+
+    def sent(self, r: Reservation) -> None:
+        """``r``'s request goes out now (the order tells what a response's headers counted)."""
+        with self._lock:
+            self._sends += 1
+            self._flight[id(r)] = (self._sends, r.cost)
+
+    def _counted(self, r: Reservation) -> QuotaCost | None:
+        """What the provider had counted when it answered ``r``: the requests sent before it
+        (they reached it first), not those sent since. Call with the lock held."""
+        entry = self._flight.pop(id(r), None)
+        if entry is None:
+            return None
+        order = entry[0]
+        costs = [c for n, c in self._flight.values() if n < order]
+        return QuotaCost(**{f: sum(getattr(c, f) for c in costs) for f in _COST_FIELDS})
+
+    def cancel(self, r: Reservation) -> None:
+        """The request was never sent (or failed before an answer): give it back."""
+        with self._lock:
+            self._flight.pop(id(r), None)
+            self._buckets.cancel(r)
+
+    def refunded(self, r: Reservation) -> None:
+        """A 429 came back: the provider counted the request, not its tokens."""
+        with self._lock:
+            self._flight.pop(id(r), None)
+            self._buckets.settle(r, QuotaCost(), time.monotonic())
+
+    def failed(self, r: Reservation) -> None:
+        """No answer to settle with (a 5xx, a timeout): keep the debit, the provider may
+        have counted the request."""
+        with self._lock:
+            self._flight.pop(id(r), None)
+            self._buckets.settle(r, r.cost, time.monotonic())
+
+    def answered(self, r: Reservation | None, result: ChatResult,
+                 headers: Iterable[tuple[str, str]]) -> None:
+        """Settle with the answer's usage and clamp with its limit headers."""
+        now = time.monotonic()
+        usage = result.usage
+        snapshot = parse_limits(200, headers, now=time.time()) if self._adapt else None
+        with self._lock:
+            counted = None if r is None else self._counted(r)
+            if r is not None:
+                charged = r.cost if usage is None else self._rule.charged(usage, r.cost)
+                self._buckets.settle(r, charged, now)
+            if snapshot is not None and snapshot.limits:
+                self._buckets.clamp(snapshot, now, counted=counted)
+        if usage is not None:
+            self._output.observe(usage.completion_tokens)
+
+    def refused(self, error: RateLimitError, headers: Iterable[tuple[str, str]],
+                fallback: float) -> QuotaExhaustedError | None:
+        """A 429: start the shared cooldown, or mark the endpoint out when waiting cannot help
+        (returned, to raise instead of ``error``). ``fallback``: the cooldown when the
+        answer names no wait (the retry policy's delay)."""
+        snapshot = parse_limits(error.status, headers, error.body, now=time.time())
+        kind = snapshot.kind or RateLimitKind.SLOW_DOWN
+        self.rate_limited[kind.value] += 1
+        if not kind.waitable:
+            out = QuotaExhaustedError(
+                f"{self._label} is out of quota for this run ({kind.value}): {error.message}",
+                status=error.status, error_type=error.error_type, provider=error.provider,
+                body=error.body, kind=kind.value)
+            self.out = out
+            return out
+        now = time.monotonic()
+        hint = snapshot.wait_hint()
+        with self._lock:
+            if self._adapt and snapshot.limits:
+                self._buckets.clamp(snapshot, now)
+            self._buckets.cool_down(now, fallback if hint is None else hint)
+        return None
+
+    def available(self) -> dict[Dimension, float]:
+        with self._lock:
+            return self._buckets.available(time.monotonic())
+

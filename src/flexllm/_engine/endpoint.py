@@ -39,10 +39,7 @@ from flexllm_core import (
     Reservation,
     RetryPolicy,
     StreamEvent,
-    TextDelta,
-    ThinkingDelta,
     Ticket,
-    ToolCallDelta,
     TransportError,
     decide_retry,
     get_codec,
@@ -53,6 +50,7 @@ from flexllm_transports import Timeouts, Transport, default_transport
 
 from .._config import QuotaOptions
 from .attempt_log import AttemptLog
+from .attempts import NO_OUTCOME, complete_attempts, stream_attempts, wall_now
 from .gates import RateLimiter
 from .loops import LoopResources, LoopState
 from .outage import Outage, OutageWatch
@@ -61,20 +59,10 @@ from .stats import EndpointStatistics, RetryNotice, TokenSource, redact_error
 
 __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
 
-#: Events that show part of an answer to the reader; after one, a failure is not retried.
-_ANSWER_EVENTS = (TextDelta, ThinkingDelta, ToolCallDelta)
-
-
-def _shows_answer(events: list[StreamEvent]) -> bool:
-    return any(isinstance(e, _ANSWER_EVENTS) for e in events)
-
-
 #: Weight of the newest latency sample in the moving average.
 _EWMA_ALPHA = 0.2
 #: Connect deadline when the request timeout is larger (a dead host should fail fast).
 _CONNECT_TIMEOUT = 10.0
-#: An attempt that ended before telling anything about the endpoint (cancelled, say).
-_NO_OUTCOME = FlexLLMError("no outcome")
 #: The AIMD ticket of an attempt started before adaptive concurrency was (the start limit).
 _FIRST_EPOCH = Ticket(0)
 
@@ -84,11 +72,6 @@ def _overloaded(outcome: FlexLLMError | None) -> bool:
     if isinstance(outcome, RateLimitError):
         return not isinstance(outcome, QuotaExhaustedError)
     return isinstance(outcome, (OverloadedError, ConnectError))
-
-
-def _now() -> float:
-    # Wall-clock time, only to read HTTP-date Retry-After headers.
-    return time.time()
 
 
 class Endpoint:
@@ -280,11 +263,11 @@ class Endpoint:
 
     def classify(self, resp: HttpResponse) -> FlexLLMError:
         """The typed error for an error answer (status >= 400), key redacted."""
-        return self._redact(self._codec.parse_error(resp.status, resp.headers, resp.body, now=_now()))
+        return self._redact(self._codec.parse_error(resp.status, resp.headers, resp.body, now=wall_now()))
 
     def _parse(self, resp: HttpResponse) -> ChatResult:
         return parse_response(self.provider, resp.body, status=resp.status,
-                              headers=resp.headers, now=_now())
+                              headers=resp.headers, now=wall_now())
 
     # -- the request path -------------------------------------------------------------------
 
@@ -359,7 +342,7 @@ class Endpoint:
         watch = self._watch
         if watch is None:
             return
-        if outcome is _NO_OUTCOME:
+        if outcome is NO_OUTCOME:
             watch.abandon()
         else:
             watch.observe(outcome)
@@ -401,61 +384,9 @@ class Endpoint:
             TransportError: the last connect/read/timeout failure.
             ResponseFormatError: a success status with an unparseable body.
         """
-        timeouts = self._timeouts if timeout is None else self._make_timeouts(timeout, stream=False)
-        self._requests += 1
-        attempt = 0
-        debug = self._log.enabled()
-        told = None
-        try:
-            while True:
-                attempt += 1
-                told = None
-                error = self._refused()
-                if error is None:
-                    outcome: FlexLLMError | None = _NO_OUTCOME
-                    try:
-                        quota, ticket = self._quota, None
-                        if quota is None:
-                            http, state = await self._begin(req)
-                            if (late := self._quota) is not None:  # a 429 came meanwhile
-                                await self._hold(late, state)
-                        else:
-                            http, state, ticket = await self._admit(quota, req)
-                        aimd = None if self._aimd is None else self._aimd.acquire()
-                        try:
-                            started = time.monotonic()
-                            if debug:
-                                told = self._log.Told(req, attempt, started)
-                            try:
-                                resp = await state.transport.send(http, timeouts=timeouts)
-                                result = self._parse(resp)
-                            except FlexLLMError as exc:
-                                outcome = exc
-                                error = self._failed(exc)
-                                if isinstance(error, RateLimitError):
-                                    error = self._rate_limited(error, resp.headers, ticket)
-                                elif quota is not None and ticket is not None:
-                                    quota.failed(ticket)
-                            else:
-                                outcome = None
-                                if quota is not None:
-                                    quota.answered(ticket, result, resp.headers)
-                                self._succeeded(started)
-                                if told is not None:
-                                    self._log.answered(told, resp.status, result)
-                                return result
-                        finally:
-                            if aimd is not None or error is not None:
-                                self._adapt(state, error, aimd)
-                            state.limiter.release()
-                    finally:
-                        self._observe(outcome)
-                await self._back_off(attempt, error, told)
-        except FlexLLMError:
-            self._errors += 1
-            raise
+        return await complete_attempts(self, req, timeout)
 
-    async def stream(
+    def stream(
         self, req: ChatRequest, *, timeout: float | None = None
     ) -> AsyncGenerator[list[StreamEvent] | ChatResult, None]:
         """Send ``req`` streaming; yield its events, then the assembled ChatResult last.
@@ -467,95 +398,7 @@ class Endpoint:
         is such a failure (the core's IncompleteStreamError). A stall longer than the timeout
         between chunks raises RequestTimeout.
         """
-        if not req.stream:
-            req = attrs.evolve(req, stream=True)
-        timeouts = (
-            self._stream_timeouts if timeout is None else self._make_timeouts(timeout, stream=True)
-        )
-        self._requests += 1
-        attempt = 0
-        debug = self._log.enabled()
-        told = None
-        try:
-            while True:
-                attempt += 1
-                told = None
-                error = self._refused()
-                if error is None:
-                    outcome: FlexLLMError | None = _NO_OUTCOME
-                    yielded = False
-                    try:
-                        quota, ticket = self._quota, None
-                        if quota is None:
-                            http, state = await self._begin(req)
-                            if (late := self._quota) is not None:  # a 429 came meanwhile
-                                await self._hold(late, state)
-                        else:
-                            http, state, ticket = await self._admit(quota, req)
-                        aimd = None if self._aimd is None else self._aimd.acquire()
-                        try:
-                            started = time.monotonic()
-                            if debug:
-                                told = self._log.Told(req, attempt, started)
-                            try:
-                                async with state.transport.stream(http, timeouts=timeouts) as resp:
-                                    outcome = None  # an answer came: the endpoint is up
-                                    if resp.status >= 400:
-                                        body = await resp.aread()
-                                        raise self._codec.parse_error(resp.status, resp.headers, body, now=_now())
-                                    decoder = self._codec.stream_decoder()
-                                    # Until a piece of the answer shows, events without one
-                                    # (Claude's message_start usage) are held back, so a cut
-                                    # there is still a stream cut before its first token.
-                                    held: list[StreamEvent] = []
-                                    async for chunk in resp.aiter_bytes():
-                                        events = decoder.feed(chunk)
-                                        if events and not yielded:
-                                            held += events
-                                            events = []
-                                            if _shows_answer(held):
-                                                events, held = held, []
-                                        if events:
-                                            yielded = True
-                                            yield events
-                                    events = held + decoder.flush()
-                                    if events and (yielded or _shows_answer(events)):
-                                        yielded = True
-                                        yield events
-                                        events = []
-                                    result = decoder.close()
-                                    if events:
-                                        yield events  # a whole answer that showed no piece
-                            except FlexLLMError as exc:
-                                if outcome is _NO_OUTCOME:
-                                    outcome = exc
-                                error = self._failed(exc)
-                                if isinstance(error, RateLimitError) and not yielded:
-                                    error = self._rate_limited(error, resp.headers, ticket)
-                                elif quota is not None and ticket is not None:
-                                    quota.failed(ticket)
-                                if yielded:
-                                    if told is not None:
-                                        self._log.failed(told, error, None)
-                                    raise error from None
-                            else:
-                                if quota is not None:
-                                    quota.answered(ticket, result, resp.headers)
-                                self._succeeded(started)
-                                if told is not None:
-                                    self._log.answered(told, resp.status, result)
-                                yield result
-                                return
-                        finally:
-                            if aimd is not None or error is not None:
-                                self._adapt(state, error, aimd)
-                            state.limiter.release()
-                    finally:
-                        self._observe(outcome)
-                await self._back_off(attempt, error, told)
-        except FlexLLMError:
-            self._errors += 1
-            raise
+        return stream_attempts(self, req, timeout)
 
     async def get(self, path: str, *, timeout: float | None = None) -> HttpResponse:
         """GET ``{base_url}/{path}`` with this endpoint's auth headers (no retries)."""

@@ -23,7 +23,10 @@ def test_ctrl_c_flushes_and_the_rerun_sends_only_the_rest(tmp_path: Path) -> Non
             [sys.executable, str(CHILD), "asyncio", url, str(checkpoint), str(tmp_path / "1.log"),
              str(N), "sync"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(0.4)
+        deadline = time.monotonic() + 30  # Ctrl+C once some answers are on disk
+        while time.monotonic() < deadline and proc.poll() is None and (
+                not checkpoint.exists() or checkpoint.read_bytes().count(b"\n") < 20):
+            time.sleep(0.005)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode != 0 and b"KeyboardInterrupt" in err, err.decode()[-2000:]

@@ -44,6 +44,18 @@ def _successes(path: Path) -> dict[int, list[dict[str, object]]]:
     return out
 
 
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def _wait_for_new_lines(path: Path, count: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until ``count`` more checkpoint lines were written (or the child ended)."""
+    target = _lines(path) + count
+    deadline = time.monotonic() + 30
+    while _lines(path) < target and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
 def _spawn(backend: str, url: str, checkpoint: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(CHILD), backend, url, str(checkpoint), str(log), str(N)],
@@ -70,7 +82,12 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, backend: str) -> 
             if r < KILLS:
                 ready = proc.stdout.readline()
                 assert ready.strip() == b"ready", (ready, proc.stderr.read() if proc.stderr else b"")
-                time.sleep(rng.uniform(0.0, 0.25))
+                # Kill at a random point of the work left, not of the wall clock: a fast machine
+                # would otherwise finish the batch before most kills land.
+                left = N - len(finished_before)
+                _wait_for_new_lines(checkpoint, rng.randint(0, max(0, left // (KILLS - r + 1))),
+                                    proc)
+                time.sleep(rng.uniform(0.0, 0.01))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
                 if len(_successes(checkpoint)) < N:

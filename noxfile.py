@@ -23,7 +23,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[all]", "mypy")
+    session.install("-e", ".[all,distributed]", "mypy")
     session.run("mypy", "--strict", "src")
 
 

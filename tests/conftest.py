@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from redis_server import redis_server, redis_url  # noqa: F401  (fixtures)
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:

@@ -227,7 +227,9 @@ class ResponseFormatError(FlexLLMError):
 
     ``retryable`` is True for an answer with nothing in it (``"choices": []``, a Gemini
     body without candidates or prompt feedback, a Claude message without content or stop
-    reason): gateways send those under load, and the same request usually succeeds.
+    reason) and for a body that is not a JSON object at all (a proxy's page sent with 200):
+    gateways send those under load, and the same request usually succeeds. A JSON object of
+    the wrong shape is not retried: the same request would get the same answer.
     """
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:

@@ -22,7 +22,8 @@ def _decode_json(body: bytes | str | JSONDict) -> JSONValue:
         return loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         preview = body[:200] if isinstance(body, str) else body[:200].decode("utf-8", "replace")
-        raise ResponseFormatError(f"response body is not JSON: {exc}; starts with {preview!r}") from None
+        raise ResponseFormatError(f"response body is not JSON: {exc}; starts with {preview!r}",
+                                  retryable=True) from None
 
 
 def build_request(provider: str, req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
@@ -76,7 +77,8 @@ def parse_response(
         raise codec.parse_error(status, hdrs, body, now=now)
     data = _decode_json(body)
     if not isinstance(data, dict):
-        raise ResponseFormatError(f"response body is a JSON {type(data).__name__}, expected an object")
+        raise ResponseFormatError(f"response body is a JSON {type(data).__name__}, expected an object",
+                                  retryable=True)
     if "error" in data and not any(k in data for k in ("choices", "content", "candidates")):
         raise codec.parse_error(status, hdrs, data, now=now)
     return codec.parse_response(data)

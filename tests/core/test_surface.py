@@ -77,10 +77,12 @@ def test_error_body_without_status_still_raises() -> None:
 
 
 def test_success_status_with_unparseable_body() -> None:
-    with pytest.raises(core.ResponseFormatError, match="not JSON"):
+    with pytest.raises(core.ResponseFormatError, match="not JSON") as page:
         core.parse_response("openai", b"<html>hi</html>", status=200)
-    with pytest.raises(core.ResponseFormatError, match="expected an object"):
+    with pytest.raises(core.ResponseFormatError, match="expected an object") as array:
         core.parse_response("openai", "[]")
+    # A proxy's page sent with 200 is retried; an object of the wrong shape is not.
+    assert page.value.retryable and array.value.retryable
 
 
 @pytest.mark.parametrize("split", [None, 1, 7, 64])

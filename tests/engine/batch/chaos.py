@@ -106,14 +106,14 @@ def check_checkpoint(path: Path, expected: Sequence[str], figures: ChaosFigures)
     figures.index_problems.extend(f"index {i}: not an input index" for i in records)
 
 
-def _client(url: str, concurrency: int, timeout: float) -> LLMClient:
+def _client(url: str, concurrency: int, timeout: float, retries: int) -> LLMClient:
     return LLMClient(base_url=url, model=MODEL, api_key="sk-chaos", concurrency_limit=concurrency,
-                     retry_times=3, retry_delay=0.05, timeout=timeout)
+                     retry_times=retries, retry_delay=0.05, timeout=timeout)
 
 
 async def _batch(url: str, prompts: list[str], expected: list[str], out: Path,
-                 concurrency: int, timeout: float) -> tuple[int, int]:
-    async with _client(url, concurrency, timeout) as client:
+                 concurrency: int, timeout: float, retries: int) -> tuple[int, int]:
+    async with _client(url, concurrency, timeout, retries) as client:
         results = await client.chat_completions_batch(prompts, output_jsonl=str(out),
                                                       show_progress=False)
     assert not isinstance(results, tuple)
@@ -124,7 +124,7 @@ async def _batch(url: str, prompts: list[str], expected: list[str], out: Path,
 
 
 async def _streams(url: str, prompts: list[str], expected: list[str], figures: ChaosFigures,
-                   concurrency: int, timeout: float) -> None:
+                   concurrency: int, timeout: float, retries: int) -> None:
     limiter = anyio.CapacityLimiter(concurrency)
 
     async def one(client: LLMClient, i: int) -> None:
@@ -145,14 +145,14 @@ async def _streams(url: str, prompts: list[str], expected: list[str], figures: C
         else:
             figures.wrong_streams += 1
 
-    async with _client(url, concurrency, timeout) as client, anyio.create_task_group() as tg:
+    async with _client(url, concurrency, timeout, retries) as client, anyio.create_task_group() as tg:
         for i in range(len(prompts)):
             tg.start_soon(one, client, i)
 
 
 async def run_chaos(tmp: Path, *, items: int, streams: int, seed: int = 1,
-                    concurrency: int = 16, timeout: float = 1.0, rate: float = 0.3
-                    ) -> ChaosFigures:
+                    concurrency: int = 16, timeout: float = 1.0, rate: float = 0.3,
+                    retries: int = 3) -> ChaosFigures:
     """Batch ``items`` prompts, resume it, then ``streams`` streams, all through the proxy."""
     figures = ChaosFigures(backend=sniffio.current_async_library(), items=items,
                            streams=streams)
@@ -167,12 +167,12 @@ async def run_chaos(tmp: Path, *, items: int, streams: int, seed: int = 1,
             out = tmp / "chaos.jsonl"
             start = time.monotonic()
             figures.answered, figures.failed = await _batch(
-                proxy.base_url, batch_prompts, batch_expected, out, concurrency, timeout)
+                proxy.base_url, batch_prompts, batch_expected, out, concurrency, timeout, retries)
             figures.batch_seconds = time.monotonic() - start
             before = mock.stats.requests
             start = time.monotonic()
             figures.answered_after_resume, figures.failed_after_resume = await _batch(
-                proxy.base_url, batch_prompts, batch_expected, out, concurrency, timeout)
+                proxy.base_url, batch_prompts, batch_expected, out, concurrency, timeout, retries)
             figures.resume_seconds = time.monotonic() - start
             figures.mock_requests_resume = mock.stats.requests - before
             check_checkpoint(out, batch_expected, figures)
@@ -181,7 +181,7 @@ async def run_chaos(tmp: Path, *, items: int, streams: int, seed: int = 1,
 
             start = time.monotonic()
             await _streams(proxy.base_url, stream_prompts, stream_expected, figures,
-                           concurrency, timeout)
+                           concurrency, timeout, retries)
             figures.stream_seconds = time.monotonic() - start
             figures.mock_requests_streams = mock.stats.requests - figures.mock_requests_batch
             figures.faults = proxy.faults

@@ -20,7 +20,9 @@ ITEMS, STREAMS = 60, 30
 
 
 async def test_under_faults_every_answer_is_right_or_a_visible_failure(tmp_path: Path) -> None:
-    figures = await run_chaos(tmp_path, items=ITEMS, streams=STREAMS, seed=1)
+    # One retry only: with three, every item of this small run gets through on the first pass
+    # and the resume would have nothing to show.
+    figures = await run_chaos(tmp_path, items=ITEMS, streams=STREAMS, seed=1, retries=1)
     assert figures.must_be_zero() == dict.fromkeys(figures.must_be_zero(), 0), figures.index_problems
     assert set(figures.faults) == {"ok", *FAULTS}  # the seed hits every fault
     assert figures.answered + figures.failed == ITEMS
@@ -32,4 +34,4 @@ async def test_under_faults_every_answer_is_right_or_a_visible_failure(tmp_path:
     raised = sum(figures.streams_raised.values())
     assert figures.streams_complete + raised == STREAMS
     assert set(figures.streams_raised) <= {"IncompleteStreamError", "ReadError", "RequestTimeout",
-                                           "ResponseFormatError"}
+                                           "ResponseFormatError", "ServerError", "RateLimitError"}

@@ -101,6 +101,15 @@ async def test_an_empty_answer_without_retries_is_an_error_and_not_cached(
         assert server.stats.requests == 2  # nothing was cached by the failed call
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("page", [b"<html><body>502 Bad Gateway</body></html>", b"[]"])
+async def test_a_200_that_is_not_a_json_object_is_sent_again(provider: str, page: bytes) -> None:
+    async with serving(provider, [page], retry_times=2) as (server, client):
+        answer = await client.chat_completions(MESSAGES)
+        assert answer.startswith("Mock answer")
+        assert server.stats.replies == 1 and server.stats.completions == 1
+
+
 async def test_a_batch_never_records_an_empty_answer_as_success(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     batch = [[{"role": "user", "content": f"q{i}"}] for i in range(4)]

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from .structured import StructuredBatch
 
 if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found]
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ("BatchRun",)
 

@@ -54,7 +54,7 @@ from .sink import Sink
 from .submit import OpenJob, find_again, submit_rows
 
 if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found]
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ("BatchAPISettings", "BatchPendingError", "ProviderBatchRun")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import ssl
 import sys
 from collections.abc import AsyncIterator
 from time import monotonic
@@ -24,7 +23,6 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSStream
 
 from flexllm_core import ConnectError, HttpRequest, HttpResponse, UsageError
 from flexllm_core._version import __version__
@@ -45,8 +43,9 @@ from ._sockets import connect_ip
 from ._stream import StreamContext
 from ._watch import current_watch
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # ssl and anyio's TLS stream load with the first https connection
     import asyncio
+    import ssl
 
 __all__ = ("AnyioTransport",)
 
@@ -281,6 +280,8 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
                     raw = await anyio.connect_tcp(route.host, route.port)
                 stream: anyio.abc.ByteStream = raw
                 if route.scheme == "https":
+                    from anyio.streams.tls import TLSStream
+
                     stream = await TLSStream.wrap(
                         raw,
                         hostname=route.host,
@@ -291,7 +292,7 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
             if raw is not None:
                 await anyio.aclose_forcefully(raw)
             raise ex.timeout_error() from None
-        except (*NETWORK_ERRORS, ssl.SSLError) as exc:
+        except NETWORK_ERRORS as exc:  # ssl.SSLError is an OSError
             if raw is not None:
                 await anyio.aclose_forcefully(raw)
             cause = exc.__cause__ or exc
@@ -300,6 +301,8 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
 
     def _get_ssl_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
+            import ssl
+
             try:
                 import certifi
 

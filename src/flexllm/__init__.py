@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ._public import HOME as _HOME
+
 __all__ = (
     "__version__",
     # token counting and estimates
@@ -85,33 +87,6 @@ __all__ = (
     "PoolEndpointStatistics",
     "PoolStatistics",
 )
-
-#: Where each public name is defined: imported from there on first use.
-_HOMES: dict[str, tuple[str, ...]] = {
-    "flexllm_core": (
-        "AuthenticationError", "BadRequestError", "ChatRequest", "ChatResult", "ConnectError",
-        "ContextLengthExceededError", "FlexLLMError", "IncompleteStreamError",
-        "InvalidRequestError", "NotFoundError", "OverloadedError", "PermissionDeniedError",
-        "ProtocolError", "ProviderError", "QueueWaitExceeded", "QuotaExhaustedError",
-        "RateLimitError", "ReadError", "RequestTimeout", "ResponseFormatError", "ServerError",
-        "StreamEnd", "StreamEvent", "TextDelta", "ThinkingDelta", "ToolCall", "ToolCallDelta",
-        "TransportError", "Usage", "UsageError", "UsageReport", "parse_thoughts",
-    ),
-    "flexllm_core._version": ("__version__",),
-    "flexllm._batch": ("BatchItem", "BatchJobStatus", "BatchPendingError", "BatchResult",
-                       "ItemSource", "JSONLFile", "UnknownBatchJobError"),
-    "flexllm._cache": ("ResponseCacheConfig",),
-    "flexllm._clients": ("ClaudeClient", "GeminiClient", "LLMClient", "LLMClientPool",
-                         "MllmClient", "OpenAIClient"),
-    "flexllm._cost": ("CostReport", "count_tokens", "estimate_batch_cost", "estimate_cost"),
-    "flexllm._engine": ("Endpoint", "EndpointStatistics", "PoolEndpointStatistics",
-                        "PoolStatistics", "RetryNotice"),
-    "flexllm._errors": ("AllEndpointsFailedError", "BudgetExceededError", "ConfigError",
-                        "InvalidLineError"),
-    "flexllm._structured": ("PartialValue", "StructuredEnd", "StructuredOutputError",
-                            "StructuredResult"),
-}
-_HOME = {name: module for module, names in _HOMES.items() for name in names}
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
     from flexllm_core import (
@@ -210,14 +185,3 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-def _publish(namespace: dict[str, object]) -> None:
-    """Public classes and functions name the module users import them from, not the private
-    one that defines them (as httpcore does): reprs, tracebacks, pickles and docs then read
-    ``flexllm.X``. Each private package that defines public names calls this at its end, so
-    the names read right however they were reached (names load lazily here)."""
-    for name in __all__:
-        obj = namespace.get(name)
-        if getattr(obj, "__module__", "").startswith("flexllm."):
-            setattr(obj, "__module__", __name__)  # noqa: B010

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from flexllm_core import FlexLLMError, JSONDict, UsageError
 
-from . import _publish
+from ._public import publish
 
 __all__ = (
     "AllEndpointsFailedError",
@@ -90,4 +90,4 @@ class RequeueItem(Exception):
     the runner puts the item back in the shared queue for another worker."""
 
 
-_publish(globals())
+publish(globals())

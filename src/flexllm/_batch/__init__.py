@@ -5,7 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
-from .. import _publish
+from .._public import publish
 from .input import BatchInput as BatchInput, JSONLFile as JSONLFile
 from .iterate import iterate_in_background as iterate_in_background
 from .legacy import (
@@ -43,4 +43,4 @@ from .types import (
     Lane as Lane,
 )
 
-_publish(globals())
+publish(globals())

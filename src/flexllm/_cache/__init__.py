@@ -5,7 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
-from .. import _publish
+from .._public import publish
 from .lease import Fill as Fill
 from .store import (
     ResponseCache as ResponseCache,
@@ -13,4 +13,4 @@ from .store import (
     open_response_cache as open_response_cache,
 )
 
-_publish(globals())
+publish(globals())

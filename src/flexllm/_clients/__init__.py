@@ -5,7 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
-from .. import _publish
+from .._public import publish
 from .legacy import (
     ChatCompletionResult as ChatCompletionResult,
     LegacyBatchResult as LegacyBatchResult,
@@ -19,4 +19,4 @@ from .named import (
 )
 from .pool import LLMClientPool as LLMClientPool
 
-_publish(globals())
+publish(globals())

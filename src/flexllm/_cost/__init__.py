@@ -5,7 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
-from .. import _publish
+from .._public import publish
 from .estimates import (
     count_tokens as count_tokens,
     estimate_batch_cost as estimate_batch_cost,
@@ -23,4 +23,4 @@ from .tracker import (
     Reservation as Reservation,
 )
 
-_publish(globals())
+publish(globals())

@@ -5,7 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
-from .. import _publish
+from .._public import publish
 from .auth import vertex_auth as vertex_auth, vertex_token_source as vertex_token_source
 from .endpoint import (
     Endpoint as Endpoint,
@@ -24,4 +24,4 @@ from .router import PoolRouter as PoolRouter
 from .stream_items import EventMode as EventMode, stream_items as stream_items
 from .sync import SyncDriver as SyncDriver
 
-_publish(globals())
+publish(globals())

@@ -4,7 +4,7 @@ locally, re-asked within bounds, per item in batches (the pure part is
 
 from __future__ import annotations
 
-from .. import _publish
+from .._public import publish
 from .answer import (
     StructuredOutputError as StructuredOutputError,
     StructuredResult as StructuredResult,
@@ -29,4 +29,4 @@ from .stream import (
     stream_structured as stream_structured,
 )
 
-_publish(globals())
+publish(globals())

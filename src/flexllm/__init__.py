@@ -1,16 +1,16 @@
 """flexllm: a production-grade LLM client for OpenAI-compatible, Claude and Gemini APIs.
 
 Everything public is re-exported here; implementation modules are private. Names load on
-first use (``__getattr__`` below): ``import flexllm`` costs a few milliseconds, and a script
-that only needs the clients never imports the batch runner's or the CLI's dependencies.
+first use (``__getattr__`` below), so ``import flexllm`` costs about a millisecond and the CLI
+(``flexllm --help``) never loads the engine.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
-
 from ._public import HOME as _HOME
+
+#: ``typing.TYPE_CHECKING`` without importing typing (~10 ms); type checkers read it as True.
+TYPE_CHECKING = False
 
 __all__ = (
     "__version__",
@@ -170,6 +170,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
 
 
+del TYPE_CHECKING
+
+
 def __getattr__(name: str) -> object:
     """A public name on first use (then kept as a module attribute); an old (flexllm 0.17)
     name: the equivalent here, or an AttributeError saying what to use."""
@@ -178,6 +181,8 @@ def __getattr__(name: str) -> object:
         from ._compat import resolve_legacy
 
         return resolve_legacy(name)
+    import importlib
+
     value: object = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value

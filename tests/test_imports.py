@@ -58,6 +58,12 @@ def test_the_clients_load_no_unused_library() -> None:
                 "flexllm_transports._httpx", "flexllm._config.edit"} & modules
 
 
+def test_version_loads_only_the_version() -> None:
+    modules = loaded("import sys\nsys.argv = ['flexllm', '--version']\nfrom flexllm.cli import main\n"
+                     "try:\n    main()\nexcept SystemExit:\n    pass")
+    assert {m for m in modules if m.startswith("flexllm_core")} == {"flexllm_core", "flexllm_core._version"}
+
+
 def test_help_loads_neither_the_engine_nor_rich() -> None:
     modules = loaded("import sys\nsys.argv = ['flexllm', '--help']\nfrom flexllm.cli import main\n"
                      "try:\n    main()\nexcept SystemExit:\n    pass")
@@ -100,7 +106,11 @@ def test_public_names_read_flexllm_however_they_were_reached() -> None:
     code = ("import pickle\nfrom flexllm._batch.types import BatchItem\nfrom flexllm._errors import ConfigError\n"
             "assert BatchItem.__module__ == 'flexllm', BatchItem.__module__\n"
             "assert ConfigError.__module__ == 'flexllm', ConfigError.__module__\n"
-            "assert b'flexllm._batch' not in pickle.dumps(BatchItem(index=0))\n")
+            "assert b'flexllm._batch' not in pickle.dumps(BatchItem(index=0))\n"
+            # the core's names: published when the engine first asks flexllm_core for one
+            "from flexllm_core import _errors, _types\n"
+            "assert _errors.OverloadedError.__module__ == 'flexllm_core'\n"
+            "assert b'flexllm_core._' not in pickle.dumps(_types.Usage(prompt_tokens=1))\n")
     loaded(code)
 
 

@@ -3,10 +3,11 @@
     python benchmarks/bench_import.py [--runs 7] [--top 25]
 
 Times are medians of ``--runs`` fresh processes (wall, so the machine's load shows: compare
-with the bare interpreter's line). ``import flexllm`` is also timed inside the process
-(``time.perf_counter`` around the import). Then ``python -X importtime`` of ``flexllm --help``
-grouped by top-level package (self time summed): everything that is not the CLI framework
-(typer/click/rich) is imported for nothing by ``--help``.
+with the bare interpreter's line). ``import flexllm`` and ``from flexllm import LLMClient``
+(what a script that sends requests loads: ``import flexllm`` loads names on first use) are
+also timed inside the process (``time.perf_counter`` around the import). Then ``python -X
+importtime`` of each, grouped by top-level package (self time summed): for ``--help``,
+everything that is not typer is imported for nothing.
 
 Bytecode: an installed package has its ``.pyc`` files; a checkout run with
 ``PYTHONDONTWRITEBYTECODE=1`` (as on the project's machines) compiles every module from source
@@ -42,8 +43,11 @@ def wall(code: str, runs: int) -> float:
     return statistics.median(times)
 
 
-def in_process(runs: int) -> float:
-    code = "import time; t = time.perf_counter(); import flexllm; print(time.perf_counter() - t)"
+CLIENT = "from flexllm import LLMClient"
+
+
+def in_process(runs: int, stmt: str = "import flexllm") -> float:
+    code = f"import time; t = time.perf_counter(); {stmt}; print(time.perf_counter() - t)"
     return statistics.median(
         float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                              text=True, env=ENV).stdout) for _ in range(runs))
@@ -70,7 +74,8 @@ def main() -> None:
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of {args.runs} runs")
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
         print(f"without bytecode (PYTHONDONTWRITEBYTECODE is set here): import flexllm "
-              f"{in_process(args.runs):.3f} s inside the process, flexllm --help {wall(HELP, args.runs):.3f} s wall")
+              f"{in_process(args.runs):.3f} s, {CLIENT} {in_process(args.runs, CLIENT):.3f} s "
+              f"inside the process, flexllm --help {wall(HELP, args.runs):.3f} s wall")
     ENV.pop("PYTHONDONTWRITEBYTECODE", None)
     ENV["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="flexllm-pyc-")
     print("with a bytecode cache:")
@@ -78,8 +83,10 @@ def main() -> None:
     print(f"python -c pass:            {bare:.3f} s wall")
     print(f"python -c 'import flexllm': {wall('import flexllm', args.runs):.3f} s wall, "
           f"{in_process(args.runs):.3f} s inside the process")
+    print(f"python -c '{CLIENT}': {wall(CLIENT, args.runs):.3f} s wall, "
+          f"{in_process(args.runs, CLIENT):.3f} s inside the process")
     print(f"flexllm --help:            {wall(HELP, args.runs):.3f} s wall")
-    for what, code in (("import flexllm", "import flexllm"), ("flexllm --help", HELP)):
+    for what, code in (("import flexllm", "import flexllm"), (CLIENT, CLIENT), ("flexllm --help", HELP)):
         rows = importtime(code)
         by_pkg: dict[str, int] = {}
         for name, own, _cum in rows:

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 
 from flexllm_core import FlexLLMError, JSONDict, UsageError
 
+from ._public import publish
+
 __all__ = (
     "AllEndpointsFailedError",
     "BudgetExceededError",
@@ -86,3 +88,6 @@ class RecordedError(FlexLLMError):
 class RequeueItem(Exception):
     """Raised by a lane that cannot take an item after all (e.g. its endpoint went down):
     the runner puts the item back in the shared queue for another worker."""
+
+
+publish(globals())

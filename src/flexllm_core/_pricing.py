@@ -13,7 +13,6 @@ original treated it as $0, which made budgets silently ineffective).
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import json
 import math
 import re
@@ -246,6 +245,8 @@ def _parse(doc: Mapping[str, JSONValue]) -> tuple[dict[str, ModelPrice], dict[st
 
 @functools.lru_cache(maxsize=1)
 def _bundled() -> tuple[dict[str, ModelPrice], dict[str, str], str | None]:
+    import importlib.resources  # when prices are first needed: it costs ~8 ms to import
+
     text = importlib.resources.files("flexllm_core").joinpath("pricing.json").read_text("utf-8")
     parsed = _parse(json.loads(text))
     return parsed

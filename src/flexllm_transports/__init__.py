@@ -18,7 +18,6 @@ from ._protocol import (
     Transport as Transport,
 )
 from ._watch import DeadlineWatch as DeadlineWatch
-from .testing import MemoryTransport as MemoryTransport, ReplayTransport as ReplayTransport
 
 __all__ = (
     "AnyioTransport",
@@ -41,13 +40,21 @@ del _name, _obj
 
 if TYPE_CHECKING:
     from ._httpx import HttpxTransport as HttpxTransport
+    from .testing import MemoryTransport as MemoryTransport, ReplayTransport as ReplayTransport
 
 
 def __getattr__(name: str) -> Any:
-    # HttpxTransport on first use: importing httpx costs a tenth of a second.
+    # HttpxTransport on first use: importing httpx costs a tenth of a second; the testing
+    # transports are for tests.
     if name == "HttpxTransport":
         from ._httpx import HttpxTransport
 
         HttpxTransport.__module__ = __name__
         return HttpxTransport
+    if name in ("MemoryTransport", "ReplayTransport"):
+        from . import testing
+
+        value = getattr(testing, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'flexllm_transports' has no attribute {name!r}")

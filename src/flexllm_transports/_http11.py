@@ -15,7 +15,6 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import attrs
-import h11
 
 from flexllm_core import UsageError
 
@@ -285,7 +284,8 @@ class HttptoolsParser:
 
 
 class H11Parser:
-    """The pure-Python fallback; h11 is told about the request so it frames the answer."""
+    """The pure-Python fallback; h11 is told about the request so it frames the answer.
+    (h11 is imported here, not by the module: with httptools installed it is never used.)"""
 
     __slots__ = (
         "_conn",
@@ -299,6 +299,8 @@ class H11Parser:
     )
 
     def __init__(self, method: str, host: str, close: bool) -> None:
+        import h11
+
         self._conn = h11.Connection(h11.CLIENT)
         req_headers = [("Host", host)]
         if close:
@@ -314,6 +316,8 @@ class H11Parser:
         self.body: list[bytes] = []
 
     def _drain(self) -> None:
+        import h11
+
         conn = self._conn
         while not self.complete:
             try:
@@ -352,6 +356,8 @@ class H11Parser:
         if self.complete:
             return
         self._eof = True
+        import h11
+
         try:
             self._conn.receive_data(b"")
         except h11.RemoteProtocolError as exc:  # pragma: no cover - h11 defers errors
@@ -363,6 +369,8 @@ class H11Parser:
             )
 
     def keep_alive(self) -> bool:
+        import h11
+
         conn = self._conn
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 

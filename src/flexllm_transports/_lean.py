@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-import ssl
+import sys
 from collections.abc import AsyncIterator
 from time import monotonic
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSStream
 
 from flexllm_core import ConnectError, HttpRequest, HttpResponse, UsageError
 from flexllm_core._version import __version__
 
-from ._asyncio_stream import connect_asyncio, running_asyncio_loop
 from ._exchange import NETWORK_ERRORS, Exchange
 from ._http11 import (
     HAVE_HTTPTOOLS,
@@ -44,6 +42,10 @@ from ._protocol import Timeouts
 from ._sockets import connect_ip
 from ._stream import StreamContext
 from ._watch import current_watch
+
+if TYPE_CHECKING:  # ssl and anyio's TLS stream load with the first https connection
+    import asyncio
+    import ssl
 
 __all__ = ("AnyioTransport",)
 
@@ -265,9 +267,11 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
         raw: anyio.abc.ByteStream | None = None
         ex.phase = "connect" if limit == ex.connect else "total"
         try:
-            loop = running_asyncio_loop() if self._asyncio_native else None
+            loop = _asyncio_loop() if self._asyncio_native else None
             with anyio.fail_after(limit):
                 if loop is not None:
+                    from ._asyncio_stream import connect_asyncio
+
                     tls = self._get_ssl_context() if route.scheme == "https" else None
                     raw = await connect_asyncio(loop, route.host, route.port, tls)
                     return Connection(raw, raw, route.key)
@@ -276,6 +280,8 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
                     raw = await anyio.connect_tcp(route.host, route.port)
                 stream: anyio.abc.ByteStream = raw
                 if route.scheme == "https":
+                    from anyio.streams.tls import TLSStream
+
                     stream = await TLSStream.wrap(
                         raw,
                         hostname=route.host,
@@ -286,7 +292,7 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
             if raw is not None:
                 await anyio.aclose_forcefully(raw)
             raise ex.timeout_error() from None
-        except (*NETWORK_ERRORS, ssl.SSLError) as exc:
+        except NETWORK_ERRORS as exc:  # ssl.SSLError is an OSError
             if raw is not None:
                 await anyio.aclose_forcefully(raw)
             cause = exc.__cause__ or exc
@@ -295,6 +301,8 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
 
     def _get_ssl_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
+            import ssl
+
             try:
                 import certifi
 
@@ -320,6 +328,17 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
             ex.timed_out = conn.timed_out  # map_error reports a timeout, not a reset
             self._pool.release(conn, False)
             await close_quietly(conn)
+
+
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or None (trio). Only anyio's asyncio backend imports asyncio
+    for us: when nothing has imported it no asyncio loop runs, and a trio program never pays
+    for importing it."""
+    if "asyncio" not in sys.modules:
+        return None
+    from ._asyncio_stream import running_asyncio_loop
+
+    return running_asyncio_loop()
 
 
 def _min_opt(a: float | None, b: float | None) -> float | None:

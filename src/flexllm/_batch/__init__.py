@@ -5,6 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
+from .._public import publish
 from .input import BatchInput as BatchInput, JSONLFile as JSONLFile
 from .iterate import iterate_in_background as iterate_in_background
 from .legacy import (
@@ -41,3 +42,5 @@ from .types import (
     ItemSource as ItemSource,
     Lane as Lane,
 )
+
+publish(globals())

@@ -10,13 +10,17 @@ cancellation (a consumer's loop must not run past its cancelled scope).
 
 from __future__ import annotations
 
-from typing import TypeVar
+import sys
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ("put", "take")
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ("asyncio_loop", "put", "take")
 
 T = TypeVar("T")
 
@@ -37,3 +41,16 @@ async def take(stream: MemoryObjectReceiveStream[T]) -> T:
         return stream.receive_nowait()
     except anyio.WouldBlock:
         return await stream.receive()
+
+
+def asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or None under trio. Only anyio's asyncio backend imports
+    asyncio: when nothing has, no asyncio loop runs, and a trio program never loads it."""
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None
+    try:
+        loop: asyncio.AbstractEventLoop = aio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop

@@ -11,14 +11,13 @@ that when it can.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 import anyio
 
-from .hand import put, take
+from .hand import asyncio_loop, put, take
 from .run import BatchRun
 from .types import BatchItem
 
@@ -75,10 +74,7 @@ def _spawn(fn: Callable[[], Coroutine[Any, Any, None]]) -> object:
 
     Returns the task (asyncio keeps only weak references to its tasks; hold it).
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
+    loop = asyncio_loop()
     if loop is not None:
         return loop.create_task(fn())
     import trio  # not asyncio: anyio's other backend

@@ -9,7 +9,6 @@ writes every record it has received.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -20,7 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._cache import Fill
 from .checkpoint import CheckpointFile
-from .hand import put, take
+from .hand import asyncio_loop, put, take
 from .types import Finished
 
 __all__ = ("protected_writer", "run_writer", "write_entries")
@@ -98,9 +97,7 @@ def protected_writer() -> Callable[[CheckpointFile, MemoryObjectReceiveStream[Fi
     cancels the writer, whose shielded ``finally`` writes all it holds. (On asyncio the
     interrupt always goes to the main task.)
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if asyncio_loop() is None:
         import trio  # not asyncio: anyio's other backend
 
         return trio.lowlevel.enable_ki_protection(run_writer)

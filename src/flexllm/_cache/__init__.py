@@ -5,9 +5,12 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
+from .._public import publish
 from .lease import Fill as Fill
 from .store import (
     ResponseCache as ResponseCache,
     ResponseCacheConfig as ResponseCacheConfig,
     open_response_cache as open_response_cache,
 )
+
+publish(globals())

@@ -5,6 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
+from .._public import publish
 from .legacy import (
     ChatCompletionResult as ChatCompletionResult,
     LegacyBatchResult as LegacyBatchResult,
@@ -17,3 +18,5 @@ from .named import (
     OpenAIClient as OpenAIClient,
 )
 from .pool import LLMClientPool as LLMClientPool
+
+publish(globals())

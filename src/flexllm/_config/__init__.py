@@ -5,12 +5,8 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
-from .edit import (
-    CONFIG_TEMPLATE as CONFIG_TEMPLATE,
-    atomic_write as atomic_write,
-    set_default_model as set_default_model,
-    write_new_config as write_new_config,
-)
+from typing import TYPE_CHECKING
+
 from .file import (
     BatchDefaults as BatchDefaults,
     FlexConfig as FlexConfig,
@@ -33,3 +29,22 @@ from .resolve import (
     resolve_model as resolve_model,
 )
 from .settings import ClientSettings as ClientSettings, resolve_settings as resolve_settings
+
+if TYPE_CHECKING:
+    from .edit import (
+        CONFIG_TEMPLATE as CONFIG_TEMPLATE,
+        atomic_write as atomic_write,
+        set_default_model as set_default_model,
+        write_new_config as write_new_config,
+    )
+
+#: Writing files (the CLI's init and set-model, a price update): loaded on first use.
+_EDIT = frozenset({"CONFIG_TEMPLATE", "atomic_write", "set_default_model", "write_new_config"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _EDIT:
+        from . import edit
+
+        return getattr(edit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,7 @@ Other subpackages import this package's names from here, never from its modules.
 
 from __future__ import annotations
 
+from .._public import publish
 from .estimates import (
     count_tokens as count_tokens,
     estimate_batch_cost as estimate_batch_cost,
@@ -21,3 +22,5 @@ from .tracker import (
     CostTracker as CostTracker,
     Reservation as Reservation,
 )
+
+publish(globals())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flexllm_core import JSONValue, PricingTable, UsageError, default_pricing, load_pricing
 
-from .._config import atomic_write, config_dir
+from .._config import config_dir
 
 __all__ = ("current_pricing", "pricing_problem", "save_user_pricing", "user_pricing_path")
 
@@ -71,6 +71,8 @@ def save_user_pricing(doc: dict[str, JSONValue]) -> Path:
     Raises:
         UsageError: the document is not a valid table (nothing is written then).
     """
+    from .._config import atomic_write
+
     load_pricing(doc, include_bundled=False)  # validate before replacing a working file
     path = user_pricing_path()
     atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True) + "\n")

@@ -4,6 +4,7 @@ locally, re-asked within bounds, per item in batches (the pure part is
 
 from __future__ import annotations
 
+from .._public import publish
 from .answer import (
     StructuredOutputError as StructuredOutputError,
     StructuredResult as StructuredResult,
@@ -27,3 +28,5 @@ from .stream import (
     check_no_reasks as check_no_reasks,
     stream_structured as stream_structured,
 )
+
+publish(globals())

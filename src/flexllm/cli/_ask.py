@@ -7,30 +7,22 @@ import sys
 import time
 from typing import Annotated, Any, Optional
 
-import anyio
 import typer
 
-from flexllm_core import ChatResult
-
 from ._common import EXIT_USAGE, Target, fail, open_client, print_json, with_defaults
-from ._options import ApiKeyOpt, BaseUrlOpt, JsonOpt, MockOpt, ModelOpt, SystemOpt
+from ._options import ApiKeyOpt, BaseUrlOpt, JsonOpt, MockOpt, ModelOpt, SystemOpt, examples
 
 __all__ = ("compose_prompt", "register")
 
 #: Mock settings for `ask --mock` / `chat --mock`: visibly streamed, quick.
 MOCK_STREAM = {"chunk_delay": "0.01-0.04", "stream_chunks": 12}
 
-EXAMPLES = """\
-Examples:
-
-  flexllm ask "What is Python?"
-
-  flexllm ask "Explain this" -s "You are a code expert" < main.py
-
-  echo "long text" | flexllm ask "Summarize"
-
-  flexllm ask "hi" --mock --json
-"""
+EXAMPLES = examples(
+    'flexllm ask "What is Python?"',
+    'flexllm ask "Explain this" -s "You are a code expert" < main.py',
+    'echo "long text" | flexllm ask "Summarize"',
+    'flexllm ask "hi" --mock --json',
+)
 
 
 def read_stdin() -> str | None:
@@ -56,6 +48,8 @@ def compose_prompt(prompt: str | None, context: str | None) -> str:
 
 async def _run(target: Target, content: str, *, system: str | None, as_json: bool,
                params: dict[str, Any]) -> None:
+    from flexllm_core import ChatResult
+
     async with open_client(target) as (client, resolved):
         messages, merged = with_defaults(resolved, [{"role": "user", "content": content}], params,
                                          system=system)
@@ -98,6 +92,8 @@ def ask(
     mock: MockOpt = False,
 ) -> None:
     """Ask one question and stream the answer. Text piped to stdin is sent as context."""
+    import anyio
+
     context = read_stdin()
     content = compose_prompt(None if prompt == "-" else prompt, context)
     if not content.strip():

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
-import anyio
 import typer
 
 from ._common import Target, fail, open_client, print_json, stderr_console
@@ -51,6 +50,8 @@ def _show(checkpoint: Path, cancel: bool, model: str | None, base_url: str | Non
           api_key: str | None, as_json: bool) -> None:
     if not checkpoint.is_file():
         fail(f"checkpoint {checkpoint}: no such file")
+    import anyio
+
     target = Target(model=model, base_url=base_url, api_key=api_key)
     jobs = anyio.run(functools.partial(_jobs, target, checkpoint, cancel))
     if as_json:

@@ -8,19 +8,19 @@ returns to the prompt; Ctrl+C at the prompt clears the line; Ctrl+D (EOF) leaves
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import threading
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import anyio
-import anyio.from_thread
 import typer
-
-from flexllm_core import FlexLLMError
 
 from ._ask import MOCK_STREAM
 from ._common import Target, message_for, open_client, with_defaults
-from ._options import ApiKeyOpt, BaseUrlOpt, MockOpt, ModelOpt, SystemOpt
+from ._options import ApiKeyOpt, BaseUrlOpt, MockOpt, ModelOpt, SystemOpt, examples
+
+if TYPE_CHECKING:
+    import anyio.from_thread
 
 __all__ = ("ChatSession", "register")
 
@@ -28,15 +28,7 @@ HELP_TEXT = """\
 commands: /exit (or Ctrl+D) leave · /clear forget the conversation · /model [NAME] show or
 switch the model · /help this text. Ctrl+C stops the answer being written."""
 
-EXAMPLES = """\
-Examples:
-
-  flexllm chat
-
-  flexllm chat --model gpt-4o "Hello"
-
-  flexllm chat --mock
-"""
+EXAMPLES = examples('flexllm chat', 'flexllm chat --model gpt-4o "Hello"', 'flexllm chat --mock')
 
 
 def _say(text: str, *, err: bool = False) -> None:
@@ -90,6 +82,8 @@ class ChatSession:
             self._resolved, [*self.history, {"role": "user", "content": text}], {},
             system=self._system)
         done = threading.Event()
+        from flexllm_core import FlexLLMError
+
         pieces: list[str] = []
         future = self._portal.start_task_soon(self._stream, messages, params, done, pieces)
         try:
@@ -131,9 +125,7 @@ class ChatSession:
         return True
 
     def _switch(self, name: str) -> None:
-        import attrs
-
-        target = attrs.evolve(self._target, model=name)
+        target = dataclasses.replace(self._target, model=name)
         try:
             self.open(target)
         except Exception as exc:
@@ -156,6 +148,8 @@ def chat(
     mock: MockOpt = False,
 ) -> None:
     """Chat interactively: streamed answers, history kept for the session."""
+    import anyio.from_thread
+
     interactive = sys.stdin is not None and sys.stdin.isatty()
     if interactive:
         with contextlib.suppress(ImportError):

@@ -16,6 +16,7 @@ Exit codes (a contract for scripts, documented in the README):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,20 +24,10 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-import attrs
-
-from flexllm_core import (
-    FlexLLMError,
-    ProviderError,
-    ResponseFormatError,
-    TransportError,
-    UsageError,
-)
-
-from .._config import FlexConfig, ResolvedModel, load_config, resolve_model
-from .._errors import ConfigError
+if TYPE_CHECKING:  # the engine is imported by the commands that use it, not by --help
+    from .._config import FlexConfig, ResolvedModel
 
 __all__ = (
     "EXIT_BATCH_FAILED",
@@ -141,6 +132,10 @@ def leaf(exc: BaseException) -> BaseException:
 
 def exit_code_for(exc: BaseException) -> int:
     """The documented exit code of an error."""
+    from flexllm_core import ProviderError, TransportError, UsageError
+
+    from .._errors import ConfigError
+
     exc = leaf(exc)
     if isinstance(exc, CliError):
         return exc.code
@@ -159,6 +154,8 @@ def exit_code_for(exc: BaseException) -> int:
 
 def message_for(exc: BaseException) -> str:
     """One line describing ``exc``, without any registered key."""
+    from flexllm_core import FlexLLMError, ProviderError, ResponseFormatError, TransportError
+
     exc = leaf(exc)
     if isinstance(exc, ProviderError):
         status = getattr(exc, "status", None)
@@ -208,7 +205,7 @@ def print_json(value: object) -> None:
 # -- choosing and opening the endpoint ------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Target:
     """The endpoint options a command was given."""
 
@@ -217,7 +214,7 @@ class Target:
     api_key: str | None = None
     mock: bool = False
     #: MockOptions fields for --mock runs.
-    mock_options: Mapping[str, Any] = attrs.field(factory=dict)
+    mock_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def mock_cache_dir() -> Path:
@@ -227,12 +224,16 @@ def mock_cache_dir() -> Path:
 
 
 def load_user_config() -> FlexConfig:
+    from .._config import load_config
+
     return load_config()
 
 
 def resolve_target(target: Target, *, need_model: bool = True,
                    config: FlexConfig | None = None) -> ResolvedModel:
     """Apply flag > env > config; raise a config error when nothing names an endpoint."""
+    from .._config import resolve_model
+
     cfg = config if config is not None else load_user_config()
     resolved = resolve_model(cfg, model=target.model, base_url=target.base_url,
                              api_key=target.api_key)
@@ -258,6 +259,7 @@ async def open_client(target: Target, *, need_model: bool = True,
     of the block, and neither config nor environment is read.
     """
     from .._clients import LLMClient
+    from .._config import ResolvedModel
 
     if target.mock:
         from ..mock import MockServer

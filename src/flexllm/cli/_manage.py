@@ -8,20 +8,8 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import anyio
 import typer
 
-from flexllm_core import ChatResult, FlexLLMError, NotFoundError, redact_url
-
-from .._config import (
-    default_config_path,
-    env_value,
-    find_config,
-    load_config,
-    set_default_model,
-    write_new_config,
-)
-from .._errors import ConfigError
 from ._common import (
     EXIT_CONFIG,
     Target,
@@ -33,7 +21,7 @@ from ._common import (
     print_json,
     stdout_console,
 )
-from ._options import ApiKeyOpt, BaseUrlOpt, JsonOpt, MockOpt, ModelOpt
+from ._options import ApiKeyOpt, BaseUrlOpt, JsonOpt, MockOpt, ModelOpt, examples
 
 __all__ = ("register",)
 
@@ -49,6 +37,11 @@ def _key_display(value: str | None, refs: tuple[str, ...]) -> str:
 
 def list_models(as_json: JsonOpt = False) -> None:
     """List the configured models (keys masked)."""
+    from flexllm_core import redact_url
+
+    from .._config import env_value, load_config
+    from .._errors import ConfigError
+
     cfg = load_config()
     try:
         default = cfg.default_entry()
@@ -108,6 +101,8 @@ def models(
     mock: MockOpt = False,
 ) -> None:
     """List the models the endpoint serves (GET {base_url}/models)."""
+    import anyio
+
     target = Target(model=model, base_url=base_url, api_key=api_key, mock=mock)
     ids = anyio.run(functools.partial(_remote_models, target))
     if as_json:
@@ -118,6 +113,8 @@ def models(
 
 
 async def _test(target: Target, timeout: float) -> dict[str, Any]:
+    from flexllm_core import ChatResult, FlexLLMError, NotFoundError
+
     report: dict[str, Any] = {"ok": False}
     async with open_client(target, timeout=timeout, retry_times=0) as (client, resolved):
         report.update(base_url=getattr(client, "base_url", None), model=resolved.model,
@@ -159,6 +156,8 @@ def test_cmd(
     mock: MockOpt = False,
 ) -> None:
     """Check the connection: list the models, send one short chat, report latency."""
+    import anyio
+
     target = Target(model=model, base_url=base_url, api_key=api_key, mock=mock)
     report = anyio.run(functools.partial(_test, target, timeout))
     code = 0 if report["ok"] else int(report["chat"].get("exit_code", 1))
@@ -187,6 +186,8 @@ def set_model(
     name: Annotated[str, typer.Argument(help="A configured model's id or name.", show_default=False)],
 ) -> None:
     """Set the default model in the config file (comments and layout are kept)."""
+    from .._config import default_config_path, find_config, set_default_model
+
     path = find_config()
     if path is None:
         fail(f"no config file ({default_config_path()}): run 'flexllm init' first", EXIT_CONFIG)
@@ -201,19 +202,29 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented config file (readable only by you)."""
+    from .._config import default_config_path, write_new_config
+
     target = path if path is not None else default_config_path()
     write_new_config(target, force=force)
     typer.echo(f"wrote {target} (mode 0600); edit it, then run 'flexllm test'")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("list", epilog="Examples:\n\n  flexllm list\n\n  flexllm list --json")(list_models)
+    app.command("list", epilog=examples("flexllm list", "flexllm list --json"))(list_models)
     # The original README spells it `flexllm list_models`: kept as a hidden alias.
-    app.command("list_models", hidden=True, epilog="Examples:\n\n  flexllm list_models")(list_models)
-    app.command(epilog="Examples:\n\n  flexllm models\n\n  flexllm models -m local --json\n\n"
-                "  flexllm models --mock")(models)
-    app.command("test", epilog="Examples:\n\n  flexllm test\n\n  flexllm test -m claude --json\n\n"
-                "  flexllm test --mock")(test_cmd)
-    app.command("set-model", epilog="Examples:\n\n  flexllm set-model gpt-4o-mini")(set_model)
-    app.command(epilog="Examples:\n\n  flexllm init\n\n  flexllm init -p ./flexllm_config.yaml "
-                "--force")(init)
+    app.command("list_models", hidden=True, epilog=examples("flexllm list_models"))(list_models)
+    app.command(epilog=examples(
+        "flexllm models",
+        "flexllm models -m local --json",
+        "flexllm models --mock",
+    ))(models)
+    app.command("test", epilog=examples(
+        "flexllm test",
+        "flexllm test -m claude --json",
+        "flexllm test --mock",
+    ))(test_cmd)
+    app.command("set-model", epilog=examples("flexllm set-model gpt-4o-mini"))(set_model)
+    app.command(epilog=examples(
+        "flexllm init",
+        "flexllm init -p ./flexllm_config.yaml --force",
+    ))(init)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import print_json
+from ._options import examples
 
 __all__ = ("register",)
 
@@ -79,6 +80,10 @@ def version(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Examples:\n\n  flexllm mock\n\n  flexllm mock -p 8080 -d 1-5\n\n"
-                "  flexllm mock --error-rate 0.1\n\n  flexllm mock --rpm 450 --tpm 24000")(mock)
-    app.command(epilog="Examples:\n\n  flexllm version\n\n  flexllm version --json")(version)
+    app.command(epilog=examples(
+        "flexllm mock",
+        "flexllm mock -p 8080 -d 1-5",
+        "flexllm mock --error-rate 0.1",
+        "flexllm mock --rpm 450 --tpm 24000",
+    ))(mock)
+    app.command(epilog=examples("flexllm version", "flexllm version --json"))(version)

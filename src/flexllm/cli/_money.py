@@ -8,28 +8,16 @@ API when the host does not tell (a gateway, or a local test server).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import json
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 from urllib.parse import urlsplit
 
-import anyio
-import attrs
 import typer
 
-from flexllm_core import (
-    HttpRequest,
-    HttpResponse,
-    JSONValue,
-    ResponseFormatError,
-    parse_openrouter_models,
-    redact_url,
-)
-from flexllm_transports import Timeouts, default_transport
-
-from .._cost import current_pricing, pricing_problem, save_user_pricing, user_pricing_path
 from ._common import (
     EXIT_ERROR,
     EXIT_PROVIDER,
@@ -43,21 +31,32 @@ from ._common import (
     stderr_console,
     stdout_console,
 )
-from ._options import ApiKeyOpt, BaseUrlOpt, JsonOpt, ModelOpt
+from ._options import ApiKeyOpt, BaseUrlOpt, JsonOpt, ModelOpt, examples
+
+if TYPE_CHECKING:
+    from flexllm_core import HttpResponse, JSONValue
 
 __all__ = ("BALANCE_APIS", "BalanceApi", "balance_api_for", "balance_url", "fetch", "register")
 
 DEFAULT_PRICING_URL = "https://openrouter.ai/api/v1/models"
 _USER_AGENT = "flexllm-pricing-updater"
-_TIMEOUTS = Timeouts(connect=10.0, read=30.0, total=30.0)
+
+def _bad_answer(message: str) -> Exception:
+    """A ResponseFormatError (the engine is imported when a command runs, not by --help)."""
+    from flexllm_core import ResponseFormatError
+
+    return ResponseFormatError(message)
 
 
 async def fetch(url: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpResponse:
     """One GET through flexllm's own transport (proxies from the environment honoured)."""
+    from flexllm_core import HttpRequest
+    from flexllm_transports import Timeouts, default_transport
+
     transport = default_transport(base_url=url)
     try:
         return await transport.send(HttpRequest(method="GET", url=url, headers=headers),
-                                    timeouts=_TIMEOUTS)
+                                    timeouts=Timeouts(connect=10.0, read=30.0, total=30.0))
     finally:
         await transport.aclose()
 
@@ -66,7 +65,7 @@ def _json(resp: HttpResponse, what: str) -> JSONValue:
     try:
         value: JSONValue = json.loads(resp.body)
     except ValueError:
-        raise ResponseFormatError(f"{what}: the answer is not JSON") from None
+        raise _bad_answer(f"{what}: the answer is not JSON") from None
     return value
 
 
@@ -97,18 +96,24 @@ def _price_row(price: Any) -> dict[str, float | None]:
 
 
 async def _update(url: str) -> tuple[int, str]:
+    import anyio.to_thread
+
+    from flexllm_core import parse_openrouter_models
+
+    from .._cost import save_user_pricing
+
     resp = await fetch(url, headers=(("user-agent", _USER_AGENT), ("accept", "application/json")))
     if resp.status >= 400:
         raise CliError(f"pricing update: {url} answered HTTP {resp.status} {_error_text(resp)}".strip(),
                        EXIT_PROVIDER)
     payload = _json(resp, f"pricing update from {url}")
     if not isinstance(payload, dict):
-        raise ResponseFormatError(f"pricing update from {url}: expected a JSON object")
+        raise _bad_answer(f"pricing update from {url}: expected a JSON object")
     doc = parse_openrouter_models(payload, updated=datetime.date.today().isoformat())
     models = doc.get("models")
     count = len(models) if isinstance(models, dict) else 0
     if not count:
-        raise ResponseFormatError(f"pricing update from {url}: no priced models in the answer")
+        raise _bad_answer(f"pricing update from {url}: no priced models in the answer")
     path = await anyio.to_thread.run_sync(save_user_pricing, doc)
     return count, str(path)
 
@@ -127,10 +132,14 @@ def pricing(
     as_json: JsonOpt = False,
 ) -> None:
     """Show model prices in USD per 1M tokens, or update them."""
+    from .._cost import current_pricing, pricing_problem, user_pricing_path
+
     if update:
         source = url or DEFAULT_PRICING_URL
         if urlsplit(source).scheme not in ("http", "https"):
             fail(f"--url: expected an http(s) URL, got {source!r}", EXIT_USAGE)
+        import anyio
+
         count, path = anyio.run(_update, source)
         if as_json:
             print_json({"updated": count, "path": path, "source": source})
@@ -185,10 +194,10 @@ def _number(value: object) -> float | None:
 def _openrouter(data: JSONValue, host: str) -> dict[str, Any]:
     inner = data.get("data") if isinstance(data, dict) else None
     if not isinstance(inner, dict):
-        raise ResponseFormatError("openrouter credits: no 'data' object")
+        raise _bad_answer("openrouter credits: no 'data' object")
     total, used = _number(inner.get("total_credits")), _number(inner.get("total_usage"))
     if total is None or used is None:
-        raise ResponseFormatError("openrouter credits: missing total_credits / total_usage")
+        raise _bad_answer("openrouter credits: missing total_credits / total_usage")
     return {"currency": "USD", "balance": round(total - used, 6),
             "details": {"total_credits": total, "total_usage": used}}
 
@@ -196,7 +205,7 @@ def _openrouter(data: JSONValue, host: str) -> dict[str, Any]:
 def _deepseek(data: JSONValue, host: str) -> dict[str, Any]:
     infos = data.get("balance_infos") if isinstance(data, dict) else None
     if not isinstance(infos, list) or not infos or not isinstance(infos[0], dict):
-        raise ResponseFormatError("deepseek balance: no 'balance_infos'")
+        raise _bad_answer("deepseek balance: no 'balance_infos'")
     first = infos[0]
     return {"currency": str(first.get("currency", "")), "balance": _number(first.get("total_balance")),
             "details": {"granted_balance": _number(first.get("granted_balance")),
@@ -207,14 +216,14 @@ def _deepseek(data: JSONValue, host: str) -> dict[str, Any]:
 def _siliconflow(data: JSONValue, host: str) -> dict[str, Any]:
     inner = data.get("data") if isinstance(data, dict) else None
     if not isinstance(inner, dict):
-        raise ResponseFormatError("siliconflow user info: no 'data' object")
+        raise _bad_answer("siliconflow user info: no 'data' object")
     return {"currency": "CNY" if host.endswith(".cn") else "USD",
             "balance": _number(inner.get("totalBalance")),
             "details": {"balance": _number(inner.get("balance")),
                         "charge_balance": _number(inner.get("chargeBalance"))}}
 
 
-@attrs.frozen(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class BalanceApi:
     """Where one service reports the balance of the key, relative to its API base URL."""
 
@@ -265,6 +274,8 @@ def balance_url(api: BalanceApi, base_url: str) -> str:
 
 
 async def _credits(target: Target, service: str | None) -> dict[str, Any]:
+    from flexllm_core import redact_url
+
     async with open_client(target, need_model=False) as (client, resolved):
         settings = getattr(client, "settings", None)
         if settings is None:
@@ -298,6 +309,8 @@ def credits(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the remaining balance of the API key (OpenRouter, DeepSeek, SiliconFlow)."""
+    import anyio
+
     target = Target(model=model, base_url=base_url, api_key=api_key)
     info = anyio.run(functools.partial(_credits, target, service))
     if as_json:
@@ -316,7 +329,14 @@ def credits(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog="Examples:\n\n  flexllm pricing\n\n  flexllm pricing gpt-4o\n\n"
-                "  flexllm pricing --update\n\n  flexllm pricing claude --json")(pricing)
-    app.command(epilog="Examples:\n\n  flexllm credits\n\n  flexllm credits -m grok-4\n\n"
-                "  flexllm credits -m deepseek --json")(credits)
+    app.command(epilog=examples(
+        "flexllm pricing",
+        "flexllm pricing gpt-4o",
+        "flexllm pricing --update",
+        "flexllm pricing claude --json",
+    ))(pricing)
+    app.command(epilog=examples(
+        "flexllm credits",
+        "flexllm credits -m grok-4",
+        "flexllm credits -m deepseek --json",
+    ))(credits)

@@ -6,7 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
-__all__ = ("ApiKeyOpt", "BaseUrlOpt", "JsonOpt", "MockOpt", "ModelOpt", "SystemOpt")
+__all__ = ("ApiKeyOpt", "BaseUrlOpt", "JsonOpt", "MockOpt", "ModelOpt", "SystemOpt", "examples")
+
+
+def examples(*commands: str, note: str = "") -> str:
+    """A command's help epilog: the example command lines as written (``\\b`` tells click not
+    to re-wrap the paragraph), then an optional note (wrapped to the terminal)."""
+    text = "Examples:\n\n\b\n" + "\n".join(f"  {command}" for command in commands)
+    return f"{text}\n\n{note}" if note else text
 
 # Typer needs Optional[...] spelled out at runtime (Python 3.10 typing), hence the noqa.
 ModelOpt = Annotated[

@@ -21,7 +21,6 @@ time passed in), so a snapshot holds only durations and any clock can apply it.
 from __future__ import annotations
 
 import datetime
-import email.utils
 import enum
 import math
 import re
@@ -173,6 +172,8 @@ def _instant(text: str, now: float | None) -> float | None:
     try:
         when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
+        import email.utils  # an HTTP-date is rare; the email package costs ~10 ms to import
+
         try:
             when = email.utils.parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):

@@ -285,3 +285,23 @@ async def test_a_batch_without_async_with_still_times_requests_out() -> None:
             assert all("timeout" in str(e) for e in results.errors.values())
         finally:
             await client.aclose()
+
+
+async def test_results_keep_the_provider_json_only_with_return_raw(tmp_path: Path) -> None:
+    """A batch result holds what was asked for: the parsed provider JSON (``data``) only with
+    ``return_raw``; the cache still stores the answer whole for a later ``return_raw``-less
+    call that reads ``data``."""
+    cache = ResponseCacheConfig.ipc(cache_dir=str(tmp_path / "cache"))
+    async with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="sk-test",
+                                              cache=cache) as client:
+        plain = await client.chat_completions_batch(_msgs(3), return_usage=True)
+        assert all(isinstance(r, ChatResult) and r.usage is not None and r.data == {}
+                   for r in plain)
+        iterated = [item async for item in client.iter_chat_completions_batch(_msgs(2, "other"))]
+        assert all(item.result is not None and item.result.data == {} for item in iterated)
+        raw = await client.chat_completions_batch(_msgs(2, "raw"), return_raw=True,
+                                                  output_jsonl=str(tmp_path / "raw.jsonl"))
+        assert all(isinstance(r, ChatResult) and "choices" in r.data for r in raw)
+        assert all("raw" in rec["extra"] for rec in records(tmp_path / "raw.jsonl"))
+        hit = await client.chat_completions(_msgs(1)[0], return_usage=True)  # from the cache
+        assert isinstance(hit, ChatResult) and "choices" in hit.data

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 from .hand import put, take
+from .records import Restored, RestoredItem
 from .run import BatchRun
 from .types import BatchItem
 
@@ -30,7 +31,8 @@ _FLUSH_WAIT = 30.0
 
 async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None]:
     """Yield ``run``'s items as they finish while the run itself works in another task."""
-    send, receive = anyio.create_memory_object_stream[BatchItem](0)
+    # Items one at a time; the rest of a group read back from the checkpoint in one go.
+    send, receive = anyio.create_memory_object_stream[BatchItem | Restored](0)
     scope = anyio.CancelScope()
     done = anyio.Event()
     failure: list[BaseException] = []
@@ -41,6 +43,8 @@ async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None
                 async with send, run:
                     async for item in run:
                         await put(send, item)
+                        if (rest := run.take_restored()) is not None:
+                            await put(send, rest)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the reader left: the run is over
         except Exception as exc:  # handed to the reader, who raises it
@@ -53,10 +57,14 @@ async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None
         async with receive:
             while True:
                 try:
-                    item = await take(receive)
+                    got = await take(receive)
                 except anyio.EndOfStream:
                     break
-                yield item
+                if isinstance(got, Restored):
+                    for index, line in zip(got.indices, got.lines, strict=True):
+                        yield RestoredItem(index, line)
+                else:
+                    yield got
         await done.wait()
         if failure:
             raise failure[0]

@@ -253,6 +253,21 @@ class BatchRun(anyio.AsyncContextManagerMixin):
     def __aiter__(self) -> BatchRun:
         return self
 
+    def take_restored(self) -> Restored | None:
+        """The rest of the restored group the consumer is taking items from, at once (a
+        resume's million items cross to the iterator's reader in groups, not one by one);
+        None when there is none. The reader makes each :class:`RestoredItem` as it yields it.
+        """
+        at, group = self._restored_at, self._restored
+        left = len(group.indices) - at
+        if left <= 0:
+            return None
+        self._restored_at = len(group.indices)
+        c = self.counters
+        c.done += left
+        c.restored += left
+        return Restored(group.indices[at:], group.lines[at:])
+
     async def __anext__(self) -> BatchItem:
         assert self._out is not None, "use 'async with BatchRun(...)' first"
         at, group = self._restored_at, self._restored

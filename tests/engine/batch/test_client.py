@@ -305,3 +305,26 @@ async def test_results_keep_the_provider_json_only_with_return_raw(tmp_path: Pat
         assert all("raw" in rec["extra"] for rec in records(tmp_path / "raw.jsonl"))
         hit = await client.chat_completions(_msgs(1)[0], return_usage=True)  # from the cache
         assert isinstance(hit, ChatResult) and "choices" in hit.data
+
+
+async def test_iter_resume_hands_restored_items_over_in_groups_and_can_be_left(
+        tmp_path: Path) -> None:
+    """A resume's restored items reach the reader as groups; each is yielded once, in the
+    checkpoint, and leaving in the middle of a group loses nothing."""
+    out = tmp_path / "o.jsonl"
+    async with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="k") as client:
+        await client.chat_completions_batch(_msgs(40), output_jsonl=str(out))
+        seen = []
+        async with contextlib.aclosing(client.iter_chat_completions_batch(
+                _msgs(50), output_jsonl=str(out))) as items:
+            async for item in items:
+                seen.append(item)
+                if len(seen) == 10:
+                    break
+        assert all(i.source is ItemSource.CHECKPOINT and i.text for i in seen)
+        again = [item async for item in client.iter_chat_completions_batch(
+            _msgs(50), output_jsonl=str(out))]
+    assert sorted(i.index for i in again) == list(range(50))
+    # (items the run answered meanwhile were written too, and are restored now)
+    assert sum(i.source is ItemSource.CHECKPOINT for i in again) >= 40
+    assert sorted(int(r["index"]) for r in records(out)) == list(range(50))  # type: ignore[call-overload]

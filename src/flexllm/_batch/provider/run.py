@@ -120,6 +120,10 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
     def __aiter__(self) -> ProviderBatchRun:
         return self
 
+    def take_restored(self) -> None:
+        """As :meth:`BatchRun.take_restored`: this run yields restored items one by one."""
+        return None
+
     async def __anext__(self) -> BatchItem:
         assert self._out is not None, "use 'async with' first"
         try:

@@ -29,6 +29,7 @@ from flexllm_core import (
 from .._cache import ResponseCache
 from .._cost import CostReport, CostTracker, current_pricing
 from .checkpoint import Durability
+from .heap import frozen_heap
 from .input import BatchInput, InputLine
 from .iterate import iterate_in_background
 from .provider import BatchAPISettings, BatchTarget, ProviderBatchRun
@@ -250,9 +251,11 @@ async def collect_run(run: BatchRun, spec: BatchSpec, *, start: float
         run.tracker.warn_unknown = True  # costs were asked for: say which are unknown
     by_index: dict[int, BatchItem] = {}
     revive = run.structured.revive if run.structured is not None else None
-    async with run:
-        async for item in run:
-            by_index[item.index] = item if revive is None else revive(item)
+    with frozen_heap() as heap:
+        async with run:
+            async for item in run:
+                by_index[item.index] = item if revive is None else revive(item)
+                heap.held()
     full = spec.return_usage or spec.return_raw or spec.params.get("tools") is not None
     report = run.tracker.report()
 

@@ -328,3 +328,20 @@ async def test_iter_resume_hands_restored_items_over_in_groups_and_can_be_left(
     # (items the run answered meanwhile were written too, and are restored now)
     assert sum(i.source is ItemSource.CHECKPOINT for i in again) >= 40
     assert sorted(int(r["index"]) for r in records(out)) == list(range(50))  # type: ignore[call-overload]
+
+
+async def test_list_batch_leaves_the_collectors_freeze_as_it_found_it() -> None:
+    """A list batch freezes the heap while it holds its results (short full collections)
+    and unfreezes at the end; a freeze the caller made (a pre-fork server's) is kept."""
+    import gc
+
+    async with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="k") as client:
+        assert gc.get_freeze_count() == 0
+        results = await client.chat_completions_batch(_msgs(5))
+        assert results.ok and gc.get_freeze_count() == 0
+        gc.freeze()
+        try:
+            assert (await client.chat_completions_batch(_msgs(5, "again"))).ok
+            assert gc.get_freeze_count() > 0  # not unfrozen by the batch
+        finally:
+            gc.unfreeze()

@@ -29,8 +29,10 @@ __all__ = ("iterate_in_background",)
 _FLUSH_WAIT = 30.0
 
 
-async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None]:
-    """Yield ``run``'s items as they finish while the run itself works in another task."""
+async def iterate_in_background(run: BatchRun, revive: Callable[[BatchItem], BatchItem] | None
+                                = None) -> AsyncGenerator[BatchItem, None]:
+    """Yield ``run``'s items as they finish while the run itself works in another task
+    (each through ``revive`` when given)."""
     # Items one at a time; the rest of a group read back from the checkpoint in one go.
     send, receive = anyio.create_memory_object_stream[BatchItem | Restored](0)
     scope = anyio.CancelScope()
@@ -62,9 +64,10 @@ async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None
                     break
                 if isinstance(got, Restored):
                     for index, line in zip(got.indices, got.lines, strict=True):
-                        yield RestoredItem(index, line)
+                        item = RestoredItem(index, line)
+                        yield item if revive is None else revive(item)
                 else:
-                    yield got
+                    yield got if revive is None else revive(got)
         await done.wait()
         if failure:
             raise failure[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -284,9 +283,7 @@ async def collect_run(run: BatchRun, spec: BatchSpec, *, start: float
     return results
 
 
-async def iterate_run(run: BatchRun) -> AsyncGenerator[BatchItem, None]:
+def iterate_run(run: BatchRun) -> AsyncGenerator[BatchItem, None]:
     """``iter_chat_completions_batch``'s items: the run works in a task of its own."""
-    revive = run.structured.revive if run.structured is not None else None
-    async with aclosing(iterate_in_background(run)) as items:
-        async for item in items:
-            yield item if revive is None else revive(item)
+    return iterate_in_background(run, run.structured.revive if run.structured is not None
+                                 else None)

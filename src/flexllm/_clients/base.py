@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any, Literal
 
@@ -216,7 +216,9 @@ class _ClientBase(_CallsBase):
                                                     max_attempts=batch_max_attempts,
                                                     resubmit_unknown=resubmit_unknown,
                                                     wait=batch_wait, deadline=deadline))
-        async with aclosing(self._iter_batch(messages_list, spec)) as items:
+        run = await self._open_batch(messages_list, spec)
+        # One generator between the caller and the run's reader: a resume yields a million.
+        async with aclosing(iterate_run(run)) as items:
             async for item in items:
                 yield item
 
@@ -293,13 +295,6 @@ class _ClientBase(_CallsBase):
         start = time.monotonic()
         run = await self._open_batch(messages_list, spec)
         return await collect_run(run, spec, start=start)
-
-    async def _iter_batch(self, messages_list: BatchInput, spec: BatchSpec
-                          ) -> AsyncGenerator[BatchItem, None]:
-        run = await self._open_batch(messages_list, spec)
-        async with aclosing(iterate_run(run)) as items:
-            async for item in items:
-                yield item
 
     # -- flexllm 0.17's entry points: deprecated shims over the methods above ------------
     # Written once in legacy.py; each warns naming the new spelling and returns 0.17's shapes.

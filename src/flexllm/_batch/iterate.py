@@ -21,7 +21,7 @@ import anyio
 from .hand import put, take
 from .records import Restored, RestoredItem
 from .run import BatchRun
-from .types import BatchItem
+from .types import BatchItem, Finished
 
 __all__ = ("iterate_in_background",)
 
@@ -33,8 +33,9 @@ async def iterate_in_background(run: BatchRun, revive: Callable[[BatchItem], Bat
                                 = None) -> AsyncGenerator[BatchItem, None]:
     """Yield ``run``'s items as they finish while the run itself works in another task
     (each through ``revive`` when given)."""
-    # Items one at a time; the rest of a group read back from the checkpoint in one go.
-    send, receive = anyio.create_memory_object_stream[BatchItem | Restored](0)
+    # An item, the items finished meanwhile (a list: one task switch for a bunch), or the
+    # rest of a group read back from the checkpoint.
+    send, receive = anyio.create_memory_object_stream[BatchItem | list[Finished] | Restored](0)
     scope = anyio.CancelScope()
     done = anyio.Event()
     failure: list[BaseException] = []
@@ -44,7 +45,12 @@ async def iterate_in_background(run: BatchRun, revive: Callable[[BatchItem], Bat
             with scope:
                 async with send, run:
                     async for item in run:
-                        await put(send, item)
+                        ready = run.take_ready()
+                        if ready:
+                            ready.insert(0, Finished(item, None, False))
+                            await put(send, ready)
+                        else:
+                            await put(send, item)
                         if (rest := run.take_restored()) is not None:
                             await put(send, rest)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -65,6 +71,12 @@ async def iterate_in_background(run: BatchRun, revive: Callable[[BatchItem], Bat
                 if isinstance(got, Restored):
                     for index, line in zip(got.indices, got.lines, strict=True):
                         item = RestoredItem(index, line)
+                        yield item if revive is None else revive(item)
+                elif isinstance(got, list):
+                    for finished in got:
+                        if finished.took_token:
+                            run.give_back()
+                        item = finished.item
                         yield item if revive is None else revive(item)
                 else:
                     yield got if revive is None else revive(got)

@@ -282,16 +282,50 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         except anyio.EndOfStream:
             self._finished = True
             raise StopAsyncIteration from None
-        item: BatchItem
         if isinstance(got, Restored):  # a group read back from the checkpoint
-            assert self._feeder is not None and self._feeder.restorer is not None
-            self._feeder.restorer.taken()
-            self._restored, self._restored_at = got, 1
-            item = RestoredItem(got.indices[0], got.lines[0])
-        else:
-            item = got.item
-            if got.took_token:
-                self._tokens.release()
+            return self._start_group(got)
+        if got.took_token:
+            self._tokens.release()
+        return self._count(got.item)
+
+    def take_ready(self) -> list[Finished]:
+        """The items finished that can be taken now, without waiting (at most the
+        concurrency; a restored group only starts here: see :meth:`take_restored`).
+
+        Each item is counted, but still holds its consumer token (``took_token``): the
+        caller gives it back with :meth:`give_back` as it hands the item on, so the run
+        stays within the concurrency of what its consumer has taken. The iterator's reader
+        takes a bunch of items per task switch this way.
+        """
+        out: list[Finished] = []
+        stream = self._out
+        if stream is None or self._restored_at < len(self._restored.indices):
+            return out
+        while len(out) < self._concurrency:
+            try:
+                got = stream.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            if isinstance(got, Restored):
+                out.append(Finished(self._start_group(got), None, False))
+                break
+            out.append(Finished(self._count(got.item), None, got.took_token))
+        return out
+
+    def give_back(self) -> None:
+        """An item of :meth:`take_ready` reached the consumer: its token is free."""
+        self._tokens.release()
+
+    def _start_group(self, got: Restored) -> BatchItem:
+        assert self._feeder is not None and self._feeder.restorer is not None
+        self._feeder.restorer.taken()
+        self._restored, self._restored_at = got, 1
+        c = self.counters
+        c.done += 1
+        c.restored += 1
+        return RestoredItem(got.indices[0], got.lines[0])
+
+    def _count(self, item: BatchItem) -> BatchItem:
         c = self.counters
         c.done += 1
         if item.source is ItemSource.CHECKPOINT:

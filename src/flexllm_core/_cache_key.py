@@ -165,7 +165,7 @@ def message_hasher(template: ChatRequest) -> Callable[[object], str | None]:
     one_head = hashlib.sha256((head + '[{"content":').encode("utf-8"))
 
     def many(messages: list[object]) -> str | None:
-        parts = []
+        parts: list[str] = []
         for m in messages:
             if type(m) is not dict or len(m) != 2:
                 return None

@@ -70,8 +70,8 @@ async def iterate_in_background(run: BatchRun, revive: Callable[[BatchItem], Bat
                     break
                 if isinstance(got, Restored):
                     for index, line in zip(got.indices, got.lines, strict=True):
-                        item = RestoredItem(index, line)
-                        yield item if revive is None else revive(item)
+                        restored = RestoredItem(index, line)
+                        yield restored if revive is None else revive(restored)
                 elif isinstance(got, list):
                     for finished in got:
                         if finished.took_token:

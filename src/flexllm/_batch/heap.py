@@ -1,8 +1,8 @@
-"""Keep the garbage collector's full passes short while a list batch holds its results.
+"""Keep the garbage collector's full passes short while a batch runs.
 
-A list batch keeps every result until it returns: a million items (and the caller's million
-inputs) are objects the collector's full passes walk again and again, each a stop of the
-event loop of a few hundred milliseconds. Frozen (``gc.freeze``), objects stay out of those
+A list batch keeps every result until it returns, and the caller often holds a million
+inputs: objects the collector's full passes walk again and again, each a stop of the event
+loop of a hundred milliseconds or more. Frozen (``gc.freeze``), objects stay out of those
 passes, and are still freed by reference counting as usual; only cyclic garbage among them
 waits until they are unfrozen, at the end of the batch.
 """
@@ -13,28 +13,32 @@ import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ("HeapFreezer", "frozen_heap")
+__all__ = ("FREEZE_EVERY", "HeapFreezer", "frozen_heap")
 
 #: Results collected between two freezes.
-_EVERY = 50_000
+FREEZE_EVERY = 50_000
 
 
 class HeapFreezer:
-    """Counts the results held; freezes the heap every ``_EVERY`` of them."""
+    """Counts the results held; freezes the heap every ``FREEZE_EVERY`` of them."""
 
     __slots__ = ("_freeze", "_left")
 
     def __init__(self, freeze: Callable[[], None] | None) -> None:
         self._freeze = freeze
-        self._left = _EVERY
+        self._left = FREEZE_EVERY
 
     def held(self) -> None:
         """One more result is held."""
         self._left -= 1
         if self._left <= 0:
-            self._left = _EVERY
-            if self._freeze is not None:
-                self._freeze()
+            self.freeze_now()
+
+    def freeze_now(self) -> None:
+        """Freeze what was made since the last freeze (from any thread)."""
+        self._left = FREEZE_EVERY
+        if self._freeze is not None:
+            self._freeze()
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 from .hand import put, take
+from .heap import frozen_heap
 from .records import Restored, RestoredItem
 from .run import BatchRun
 from .types import BatchItem, Finished
@@ -42,7 +43,9 @@ async def iterate_in_background(run: BatchRun, revive: Callable[[BatchItem], Bat
 
     async def host() -> None:
         try:
-            with scope:
+            # The caller's own objects (a million inputs) stay out of the collector's full
+            # passes while the run allocates (see heap.py).
+            with scope, frozen_heap():
                 async with send, run:
                     async for item in run:
                         ready = run.take_ready()

@@ -157,11 +157,15 @@ def message_hasher(template: ChatRequest) -> Callable[[object], str | None]:
         return _none
     head, tail = framed.split(token)
     roles = {r: f',"role":{_ENCODER.encode(r)}}}' for r in _PLAIN_ROLES}
-    one_head, one_tail = head + '[{"content":', "]" + tail
-    enc, sha = _encode_str, hashlib.sha256
+    one_tail = "]" + tail
+    enc = _encode_str
+    # The hash state after the common head, copied per item: the head (~230 bytes) is
+    # hashed once, not a million times.
+    many_head = hashlib.sha256((head + "[").encode("utf-8"))
+    one_head = hashlib.sha256((head + '[{"content":').encode("utf-8"))
 
     def many(messages: list[object]) -> str | None:
-        parts = [head, "["]
+        parts: list[str] = []
         for m in messages:
             if type(m) is not dict or len(m) != 2:
                 return None
@@ -172,7 +176,9 @@ def message_hasher(template: ChatRequest) -> Callable[[object], str | None]:
             parts += ('{"content":', enc(content), role, ",")
         parts[-1] = "]"
         parts.append(tail)
-        return sha("".join(parts).encode("utf-8")).hexdigest()[:16]
+        state = many_head.copy()
+        state.update("".join(parts).encode("utf-8"))
+        return state.hexdigest()[:16]
 
     def hasher(messages: object) -> str | None:
         if type(messages) is not list or not messages:
@@ -188,7 +194,9 @@ def message_hasher(template: ChatRequest) -> Callable[[object], str | None]:
             role = roles.get(m.get("role"))  # type: ignore[arg-type]
             if type(content) is not str or role is None:
                 return None
-            return sha((one_head + enc(content) + role + one_tail).encode("utf-8")).hexdigest()[:16]
+            state = one_head.copy()
+            state.update((enc(content) + role + one_tail).encode("utf-8"))
+            return state.hexdigest()[:16]
         except (TypeError, ValueError):  # an unhashable role; a lone surrogate (not UTF-8)
             return None
 

@@ -18,8 +18,10 @@ from typing import Any
 import anyio
 
 from .hand import asyncio_loop, put, take
+from .heap import frozen_heap
+from .records import Restored, RestoredItem
 from .run import BatchRun
-from .types import BatchItem
+from .types import BatchItem, Finished
 
 __all__ = ("iterate_in_background",)
 
@@ -27,19 +29,32 @@ __all__ = ("iterate_in_background",)
 _FLUSH_WAIT = 30.0
 
 
-async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None]:
-    """Yield ``run``'s items as they finish while the run itself works in another task."""
-    send, receive = anyio.create_memory_object_stream[BatchItem](0)
+async def iterate_in_background(run: BatchRun, revive: Callable[[BatchItem], BatchItem] | None
+                                = None) -> AsyncGenerator[BatchItem, None]:
+    """Yield ``run``'s items as they finish while the run itself works in another task
+    (each through ``revive`` when given)."""
+    # An item, the items finished meanwhile (a list: one task switch for a bunch), or the
+    # rest of a group read back from the checkpoint.
+    send, receive = anyio.create_memory_object_stream[BatchItem | list[Finished] | Restored](0)
     scope = anyio.CancelScope()
     done = anyio.Event()
     failure: list[BaseException] = []
 
     async def host() -> None:
         try:
-            with scope:
+            # The caller's own objects (a million inputs) stay out of the collector's full
+            # passes while the run allocates (see heap.py).
+            with scope, frozen_heap():
                 async with send, run:
                     async for item in run:
-                        await put(send, item)
+                        ready = run.take_ready()
+                        if ready:
+                            ready.insert(0, Finished(item, None, False))
+                            await put(send, ready)
+                        else:
+                            await put(send, item)
+                        if (rest := run.take_restored()) is not None:
+                            await put(send, rest)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the reader left: the run is over
         except Exception as exc:  # handed to the reader, who raises it
@@ -52,10 +67,21 @@ async def iterate_in_background(run: BatchRun) -> AsyncGenerator[BatchItem, None
         async with receive:
             while True:
                 try:
-                    item = await take(receive)
+                    got = await take(receive)
                 except anyio.EndOfStream:
                     break
-                yield item
+                if isinstance(got, Restored):
+                    for index, line in zip(got.indices, got.lines, strict=True):
+                        restored = RestoredItem(index, line)
+                        yield restored if revive is None else revive(restored)
+                elif isinstance(got, list):
+                    for finished in got:
+                        if finished.took_token:
+                            run.give_back()
+                        item = finished.item
+                        yield item if revive is None else revive(item)
+                else:
+                    yield got if revive is None else revive(got)
         await done.wait()
         if failure:
             raise failure[0]

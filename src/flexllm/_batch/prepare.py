@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -29,6 +28,7 @@ from flexllm_core import (
 from .._cache import ResponseCache
 from .._cost import CostReport, CostTracker, current_pricing
 from .checkpoint import Durability
+from .heap import FREEZE_EVERY, HeapFreezer, frozen_heap
 from .input import BatchInput, InputLine
 from .iterate import iterate_in_background
 from .provider import BatchAPISettings, BatchTarget, ProviderBatchRun
@@ -250,40 +250,43 @@ async def collect_run(run: BatchRun, spec: BatchSpec, *, start: float
         run.tracker.warn_unknown = True  # costs were asked for: say which are unknown
     by_index: dict[int, BatchItem] = {}
     revive = run.structured.revive if run.structured is not None else None
-    async with run:
-        async for item in run:
-            by_index[item.index] = item if revive is None else revive(item)
     full = spec.return_usage or spec.return_raw or spec.params.get("tools") is not None
-    report = run.tracker.report()
 
-    def assemble() -> BatchResult:
+    def value(item: BatchItem) -> Any:
+        if full:
+            return item.result
+        if spec.schema is not None:
+            return getattr(item.result, "parsed", None)
+        return item.text  # an item restored from the checkpoint needs no full decode for it
+
+    def assemble(heap: HeapFreezer) -> BatchResult:
         # Indices are 0..n-1 when every item came back; sorted() of a million holds the
         # GIL (and so the event loop) for a while.
         n = len(by_index)
         order = range(n) if n == 0 or max(by_index) == n - 1 else sorted(by_index)
         items = [by_index[i] for i in order]
-        # ``text`` of an item restored from the checkpoint needs no full decode.
-        values: list[Any]
-        if full:
-            values = [i.result for i in items]
-        elif spec.schema is not None:
-            values = [getattr(i.result, "parsed", None) for i in items]
-        else:
-            values = [i.text for i in items]
+        values: list[Any] = []
+        for at in range(0, n, FREEZE_EVERY):  # restored results decoded here: keep freezing
+            values.extend(map(value, items[at:at + FREEZE_EVERY]))
+            heap.freeze_now()
         return BatchResult(values, items=items, cost=report,
                            budget_exceeded=run.budget_exceeded,
                            elapsed=time.monotonic() - start)
 
-    # A million results take a while to put in order: not on the event loop.
-    results = await anyio.to_thread.run_sync(assemble)
+    with frozen_heap() as heap:
+        async with run:
+            async for item in run:
+                by_index[item.index] = item if revive is None else revive(item)
+                heap.held()
+        report = run.tracker.report()
+        # A million results take a while to put in order: not on the event loop.
+        results = await anyio.to_thread.run_sync(assemble, heap)
     if spec.return_cost_report:
         return results, report
     return results
 
 
-async def iterate_run(run: BatchRun) -> AsyncGenerator[BatchItem, None]:
+def iterate_run(run: BatchRun) -> AsyncGenerator[BatchItem, None]:
     """``iter_chat_completions_batch``'s items: the run works in a task of its own."""
-    revive = run.structured.revive if run.structured is not None else None
-    async with aclosing(iterate_in_background(run)) as items:
-        async for item in items:
-            yield item if revive is None else revive(item)
+    return iterate_in_background(run, run.structured.revive if run.structured is not None
+                                 else None)

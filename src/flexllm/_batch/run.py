@@ -253,6 +253,21 @@ class BatchRun(anyio.AsyncContextManagerMixin):
     def __aiter__(self) -> BatchRun:
         return self
 
+    def take_restored(self) -> Restored | None:
+        """The rest of the restored group the consumer is taking items from, at once (a
+        resume's million items cross to the iterator's reader in groups, not one by one);
+        None when there is none. The reader makes each :class:`RestoredItem` as it yields it.
+        """
+        at, group = self._restored_at, self._restored
+        left = len(group.indices) - at
+        if left <= 0:
+            return None
+        self._restored_at = len(group.indices)
+        c = self.counters
+        c.done += left
+        c.restored += left
+        return Restored(group.indices[at:], group.lines[at:])
+
     async def __anext__(self) -> BatchItem:
         assert self._out is not None, "use 'async with BatchRun(...)' first"
         at, group = self._restored_at, self._restored
@@ -267,16 +282,50 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         except anyio.EndOfStream:
             self._finished = True
             raise StopAsyncIteration from None
-        item: BatchItem
         if isinstance(got, Restored):  # a group read back from the checkpoint
-            assert self._feeder is not None and self._feeder.restorer is not None
-            self._feeder.restorer.taken()
-            self._restored, self._restored_at = got, 1
-            item = RestoredItem(got.indices[0], got.lines[0])
-        else:
-            item = got.item
-            if got.took_token:
-                self._tokens.release()
+            return self._start_group(got)
+        if got.took_token:
+            self._tokens.release()
+        return self._count(got.item)
+
+    def take_ready(self) -> list[Finished]:
+        """The items finished that can be taken now, without waiting (at most the
+        concurrency; a restored group only starts here: see :meth:`take_restored`).
+
+        Each item is counted, but still holds its consumer token (``took_token``): the
+        caller gives it back with :meth:`give_back` as it hands the item on, so the run
+        stays within the concurrency of what its consumer has taken. The iterator's reader
+        takes a bunch of items per task switch this way.
+        """
+        out: list[Finished] = []
+        stream = self._out
+        if stream is None or self._restored_at < len(self._restored.indices):
+            return out
+        while len(out) < self._concurrency:
+            try:
+                got = stream.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            if isinstance(got, Restored):
+                out.append(Finished(self._start_group(got), None, False))
+                break
+            out.append(Finished(self._count(got.item), None, got.took_token))
+        return out
+
+    def give_back(self) -> None:
+        """An item of :meth:`take_ready` reached the consumer: its token is free."""
+        self._tokens.release()
+
+    def _start_group(self, got: Restored) -> BatchItem:
+        assert self._feeder is not None and self._feeder.restorer is not None
+        self._feeder.restorer.taken()
+        self._restored, self._restored_at = got, 1
+        c = self.counters
+        c.done += 1
+        c.restored += 1
+        return RestoredItem(got.indices[0], got.lines[0])
+
+    def _count(self, item: BatchItem) -> BatchItem:
         c = self.counters
         c.done += 1
         if item.source is ItemSource.CHECKPOINT:
@@ -390,7 +439,13 @@ class BatchRun(anyio.AsyncContextManagerMixin):
 
     def _answered(self, p: Prepared, result: ChatResult, source: ItemSource, *,
                   latency: float, cost: float | None) -> Finished:
-        structured = self._opt.structured
+        opt = self._opt
+        if not opt.keep_raw and result.data:
+            # The provider's parsed JSON is most of an answer's memory (3.5 KB of 4 for a
+            # short one) and was not asked for: the item holds what the caller asked for.
+            # The cache, handed ``result`` itself, still stores it whole.
+            result = attrs.evolve(result, data={})
+        structured = opt.structured
         if structured is None:
             item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,
                              latency=latency, cost=cost)

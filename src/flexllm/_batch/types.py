@@ -144,7 +144,8 @@ class BatchOptions:
     tracker: CostTracker | None = None
     track_cost: bool = False
     show_progress: bool = False
-    #: Keep the provider's raw JSON in each record (``return_raw``).
+    #: Keep the provider's raw JSON (``ChatResult.data``) in each item and record
+    #: (``return_raw``); without it an item's result has ``data == {}``.
     keep_raw: bool = False
     #: Removes secrets from error messages before they reach the checkpoint.
     redact: Callable[[str], str] = str

@@ -134,6 +134,12 @@ class DiskStore:
         _private_dir(directory)
         self._ttl = ttl or None
         self._cache = diskcache.Cache(str(directory), disk=_make_disk_class(), timeout=60)
+        # diskcache culls (expired rows, then by size) after every single write: two more
+        # queries and a settings read per row, a third of a batch's cache cost. Here a group
+        # is culled once, as much as its rows would have culled (this instance only: the
+        # setting stored in the directory is left as it is).
+        self._cull_per_row = int(self._cache.cull_limit)
+        self._cache.reset("cull_limit", 0, update=False)
 
     def get(self, key: str) -> str | None:
         value = self._cache.get(key, default=None, retry=True)
@@ -148,11 +154,22 @@ class DiskStore:
         with self._cache.transact(retry=True):  # one SQLite transaction for the group
             for key, value in rows:
                 self._cache.set(key, value, expire=self._ttl)
+            self._cull(len(rows))
 
     def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
         # diskcache's add treats an expired row as absent; one transaction for the group.
         with self._cache.transact(retry=True):
-            return [bool(self._cache.add(key, value, expire=seconds)) for key, value in rows]
+            added = [bool(self._cache.add(key, value, expire=seconds)) for key, value in rows]
+            self._cull(sum(added))
+            return added
+
+    def _cull(self, written: int) -> None:
+        """Inside the group's transaction: diskcache's own cull, sized for ``written`` rows."""
+        limit = self._cull_per_row * written
+        if limit:
+            cache = self._cache
+            with cache._transact(True) as (sql, cleanup):  # joins the open transaction
+                cache._cull(time.time(), sql, cleanup, limit)
 
     def release(self, pairs: Sequence[tuple[str, str]]) -> None:
         with self._cache.transact(retry=True):

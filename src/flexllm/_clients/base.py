@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any, Literal
 
@@ -124,7 +124,9 @@ class _ClientBase(_CallsBase):
             on_changed: "error" (default) refuses to run when an input no longer matches
                 its checkpoint record; "rerun" sends such items again.
             use_cache: read and write the client's response cache.
-            return_usage / return_raw: return ChatResults instead of answer texts.
+            return_usage / return_raw: return ChatResults instead of answer texts; only
+                ``return_raw`` keeps each result's ``data`` (the provider's JSON, also
+                written to the checkpoint); otherwise ``data`` is ``{}``.
             retry_invalid: on resume, re-ask the items whose answer was recorded as not of
                 the schema (invalid or truncated); by default they are kept as they are.
             mode: "online" sends each request; "batch_api" runs them through the
@@ -214,7 +216,9 @@ class _ClientBase(_CallsBase):
                                                     max_attempts=batch_max_attempts,
                                                     resubmit_unknown=resubmit_unknown,
                                                     wait=batch_wait, deadline=deadline))
-        async with aclosing(self._iter_batch(messages_list, spec)) as items:
+        run = await self._open_batch(messages_list, spec)
+        # One generator between the caller and the run's reader: a resume yields a million.
+        async with aclosing(iterate_run(run)) as items:
             async for item in items:
                 yield item
 
@@ -291,13 +295,6 @@ class _ClientBase(_CallsBase):
         start = time.monotonic()
         run = await self._open_batch(messages_list, spec)
         return await collect_run(run, spec, start=start)
-
-    async def _iter_batch(self, messages_list: BatchInput, spec: BatchSpec
-                          ) -> AsyncGenerator[BatchItem, None]:
-        run = await self._open_batch(messages_list, spec)
-        async with aclosing(iterate_run(run)) as items:
-            async for item in items:
-                yield item
 
     # -- flexllm 0.17's entry points: deprecated shims over the methods above ------------
     # Written once in legacy.py; each warns naming the new spelling and returns 0.17's shapes.

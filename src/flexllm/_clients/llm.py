@@ -245,7 +245,7 @@ class LLMClient(_ClientBase):
         return [model] if isinstance(model, str) else []
 
     def _retries(self) -> int:
-        return self._endpoint.statistics().retries
+        return self._endpoint.retries
 
     def _schema_targets(self) -> list[tuple[str, str | None]]:
         return [(self._settings.provider, self._settings.base_url)]

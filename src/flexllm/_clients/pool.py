@@ -196,7 +196,7 @@ class LLMClientPool(_ClientBase):
 
     def _retries(self) -> int:
         r = self._router
-        return r.retries + sum(ep.statistics().retries for ep in r.endpoints)
+        return r.retries + sum(ep.retries for ep in r.endpoints)
 
     def _pacing_now(self) -> str | None:
         return next((p for ep in self._router.endpoints if (p := ep.pacing_now())), None)

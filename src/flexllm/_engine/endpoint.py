@@ -193,6 +193,11 @@ class Endpoint:
         """This event loop's transport (for side requests such as fetching an image)."""
         return self._loops.state().transport
 
+    @property
+    def retries(self) -> int:
+        """``statistics().retries`` without the snapshot (a batch reads it per item)."""
+        return self._retries
+
     def statistics(self) -> EndpointStatistics:
         return EndpointStatistics(
             requests=self._requests,

@@ -247,3 +247,25 @@ async def test_coalescer_groups_calls_and_survives_cancelled_callers() -> None:
         with pytest.raises(ValueError, match="bad group"):
             await co.call(-1)
         assert await co.call(4) == 8
+
+
+def test_writes_still_cull_expired_rows_and_leave_the_stored_setting(tmp_path: Path) -> None:
+    """A group culls as much as diskcache culls per row (expired rows first), and the cull
+    setting stored in the directory stays what other processes expect."""
+    import diskcache
+
+    from flexllm._cache.stores import DiskStore
+
+    store = DiskStore(tmp_path / "c", ttl=1e-9)  # every row is expired once written
+    store.set_many([(f"old{i}", "{}") for i in range(25)])
+    raw = diskcache.Cache(str(tmp_path / "c"), disk=_make_disk_class())
+    lasting = DiskStore(tmp_path / "c", ttl=0)
+    lasting.set_many([("new0", "{}"), ("new1", "{}"), ("new2", "{}")])
+    assert len(raw) == 3  # the expired rows culled (up to 30 allowed by 3 rows written)
+    store.set_many([("gone", "{}")])
+    assert lasting.add_many([("lease", "x")], 60.0) == [True]
+    assert len(raw) == 4 and raw.get("lease") == "x" and raw.get("gone") is None
+    assert raw.reset("cull_limit") == 10  # read back from the directory's settings
+    store.close()
+    lasting.close()
+    raw.close()

@@ -285,3 +285,63 @@ async def test_a_batch_without_async_with_still_times_requests_out() -> None:
             assert all("timeout" in str(e) for e in results.errors.values())
         finally:
             await client.aclose()
+
+
+async def test_results_keep_the_provider_json_only_with_return_raw(tmp_path: Path) -> None:
+    """A batch result holds what was asked for: the parsed provider JSON (``data``) only with
+    ``return_raw``; the cache still stores the answer whole for a later ``return_raw``-less
+    call that reads ``data``."""
+    cache = ResponseCacheConfig.ipc(cache_dir=str(tmp_path / "cache"))
+    async with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="sk-test",
+                                              cache=cache) as client:
+        plain = await client.chat_completions_batch(_msgs(3), return_usage=True)
+        assert all(isinstance(r, ChatResult) and r.usage is not None and r.data == {}
+                   for r in plain)
+        iterated = [item async for item in client.iter_chat_completions_batch(_msgs(2, "other"))]
+        assert all(item.result is not None and item.result.data == {} for item in iterated)
+        raw = await client.chat_completions_batch(_msgs(2, "raw"), return_raw=True,
+                                                  output_jsonl=str(tmp_path / "raw.jsonl"))
+        assert all(isinstance(r, ChatResult) and "choices" in r.data for r in raw)
+        assert all("raw" in rec["extra"] for rec in records(tmp_path / "raw.jsonl"))
+        hit = await client.chat_completions(_msgs(1)[0], return_usage=True)  # from the cache
+        assert isinstance(hit, ChatResult) and "choices" in hit.data
+
+
+async def test_iter_resume_hands_restored_items_over_in_groups_and_can_be_left(
+        tmp_path: Path) -> None:
+    """A resume's restored items reach the reader as groups; each is yielded once, in the
+    checkpoint, and leaving in the middle of a group loses nothing."""
+    out = tmp_path / "o.jsonl"
+    async with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="k") as client:
+        await client.chat_completions_batch(_msgs(40), output_jsonl=str(out))
+        seen = []
+        async with contextlib.aclosing(client.iter_chat_completions_batch(
+                _msgs(50), output_jsonl=str(out))) as items:
+            async for item in items:
+                seen.append(item)
+                if len(seen) == 10:
+                    break
+        assert all(i.source is ItemSource.CHECKPOINT and i.text for i in seen)
+        again = [item async for item in client.iter_chat_completions_batch(
+            _msgs(50), output_jsonl=str(out))]
+    assert sorted(i.index for i in again) == list(range(50))
+    # (items the run answered meanwhile were written too, and are restored now)
+    assert sum(i.source is ItemSource.CHECKPOINT for i in again) >= 40
+    assert sorted(int(r["index"]) for r in records(out)) == list(range(50))  # type: ignore[call-overload]
+
+
+async def test_list_batch_leaves_the_collectors_freeze_as_it_found_it() -> None:
+    """A list batch freezes the heap while it holds its results (short full collections)
+    and unfreezes at the end; a freeze the caller made (a pre-fork server's) is kept."""
+    import gc
+
+    async with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="k") as client:
+        assert gc.get_freeze_count() == 0
+        results = await client.chat_completions_batch(_msgs(5))
+        assert results.ok and gc.get_freeze_count() == 0
+        gc.freeze()
+        try:
+            assert (await client.chat_completions_batch(_msgs(5, "again"))).ok
+            assert gc.get_freeze_count() > 0  # not unfrozen by the batch
+        finally:
+            gc.unfreeze()

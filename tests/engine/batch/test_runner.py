@@ -108,6 +108,24 @@ async def test_iter_does_not_run_ahead_of_a_slow_consumer() -> None:
     assert consumed == 100 and len(lane.sent) == 100
 
 
+async def test_the_iterators_reader_does_not_run_ahead_of_a_slow_consumer() -> None:
+    """Through the iterator's reader, which takes the items finished meanwhile in bunches:
+    still at most the concurrency (and the one item in hand) ahead of the consumer."""
+    from contextlib import aclosing
+
+    from flexllm._batch.iterate import iterate_in_background
+
+    lane = ScriptedLane(concurrency=5)
+    consumed = 0
+    run = BatchRun(messages(100), [lane], prepare, BatchOptions())
+    async with aclosing(iterate_in_background(run)) as items:
+        async for _item in items:
+            consumed += 1
+            assert len(lane.sent) <= consumed + 5 + 1
+            await anyio.sleep(0.001)  # a slow consumer
+    assert consumed == 100 and len(lane.sent) == 100
+
+
 async def test_several_lanes_share_one_queue() -> None:
     fast, slow = ScriptedLane(concurrency=4), ScriptedLane(concurrency=1, delay=0.01)
     async with BatchRun(messages(120), [fast, slow], prepare, BatchOptions()) as run:

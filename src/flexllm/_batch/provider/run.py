@@ -43,7 +43,7 @@ from ..checkpoint import CheckpointFile
 from ..input import BatchInput, aiterate, as_source
 from ..records import item_from_record
 from ..run import _raise_as_itself as raise_as_itself
-from ..types import BatchItem, BatchOptions, ItemSource, Prepared
+from ..types import BatchItem, BatchOptions, Finished, ItemSource, Prepared
 from .api import BatchAPI, BatchTarget
 from .collect import collect
 from .hedge import run_online
@@ -119,6 +119,17 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
 
     def __aiter__(self) -> ProviderBatchRun:
         return self
+
+    def take_restored(self) -> None:
+        """As :meth:`BatchRun.take_restored`: this run yields restored items one by one."""
+        return None
+
+    def take_ready(self) -> list[Finished]:
+        """As :meth:`BatchRun.take_ready`: this run's items are taken one by one."""
+        return []
+
+    def give_back(self) -> None:
+        """As :meth:`BatchRun.give_back` (never called: :meth:`take_ready` gives nothing)."""
 
     async def __anext__(self) -> BatchItem:
         assert self._out is not None, "use 'async with' first"

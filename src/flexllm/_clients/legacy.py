@@ -232,7 +232,7 @@ async def chat_batch(self: _ClientBase, messages_list: BatchInput, model: str | 
                 "which returns a flexllm.BatchResult of ChatResults (None where an item "
                 "failed; .errors, .items)")
     _refuse_shape_options("chat_batch", kwargs)
-    out = await self.chat_completions_batch(messages_list, return_usage=True,
+    out = await self.chat_completions_batch(messages_list, return_raw=True,  # raw_response
                                             **_with_model(model, kwargs))
     return await anyio.to_thread.run_sync(_as_017_batch, out)  # a million: not on the loop
 
@@ -243,7 +243,7 @@ def chat_batch_sync(self: _ClientBase, messages_list: BatchInput, model: str | N
     _deprecated("chat_batch_sync()", "chat_completions_batch_sync(messages_list, "
                 "return_usage=True), which returns a flexllm.BatchResult of ChatResults")
     _refuse_shape_options("chat_batch_sync", kwargs)
-    out = self.chat_completions_batch_sync(messages_list, return_usage=True,
+    out = self.chat_completions_batch_sync(messages_list, return_raw=True,  # raw_response
                                            **_with_model(model, kwargs))
     return _as_017_batch(out)
 
@@ -260,7 +260,8 @@ async def chat_batch_iter(self: _ClientBase, messages_list: BatchInput,
                 "yields flexllm.BatchItem (.index, .result, .error, .metadata)")
     _refuse_shape_options("chat_batch_iter", kwargs)
     items = cast(AsyncGenerator[BatchItem, None],
-                 self.iter_chat_completions_batch(messages_list, **_with_model(model, kwargs)))
+                 self.iter_chat_completions_batch(messages_list, return_raw=True,  # raw_response
+                                                  **_with_model(model, kwargs)))
     async with aclosing(items):
         async for item in items:
             yield item.index, from_item(item)

@@ -78,6 +78,9 @@ async def test_every_client_answers_0_17_calls_with_0_17_shapes(kind: str) -> No
     assert len(results[0].content.split()) <= 3  # params_list applied to item 0 only
     assert [i.metadata for i in results.items] == [{"id": i} for i in range(4)]
     assert sorted(i for i, _ in pairs) == [0, 1, 2, 3]
+    # 0.17 kept each answer's provider JSON on the result, in a batch too.
+    assert all(isinstance(r.raw_response, dict) and r.raw_response for r in results)
+    assert all(isinstance(r.raw_response, dict) and r.raw_response for _i, r in pairs)
     assert all(r.content.startswith(f"{ANSWER_PREFIX}Question {i}") for i, r in pairs)
     assert events[-1]["type"] == "result" and [e["type"] for e in events[:-1]] == [
         "content"] * (len(events) - 1)

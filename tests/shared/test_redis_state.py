@@ -195,3 +195,23 @@ def test_a_bad_shared_state_url_is_refused_before_anything_is_sent() -> None:
         LLMClientPool([{"base_url": "http://127.0.0.1:9/v1", "model": "m", "limits_workers": 0}])
     with pytest.raises(UsageError, match="redis_url"):
         ResponseCacheConfig.redis("localhost:6379")
+
+
+async def test_a_shared_budget_out_of_reach_sends_nothing_unchecked(
+        anyio_backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    from flexllm import BudgetExceededError
+
+    caplog.set_level(logging.WARNING, logger="flexllm")
+    url_down = f"redis://:s3cret-pw@127.0.0.1:{_closed_port()}/0"
+    server = MockServer()
+    with anyio.fail_after(BOUND):
+        async with server as url, LLMClient(base_url=url, model="gpt-4o-mini", api_key="sk-x",
+                                            budget_url=url_down, budget_name="j") as client:
+            results = await client.chat_completions_batch(
+                [[{"role": "user", "content": f"q {i}"}] for i in range(6)], budget=1.0,
+                show_progress=False)
+    assert server.stats.completions == 0
+    assert all(isinstance(item.error, BudgetExceededError) for item in results.items)
+    assert "could not be reached" in str(results.items[0].error)
+    assert len([r for r in caplog.records if "shared budget" in r.getMessage()]) == 1
+    assert "s3cret" not in caplog.text

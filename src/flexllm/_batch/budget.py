@@ -24,6 +24,7 @@ from flexllm_core import ChatRequest, Usage
 
 from .._cost import CostTracker, Reservation
 from .._errors import BudgetExceededError
+from .._redis.connect import RedisUnavailable
 from .types import BatchItem, ItemSource, Prepared
 
 __all__ = ("BudgetGate", "Halt")
@@ -39,6 +40,8 @@ class Halt(enum.Enum):
 
     #: The next request could pass the budget even with nothing else in flight.
     BUDGET = "budget"
+    #: The budget shared in Redis cannot be reached: nothing more is sent unchecked.
+    SHARED_UNREACHABLE = "shared budget unreachable"
 
 
 class BudgetGate:
@@ -100,7 +103,14 @@ class BudgetGate:
         try:
             while True:
                 with anyio.CancelScope(shield=True):  # the answer says what Redis holds
-                    got = await shared.reserve(reservation.amount)
+                    try:
+                        got = await shared.reserve(reservation.amount)
+                    except RedisUnavailable as exc:
+                        if self.halted is None:
+                            log.warning("shared budget: %s; no further request is sent (a "
+                                        "re-run sends what is left)", exc)
+                            self.halted = Halt.SHARED_UNREACHABLE
+                        break
                 if got != shared.LATER or self.halted is not None or waited > SHARED_PATIENCE:
                     break
                 with anyio.move_on_after(pause):
@@ -121,11 +131,13 @@ class BudgetGate:
             return reservation
         if got == shared.FITS:
             shared.settle_soon(reservation.amount, 0.0)
-        elif got == shared.LATER:
+        elif got == shared.LATER and self.halted is None:
             log.warning("shared budget: waited %.0f s for other processes' requests in flight "
                         "to settle; stopping here (a re-run sends what is left)", waited)
         self.tracker.release(reservation)
-        self._halt()
+        if self.halted is None:
+            self._halt()
+        self._settled.set()
         return None
 
     def release(self, reservation: Reservation) -> None:
@@ -155,8 +167,9 @@ class BudgetGate:
         """The outcome of an item left unsent to stay within the budget."""
         tracker = self.tracker
         budget = tracker.budget or 0.0
-        error = BudgetExceededError(
-            f"not sent: budget ${budget:.6f} would be exceeded (spent ${tracker.spent:.6f})",
-            budget=budget, spent=tracker.spent)
+        why = ("the shared budget could not be reached" if self.halted is Halt.SHARED_UNREACHABLE
+               else f"budget ${budget:.6f} would be exceeded")
+        error = BudgetExceededError(f"not sent: {why} (spent ${tracker.spent:.6f})",
+                                    budget=budget, spent=tracker.spent)
         return BatchItem(index=prepared.index, error=error, metadata=prepared.metadata,
                          source=ItemSource.NOT_SENT)

@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import threading
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -85,6 +86,7 @@ class RedisLink:
             self._opening = asyncio.Lock()
         async with self._opening:  # one client, however many callers find none
             if self._client is None:
+                await self._probe()
                 import coredis  # optional dependency: imported only when a Redis URL is used
                 from coredis.retry import NoRetryPolicy
 
@@ -94,6 +96,19 @@ class RedisLink:
                 await client.__aenter__()
                 self._client = client
             return self._client
+
+    async def _probe(self) -> None:
+        """Raise OSError if nothing listens at the URL, before coredis tries (coredis 6.9
+        leaves memory streams unclosed after a failed connect: one per try)."""
+        parts = urllib.parse.urlsplit(self._url)
+        if parts.scheme == "unix":
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(parts.path), TIMEOUT)
+        else:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(
+                parts.hostname or "localhost", parts.port or 6379), TIMEOUT)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
     async def script(self, lua: str) -> Any:
         """``lua`` registered once (EVALSHA, reloaded by coredis when the server lost it)."""

@@ -107,8 +107,3 @@ class SharedBudget:
         with self._lock:
             pending = list(self._pending)
         concurrent.futures.wait(pending, timeout=timeout)
-
-    async def spent(self) -> float:
-        async def go(r: Any) -> float:
-            return float(await r.hget(self.key, "spent") or 0.0)
-        return await self._link.acall(go)

@@ -172,6 +172,7 @@ async def open_run(
     retries: Callable[[], int] | None,
     structured: Any = None,
     batch_target: Callable[[], BatchTarget] | None = None,
+    shared_budget: tuple[str, str] | None = None,
 ) -> BatchRun | ProviderBatchRun:
     """Check one batch call's options and build its run (not started).
 
@@ -195,8 +196,13 @@ async def open_run(
     prepare = make_preparer(build, metadata_list=spec.metadata_list, params=spec.params)
     fast_hash = make_fast_hash(build, spec.params) if spec.output_jsonl else None
     pricing = await anyio.to_thread.run_sync(current_pricing)
+    shared = None
+    if shared_budget is not None and spec.budget is not None:
+        from .._redis.budget import SharedBudget
+
+        shared = SharedBudget(*shared_budget, budget=float(spec.budget))
     tracker = CostTracker(budget=spec.budget, pricing=pricing,
-                          warn_unknown=spec.track_cost or spec.budget is not None)
+                          warn_unknown=spec.track_cost or spec.budget is not None, shared=shared)
     models = list(models)
     tracker.check_prices(models)
     tracker.reserve_across(models)

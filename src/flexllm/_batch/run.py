@@ -225,6 +225,8 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             await write_entries(self._file, self._orphans)
             self._orphans = []
         await self._close_file()
+        if self._budget is not None:
+            await self._budget.flush()
         if self._feeder is not None:
             await self._feeder.aclose()
         if self._out is not None:

@@ -20,8 +20,9 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from flexllm_core import ChatResult, JSONDict, JSONValue, ToolCall, Usage, UsageError
+from flexllm_core import ChatResult, JSONDict, JSONValue, ToolCall, Usage, UsageError, redact_url
 
+from .._config import check_redis_url
 from .coalesce import Coalescer
 from .lease import LEASE_MARK, Fill
 from .stores import DiskStore, MemoryStore, RefusedRow, Store
@@ -51,6 +52,15 @@ def _lease(_inst: object, _attr: attrs.Attribute[float], value: float) -> None:
         raise UsageError(f"cache lease must be a number of seconds in [0, 86400] (0 = none), got {value!r}")
 
 
+def _redis_url(_inst: object, _attr: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None:
+        check_redis_url("cache redis_url", value)
+
+
+def _shown(value: str | None) -> str:
+    return "None" if value is None else repr(redact_url(value))
+
+
 def _dir(_inst: object, _attr: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise UsageError(f"cache_dir must be a non-empty path, got {value!r}")
@@ -77,6 +87,16 @@ class ResponseCacheConfig:
     #: request. Also how long a crashed holder can hold the key up, and the longest anyone
     #: waits (then it sends the request itself). 0: no lease, concurrent misses all send.
     lease: float = attrs.field(default=60.0, validator=_lease)
+    #: A Redis server holding the rows instead of ``cache_dir`` (see :meth:`redis`).
+    redis_url: str | None = attrs.field(default=None, validator=_redis_url, repr=_shown)
+
+    @classmethod
+    def redis(cls, url: str, ttl: float = _DAY, *, lease: float = 60.0) -> ResponseCacheConfig:
+        """Enabled, on the Redis server at ``url`` (``redis://[:password@]host:6379/0``):
+        shared by every process on every machine using it, the lease included (one caller
+        fetches, the others wait). Rows are JSON, never pickles; ``ttl`` seconds each (0:
+        never expire). Needs ``pip install 'flexllm[distributed]'``."""
+        return cls(enabled=True, ttl=ttl, lease=lease, redis_url=url)
 
     @classmethod
     def with_ttl(cls, ttl: float = 3600, cache_dir: str | None = None) -> ResponseCacheConfig:
@@ -207,7 +227,11 @@ class ResponseCache:
         with self._open_lock:
             if self._store is None:
                 cfg = self.config
-                if cfg.use_ipc:
+                if cfg.redis_url is not None:
+                    from .._redis.cache import RedisStore
+
+                    self._store = RedisStore(cfg.redis_url, cfg.ttl)
+                elif cfg.use_ipc:
                     self._store = DiskStore(Path(cfg.cache_dir).expanduser(), cfg.ttl)
                 else:
                     self._store = MemoryStore.shared(str(cfg.cache_dir), cfg.ttl)

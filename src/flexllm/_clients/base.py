@@ -41,6 +41,7 @@ from .._batch import (
     pop_distribute,
     take_legacy_batch_options,
 )
+from .._config import check_redis_url
 from .._cost import CostReport
 from .._structured import (
     take_schema,
@@ -53,6 +54,18 @@ __all__ = ("_ClientBase",)
 
 class _ClientBase(_CallsBase):
     """The shared half of every client: the batch methods over the batch hooks."""
+
+    #: ``(budget_url, budget_name)``: a batch's ``budget=`` is shared in Redis with every
+    #: process naming the same pair (see :mod:`flexllm._redis.budget`).
+    _shared_budget: tuple[str, str] | None = None
+
+    def _share_budget(self, url: str | None, name: str) -> None:
+        if url is None:
+            return
+        check_redis_url("budget_url", url)
+        if not isinstance(name, str) or not name.strip():
+            raise UsageError(f"budget_name must be a non-empty string, got {name!r}")
+        self._shared_budget = (url, name)
 
     # -- hooks ----------------------------------------------------------------------
 
@@ -283,7 +296,8 @@ class _ClientBase(_CallsBase):
             messages_list, spec, build=self.build_request, lanes=self._lanes(spec),
             models=self._batch_models(spec), cache=self._cache, cache_key=self.cache_key,
             retries=lambda: self._retries() - base, structured=self._structured_batch(spec),
-            batch_target=None if target is None else lambda: target)
+            batch_target=None if target is None else lambda: target,
+            shared_budget=self._shared_budget)
         if isinstance(run, BatchRun):
             run.counters.paced_by = self._pacing_now
         # A provider-batch run has BatchRun's consumer side (async with, async for,

@@ -83,6 +83,14 @@ class LLMClient(_ClientBase):
             hold every request back during a 429's retry-after (one shared pause).
         max_queue_wait: fail a request with QueueWaitExceeded rather than wait longer than
             this many seconds for a quota; None waits as long as needed.
+        limits_url: a Redis URL (``redis://[:password@]host:6379/0``) making the limits
+            above global: every process naming it shares one set of buckets there (needs
+            ``flexllm[distributed]``). While Redis is unreachable each process paces itself
+            at ``limit / limits_workers`` and logs one warning.
+        limits_workers: processes expected to share the limits (for that fallback).
+        quota_window: seconds the limits count over (60; a mock's shortened minute).
+        budget_url, budget_name: a Redis URL and a name: a batch's ``budget=`` is then shared
+            by every process naming both, which together never pass it.
         **provider_options: ``api_version`` (Claude), ``use_vertex_ai``, ``project_id``,
             ``location`` (Gemini on Vertex AI).
 
@@ -111,6 +119,11 @@ class LLMClient(_ClientBase):
         max_output_tpm: float | None = None,
         adapt_to_limits: bool = True,
         max_queue_wait: float | None = None,
+        limits_url: str | None = None,
+        limits_workers: int = 1,
+        quota_window: float = 60.0,
+        budget_url: str | None = None,
+        budget_name: str = "default",
         **provider_options: Any,
     ) -> None:
         unknown = sorted(set(provider_options) - set(_PROVIDER_OPTIONS))
@@ -136,8 +149,10 @@ class LLMClient(_ClientBase):
         )
         quota = QuotaOptions(max_rpm=max_rpm, max_tpm=max_tpm, max_input_tpm=max_input_tpm,
                              max_output_tpm=max_output_tpm, adapt_to_limits=adapt_to_limits,
-                             max_queue_wait=max_queue_wait)
+                             max_queue_wait=max_queue_wait, limits_url=limits_url,
+                             limits_workers=limits_workers, quota_window=quota_window)
         super().__init__(cache)
+        self._share_budget(budget_url, budget_name)
         self._settings = settings
         #: Set by :meth:`from_config`: the entry's system prompt and parameters.
         self._request_defaults: RequestDefaults | None = None

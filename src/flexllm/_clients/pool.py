@@ -66,7 +66,8 @@ class LLMClientPool(_ClientBase):
         endpoints: one dict per endpoint: ``base_url`` and ``model`` (required), and any of
             ``api_key``, ``provider``, ``concurrency_limit``, ``max_qps``, ``weight`` (>= 0,
             default 1), ``timeout``, ``proxy``, ``extra_headers``, ``api_version``,
-            ``use_vertex_ai``, ``project_id``, ``location``.
+            ``use_vertex_ai``, ``project_id``, ``location``, and the quota keys of
+            :class:`LLMClient` (``max_rpm``, ``max_tpm``, ..., ``limits_url``).
         load_balance: "round_robin", "weighted", "random" or "fallback" (the first healthy
             endpoint in order; the rest are spares).
         fallback: move a request that failed retryably to another endpoint.
@@ -81,6 +82,9 @@ class LLMClientPool(_ClientBase):
         retry_delay: the first backoff in seconds (then exponential).
         cache: a :class:`ResponseCacheConfig` (or True) shared by the whole pool.
         transport: one transport for every endpoint (tests); the caller closes it.
+        limits_url, limits_workers: the default of every endpoint: its limits global in
+            Redis (see :class:`LLMClient`).
+        budget_url, budget_name: a batch's ``budget=`` shared in Redis (see :class:`LLMClient`).
 
     Raises:
         UsageError: any bad argument or endpoint entry, naming ``endpoints[i].field``,
@@ -103,11 +107,17 @@ class LLMClientPool(_ClientBase):
         cache: ResponseCacheConfig | bool | None = None,
         transport: Transport | None = None,
         proxy: str | None = None,
+        limits_url: str | None = None,
+        limits_workers: int = 1,
+        budget_url: str | None = None,
+        budget_name: str = "default",
     ) -> None:
         defaults: dict[str, Any] = {
             "concurrency_limit": concurrency_limit, "max_qps": max_qps, "timeout": timeout,
             "proxy": proxy, "retry_times": retry_times, "retry_delay": retry_delay,
         }
+        if limits_url is not None:  # every endpoint's limits global, unless it says otherwise
+            defaults.update(limits_url=limits_url, limits_workers=limits_workers)
         check_defaults(defaults)
         if not isinstance(fallback, bool):
             raise UsageError(f"fallback must be True or False, got {fallback!r}")
@@ -130,6 +140,7 @@ class LLMClientPool(_ClientBase):
             "|".join(sorted({e.settings.base_url for e in entries})),
         )
         super().__init__(cache)
+        self._share_budget(budget_url, budget_name)
 
     @staticmethod
     def _make_endpoint(entry: PoolEndpoint, api_key: str | None, transport: Transport | None, *,

@@ -15,7 +15,11 @@ from .file import (
     find_config as find_config,
     load_config as load_config,
 )
-from .limits import QUOTA_FIELDS as QUOTA_FIELDS, QuotaOptions as QuotaOptions
+from .limits import (
+    QUOTA_FIELDS as QUOTA_FIELDS,
+    QuotaOptions as QuotaOptions,
+    check_redis_url as check_redis_url,
+)
 from .pool import (
     ENDPOINT_FIELDS as ENDPOINT_FIELDS,
     PoolEndpoint as PoolEndpoint,

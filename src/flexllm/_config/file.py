@@ -48,6 +48,7 @@ CLIENT_OPTION_KEYS = frozenset({
     "concurrency_limit", "max_qps", "retry_times", "retry_delay", "timeout", "proxy",
     "extra_headers", "api_version", "use_vertex_ai", "project_id", "location",
     "max_rpm", "max_tpm", "max_input_tpm", "max_output_tpm", "adapt_to_limits", "max_queue_wait",
+    "limits_url", "limits_workers", "quota_window",
 })
 #: Keys of a model entry with a meaning of their own (everything else is a generation
 #: parameter sent with each request, e.g. temperature, max_tokens, thinking).

@@ -6,13 +6,27 @@ import math
 
 import attrs
 
-from flexllm_core import UsageError
+from flexllm_core import UsageError, redact_url
 
-__all__ = ("QUOTA_FIELDS", "QuotaOptions")
+__all__ = ("QUOTA_FIELDS", "QuotaOptions", "check_redis_url")
 
 #: The quota keys a client, a config entry, a pool or a pool endpoint may set.
 QUOTA_FIELDS = ("max_rpm", "max_tpm", "max_input_tpm", "max_output_tpm", "adapt_to_limits",
-                "max_queue_wait")
+                "max_queue_wait", "limits_url", "limits_workers", "quota_window")
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_redis_url(name: str, url: object) -> str:
+    """``url`` if it is a Redis URL, else a UsageError naming ``name`` (the URL redacted)."""
+    if not isinstance(url, str) or not url.startswith(_REDIS_SCHEMES):
+        shown = redact_url(url) if isinstance(url, str) else type(url).__name__
+        raise UsageError(f"{name} must be a redis://, rediss:// or unix:// URL, got {shown!r}")
+    return url
+
+
+def _shown_url(value: str | None) -> str:
+    return "None" if value is None else repr(redact_url(value))
 
 
 def _optional_positive(name: str, value: float | None) -> float | None:
@@ -37,12 +51,28 @@ class QuotaOptions:
     adapt_to_limits: bool = True
     #: Fail a request (QueueWaitExceeded) rather than wait longer than this many seconds.
     max_queue_wait: float | None = None
+    #: A Redis server holding the RPM/TPM buckets of every process that names it: the limits
+    #: above are then global (see :mod:`flexllm._redis.limits`). Never shown with its password.
+    limits_url: str | None = attrs.field(default=None, repr=_shown_url)
+    #: How many processes are expected to share the limits: while Redis is unreachable each
+    #: one paces itself at ``limit / limits_workers``.
+    limits_workers: int = 1
+    #: Seconds the limits are counted over (60: per minute). A test against a mock whose
+    #: minute is shortened (``MockServer(time_scale=...)``) sets the mock's minute here.
+    quota_window: float = 60.0
 
     def __attrs_post_init__(self) -> None:
         for name in ("max_rpm", "max_tpm", "max_input_tpm", "max_output_tpm", "max_queue_wait"):
             _optional_positive(name, getattr(self, name))
         if not isinstance(self.adapt_to_limits, bool):
             raise UsageError(f"adapt_to_limits must be True or False, got {self.adapt_to_limits!r}")
+        if self.limits_url is not None:
+            check_redis_url("limits_url", self.limits_url)
+        if isinstance(self.limits_workers, bool) or not isinstance(self.limits_workers, int) \
+                or self.limits_workers < 1:
+            raise UsageError(f"limits_workers must be an integer >= 1, got {self.limits_workers!r}")
+        if _optional_positive("quota_window", self.quota_window) is None:
+            raise UsageError("quota_window must be a number of seconds > 0, got None")
 
     @property
     def any_limit(self) -> bool:

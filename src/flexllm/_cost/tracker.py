@@ -27,6 +27,8 @@ from flexllm_core import (
     count_tokens_detailed,
 )
 
+from .._redis.budget import SharedBudget
+
 __all__ = (
     "DEFAULT_RESERVED_OUTPUT",
     "CostReport",
@@ -128,7 +130,7 @@ class CostTracker:
     """Running totals for one batch run (shared by all its workers and endpoints)."""
 
     def __init__(self, *, pricing: PricingTable, budget: float | None = None,
-                 warn_unknown: bool = True) -> None:
+                 warn_unknown: bool = True, shared: SharedBudget | None = None) -> None:
         """``pricing``: the table, read by the caller (:func:`current_pricing` reads a file,
         so callers on an event loop do it in a worker thread; a constructor does no I/O).
         ``warn_unknown``: log once per model whose price is unknown (off when the user
@@ -151,6 +153,9 @@ class CostTracker:
         #: Log once per model whose price is unknown (settable until the run starts).
         self.warn_unknown = warn_unknown
         self.budget_exceeded = False
+        #: The budget shared with other processes in Redis (see :mod:`flexllm._redis.budget`):
+        #: the batch's budget gate reserves there too.
+        self.shared = shared if self.budget is not None else None
 
     def _lookup(self, model: str) -> ModelPrice | None:
         # Name normalisation runs regexes: remember the answer per spelling.

@@ -49,6 +49,7 @@ from flexllm_core import (
 from flexllm_transports import Timeouts, Transport, default_transport
 
 from .._config import QuotaOptions
+from .._redis.limits import limits_scope
 from .attempt_log import AttemptLog
 from .attempts import NO_OUTCOME, complete_attempts, stream_attempts, wall_now
 from .gates import RateLimiter
@@ -167,8 +168,10 @@ class Endpoint:
         return None if self._quota is None else self._quota.pacing_now()
 
     def _new_quota(self) -> EndpointQuota:
+        c = self._config
         return EndpointQuota(self._codec, self._quota_options,
-                             label=f"{self.provider} {redact_url(self._config.base_url)}")
+                             label=f"{self.provider} {redact_url(c.base_url)}",
+                             scope=limits_scope(self.provider, c.base_url, c.api_key))
 
     def _rate_limited(self, error: RateLimitError, headers: Iterable[tuple[str, str]],
                       ticket: Reservation | None) -> FlexLLMError:

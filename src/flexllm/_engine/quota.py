@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio
+import attrs
 
 from flexllm_core import (
     ChatRequest,
@@ -37,6 +38,7 @@ from flexllm_core import (
 )
 
 from .._config import QuotaOptions
+from .._redis.limits import SharedLimits
 
 __all__ = ("EndpointQuota", "QuotaOptions")
 
@@ -50,10 +52,31 @@ MARGIN = 0.02
 class EndpointQuota:
     """Reserve-then-settle admission for one endpoint, shared by every loop that uses it."""
 
-    def __init__(self, codec: Codec, options: QuotaOptions, *, label: str) -> None:
+    def __init__(self, codec: Codec, options: QuotaOptions, *, label: str,
+                 scope: str = "") -> None:
+        o = options
         self._buckets = QuotaBuckets.per_minute(
-            rpm=options.max_rpm, tpm=options.max_tpm, input_tpm=options.max_input_tpm,
-            output_tpm=options.max_output_tpm, learn=options.adapt_to_limits, margin=MARGIN)
+            rpm=o.max_rpm, tpm=o.max_tpm, input_tpm=o.max_input_tpm, output_tpm=o.max_output_tpm,
+            learn=o.adapt_to_limits, margin=MARGIN, window=o.quota_window)
+        #: The user's limits, global in Redis (``limits_url``); the fallback buckets hold
+        #: this process's share while Redis is unreachable.
+        self._shared: SharedLimits | None = None
+        self._fallback: QuotaBuckets | None = None
+        #: Reservations taken from the shared buckets (None) or, Redis being down, from the
+        #: fallback (that reservation): id -> ...
+        self._held: dict[int, Reservation | None] = {}
+        if o.limits_url is not None:
+            given = {Dimension.REQUESTS: o.max_rpm, Dimension.TOKENS: o.max_tpm,
+                     Dimension.INPUT_TOKENS: o.max_input_tpm, Dimension.OUTPUT_TOKENS: o.max_output_tpm}
+            set_limits = {dim: v * (1 - MARGIN) for dim, v in given.items() if v is not None}
+            if set_limits:
+                self._shared = SharedLimits(o.limits_url, scope, set_limits, o.quota_window)
+                n = o.limits_workers
+                self._fallback = QuotaBuckets.per_minute(
+                    rpm=o.max_rpm and o.max_rpm / n, tpm=o.max_tpm and o.max_tpm / n,
+                    input_tpm=o.max_input_tpm and o.max_input_tpm / n,
+                    output_tpm=o.max_output_tpm and o.max_output_tpm / n,
+                    learn=False, margin=MARGIN, window=o.quota_window)
         self._rule = codec.QUOTA_RULE
         self._adapt = options.adapt_to_limits
         self._max_wait = options.max_queue_wait
@@ -128,6 +151,8 @@ class EndpointQuota:
         with self._lock:
             r = self._buckets.reserve(time.monotonic(), cost)
         try:
+            if self._shared is not None:
+                r = await self._reserve_shared(r)
             self._check_wait(r, r.wait)
             if r.wait > 0:
                 self._count_wait(r, r.wait)
@@ -137,6 +162,40 @@ class EndpointQuota:
             raise
         await self.hold(r)
         return r
+
+    async def _reserve_shared(self, r: Reservation) -> Reservation:
+        """Reserve ``r``'s cost in Redis too (or, Redis down, in the fallback buckets);
+        ``r`` with the longer of the two waits. Call with ``r`` to cancel on failure."""
+        assert self._shared is not None and self._fallback is not None
+        key = id(r)
+        self._held[key] = None  # a cancellation meanwhile gives the global debit back
+        try:
+            got = await self._shared.reserve(r.cost)
+        except BaseException:
+            self._held.pop(key, None)
+            raise
+        if got is None:
+            with self._lock:
+                fb = self._fallback.reserve(time.monotonic(), r.cost)
+            self._held[key] = fb
+            got = (fb.wait, fb.limited_by)
+        wait, dim = got
+        if wait <= r.wait:
+            return r
+        out = attrs.evolve(r, wait=wait, limited_by=dim, cooling_down=False)
+        self._held[id(out)] = self._held.pop(key)
+        return out
+
+    def _settle_shared(self, r: Reservation, actual: QuotaCost) -> None:
+        """Settle ``r``'s global (or fallback) share with what it really cost."""
+        if self._shared is None or id(r) not in self._held:
+            return
+        fb = self._held.pop(id(r))
+        if fb is None:
+            self._shared.adjust({dim: r.cost.get(dim) - actual.get(dim) for dim in Dimension})
+        elif self._fallback is not None:
+            with self._lock:
+                self._fallback.settle(fb, actual, time.monotonic())
 
     async def hold(self, r: Reservation | None) -> None:
         """Wait out the shared cooldown, if a 429 started one (again once a slot is taken:
@@ -201,12 +260,14 @@ class EndpointQuota:
         with self._lock:
             self._flight.pop(id(r), None)
             self._buckets.cancel(r)
+        self._settle_shared(r, QuotaCost(requests=0.0))
 
     def refunded(self, r: Reservation) -> None:
         """A 429 came back: the provider counted the request, not its tokens."""
         with self._lock:
             self._flight.pop(id(r), None)
             self._buckets.settle(r, QuotaCost(), time.monotonic())
+        self._settle_shared(r, QuotaCost())
 
     def failed(self, r: Reservation) -> None:
         """No answer to settle with (a 5xx, a timeout): keep the debit, the provider may
@@ -214,6 +275,7 @@ class EndpointQuota:
         with self._lock:
             self._flight.pop(id(r), None)
             self._buckets.settle(r, r.cost, time.monotonic())
+        self._settle_shared(r, r.cost)
 
     def answered(self, r: Reservation | None, result: ChatResult,
                  headers: Iterable[tuple[str, str]]) -> None:
@@ -228,6 +290,8 @@ class EndpointQuota:
                 self._buckets.settle(r, charged, now)
             if snapshot is not None and snapshot.limits:
                 self._buckets.clamp(snapshot, now, counted=counted)
+        if r is not None:
+            self._settle_shared(r, charged)
         if usage is not None:
             self._output.observe(usage.completion_tokens)
 

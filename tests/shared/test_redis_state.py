@@ -1,0 +1,217 @@
+"""Shared state on a real redis-server: 4 processes, one mock endpoint, one Redis.
+
+* shared RPM/TPM limits: zero 429s, and the aggregate rate within 5% of the quota;
+* one Redis cache: one provider call per distinct request (batches, single calls, a pool);
+* one budget: the processes together never pass it;
+* Redis unreachable: each process paces at its share of the limits, with one warning.
+
+The test runs the mock (on its backend); the children run the client on the same backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from flexllm import LLMClient, ResponseCacheConfig
+from flexllm._redis.connect import RedisLink
+from flexllm.mock import MockServer
+
+pytestmark = pytest.mark.anyio
+
+CHILD = Path(__file__).with_name("redis_child.py")
+CHILDREN = 4
+#: Every test ends well within this (children included), or fails.
+BOUND = 90
+
+
+async def _children(mode: str, backend: str, url: str, redis: str, log: Path,
+                    options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run one child per entry of ``options`` at once; their JSON summaries."""
+    out: list[dict[str, Any]] = [{} for _ in options]
+
+    async def one(k: int) -> None:
+        proc = await anyio.run_process(
+            [sys.executable, str(CHILD), mode, backend, url, redis, str(log), str(k),
+             json.dumps(options[k])], check=False)
+        assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+        out[k] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+    with anyio.fail_after(BOUND):
+        async with anyio.create_task_group() as tg:
+            for k in range(len(options)):
+                tg.start_soon(one, k)
+    return out
+
+
+def _sent(log: Path) -> list[tuple[float, str]]:
+    lines = log.read_text().splitlines()
+    return [(float(t), p) for t, p in (line.split(" ", 1) for line in lines)]
+
+
+async def test_shared_limits_pace_four_processes_under_one_quota(
+        anyio_backend: str, redis_url: str, tmp_path: Path) -> None:
+    # The quota: 120 requests and 12,000 tokens per 2-second "minute" (time_scale 30). Each
+    # request costs ~60 tokens (prompt + max_tokens, OpenAI's rule): requests bind.
+    rpm, tpm, scale = 120, 12_000, 30.0
+    window = 60 / scale
+    per_child = 150
+    server = MockServer(rpm=rpm, tpm=tpm, time_scale=scale)
+    log = tmp_path / "sent.log"
+    options = {"rpm": rpm, "tpm": tpm, "window": window, "items": per_child,
+               "max_tokens": 50, "concurrency": 16}
+    async with server as url:
+        summaries = await _children("limits", anyio_backend, url, redis_url, log,
+                                    [options] * CHILDREN)
+    assert all(s["ok"] and s["rate_limited"] == {} for s in summaries), summaries
+    assert server.stats.rate_limited == 0
+    times = sorted(t for t, _ in _sent(log))
+    assert len(times) == CHILDREN * per_child == server.stats.completions
+    # A bucket of ``rpm`` refilled at rpm/window admits at most rpm + rate * span requests
+    # in a span; the processes together came within 5% of that.
+    span = times[-1] - times[0]
+    allowed = rpm + rpm / window * span
+    ratio = len(times) / allowed
+    print(f"\n{len(times)} requests in {span:.2f}s, quota allows {allowed:.0f}: {ratio:.3f}; "
+          f"after the first window {(len(times) - rpm) / span:.1f}/s vs {rpm / window:.1f}/s")
+    assert 0.95 <= ratio <= 1.0
+
+
+@pytest.mark.parametrize("ways", [("batch", "batch", "single", "pool")])
+async def test_one_redis_cache_one_provider_call_per_distinct_request(
+        anyio_backend: str, redis_url: str, tmp_path: Path, ways: tuple[str, ...]) -> None:
+    items = 60
+    server = MockServer(delay="0.005-0.02")
+    log = tmp_path / "sent.log"
+    async with server as url:
+        summaries = await _children("cache", anyio_backend, url, redis_url, log,
+                                    [{"items": items, "way": w} for w in ways])
+    assert all(s["ok"] for s in summaries), summaries
+    sent = [p for _, p in _sent(log)]
+    assert server.stats.completions == len(sent) == items
+    assert len(set(sent)) == items
+    print(f"\n{CHILDREN} processes x {items} prompts: {server.stats.completions} provider calls")
+
+
+async def test_four_processes_with_one_budget_never_pass_it(
+        anyio_backend: str, redis_url: str, tmp_path: Path) -> None:
+    budget = 0.002  # ~130 answers of the mock at gpt-4o-mini's price; 240 items in all
+    log = tmp_path / "sent.log"
+    options = {"items": 60, "max_tokens": 500, "budget": budget, "name": "job-1"}
+    async with MockServer() as url:
+        summaries = await _children("budget", anyio_backend, url, redis_url, log,
+                                    [options] * CHILDREN)
+    spent = sum(s["cost"] for s in summaries)
+    print(f"\nspent ${spent:.6f} of ${budget}; answered {sum(s['answered'] for s in summaries)}, "
+          f"not sent {sum(s['not_sent'] for s in summaries)}")
+    assert spent <= budget
+    assert spent > budget / 2  # the budget, not something else, stopped them
+    assert any(s["budget_exceeded"] for s in summaries)
+    link = RedisLink.to(redis_url)
+    totals = await link.acall(lambda r: r.hgetall("flexllm:budget:{job-1}"))
+    assert float(totals["spent"]) == pytest.approx(spent)
+    assert float(totals["reserved"]) == pytest.approx(0.0, abs=1e-12)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_redis_down_paces_at_the_local_share_and_warns_once(
+        anyio_backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    # 10 requests at once: the whole limit (40) would send them all at once; a quarter of
+    # it (limits_workers=4) holds the tenth back.
+    url_down = f"redis://:s3cret-pw@127.0.0.1:{_closed_port()}/0"
+    caplog.set_level(logging.WARNING, logger="flexllm")
+    with anyio.fail_after(BOUND):
+        async with MockServer() as url, LLMClient(
+                base_url=url, model="gpt-4o-mini", api_key="sk-x", max_rpm=40, quota_window=6,
+                limits_url=url_down, limits_workers=4, concurrency_limit=10) as client:
+            assert "s3cret" not in repr(client._endpoint._quota_options)
+            results = await client.chat_completions_batch(
+                [[{"role": "user", "content": f"q {i}"}] for i in range(10)], show_progress=False)
+            stats = client.statistics()
+    assert results.ok
+    assert stats.quota_waited.get("requests", 0) > 0
+    warnings = [r for r in caplog.records if "shared limits" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "unreachable" in warnings[0].getMessage()
+    assert "s3cret" not in caplog.text
+
+
+async def test_a_redis_password_is_never_shown(redis_url: str) -> None:
+    url = redis_url.replace("redis://", "redis://:hunter2-secret@")
+    cfg = ResponseCacheConfig.redis(url, ttl=60)
+    assert "hunter2" not in repr(cfg)
+    assert "hunter2" not in repr(RedisLink.to(url))
+
+
+def _ttl(url: str, key: str) -> int:
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(f"PTTL {key}\r\n".encode())
+        return int(s.recv(64).decode().strip()[1:])
+
+
+def test_the_redis_store_keeps_json_rows_with_their_ttl_and_leases_for_their_holder(
+        redis_url: str) -> None:
+    from flexllm._redis.cache import PREFIX, RedisStore
+
+    store = RedisStore(redis_url, ttl=30)
+    store.set_many([("k1", '{"text":"a"}')])
+    assert store.get("k1") == '{"text":"a"}'
+    assert 0 < _ttl(redis_url, PREFIX + "k1") <= 30_000
+    # The lease: taken where no row is, by one caller only, expiring on its own.
+    assert store.add_many([("k2", "lease-A"), ("k1", "lease-B")], 5.0) == [True, False]
+    assert store.add_many([("k2", "lease-C")], 5.0) == [False]
+    assert 0 < _ttl(redis_url, PREFIX + "k2") <= 5_000
+    store.release([("k2", "lease-C")])  # not the holder: left alone
+    assert store.get("k2") == "lease-A"
+    store.release([("k2", "lease-A")])
+    assert store.get("k2") is None
+    store.drop("k1")
+    assert store.get("k1") is None
+
+
+def test_a_bad_shared_state_url_is_refused_before_anything_is_sent() -> None:
+    from flexllm import LLMClientPool, UsageError
+
+    with pytest.raises(UsageError, match="limits_url") as err:
+        LLMClient(base_url="http://127.0.0.1:9/v1", model="m", api_key="k", max_rpm=10,
+                  limits_url="http://user:pw-secret@host/0")
+    assert "pw-secret" not in str(err.value)
+    with pytest.raises(UsageError, match="budget_url"):
+        LLMClient(base_url="http://127.0.0.1:9/v1", model="m", api_key="k", budget_url="nope")
+    with pytest.raises(UsageError, match=r"endpoints\[0\].*limits_workers"):
+        LLMClientPool([{"base_url": "http://127.0.0.1:9/v1", "model": "m", "limits_workers": 0}])
+    with pytest.raises(UsageError, match="redis_url"):
+        ResponseCacheConfig.redis("localhost:6379")
+
+
+async def test_a_shared_budget_out_of_reach_sends_nothing_unchecked(
+        anyio_backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    from flexllm import BudgetExceededError
+
+    caplog.set_level(logging.WARNING, logger="flexllm")
+    url_down = f"redis://:s3cret-pw@127.0.0.1:{_closed_port()}/0"
+    server = MockServer()
+    with anyio.fail_after(BOUND):
+        async with server as url, LLMClient(base_url=url, model="gpt-4o-mini", api_key="sk-x",
+                                            budget_url=url_down, budget_name="j") as client:
+            results = await client.chat_completions_batch(
+                [[{"role": "user", "content": f"q {i}"}] for i in range(6)], budget=1.0,
+                show_progress=False)
+    assert server.stats.completions == 0
+    assert all(isinstance(item.error, BudgetExceededError) for item in results.items)
+    assert "could not be reached" in str(results.items[0].error)
+    assert len([r for r in caplog.records if "shared budget" in r.getMessage()]) == 1
+    assert "s3cret" not in caplog.text

@@ -12,18 +12,20 @@ a repr, a log line or an error.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
 import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import anyio.to_thread
 
 from flexllm_core import redact_url
+
+if TYPE_CHECKING:
+    import asyncio  # at run time imported where used: a trio program never loads it
 
 __all__ = ("RedisLink", "RedisUnavailable")
 
@@ -46,6 +48,8 @@ class _Loop:
 
     @classmethod
     def get(cls) -> asyncio.AbstractEventLoop:
+        import asyncio
+
         with cls._lock:
             if cls._loop is None or cls._loop.is_closed():
                 loop = asyncio.new_event_loop()
@@ -82,6 +86,8 @@ class RedisLink:
     # -- on the link's loop ------------------------------------------------------------------
 
     async def _redis(self) -> Any:
+        import asyncio
+
         if self._opening is None:
             self._opening = asyncio.Lock()
         async with self._opening:  # one client, however many callers find none
@@ -100,6 +106,8 @@ class RedisLink:
     async def _probe(self) -> None:
         """Raise OSError if nothing listens at the URL, before coredis tries (coredis 6.9
         leaves memory streams unclosed after a failed connect: one per try)."""
+        import asyncio
+
         parts = urllib.parse.urlsplit(self._url)
         if parts.scheme == "unix":
             _, writer = await asyncio.wait_for(asyncio.open_unix_connection(parts.path), TIMEOUT)
@@ -118,6 +126,8 @@ class RedisLink:
         return found
 
     async def _run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        import asyncio
+
         import coredis.exceptions as ce
 
         client = None
@@ -145,6 +155,8 @@ class RedisLink:
     def _future(self, fn: Callable[[Any], Awaitable[T]]) -> concurrent.futures.Future[T]:
         # An empty context: a caller's (a trio worker thread's sniffio "trio") must not
         # leak into the link's asyncio loop, where coredis asks anyio which loop it is on.
+        import asyncio
+
         return contextvars.Context().run(
             asyncio.run_coroutine_threadsafe, self._run(fn), _Loop.get())
 

@@ -134,9 +134,9 @@ def _root(
 
 
 def _register() -> None:
-    from . import _ask, _batch, _batchjobs, _chat, _manage, _misc, _money
+    from . import _ask, _batch, _batchjobs, _chat, _manage, _misc, _money, _shard
 
-    for module in (_ask, _chat, _batch, _batchjobs, _manage, _money, _misc):
+    for module in (_ask, _chat, _batch, _batchjobs, _shard, _manage, _money, _misc):
         module.register(app)
 
 

@@ -35,6 +35,8 @@ EXAMPLES = examples(
     "flexllm batch input.jsonl -m gpt-4o-mini -c 50 --qps 20 --no-cache --json",
     "flexllm batch input.jsonl -m gpt-4o-mini -c 50 --tpm 200000 --rpm 500",
     "flexllm batch docs.jsonl -o people.jsonl --schema person.schema.json --max-reasks 2",
+    "flexllm batch big.jsonl -o out/ --shard 3/8   # then: flexllm batch merge out/",
+    "flexllm batch big.jsonl -o out/ --dask tcp://scheduler:8786 --shards 8",
     note='Input lines: {"messages": [...]}, {"prompt": "..."} / {"text": ...} / {"question": '
     '...} with an optional "system", or OpenAI Batch API lines ({"custom_id", "body"}). Other '
     "fields are kept as metadata in the output. Re-run the same command to resume.",
@@ -125,10 +127,22 @@ def batch(
     retry_invalid: Annotated[bool, typer.Option(
         "--retry-invalid", help="With --schema: re-ask the items recorded as not of the "
         "schema (default: keep them).")] = False,
+    shard: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--shard", metavar="K/N", help="Run shard K of N (from 1) of the input here, into the "
+        "folder -o; 'flexllm batch merge FOLDER' when every shard is done.")] = None,
+    dask: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--dask", metavar="ADDRESS", help="Run --shards shards on this Dask scheduler "
+        "(tcp://host:8786; flexllm[distributed]) and merge them into -o FOLDER.")] = None,
+    shards: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--shards", min=1, help="With --dask: how many shards.")] = None,
 ) -> None:
     """Run every line of a JSONL file; resumable: re-run to continue."""
     if not input_path.is_file():
         fail(f"input {input_path}: no such file", EXIT_USAGE)
+    if shard is not None or dask is not None or shards is not None:
+        _sharded(input_path, output, model, base_url, api_key, system, concurrency, qps,
+                 temperature, max_tokens, mock, mock_delay, shard, dask, shards, progress, as_json)
+        return
     out = output if output is not None else default_output(input_path)
     if out.resolve() == input_path.resolve():
         fail(f"output {out} is the input file; pass another -o", EXIT_USAGE)
@@ -180,6 +194,30 @@ def batch(
     if outcome.failed:
         sys.stdout.flush()
         raise typer.Exit(EXIT_BATCH_FAILED)
+
+
+def _sharded(input_path: Path, output: Path | None, model: str | None, base_url: str | None,
+             api_key: str | None, system: str | None, concurrency: int | None, qps: float | None,
+             temperature: float | None, max_tokens: int | None, mock: bool, mock_delay: str,
+             shard: str | None, dask: str | None, shards: int | None, progress: bool,
+             as_json: bool) -> None:
+    from ._shard import run_sharded
+
+    d = _defaults(mock)
+    client_options = {k: v for k, v in (
+        ("timeout", d.timeout), ("retry_times", d.retry_times), ("retry_delay", d.retry_delay),
+        ("concurrency_limit", concurrency or d.concurrency or 10),
+        ("max_qps", qps or d.max_qps or None)) if v is not None}
+    params = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
+              if v is not None}
+    run_sharded(input_path=input_path,
+                output=output if output is not None else input_path.with_name(
+                    f"{input_path.stem}.shards"),
+                target=Target(model=model or d.model, base_url=base_url, api_key=api_key,
+                              mock=mock, mock_options={"delay": mock_delay}),
+                system=system if system is not None else d.system, params=params,
+                client_options=client_options, shard=shard, dask=dask, shards=shards,
+                progress=progress, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:

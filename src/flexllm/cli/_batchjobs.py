@@ -26,6 +26,7 @@ _VERBS = {
     "collect": ["batch", "--mode", "batch-api"],
     "status": ["batch-status"],
     "cancel": ["batch-cancel"],
+    "merge": ["batch-merge"],
 }
 
 

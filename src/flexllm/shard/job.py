@@ -32,6 +32,10 @@ def _shown_client(client: Mapping[str, Any]) -> str:
     return repr(shown)
 
 
+def _path(value: str | os.PathLike[str]) -> str:
+    return os.fspath(value)
+
+
 @attrs.frozen
 class ShardJob:
     """One sharded batch job; picklable, so it travels to Dask workers as it is.
@@ -50,8 +54,8 @@ class ShardJob:
         system: a default system prompt for lines without one (``flexllm batch -s``).
     """
 
-    input: str = attrs.field(converter=os.fspath)
-    output_dir: str = attrs.field(converter=os.fspath)
+    input: str = attrs.field(converter=_path)
+    output_dir: str = attrs.field(converter=_path)
     client: Mapping[str, Any] = attrs.field(factory=dict, repr=_shown_client)
     batch: Mapping[str, Any] = attrs.field(factory=dict)
     state_url: str | None = attrs.field(default=None, repr=lambda u: repr(u and redact_url(u)))

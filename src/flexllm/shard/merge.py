@@ -70,8 +70,8 @@ def merge(job: ShardJob) -> MergeReport:
     Idempotent: merging again writes the same file. Blocking (file I/O).
 
     Raises:
-        ShardError: shards not committed (named, with the attempt still running if any), or
-            rows missing from a committed shard (named).
+        ShardError: shards not committed (named K/N, from 1, as the command line counts), or
+            rows missing from a committed shard (named by their index in the input).
     """
     plan = plan_from_manifest(job)
     fence = fence_for(job)
@@ -81,24 +81,25 @@ def merge(job: ShardJob) -> MergeReport:
     for k, (start, end) in enumerate(plan.ranges):
         marker = _marker(job, k)
         newest = fence.current(k)
+        name = f"{k + 1}/{plan.n}"  # as the command line counts them
         if marker is None:
-            missing_shards.append(f"{k}" + (f" (attempt {newest} not committed)" if newest else
-                                             " (never run)"))
+            missing_shards.append(name + (f" (attempt {newest} not committed)" if newest else
+                                          " (never run)"))
             continue
         token = int(marker.get("token", 0))
         trusted = fence.committed(k) if isinstance(fence, RedisFence) else token
         if token != newest or trusted != token:
-            missing_shards.append(f"{k} (attempt {newest} started after attempt {token} committed)")
+            missing_shards.append(f"{name} (attempt {newest} started after attempt {token} committed)")
             continue
         path = job.out / str(marker.get("checkpoint", ""))
         if not path.is_file():
-            raise ShardError(f"shard {k}: committed checkpoint {path} is missing")
+            raise ShardError(f"shard {name}: committed checkpoint {path} is missing")
         final, stray = _final_records(path, end - start)
         if stray:
-            problems.append(f"shard {k}: records for indices outside its rows: {_rows_text(stray)}")
+            problems.append(f"shard {name}: records for indices outside its rows: {_rows_text(stray)}")
         absent = [start + i for i in range(end - start) if i not in final]
         if absent:
-            problems.append(f"shard {k}: rows without a record: {_rows_text(absent)}")
+            problems.append(f"shard {name}: rows without a record: {_rows_text(absent)}")
         per_shard.append((start, final))
     if missing_shards:
         raise ShardError(f"{job.out}: shards not committed: {', '.join(missing_shards)}; run them "

@@ -92,7 +92,8 @@ def _rows(job: ShardJob, start: int, end: int) -> Iterator[Any]:
 def _shard_plan(job: ShardJob, k: int, n: int | None) -> ShardPlan:
     plan = ensure_manifest(job, n) if n is not None else plan_from_manifest(job)
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < plan.n:
-        raise ShardError(f"shard {k!r}: this job has shards 0 to {plan.n - 1} ({plan.n} in all)")
+        raise ShardError(f"shard {k!r}: this job has {plan.n} shards, k from 0 to {plan.n - 1} "
+                         f"(1/{plan.n} to {plan.n}/{plan.n} on the command line)")
     return plan
 
 

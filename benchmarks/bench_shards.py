@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mock_process import MockProcess  # noqa: E402
+from mock_process import MockProcess
 
 WORKER = """
 import sys

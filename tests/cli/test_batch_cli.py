@@ -270,7 +270,25 @@ def test_rpm_and_tpm_pace_a_batch_under_the_server_quota(cli: Invoke) -> None:
     assert server.stats.rate_limited == 0
 
 
+PACE = ["--input-tpm", str(300 * 60), "--output-tpm", str(600 * 60)]
+
+
+def test_input_and_output_tpm_pace_a_claude_batch_under_the_server_quota(cli: Invoke) -> None:
+    Path("in.jsonl").write_text("".join(f'{{"prompt": "question {i}"}}\n' for i in range(30)))
+    # Anthropic-style quotas: input and output tokens per (one-second) minute.
+    server = MockServer(input_tpm=300, output_tpm=600, time_scale=60)
+    with server:
+        result = cli("batch", "in.jsonl", "--base-url", server.claude_url, "-m", "claude-x",
+                     "--api-key", "sk-ant-test", "-c", "8", "--no-cache", "--max-tokens", "20",
+                     *PACE, "--json")
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["succeeded"] == 30
+    assert server.stats.rate_limited == 0
+
+
 def test_a_bad_rpm_is_a_usage_error_naming_it(cli: Invoke) -> None:
     Path("in.jsonl").write_text('{"prompt": "a"}\n')
     result = cli("batch", "in.jsonl", "--mock", "--rpm", "0")
     assert result.exit_code != 0 and "max_rpm" in result.stderr
+    result = cli("batch", "in.jsonl", "--mock", "--output-tpm", "-3")
+    assert result.exit_code != 0 and "max_output_tpm" in result.stderr

@@ -82,6 +82,9 @@ class LLMClientPool(_ClientBase):
         retry_delay: the first backoff in seconds (then exponential).
         cache: a :class:`ResponseCacheConfig` (or True) shared by the whole pool.
         transport: one transport for every endpoint (tests); the caller closes it.
+        max_rpm, max_tpm, max_input_tpm, max_output_tpm, adapt_to_limits, max_queue_wait:
+            the quota of every endpoint that does not set its own (each endpoint is paced
+            under it on its own: endpoints are separate keys or servers; see :class:`LLMClient`).
         limits_url, limits_workers: the default of every endpoint: its limits global in
             Redis (see :class:`LLMClient`).
         budget_url, budget_name: a batch's ``budget=`` shared in Redis (see :class:`LLMClient`).
@@ -107,6 +110,12 @@ class LLMClientPool(_ClientBase):
         cache: ResponseCacheConfig | bool | None = None,
         transport: Transport | None = None,
         proxy: str | None = None,
+        max_rpm: float | None = None,
+        max_tpm: float | None = None,
+        max_input_tpm: float | None = None,
+        max_output_tpm: float | None = None,
+        adapt_to_limits: bool | None = None,
+        max_queue_wait: float | None = None,
         limits_url: str | None = None,
         limits_workers: int = 1,
         budget_url: str | None = None,
@@ -116,6 +125,10 @@ class LLMClientPool(_ClientBase):
             "concurrency_limit": concurrency_limit, "max_qps": max_qps, "timeout": timeout,
             "proxy": proxy, "retry_times": retry_times, "retry_delay": retry_delay,
         }
+        quota = {"max_rpm": max_rpm, "max_tpm": max_tpm, "max_input_tpm": max_input_tpm,
+                 "max_output_tpm": max_output_tpm, "adapt_to_limits": adapt_to_limits,
+                 "max_queue_wait": max_queue_wait}
+        defaults.update({k: v for k, v in quota.items() if v is not None})
         if limits_url is not None:  # every endpoint's limits global, unless it says otherwise
             defaults.update(limits_url=limits_url, limits_workers=limits_workers)
         check_defaults(defaults)

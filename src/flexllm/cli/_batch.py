@@ -86,6 +86,10 @@ def batch(
         "--rpm", help="The provider's requests-per-minute quota: pace under it.")] = None,
     tpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "--tpm", help="The provider's tokens-per-minute quota: pace under it.")] = None,
+    input_tpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--input-tpm", help="The provider's input-tokens-per-minute quota (Anthropic).")] = None,
+    output_tpm: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        "--output-tpm", help="The provider's output-tokens-per-minute quota (Anthropic).")] = None,
     temperature: Annotated[Optional[float], typer.Option(  # noqa: UP045
         "-t", "--temperature", help="Sampling temperature.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(  # noqa: UP045
@@ -155,7 +159,8 @@ def batch(
     d = _defaults(mock)
     client_options = {k: v for k, v in (("timeout", d.timeout), ("retry_times", d.retry_times),
                                          ("retry_delay", d.retry_delay), ("max_rpm", rpm),
-                                         ("max_tpm", tpm)) if v is not None}
+                                         ("max_tpm", tpm), ("max_input_tpm", input_tpm),
+                                         ("max_output_tpm", output_tpm)) if v is not None}
     params: dict[str, Any] = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens))
                               if v is not None}
     schema_path = schema if schema is not None else (Path(d.schema) if d.schema else None)

@@ -212,6 +212,27 @@ def test_a_bad_pool_endpoint_limit_names_its_place() -> None:
                        {"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_tpm": -1}])
 
 
+async def test_pool_level_limits_pace_every_endpoint_without_its_own() -> None:
+    one, two = MockServer(tpm=TPM, time_scale=SCALE), MockServer(tpm=TPM, time_scale=SCALE)
+    async with one as url1, two as url2:
+        pool = LLMClientPool([{"base_url": url1, "model": "gpt-4o-mini", "api_key": KEY},
+                              {"base_url": url2, "model": "gpt-4o-mini", "api_key": KEY}],
+                             max_tpm=TPM * SCALE, concurrency_limit=8, retry_delay=0.05)
+        try:
+            results = await pool.chat_completions_batch(_msgs(80), max_tokens=40,
+                                                        show_progress=False)
+        finally:
+            await pool.aclose()
+    assert results.ok and len(results) == 80
+    assert one.stats.rate_limited == 0 and two.stats.rate_limited == 0
+    assert one.stats.completions > 0 and two.stats.completions > 0
+
+
+def test_a_bad_pool_level_limit_is_named() -> None:
+    with pytest.raises(UsageError, match="max_rpm"):
+        LLMClientPool([{"base_url": "http://127.0.0.1:9/v1", "model": "m"}], max_rpm=0)
+
+
 async def test_a_burst_of_503s_lowers_the_adaptive_limit_once() -> None:
     # A server that publishes no limit: ten 503s in a row (the burst), then it answers.
     server = MockServer(errors=[503] * 10, retry_after=0.05)

@@ -11,6 +11,7 @@ from flexllm_core import (
     LimitSnapshot,
     LimitState,
     OutputEstimate,
+    QueueWaitExceeded,
     QuotaBuckets,
     QuotaCost,
     Usage,
@@ -40,6 +41,17 @@ def test_the_tightest_dimension_sets_the_wait() -> None:
     assert q.reserve(0.0, cost(6000)).wait == 0.0
     r = q.reserve(0.0, cost(1000))
     assert r.wait == pytest.approx(10.0) and r.limited_by is T
+
+
+def test_a_request_larger_than_a_whole_window_is_refused_not_queued() -> None:
+    q = QuotaBuckets.per_minute(tpm=6000, margin=0.02)
+    assert q.reserve(0.0, cost(6000)).wait < 2  # the whole limit fits, after a short wait
+    with pytest.raises(QueueWaitExceeded, match=r"needs 6001 tokens, more than the whole limit of 6000 per 60s"):
+        q.reserve(0.0, cost(6001))
+    assert q.available(0.0)[T] == pytest.approx(6000 * 0.98 - 6000)  # nothing debited
+    learnt = QuotaBuckets.per_minute()  # limits learnt from headers are not checked here
+    learnt.clamp(LimitSnapshot(limits={T: LimitState(limit=100, remaining=100)}), 0.0)
+    assert learnt.reserve(0.0, cost(500)).wait > 0
 
 
 def test_settle_refunds_an_overestimate_and_charges_an_underestimate() -> None:

@@ -21,7 +21,7 @@ import math
 
 import attrs
 
-from .._errors import UsageError
+from .._errors import QueueWaitExceeded, UsageError
 from .._ratelimit import TokenBucket
 from ._signals import Dimension, LimitSnapshot, LimitState
 
@@ -137,7 +137,18 @@ class QuotaBuckets:
 
         Reservations queue in call order (a bucket goes into debt and later callers wait for
         it), so concurrent callers need no lock-step loop and no busy polling.
+
+        Raises:
+            QueueWaitExceeded: ``cost`` is more than a whole window of a limit the user set:
+                no wait would ever admit it (and the provider would refuse it too).
         """
+        keep = 1.0 - self.margin
+        for dim in self._user:
+            bucket = self.buckets.get(dim)
+            if bucket is not None and cost.get(dim) > bucket.burst / keep + 1e-9:
+                raise QueueWaitExceeded(
+                    f"not sent: it needs {cost.get(dim):g} {dim.value}, more than the whole "
+                    f"limit of {bucket.burst / keep:g} per {self.window:g}s: no wait admits it")
         wait, limited_by = 0.0, None
         pending = self._pending
         for dim in Dimension:

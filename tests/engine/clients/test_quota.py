@@ -166,6 +166,22 @@ async def test_a_wait_past_max_queue_wait_fails_fast_unsent() -> None:
     assert server.stats.requests == 1
 
 
+async def test_a_request_larger_than_the_whole_limit_fails_at_once_unsent(tmp_path: Path) -> None:
+    server = MockServer()
+    async with server as url:
+        client = _client(url, max_tpm=100)  # no max_queue_wait: it would otherwise wait
+        try:
+            with pytest.raises(QueueWaitExceeded, match=r"needs \d+ tokens, more than the whole limit"):
+                await client.chat_completions([{"role": "user", "content": "hi"}], max_tokens=500)
+            out = tmp_path / "out.jsonl"
+            results = await client.chat_completions_batch(
+                _msgs(3), max_tokens=500, output_jsonl=str(out), show_progress=False)
+        finally:
+            await client.aclose()
+    assert server.stats.requests == 0
+    assert [type(e).__name__ for e in results.errors.values()] == ["QueueWaitExceeded"] * 3
+
+
 @pytest.mark.parametrize("arg", ["max_rpm", "max_tpm", "max_input_tpm", "max_output_tpm",
                                  "max_queue_wait"])
 @pytest.mark.parametrize("value", [0, -5, float("nan"), "10", True])

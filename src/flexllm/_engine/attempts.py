@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -18,6 +18,7 @@ from flexllm_core import (
     ChatRequest,
     ChatResult,
     FlexLLMError,
+    IncompleteStreamError,
     RateLimitError,
     StreamEvent,
     TextDelta,
@@ -38,6 +39,22 @@ _ANSWER_EVENTS = (TextDelta, ThinkingDelta, ToolCallDelta)
 
 def _shows_answer(events: list[StreamEvent]) -> bool:
     return any(isinstance(e, _ANSWER_EVENTS) for e in events)
+
+
+def _produced(decoder: Any) -> int:
+    """Output tokens a stream left mid-body had produced: its usage if one came, else its
+    text so far at four characters a token."""
+    try:
+        result = decoder.close()
+    except IncompleteStreamError as exc:
+        result = exc.partial
+    except FlexLLMError:
+        return 0
+    if result is None:
+        return 0
+    if result.usage is not None and result.usage.completion_tokens:
+        return int(result.usage.completion_tokens)
+    return (len(result.text) + len(result.thinking or "")) // 4 + 1
 
 
 def wall_now() -> float:
@@ -115,6 +132,7 @@ async def stream_attempts(ep: Endpoint, req: ChatRequest, timeout: float | None
                                 error = ep._rate_limited(error, resp.headers, ticket)
                             elif quota is not None and ticket is not None:
                                 quota.failed(ticket)
+                            ticket = None
                             if yielded:
                                 if told is not None:
                                     ep._log.failed(told, error, None)
@@ -122,12 +140,17 @@ async def stream_attempts(ep: Endpoint, req: ChatRequest, timeout: float | None
                         else:
                             if quota is not None:
                                 quota.answered(ticket, result, resp.headers)
+                            ticket = None
                             ep._succeeded(started)
                             if told is not None:
                                 ep._log.answered(told, resp.status, result)
                             yield result
                             return
                     finally:
+                        if quota is not None and ticket is not None:
+                            # Left mid-body (the caller stopped reading, or a cancellation):
+                            # the prompt and what was produced count, the rest goes back.
+                            quota.abandoned(ticket, _produced(decoder) if yielded else 0)
                         if aimd is not None or error is not None:
                             ep._adapt(state, error, aimd)
                         state.limiter.release()
@@ -176,15 +199,19 @@ async def complete_attempts(ep: Endpoint, req: ChatRequest, timeout: float | Non
                                 error = ep._rate_limited(error, resp.headers, ticket)
                             elif quota is not None and ticket is not None:
                                 quota.failed(ticket)
+                            ticket = None
                         else:
                             outcome = None
                             if quota is not None:
                                 quota.answered(ticket, result, resp.headers)
+                            ticket = None
                             ep._succeeded(started)
                             if told is not None:
                                 ep._log.answered(told, resp.status, result)
                             return result
                     finally:
+                        if quota is not None and ticket is not None:
+                            quota.failed(ticket)  # cancelled in flight: it may have counted
                         if aimd is not None or error is not None:
                             ep._adapt(state, error, aimd)
                         state.limiter.release()

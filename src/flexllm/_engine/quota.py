@@ -33,6 +33,7 @@ from flexllm_core import (
     RateLimitError,
     RateLimitKind,
     Reservation,
+    Usage,
     count_tokens,
     parse_limits,
 )
@@ -276,6 +277,16 @@ class EndpointQuota:
             self._flight.pop(id(r), None)
             self._buckets.settle(r, r.cost, time.monotonic())
         self._settle_shared(r, r.cost)
+
+    def abandoned(self, r: Reservation, produced: int) -> None:
+        """A stream left mid-body: the provider counted the prompt and the ``produced``
+        output tokens (it stops generating when the connection closes); the rest goes back."""
+        usage = Usage(prompt_tokens=int(r.cost.input_tokens), completion_tokens=produced)
+        charged = self._rule.charged(usage, r.cost)
+        with self._lock:
+            self._flight.pop(id(r), None)
+            self._buckets.settle(r, charged, time.monotonic())
+        self._settle_shared(r, charged)
 
     def answered(self, r: Reservation | None, result: ChatResult,
                  headers: Iterable[tuple[str, str]]) -> None:

@@ -182,6 +182,32 @@ async def test_a_request_larger_than_the_whole_limit_fails_at_once_unsent(tmp_pa
     assert [type(e).__name__ for e in results.errors.values()] == ["QueueWaitExceeded"] * 3
 
 
+async def test_a_stream_left_mid_body_gives_back_what_it_did_not_produce() -> None:
+    from flexllm import ClaudeClient
+    from flexllm_core import Dimension
+
+    server = MockServer(delay=0.0)
+    async with server:
+        client = ClaudeClient(base_url=server.claude_url, model="claude-x", api_key=KEY,
+                              max_output_tpm=100_000, max_input_tpm=100_000)
+        try:
+            quota = client._endpoint._quota
+            assert quota is not None
+            full = quota.available()[Dimension.OUTPUT_TOKENS]
+            for _ in range(3):  # each reserves its expected output, then reads one piece
+                stream = client.chat_completions_stream(
+                    [{"role": "user", "content": "tell me a long story " * 20}], max_tokens=4000)
+                async for _piece in stream:
+                    break
+                await stream.aclose()
+            left = quota.available()[Dimension.OUTPUT_TOKENS]
+            assert quota._flight == {}  # every reservation was settled
+        finally:
+            await client.aclose()
+    # Three reservations of ~1000 output tokens each came back but for what was produced.
+    assert full - left < 3 * 100, (full, left)
+
+
 @pytest.mark.parametrize("arg", ["max_rpm", "max_tpm", "max_input_tpm", "max_output_tpm",
                                  "max_queue_wait"])
 @pytest.mark.parametrize("value", [0, -5, float("nan"), "10", True])

@@ -9,8 +9,8 @@ by ``--time-scale``, counts refused requests, and answers 429 with OpenAI's head
 costs about ``--prompt-words`` + ``--max-tokens`` tokens there (OpenAI counts max_tokens at
 admission). Every client has 50 requests in flight at most:
 
-* flexllm, limits set: ``LLMClient(max_rpm=, max_tpm=)`` (the quota per real minute, i.e.
-  the mock's times ``--time-scale``; the mock's headers then tell the shorter window).
+* flexllm, limits set: ``LLMClient(max_rpm=, max_tpm=, quota_window=60 / --time-scale)``: the
+  quota as a user states it, counted over the mock's shortened minute.
 * flexllm, learnt: ``LLMClient()`` with no limit: learnt from the first 429's headers.
 * openai SDK: ``AsyncOpenAI`` with its default 2 retries (asyncio only).
 * flexllm 0.17.10 (``/work/venv-orig``): ``chat_completions_batch`` (asyncio only).
@@ -47,7 +47,9 @@ def messages(args: argparse.Namespace) -> list[list[dict[str, str]]]:
 
 async def flexllm_run(url: str, args: argparse.Namespace, *, limits: bool) -> int:
     scale = args.time_scale
-    extra = {"max_rpm": args.rpm * scale, "max_tpm": args.tpm * scale} if limits else {}
+    # The quota as a user states it for a real minute, counted over the mock's shortened one.
+    extra = ({"max_rpm": args.rpm, "max_tpm": args.tpm, "quota_window": 60.0 / scale}
+             if limits else {})
     client = LLMClient(base_url=url, model="m", api_key="k", concurrency_limit=CONCURRENCY,
                        **extra)
     try:

@@ -82,6 +82,15 @@ def test_clamp_lowers_to_the_providers_remaining_never_raises() -> None:
     assert q.reserve(0.0, cost(2000)).wait == pytest.approx(1.0)
 
 
+def test_clamp_counts_the_refill_since_the_request_was_sent() -> None:
+    # The provider counted ``remaining`` when the request arrived, 0.5 s ago at 1000/s.
+    q = QuotaBuckets.per_minute(tpm=60000)
+    q.clamp(LimitSnapshot(limits={T: LimitState(remaining=1000)}), 0.0, age=0.5)
+    assert q.available(0.0)[T] == pytest.approx(1500)
+    q.clamp(LimitSnapshot(limits={T: LimitState(remaining=59900)}), 0.0, age=5.0)
+    assert q.available(0.0)[T] == pytest.approx(1500)  # never above what the bucket holds
+
+
 def test_clamp_learns_limits_not_set_and_lowers_those_set_too_high() -> None:
     q = QuotaBuckets.per_minute(rpm=1000)
     snap = LimitSnapshot(limits={

@@ -11,6 +11,7 @@ its request path checks one ``is None`` (see :meth:`QuotaOptions.learn_only`).
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 from collections import Counter
@@ -83,10 +84,15 @@ class EndpointQuota:
         self._max_wait = options.max_queue_wait
         self._label = label
         self._output = OutputEstimate()
+        #: The provider's prompt tokens per token counted here (its message framing, another
+        #: tokenizer), learnt from answers: reservations as large as the provider's count, so
+        #: a run paced by them is not held under its quota by our own overestimate.
+        self.prompt_factor = 1.0
+        self._rough: set[int] = set()  # reservations made with the rough count: not learnt from
         self._warm: set[str] = set()  # models whose tokenizer has been loaded
         self._loading: set[str] = set()  # models whose tokenizer a thread is loading
-        #: Reservations sent and not settled: id -> (send order, cost).
-        self._flight: dict[int, tuple[int, QuotaCost]] = {}
+        #: Reservations sent and not settled: id -> (send order, cost, when sent).
+        self._flight: dict[int, tuple[int, QuotaCost, float]] = {}
         self._sends = 0
         self._pacing: tuple[str | None, float] = (None, 0.0)
         self._lock = threading.Lock()
@@ -113,7 +119,7 @@ class EndpointQuota:
 
     def estimate(self, req: ChatRequest) -> QuotaCost:
         """The reservation for ``req``: counted prompt tokens plus the codec's output rule."""
-        prompt = count_tokens(list(req.messages), req.model)
+        prompt = math.ceil(count_tokens(list(req.messages), req.model) * self.prompt_factor)
         expected = self._output.expected(req.max_tokens)
         return self._rule.estimate(input_tokens=prompt, max_tokens=req.max_tokens,
                                    expected_output=expected)
@@ -140,7 +146,8 @@ class EndpointQuota:
         """
         if self.out is not None:
             raise copy.copy(self.out)
-        if req.model in self._warm:
+        rough = req.model not in self._warm
+        if not rough:
             cost = self.estimate(req)
         else:
             # The first count for a model loads its tokenizer files (a second or so): a
@@ -162,6 +169,8 @@ class EndpointQuota:
             self.cancel(r)
             raise
         await self.hold(r)
+        if rough:
+            self._rough.add(id(r))
         return r
 
     async def _reserve_shared(self, r: Reservation) -> Reservation:
@@ -244,21 +253,24 @@ class EndpointQuota:
         """``r``'s request goes out now (the order tells what a response's headers counted)."""
         with self._lock:
             self._sends += 1
-            self._flight[id(r)] = (self._sends, r.cost)
+            self._flight[id(r)] = (self._sends, r.cost, time.monotonic())
 
-    def _counted(self, r: Reservation) -> QuotaCost | None:
+    def _counted(self, r: Reservation) -> tuple[QuotaCost | None, float]:
         """What the provider had counted when it answered ``r``: the requests sent before it
-        (they reached it first), not those sent since. Call with the lock held."""
+        (they reached it first), not those sent since; and seconds since ``r`` was sent.
+        Call with the lock held."""
         entry = self._flight.pop(id(r), None)
         if entry is None:
-            return None
-        order = entry[0]
-        costs = [c for n, c in self._flight.values() if n < order]
-        return QuotaCost(**{f: sum(getattr(c, f) for c in costs) for f in _COST_FIELDS})
+            return None, 0.0
+        order, _cost, sent_at = entry
+        costs = [c for n, c, _t in self._flight.values() if n < order]
+        counted = QuotaCost(**{f: sum(getattr(c, f) for c in costs) for f in _COST_FIELDS})
+        return counted, time.monotonic() - sent_at
 
     def cancel(self, r: Reservation) -> None:
         """The request was never sent (or failed before an answer): give it back."""
         with self._lock:
+            self._rough.discard(id(r))
             self._flight.pop(id(r), None)
             self._buckets.cancel(r)
         self._settle_shared(r, QuotaCost(requests=0.0))
@@ -266,6 +278,7 @@ class EndpointQuota:
     def refunded(self, r: Reservation) -> None:
         """A 429 came back: the provider counted the request, not its tokens."""
         with self._lock:
+            self._rough.discard(id(r))
             self._flight.pop(id(r), None)
             self._buckets.settle(r, QuotaCost(), time.monotonic())
         self._settle_shared(r, QuotaCost())
@@ -274,6 +287,7 @@ class EndpointQuota:
         """No answer to settle with (a 5xx, a timeout): keep the debit, the provider may
         have counted the request."""
         with self._lock:
+            self._rough.discard(id(r))
             self._flight.pop(id(r), None)
             self._buckets.settle(r, r.cost, time.monotonic())
         self._settle_shared(r, r.cost)
@@ -284,6 +298,7 @@ class EndpointQuota:
         usage = Usage(prompt_tokens=int(r.cost.input_tokens), completion_tokens=produced)
         charged = self._rule.charged(usage, r.cost)
         with self._lock:
+            self._rough.discard(id(r))
             self._flight.pop(id(r), None)
             self._buckets.settle(r, charged, time.monotonic())
         self._settle_shared(r, charged)
@@ -295,12 +310,19 @@ class EndpointQuota:
         usage = result.usage
         snapshot = parse_limits(200, headers, now=time.time()) if self._adapt else None
         with self._lock:
-            counted = None if r is None else self._counted(r)
+            counted, age = (None, 0.0) if r is None else self._counted(r)
             if r is not None:
                 charged = r.cost if usage is None else self._rule.charged(usage, r.cost)
                 self._buckets.settle(r, charged, now)
+                rough = id(r) in self._rough
+                self._rough.discard(id(r))
+                if (usage is not None and usage.prompt_tokens > 0 and r.cost.input_tokens > 0
+                        and not rough):
+                    # Move the factor a tenth of the way (in log terms) toward this answer's.
+                    seen = usage.prompt_tokens / r.cost.input_tokens
+                    self.prompt_factor = min(max(self.prompt_factor * seen ** 0.1, 0.5), 2.0)
             if snapshot is not None and snapshot.limits:
-                self._buckets.clamp(snapshot, now, counted=counted)
+                self._buckets.clamp(snapshot, now, counted=counted, age=age)
         if r is not None:
             self._settle_shared(r, charged)
         if usage is not None:

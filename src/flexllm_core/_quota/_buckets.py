@@ -183,11 +183,15 @@ class QuotaBuckets:
         for dim in Dimension:
             pending[dim] = max(pending.get(dim, 0.0) - reservation.cost.get(dim), 0.0)
 
-    def clamp(self, snapshot: LimitSnapshot, now: float, *, counted: QuotaCost | None = None) -> None:
+    def clamp(self, snapshot: LimitSnapshot, now: float, *, counted: QuotaCost | None = None,
+              age: float = 0.0) -> None:
         """Apply what a response said: lower each bucket to the provider's ``remaining``
         less what reservations not yet settled hold (the provider has not counted them
         yet, except ``counted``: those sent before the request this snapshot answers),
-        lower (or learn) each limit from its ``limit``."""
+        lower (or learn) each limit from its ``limit``. ``age``: seconds since the request
+        was sent; a provider counts ``remaining`` when the request arrives, and its bucket
+        has refilled since (without this, every answer would push the pace down by a
+        latency's worth of refill)."""
         keep = 1.0 - self.margin
         for dim, state in snapshot.limits.items():
             bucket = self.buckets.get(dim)
@@ -213,8 +217,10 @@ class QuotaBuckets:
                     bucket.available(now)
                     bucket.rate, bucket.burst = rate, limit
                     bucket.tokens = min(bucket.tokens, bucket.burst)
-            if bucket is not None and remaining is not None and bucket.available(now) > remaining:
-                bucket.tokens = remaining
+            if bucket is not None and remaining is not None:
+                remaining = min(remaining + bucket.rate * max(age, 0.0), bucket.burst)
+                if bucket.available(now) > remaining:
+                    bucket.tokens = remaining
 
     def cool_down(self, now: float, seconds: float) -> None:
         """Hold every new request back until ``now + seconds`` (never shortens a cooldown)."""

@@ -208,6 +208,26 @@ async def test_a_stream_left_mid_body_gives_back_what_it_did_not_produce() -> No
     assert full - left < 3 * 100, (full, left)
 
 
+async def test_reservations_learn_the_providers_prompt_count() -> None:
+    # The mock counts a prompt's words; our tokenizer adds OpenAI's message framing. The
+    # reservations move toward the provider's count, so the pace is not held under the quota.
+    server = MockServer()
+    async with server as url:
+        client = _client(url, max_tpm=10_000_000)
+        try:
+            quota = client._endpoint._quota
+            assert quota is not None
+            words = " ".join(["word"] * 30)
+            msgs = [[{"role": "user", "content": f"{i} {words}"}] for i in range(120)]
+            results = await client.chat_completions_batch(msgs, max_tokens=5, show_progress=False,
+                                                          return_usage=True)
+            counted = quota.estimate(client.build_request(msgs[0], max_tokens=5)).input_tokens
+        finally:
+            await client.aclose()
+    actual = results[0].usage.prompt_tokens
+    assert abs(counted - actual) <= 0.15 * actual, (counted, actual)
+
+
 @pytest.mark.parametrize("arg", ["max_rpm", "max_tpm", "max_input_tpm", "max_output_tpm",
                                  "max_queue_wait"])
 @pytest.mark.parametrize("value", [0, -5, float("nan"), "10", True])

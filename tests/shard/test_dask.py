@@ -15,7 +15,7 @@ import pytest
 
 from flexllm.mock import MockServer
 from flexllm.shard import ShardJob, run_dask
-from flexllm.shard.run import attempts_of
+from flexllm.shard._run import attempts_of
 
 distributed = pytest.importorskip("distributed")
 

@@ -10,7 +10,7 @@ import pytest
 
 from flexllm.mock import MockServer
 from flexllm.shard import FencedOut, ShardError, ShardJob, arun_shard, merge, plan
-from flexllm.shard.fence import LocalFence, RedisFence
+from flexllm.shard._fence import LocalFence, RedisFence
 
 N = 23
 

@@ -106,7 +106,7 @@ def batch_merge(
     """Merge a sharded job's committed shards into OUTPUT_DIR/merged.jsonl ('flexllm batch
     merge'): every row exactly once, or an error naming the shards and rows missing."""
     from ..shard import ShardJob, merge
-    from ..shard.job import read_manifest
+    from ..shard._job import read_manifest
 
     manifest = read_manifest(ShardJob(input="", output_dir=folder))
     report = merge(ShardJob(input=str(manifest.get("input", "")), output_dir=folder))

@@ -21,13 +21,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .fence import FencedOut
-from .job import ShardError, ShardJob, ShardPlan, plan
-from .merge import MergeReport, merge
-from .run import ShardReport, arun_shard, run_shard
+from ._fence import FencedOut
+from ._job import ShardError, ShardJob, ShardPlan, plan
+from ._merge import MergeReport, merge
+from ._run import ShardReport, arun_shard, run_shard
 
 if TYPE_CHECKING:
-    from .dask import run_dask
+    from ._dask import run_dask
+
+for _obj in (FencedOut, MergeReport, ShardError, ShardJob, ShardPlan, ShardReport, arun_shard,
+             merge, plan, run_shard):
+    _obj.__module__ = __name__  # reprs and tracebacks show the public module
 
 __all__ = ("FencedOut", "MergeReport", "ShardError", "ShardJob", "ShardPlan", "ShardReport",
            "arun_shard", "merge", "plan", "run_dask", "run_shard")
@@ -35,7 +39,8 @@ __all__ = ("FencedOut", "MergeReport", "ShardError", "ShardJob", "ShardPlan", "S
 
 def __getattr__(name: str) -> Any:
     if name == "run_dask":  # dask.distributed is imported only when used
-        from .dask import run_dask
+        from ._dask import run_dask
 
+        run_dask.__module__ = __name__
         return run_dask
     raise AttributeError(f"module 'flexllm.shard' has no attribute {name!r}")

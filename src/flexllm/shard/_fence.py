@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._config import atomic_write
-from .job import ShardError, ShardJob
+from ._job import ShardError, ShardJob
 
 __all__ = ("Fence", "FencedOut", "fence_for", "marker_path")
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import attrs
 
-from .fence import RedisFence, fence_for, marker_path
-from .job import ShardError, ShardJob, plan_from_manifest
+from ._fence import RedisFence, fence_for, marker_path
+from ._job import ShardError, ShardJob, plan_from_manifest
 
 __all__ = ("MERGED", "MergeReport", "merge")
 

@@ -14,8 +14,8 @@ import attrs
 
 from .._batch import JSONLFile
 from .._clients import LLMClient
-from .fence import fence_for
-from .job import ShardError, ShardJob, ShardPlan, ensure_manifest, plan_from_manifest
+from ._fence import fence_for
+from ._job import ShardError, ShardJob, ShardPlan, ensure_manifest, plan_from_manifest
 
 __all__ = ("ShardReport", "arun_shard", "attempt_path", "attempts_of", "run_shard")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .job import ShardJob, ensure_manifest
-from .merge import MergeReport, merge
-from .run import ShardReport, run_shard
+from ._job import ShardJob, ensure_manifest
+from ._merge import MergeReport, merge
+from ._run import ShardReport, run_shard
 
 __all__ = ("run_dask",)
 

@@ -164,10 +164,19 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         self._budget = BudgetGate(self._tracker)
         scan = None
         if opt.output_jsonl is not None:
-            self._file, resume = await anyio.to_thread.run_sync(
+            file, resume = await anyio.to_thread.run_sync(
                 CheckpointFile.open, opt.output_jsonl, opt.durability)
+            self._file = file
             scan = resume.scan
             _report_resume(scan, resume.repaired_bytes)
+            if scan.journal_offsets:
+                from .provider.journal import refuse_open_jobs
+
+                try:
+                    await anyio.to_thread.run_sync(refuse_open_jobs, file, scan)
+                except BaseException:
+                    await self._close_file()
+                    raise
             if opt.retry_invalid:  # re-ask what was recorded invalid or truncated
                 from .structured import reopen_invalid
                 scan = await anyio.to_thread.run_sync(reopen_invalid, self._file, scan)

@@ -254,6 +254,23 @@ async def test_submit_close_the_laptop_status_then_collect(provider: str, tmp_pa
     assert sorted(r["index"] for r in records(Path(out))) == list(range(5))
 
 
+async def test_an_online_run_on_open_provider_jobs_is_refused_naming_them(tmp_path: Path) -> None:
+    out = str(tmp_path / "o.jsonl")
+    server = MockServer(batch={"complete_after": 3600})
+    kw: dict[str, Any] = {"output_jsonl": out, "batch_poll_interval": FAST, "show_progress": False}
+    async with server, client(server, "openai") as c:
+        await c.chat_completions_batch(prompts(4), mode="batch_api", batch_wait=False, **kw)
+        job_id = (await c.batch_api_jobs(out))[0].job_id
+        with pytest.raises(UsageError, match=rf"1 provider batch job\(s\) not collected yet \({job_id}; 4 row"):
+            await c.chat_completions_batch(prompts(4), **kw)
+        assert server.stats.completions == 0  # nothing sent twice
+        server.batches.clock.advance(3600)
+        await c.chat_completions_batch(prompts(4), mode="batch_api", **kw)  # collect
+        again = await c.chat_completions_batch(prompts(4), **kw)  # now online resumes them all
+    assert again.ok and server.stats.completions == 0
+    assert sorted(r["index"] for r in records(Path(out))) == list(range(4))
+
+
 async def test_cancel_keeps_nothing_unpaid_and_a_rerun_sends_the_rest(tmp_path: Path) -> None:
     out = str(tmp_path / "o.jsonl")
     server = MockServer(batch={"complete_after": 3600})

@@ -13,12 +13,16 @@ Reading them back gives the jobs a resumed run must poll or find again.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import attrs
 
-from flexllm_core import JOURNAL_PREFIX, JSONDict, JSONValue
+from flexllm_core import JOURNAL_PREFIX, JSONDict, JSONValue, ScanResult, UsageError
 
-__all__ = ("JournalJob", "encode_entry", "read_journal")
+if TYPE_CHECKING:
+    from ..checkpoint import CheckpointFile
+
+__all__ = ("JournalJob", "encode_entry", "read_journal", "refuse_open_jobs")
 
 
 @attrs.define
@@ -61,3 +65,19 @@ def read_journal(lines: list[bytes]) -> dict[str, JournalJob]:
         elif key in jobs and event == "ended":
             jobs[key].ended = True
     return jobs
+
+
+def refuse_open_jobs(file: CheckpointFile, scan: ScanResult) -> None:
+    """An online run on a checkpoint whose provider batch jobs are still open would send
+    again (and pay again for) rows those jobs are already answering: refuse, naming them."""
+    jobs = read_journal(file.read_lines(list(scan.journal_offsets)))
+    open_jobs = [j for j in jobs.values() if not j.ended]
+    if open_jobs:
+        names = ", ".join(j.job_id or f"{j.tag} (id not recorded)" for j in open_jobs[:5])
+        more = f" and {len(open_jobs) - 5} more" if len(open_jobs) > 5 else ""
+        rows = sum(len(j.rows) for j in open_jobs)
+        raise UsageError(
+            f"output_jsonl {str(file.path)!r} has {len(open_jobs)} provider batch job(s) not "
+            f"collected yet ({names}{more}; {rows} row(s)): an online run would send those rows "
+            "again. Collect them first (mode='batch_api', or 'flexllm batch collect'), or "
+            "cancel them ('flexllm batch cancel', then a re-run collects what they finished)")

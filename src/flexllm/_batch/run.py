@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -59,6 +59,7 @@ from .._errors import ChangedInputError, RequeueItem
 from .budget import BudgetGate, Halt
 from .checkpoint import CheckpointFile
 from .feed import Feeder, Out
+from .groups import raise_as_itself
 from .hand import put, take
 from .input import BatchInput, JSONLFile, as_source, verify_inputs
 from .progress import BatchCounters, ProgressDisplay
@@ -147,7 +148,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
                     if not self._finished:  # the consumer left early: stop the workers
                         tg.cancel_scope.cancel()
             except BaseExceptionGroup as group:
-                _raise_as_itself(group)
+                raise_as_itself(group)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close()
@@ -486,25 +487,3 @@ def _report_resume(scan: ScanResult, repaired: int) -> None:
     if scan.garbled:
         log.warning("checkpoint: skipped %d unreadable line(s) (lines %s)", scan.garbled,
                     ", ".join(map(str, scan.garbled_lines)))
-
-
-def _raise_as_itself(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Raise the one real error inside a task group's ``group`` as itself (the group when
-    there are several), keeping the error's own context rather than the group."""
-    errors = _leaves(group)
-    if len(errors) != 1:
-        raise group
-    error = errors[0]
-    context = error.__context__
-    try:
-        raise error
-    finally:
-        error.__context__ = context
-        del error
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out

@@ -197,7 +197,7 @@ async def test_a_workers_error_comes_out_as_itself() -> None:
 
 
 def test_two_errors_at_once_stay_a_group() -> None:
-    from flexllm._batch.run import _raise_as_itself
+    from flexllm._batch.groups import raise_as_itself as _raise_as_itself
 
     one = BaseExceptionGroup("tg", [ValueError("v")])
     with pytest.raises(ValueError):

@@ -40,9 +40,9 @@ from flexllm_core import (
 from ..._cost import CostTracker, Reservation, current_pricing
 from ..._errors import BudgetExceededError, ChangedInputError, InvalidLineError
 from ..checkpoint import CheckpointFile
+from ..groups import raise_as_itself
 from ..input import BatchInput, aiterate, as_source
 from ..records import item_from_record
-from ..run import _raise_as_itself as raise_as_itself
 from ..types import BatchItem, BatchOptions, Finished, ItemSource, Prepared
 from .api import BatchAPI, BatchTarget
 from .collect import collect

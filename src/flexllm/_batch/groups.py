@@ -1,0 +1,37 @@
+"""A task group's errors as the caller should see them: the one real error as itself.
+
+A batch owns a task group; an error in one of its workers (or in the caller's own block) would
+otherwise reach the caller wrapped in an ``ExceptionGroup`` of one.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ("raise_as_itself",)
+
+
+def raise_as_itself(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise the one real error inside a task group's ``group`` as itself (the group when
+    there are several), keeping the error's own context rather than the group."""
+    errors = _leaves(group)
+    if len(errors) != 1:
+        raise group
+    error = errors[0]
+    context = error.__context__
+    try:
+        raise error
+    finally:
+        error.__context__ = context
+        del error
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

@@ -34,6 +34,8 @@ class BatchCounters:
     started: float = attrs.field(factory=time.monotonic)
     #: The provider quota requests are waiting for right now, if any (read by the display).
     paced_by: Callable[[], str | None] | None = None
+    #: What the run is waiting on, shown as it is (provider batch jobs still open).
+    status: Callable[[], str | None] | None = None
 
 
 def _duration(seconds: float) -> str:
@@ -73,6 +75,9 @@ def format_line(c: BatchCounters, now: float) -> str:
     if paced is not None:
         parts.append("paced by a 429's retry-after" if paced == "cooldown"
                      else f"paced by the {paced.replace('_', ' ')} quota")
+    status = None if c.status is None else c.status()
+    if status:
+        parts.append(status)
     return "  ".join(parts)
 
 

@@ -271,6 +271,23 @@ async def test_an_online_run_on_open_provider_jobs_is_refused_naming_them(tmp_pa
     assert sorted(r["index"] for r in records(Path(out))) == list(range(4))
 
 
+async def test_the_progress_bar_counts_rows_and_the_jobs_still_open(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "o.jsonl")
+    server = MockServer(batch={"complete_after": 3600})
+    kw: dict[str, Any] = {"output_jsonl": out, "mode": "batch_api", "batch_poll_interval": FAST,
+                          "show_progress": True}
+    async with server, client(server, "openai") as c:
+        await c.chat_completions_batch(prompts(5), batch_wait=False, **kw)
+        first = capsys.readouterr().err.strip().splitlines()[-1]
+        server.batches.clock.advance(3600)
+        await c.chat_completions_batch(prompts(5), **kw)
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert first.startswith("5/5 (100.0%)"), first  # every row accounted for: all pending
+    assert "openai batch: 1 job(s) open, 5 row(s) out" in first, first
+    assert last.startswith("5/5 (100.0%)") and "job(s) open" not in last, last
+
+
 async def test_cancel_keeps_nothing_unpaid_and_a_rerun_sends_the_rest(tmp_path: Path) -> None:
     out = str(tmp_path / "o.jsonl")
     server = MockServer(batch={"complete_after": 3600})

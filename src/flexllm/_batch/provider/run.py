@@ -42,6 +42,7 @@ from ..._errors import BudgetExceededError, ChangedInputError, InvalidLineError
 from ..checkpoint import CheckpointFile
 from ..groups import raise_as_itself
 from ..input import BatchInput, aiterate, as_source
+from ..progress import BatchCounters, ProgressDisplay
 from ..records import item_from_record
 from ..types import BatchItem, BatchOptions, Finished, ItemSource, Prepared
 from .api import BatchAPI, BatchTarget
@@ -83,6 +84,9 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
         self._to_cache: list[tuple[str, ChatResult]] = []
         self.budget_exceeded = False
         self._deadline: float | None = None  # anyio.current_time() of the hand-over to online
+        #: What the progress bar shows: rows done of all, and the provider jobs still open.
+        self.counters = BatchCounters(status=self._status)
+        self._open_jobs: list[OpenJob] = []
 
     #: Structured outputs run online only (open_run refuses the pair): nothing to revive.
     structured: None = None
@@ -101,6 +105,9 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                 CheckpointFile.open, self._opt.output_jsonl, self._opt.durability)
             self._scan = resume.scan
         send, self._out = anyio.create_memory_object_stream[BatchItem](1024)
+        display = ProgressDisplay(self.counters) if self._opt.show_progress else None
+        if display is not None:
+            display.start()
         try:
             try:
                 async with anyio.create_task_group() as tg:
@@ -112,6 +119,9 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
             except BaseExceptionGroup as group:
                 raise_as_itself(group)
         finally:
+            if display is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(display.stop)
             self._out.close()
             if self._file is not None:
                 with anyio.CancelScope(shield=True):
@@ -134,9 +144,25 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
     async def __anext__(self) -> BatchItem:
         assert self._out is not None, "use 'async with' first"
         try:
-            return await self._out.receive()
+            item = await self._out.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
+        c = self.counters
+        c.done += 1
+        if item.error is not None:
+            c.errors += 1
+        if item.source is ItemSource.CHECKPOINT:
+            c.restored += 1
+        elif item.source is ItemSource.CACHE:
+            c.cache_hits += 1
+        return item
+
+    def _status(self) -> str | None:
+        jobs = self._open_jobs
+        if not jobs:
+            return None
+        rows = sum(len(job.rows) for job in jobs)
+        return f"{self._api.codec.NAME} batch: {len(jobs)} job(s) open, {rows} row(s) out"
 
     # -- the run -------------------------------------------------------------------------
 
@@ -150,6 +176,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                 await self._answer_from_cache(sink)
                 jobs = await self._resume(sink)
                 jobs += await self._submit(sink, [c for c in self._rows if c not in self._in(jobs)])
+                self._open_jobs = jobs  # the list _wait works on: the bar reads it as it shrinks
                 if self._settings.wait:
                     await self._wait(sink, jobs)
                 else:
@@ -187,6 +214,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                     changed.append(index)
                     continue
             self._rows[make_custom_id(index, request_hash(p.request))] = p
+        self.counters.total = index + 1
         if changed:
             raise ChangedInputError(str(self._opt.output_jsonl), changed)
         if scan is not None and self._file is not None:

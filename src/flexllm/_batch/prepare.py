@@ -171,7 +171,7 @@ async def open_run(
     cache_key: Callable[[ChatRequest], str],
     retries: Callable[[], int] | None,
     structured: Any = None,
-    batch_target: Callable[[], BatchTarget] | None = None,
+    batch_targets: Callable[[], Sequence[BatchTarget]] | None = None,
     shared_budget: tuple[str, str] | None = None,
 ) -> BatchRun | ProviderBatchRun:
     """Check one batch call's options and build its run (not started).
@@ -184,7 +184,7 @@ async def open_run(
     schema to ``build``, ``lanes`` and ``cache_key`` and records outcomes.
 
     With ``spec.mode == "batch_api"`` the run goes through the provider's batch API, at
-    the target ``batch_target()`` gives (a UsageError when the client has none).
+    the endpoints ``batch_targets()`` gives (a pool's: several).
 
     Raises:
         UsageError: a ``metadata_list`` that does not fit the input.
@@ -227,14 +227,14 @@ async def open_run(
         if structured is not None:
             raise UsageError(f"response_format with mode={spec.mode!r}: structured outputs run "
                              "online only for now; use mode='online'")
-        if batch_target is None:
-            raise UsageError("mode='batch_api' needs a single-endpoint client (LLMClient and its "
-                             "named clients); a pool sends its batches online")
+        targets = batch_targets() if batch_targets is not None else ()
+        if not targets:
+            raise UsageError(f"mode={spec.mode!r}: this client has no provider batch API")
         settings = spec.batch_api if spec.batch_api is not None else BatchAPISettings()
         if spec.mode == "auto" and settings.deadline is None:
             raise UsageError("mode='auto' needs deadline= (seconds after which rows still "
                              "waiting on the provider are sent online)")
-        return ProviderBatchRun(items, batch_target(), prepare, options, settings)
+        return ProviderBatchRun(items, targets, prepare, options, settings)
     return BatchRun(items, lanes, prepare, options)
 
 

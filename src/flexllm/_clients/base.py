@@ -4,7 +4,7 @@ It extends :class:`.calls._CallsBase` (single calls, streams, lifecycle) with th
 methods — ``chat_completions_batch``, ``iter_chat_completions_batch``, their ``_sync`` form,
 the provider batch API's job methods and flexllm 0.17's deprecated entry points — over the
 batch hooks :meth:`_lanes`, :meth:`_batch_models`, :meth:`_retries`, :meth:`_take_distribute`
-and :meth:`_batch_target`.
+and :meth:`_batch_targets`.
 """
 
 
@@ -85,9 +85,9 @@ class _ClientBase(_CallsBase):
         """Retries so far, all endpoints together (shown in the batch progress bar)."""
         raise NotImplementedError
 
-    def _batch_target(self) -> BatchTarget | None:
-        """Hook: where ``mode="batch_api"`` sends its jobs; None: this client cannot."""
-        return None
+    def _batch_targets(self) -> list[BatchTarget]:
+        """Hook: where ``mode="batch_api"`` sends its jobs (one per endpoint); empty: nowhere."""
+        return []
 
     def _pacing_now(self) -> str | None:
         """Hook: the quota some request waits for now (shown in the batch progress bar)."""
@@ -271,32 +271,32 @@ class _ClientBase(_CallsBase):
         return StructuredBatch(spec.schema, spec.schema.compile(
             self._schema_targets(), models[0] if models else ""), spec.max_reasks)
 
-    def _target(self) -> BatchTarget:
+    def _targets(self) -> list[BatchTarget]:
         self._check_open()
-        target = self._batch_target()
-        if target is None:
-            raise UsageError(f"{type(self).__name__} has no provider batch API; use an LLMClient")
-        return target
+        targets = self._batch_targets()
+        if not targets:
+            raise UsageError(f"{type(self).__name__} has no provider batch API")
+        return targets
 
     async def batch_api_jobs(self, output_jsonl: str) -> list[BatchJobStatus]:
         """The provider jobs ``mode="batch_api"`` submitted for this checkpoint, with the
         state of the open ones (works while a run holds the checkpoint)."""
-        return await batch_jobs(self._target(), output_jsonl)
+        return await batch_jobs(self._targets(), output_jsonl)
 
     async def cancel_batch_api_jobs(self, output_jsonl: str) -> list[BatchJobStatus]:
         """Cancel this checkpoint's open provider jobs; a re-run still collects the rows
         they finished and sends the rest again."""
-        return await cancel_batch_jobs(self._target(), output_jsonl)
+        return await cancel_batch_jobs(self._targets(), output_jsonl)
 
     async def _open_batch(self, messages_list: BatchInput, spec: BatchSpec) -> BatchRun:
         self._check_open()
         base = self._retries()
-        target = self._batch_target() if spec.mode != "online" else None
+        targets = self._batch_targets() if spec.mode != "online" else []
         run = await open_run(
             messages_list, spec, build=self.build_request, lanes=self._lanes(spec),
             models=self._batch_models(spec), cache=self._cache, cache_key=self.cache_key,
             retries=lambda: self._retries() - base, structured=self._structured_batch(spec),
-            batch_target=None if target is None else lambda: target,
+            batch_targets=lambda: targets,
             shared_budget=self._shared_budget)
         if isinstance(run, BatchRun):
             run.counters.paced_by = self._pacing_now

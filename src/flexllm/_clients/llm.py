@@ -265,12 +265,12 @@ class LLMClient(_ClientBase):
     def _schema_targets(self) -> list[tuple[str, str | None]]:
         return [(self._settings.provider, self._settings.base_url)]
 
-    def _batch_target(self) -> BatchTarget:
+    def _batch_targets(self) -> list[BatchTarget]:
         s = self._settings
-        return BatchTarget(provider=s.provider, config=s.provider_config(),
-                           transport=self._endpoint.transport, classify=self._endpoint.classify,
-                           timeout=s.timeout, complete=self._endpoint.complete,
-                           concurrency=self._endpoint.concurrency)
+        return [BatchTarget(provider=s.provider, config=s.provider_config(),
+                            transport=self._endpoint.transport, classify=self._endpoint.classify,
+                            timeout=s.timeout, complete=self._endpoint.complete,
+                            concurrency=self._endpoint.concurrency, label=s.shown_url)]
 
     def _pacing_now(self) -> str | None:
         return self._endpoint.pacing_now()

@@ -13,10 +13,16 @@ usable endpoint. When every one has failed it, the pool waits out a backoff (hon
 request's own fault (400, 401, ...) is raised at once and does not count against health.
 With ``fallback=False`` a request stays on the endpoint chosen for it, with that endpoint's
 own ``retry_times`` retries.
+
+``mode="batch_api"``: the rows are split between the endpoints as ``load_balance`` shares
+them (all to the first under ``fallback``), one provider job or more per endpoint; a job an
+endpoint refuses goes to the next, and rows sent online (``mode="auto"``) go through the
+router like any request.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
@@ -39,6 +45,7 @@ from .._batch import (
     BatchItem,
     BatchResult,
     BatchSpec,
+    BatchTarget,
     Lane,
     pop_distribute,
     reject_flexllm_options,
@@ -217,6 +224,26 @@ class LLMClientPool(_ClientBase):
 
     def _schema_targets(self) -> list[tuple[str, str | None]]:
         return [(e.settings.provider, e.settings.base_url) for e in self._entries]
+
+    def _batch_targets(self) -> list[BatchTarget]:
+        router = self._router
+        strategy = router.balancer.strategy
+        concurrency = sum(ep.concurrency for ep in router.endpoints)
+        targets = []
+        for i, (entry, ep) in enumerate(zip(self._entries, router.endpoints, strict=True)):
+            if strategy is BalanceStrategy.FALLBACK:
+                share = 1.0 if i == 0 else 0.0
+            elif strategy in (BalanceStrategy.WEIGHTED, BalanceStrategy.RANDOM):
+                share = float(entry.weight)
+            else:
+                share = 1.0
+            s = entry.settings
+            targets.append(BatchTarget(
+                provider=s.provider, config=s.provider_config(), transport=ep.transport,
+                classify=ep.classify, timeout=s.timeout, complete=router.complete,
+                concurrency=concurrency, label=self._urls[i],
+                adapt=functools.partial(router.for_endpoint, i), share=share))
+        return targets
 
     def _retries(self) -> int:
         r = self._router

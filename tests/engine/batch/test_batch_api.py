@@ -19,7 +19,6 @@ from flexllm import (
     CostReport,
     ItemSource,
     LLMClient,
-    LLMClientPool,
     ResponseCacheConfig,
     UnknownBatchJobError,
     UsageError,
@@ -218,7 +217,7 @@ async def test_budget_leaves_rows_unsent_and_says_so(tmp_path: Path) -> None:
     assert len(server.batches.jobs) == 1
 
 
-async def test_bad_options_and_a_pool_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
+async def test_bad_options_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
     server = MockServer()
     async with server, client(server, "openai") as c:
         with pytest.raises(UsageError, match="mode must be"):
@@ -226,10 +225,6 @@ async def test_bad_options_and_a_pool_are_refused_before_anything_is_sent(tmp_pa
         with pytest.raises(UsageError, match="batch_poll_interval"):
             await c.chat_completions_batch(prompts(2), mode="batch_api", batch_poll_interval=(5, 1),
                                            show_progress=False)
-        async with LLMClientPool(endpoints=[{"base_url": server.base_url, "api_key": "sk-test",
-                                             "model": MODEL["openai"]}]) as pool:
-            with pytest.raises(UsageError, match="single-endpoint client"):
-                await pool.chat_completions_batch(prompts(2), mode="batch_api", show_progress=False)
     assert server.batches.creates == 0 and server.stats.requests == 0
 
 

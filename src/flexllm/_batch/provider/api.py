@@ -47,6 +47,13 @@ class BatchTarget:
     #: The client's online path (``mode="auto"`` sends what the deadline leaves here).
     complete: Callable[[ChatRequest], Awaitable[ChatResult]] | None = None
     concurrency: int = 10
+    #: Where the jobs go, credentials redacted: kept in the journal to check a resumed
+    #: run polls the endpoint that holds its jobs, and shown in messages.
+    label: str = ""
+    #: The request as this endpoint takes it (a pool's endpoint swaps in its own model).
+    adapt: Callable[[ChatRequest], ChatRequest] | None = None
+    #: This endpoint's share of the rows of a pool's batch (0: a spare, used on failover).
+    share: float = 1.0
 
 
 class BatchAPI:
@@ -60,6 +67,16 @@ class BatchAPI:
         t = target.timeout
         self._timeouts = Timeouts(connect=10.0 if t is None else min(10.0, t), read=t, total=t)
         self._stream_timeouts = Timeouts(connect=self._timeouts.connect, read=t, total=None)
+
+    def encode_row(self, custom_id: str, request: ChatRequest) -> JSONDict:
+        """``request`` as one row of this endpoint's batch file (its own model in a pool)."""
+        adapt = self.target.adapt
+        return self.codec.encode_batch_row(custom_id, request if adapt is None else adapt(request),
+                                           self.cfg)
+
+    def model_of(self, request: ChatRequest) -> str:
+        adapt = self.target.adapt
+        return (request if adapt is None else adapt(request)).model
 
     async def _json(self, request: HttpRequest) -> JSONDict:
         resp = await self.target.transport().send(request, timeouts=self._timeouts)

@@ -21,14 +21,13 @@ from flexllm_core import (
 )
 
 from ..types import BatchItem, ItemSource, Prepared
-from .api import BatchAPI
 from .sink import Sink
 from .submit import OpenJob
 
 __all__ = ("collect",)
 
 
-async def collect(api: BatchAPI, sink: Sink, job: OpenJob, ended: BatchJob,
+async def collect(sink: Sink, job: OpenJob, ended: BatchJob,
                   rows: Mapping[str, Prepared],
                   settle: Callable[[str, BatchItem], BatchItem]) -> dict[str, FlexLLMError]:
     """Record every result of ``ended``; return the rows to try again with their errors.
@@ -36,6 +35,7 @@ async def collect(api: BatchAPI, sink: Sink, job: OpenJob, ended: BatchJob,
     ``settle(custom_id, item)`` prices (at batch prices), caches and releases an answered
     row's reservation, and returns the item to record.
     """
+    api = job.api
     waiting = set(job.rows).intersection(rows)
     retry: dict[str, FlexLLMError] = {}
     async for line in api.result_lines(ended):

@@ -3,7 +3,8 @@
 Each line is ``{"batch_job": {...}}`` (the core's scan lists them apart from the records):
 
 * ``intent``: written (and fsynced) *before* the upload and the create, with the job's key,
-  tag, model and row ids; a run killed after it finds the job again by its tag.
+  tag, model, row ids and endpoint (its position in the client and redacted URL); a run
+  killed after it finds the job again by its tag.
 * ``created``: the provider's job id, written as soon as the create answers.
 * ``ended``: every result of the job is in the checkpoint; nothing more to read.
 
@@ -35,6 +36,10 @@ class JournalJob:
     rows: tuple[str, ...]
     job_id: str | None = None
     ended: bool = False
+    #: The endpoint's position in the client (0 for journals written before pools could).
+    endpoint: int = 0
+    #: Its redacted URL when the intent was written (None: not recorded).
+    url: str | None = None
 
 
 def encode_entry(event: str, key: str, **fields: JSONValue) -> bytes:
@@ -56,10 +61,12 @@ def read_journal(lines: list[bytes]) -> dict[str, JournalJob]:
         except (ValueError, KeyError, TypeError):
             continue
         if event == "intent":
-            rows = entry.get("rows")
+            rows, endpoint, url = entry.get("rows"), entry.get("endpoint"), entry.get("url")
             jobs[key] = JournalJob(key=key, tag=str(entry.get("tag")), model=str(entry.get("model")),
                                    rows=tuple(r for r in rows if isinstance(r, str))
-                                   if isinstance(rows, list) else ())
+                                   if isinstance(rows, list) else (),
+                                   endpoint=endpoint if type(endpoint) is int and endpoint >= 0 else 0,
+                                   url=url if isinstance(url, str) else None)
         elif key in jobs and event == "created" and isinstance(entry.get("job_id"), str):
             jobs[key].job_id = entry["job_id"]
         elif key in jobs and event == "ended":

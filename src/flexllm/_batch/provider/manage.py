@@ -7,6 +7,7 @@ journal needs no lock, so this works while a run holds the checkpoint.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio.to_thread
@@ -14,7 +15,8 @@ import attrs
 
 from flexllm_core import JOURNAL_PREFIX, BatchCounts, UsageError
 
-from .api import BatchAPI, BatchTarget
+from .api import BatchTarget
+from .endpoints import BatchEndpoints
 from .journal import JournalJob, read_journal
 
 __all__ = ("BatchJobStatus", "batch_jobs", "cancel_batch_jobs")
@@ -44,9 +46,10 @@ async def _journal(path: str | os.PathLike[str]) -> dict[str, JournalJob]:
     return read_journal(await anyio.to_thread.run_sync(_journal_lines, Path(path).expanduser()))
 
 
-async def batch_jobs(target: BatchTarget, path: str | os.PathLike[str]) -> list[BatchJobStatus]:
-    """Every job the checkpoint at ``path`` submitted, the open ones looked up."""
-    api = BatchAPI(target)
+async def batch_jobs(targets: Sequence[BatchTarget], path: str | os.PathLike[str]) -> list[BatchJobStatus]:
+    """Every job the checkpoint at ``path`` submitted, the open ones looked up (each at the
+    endpoint that holds it)."""
+    endpoints = BatchEndpoints(targets)
     out: list[BatchJobStatus] = []
     for job in (await _journal(path)).values():
         if job.ended:
@@ -54,19 +57,21 @@ async def batch_jobs(target: BatchTarget, path: str | os.PathLike[str]) -> list[
         elif job.job_id is None:
             out.append(BatchJobStatus(job_id=None, rows=len(job.rows), state="unrecorded"))
         else:
-            got = await api.get(job.job_id)
+            got = await endpoints.for_entry(job, str(path)).get(job.job_id)
             out.append(BatchJobStatus(job_id=job.job_id, rows=len(job.rows), state=got.state.value,
                                       counts=got.counts))
     return out
 
 
-async def cancel_batch_jobs(target: BatchTarget, path: str | os.PathLike[str]) -> list[BatchJobStatus]:
+async def cancel_batch_jobs(targets: Sequence[BatchTarget], path: str | os.PathLike[str]
+                            ) -> list[BatchJobStatus]:
     """Cancel the checkpoint's open jobs; their finished rows are still collected by a re-run."""
-    api = BatchAPI(target)
+    endpoints = BatchEndpoints(targets)
     out: list[BatchJobStatus] = []
     for job in (await _journal(path)).values():
         if job.ended or job.job_id is None:
             continue
+        api = endpoints.for_entry(job, str(path))
         got = await api.get(job.job_id)
         if not got.state.terminal:
             got = await api.cancel(job.job_id)

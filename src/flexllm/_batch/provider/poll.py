@@ -15,7 +15,6 @@ import anyio
 
 from flexllm_core import BatchJob, FlexLLMError, ProviderError, TransportError
 
-from .api import BatchAPI
 from .submit import OpenJob
 
 __all__ = ("Poller",)
@@ -29,8 +28,7 @@ _MAX_FAILED_ROUNDS = 8
 class Poller:
     """Looks at open jobs until some have ended."""
 
-    def __init__(self, api: BatchAPI, shortest: float, longest: float) -> None:
-        self._api = api
+    def __init__(self, shortest: float, longest: float) -> None:
         self._shortest = shortest
         self._longest = longest
         self._wait = shortest
@@ -44,7 +42,7 @@ class Poller:
             self.rounds += 1
             try:
                 ended = [(job, state) for job in jobs
-                         if (state := await self._api.get(job.job_id)).state.terminal]
+                         if (state := await job.api.get(job.job_id)).state.terminal]
                 self._failed = 0
             except (ProviderError, TransportError) as exc:
                 if isinstance(exc, ProviderError) and not exc.retryable:
@@ -52,7 +50,7 @@ class Poller:
                 self._failed += 1
                 if self._failed >= _MAX_FAILED_ROUNDS:
                     raise
-                log.warning("%s batch poll failed (%s); trying again", self._api.codec.NAME, exc)
+                log.warning("batch poll failed (%s); trying again", exc)
                 ended = []
             except FlexLLMError:
                 raise

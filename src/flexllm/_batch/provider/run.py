@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -45,8 +45,9 @@ from ..input import BatchInput, aiterate, as_source
 from ..progress import BatchCounters, ProgressDisplay
 from ..records import item_from_record
 from ..types import BatchItem, BatchOptions, Finished, ItemSource, Prepared
-from .api import BatchAPI, BatchTarget
+from .api import BatchTarget
 from .collect import collect
+from .endpoints import BatchEndpoints
 from .hedge import run_online
 from .journal import JournalJob, encode_entry, read_journal
 from .poll import Poller
@@ -65,10 +66,11 @@ log = logging.getLogger("flexllm.batch")
 class ProviderBatchRun(anyio.AsyncContextManagerMixin):
     """``async with ProviderBatchRun(...) as run: async for item in run: ...`` (as BatchRun)."""
 
-    def __init__(self, items: BatchInput, target: BatchTarget, prepare: Callable[[object, int], Prepared],
-                 options: BatchOptions, settings: BatchAPISettings) -> None:
+    def __init__(self, items: BatchInput, targets: Sequence[BatchTarget],
+                 prepare: Callable[[object, int], Prepared], options: BatchOptions,
+                 settings: BatchAPISettings) -> None:
         self._source = as_source(items)
-        self._api = BatchAPI(target)
+        self._endpoints = BatchEndpoints(targets)
         self._prepare = prepare
         self._opt = options
         self._settings = settings
@@ -162,7 +164,8 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
         if not jobs:
             return None
         rows = sum(len(job.rows) for job in jobs)
-        return f"{self._api.codec.NAME} batch: {len(jobs)} job(s) open, {rows} row(s) out"
+        names = "/".join(sorted({job.api.codec.NAME for job in jobs}))
+        return f"{names} batch: {len(jobs)} job(s) open, {rows} row(s) out"
 
     # -- the run -------------------------------------------------------------------------
 
@@ -245,11 +248,12 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                 self._tries[cid] = self._tries.get(cid, 0) + 1
             if entry.ended or not any(cid in self._rows for cid in entry.rows):
                 continue
+            api = self._endpoints.for_entry(entry, str(self._opt.output_jsonl))
             if entry.job_id is not None:
                 job: OpenJob | None = OpenJob(key=entry.key, tag=entry.tag, model=entry.model,
-                                              rows=entry.rows, job_id=entry.job_id)
+                                              rows=entry.rows, job_id=entry.job_id, api=api)
             else:
-                job = await find_again(self._api, sink, entry,
+                job = await find_again(api, sink, entry,
                                        resubmit_unknown=self._settings.resubmit_unknown)
             if job is not None:
                 await self._reserve(job.rows)
@@ -290,7 +294,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
             return []
         for cid in fits:
             self._tries[cid] = self._tries.get(cid, 0) + 1
-        jobs, refused = await submit_rows(self._api, sink, self._rows, fits,
+        jobs, refused = await submit_rows(self._endpoints, sink, self._rows, fits,
                                           max_rows=self._settings.max_rows)
         for cid, refusal in refused.items():
             await self._fail(sink, cid, refusal)
@@ -317,7 +321,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
 
     async def _leave_pending(self, sink: Sink, jobs: list[OpenJob]) -> None:
         for job in jobs:
-            error = BatchPendingError(f"in {self._api.codec.NAME} batch {job.job_id}; re-run the same "
+            error = BatchPendingError(f"in {job.api.codec.NAME} batch {job.job_id}; re-run the same "
                                       "call to collect it when the batch has ended")
             for cid in job.rows:
                 if (p := self._rows.get(cid)) is not None:
@@ -327,7 +331,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
     async def _wait(self, sink: Sink, jobs: list[OpenJob]) -> None:
         """Poll until every job ended and every row is answered or out of attempts (or,
         with a deadline, until it passes: then the rest goes online)."""
-        poller = Poller(self._api, *self._settings.poll_interval)
+        poller = Poller(*self._settings.poll_interval)
         while jobs:
             ended: list[tuple[OpenJob, BatchJob]] = []
             with anyio.move_on_after(self._left()):
@@ -341,7 +345,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                 if again and self._left() <= 0:
                     await self._online(sink, again)
                 elif again:
-                    log.info("%s batch %s: %d row(s) submitted again", self._api.codec.NAME,
+                    log.info("%s batch %s: %d row(s) submitted again", job.api.codec.NAME,
                              job.job_id, len(again))
                     jobs += await self._submit(sink, again)
 
@@ -351,7 +355,7 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
     async def _collect(self, sink: Sink, job: OpenJob, state: BatchJob) -> list[str]:
         """Record an ended job's results; the rows to try again."""
         self._to_cache = []
-        retry = await collect(self._api, sink, job, state, self._rows, self._settle)
+        retry = await collect(sink, job, state, self._rows, self._settle)
         await sink.flush()
         await self._store_answers()
         again: list[str] = []
@@ -368,21 +372,21 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
         rest: list[str] = []
         for job in jobs:
             try:
-                state = await self._api.cancel(job.job_id)
+                state = await job.api.cancel(job.job_id)
             except FlexLLMError as exc:
-                log.warning("%s batch %s: cancel failed (%s)", self._api.codec.NAME, job.job_id, exc)
+                log.warning("%s batch %s: cancel failed (%s)", job.api.codec.NAME, job.job_id, exc)
                 state = None
             if state is not None and state.state.terminal:
                 rest += await self._collect(sink, job, state)
             else:
                 rest += [cid for cid in job.rows if cid in self._rows]
                 await sink.journal(_ended(job))
-        log.info("deadline: %d row(s) still waiting on %s go online", len(rest), self._api.codec.NAME)
+        log.info("deadline: %d row(s) still waiting on the provider go online", len(rest))
         await self._online(sink, rest)
 
     async def _online(self, sink: Sink, ids: list[str]) -> None:
         self._to_cache = []
-        await run_online(self._api.target, sink, self._rows,
+        await run_online(self._endpoints.online, sink, self._rows,
                          [cid for cid in ids if cid in self._rows],
                          lambda cid, item: self._settle(cid, item, batch=False))
         await sink.flush()

@@ -30,6 +30,7 @@ from flexllm_core import (
 
 from ..types import Prepared
 from .api import BatchAPI
+from .endpoints import BatchEndpoints
 from .journal import JournalJob, encode_entry
 from .sink import Sink
 
@@ -47,49 +48,69 @@ class UnknownBatchJobError(UsageError):
 
 @attrs.define
 class OpenJob:
-    """A submitted job the run waits for."""
+    """A submitted job the run waits for, at the endpoint that holds it."""
 
     key: str
     tag: str
     model: str
     rows: tuple[str, ...]
     job_id: str
+    api: BatchAPI = attrs.field(eq=False, repr=False)
 
 
-async def submit_rows(api: BatchAPI, sink: Sink, rows: Mapping[str, Prepared],
+async def submit_rows(endpoints: BatchEndpoints, sink: Sink, rows: Mapping[str, Prepared],
                       ids: Sequence[str], *, max_rows: int | None) -> tuple[list[OpenJob], dict[str, FlexLLMError]]:
-    """Submit ``ids`` (keys of ``rows``) as jobs within the provider's limits.
+    """Submit ``ids`` (keys of ``rows``, in input order) as jobs within each provider's limits,
+    split between the endpoints by share; a job an endpoint refuses goes to the next one.
 
-    Returns the jobs created and, per row, the error of a job the provider refused.
+    Returns the jobs created and, per row, the error of a job every endpoint refused.
     """
+    jobs: list[OpenJob] = []
+    refused: dict[str, FlexLLMError] = {}
+    for first, share in endpoints.split(ids):
+        await _place(endpoints, endpoints.failover(first), sink, rows, share, max_rows, jobs, refused)
+    return jobs, refused
+
+
+async def _place(endpoints: BatchEndpoints, order: list[int], sink: Sink, rows: Mapping[str, Prepared],
+                 ids: Sequence[str], max_rows: int | None, jobs: list[OpenJob],
+                 refused: dict[str, FlexLLMError]) -> None:
+    """Submit ``ids`` to endpoint ``order[0]``; what it refuses, to the rest of ``order``."""
+    at = order[0]
+    api = endpoints.apis[at]
     encoded: dict[str, JSONDict] = {}
     planned: list[PlannedRow] = []
     for cid in ids:
-        line = api.codec.encode_batch_row(cid, rows[cid].request, api.cfg)
+        line = api.encode_row(cid, rows[cid].request)
         encoded[cid] = line
-        planned.append(PlannedRow(custom_id=cid, model=rows[cid].request.model,
+        planned.append(PlannedRow(custom_id=cid, model=api.model_of(rows[cid].request),
                                   size=len(encode_jsonl([line]))))
-    jobs: list[OpenJob] = []
-    refused: dict[str, FlexLLMError] = {}
     for chunk in plan_chunks(planned, api.limits, max_rows=max_rows):
         key = uuid.uuid4().hex[:24]
         tag = make_job_tag(key)
         await sink.journal(encode_entry("intent", key, tag=tag, model=chunk.model,
-                                        rows=list(chunk.custom_ids)))
+                                        rows=list(chunk.custom_ids), endpoint=at, url=api.target.label))
         lines = [encoded[cid] for cid in chunk.custom_ids]
         try:
             job = await _create(api, chunk.model, tag, lines)
-        except ProviderError as exc:
-            if exc.retryable:
-                raise
-            for cid in chunk.custom_ids:  # refused (a 4xx): nothing was created
-                refused[cid] = exc
-            await sink.journal(encode_entry("ended", key))
+        except UnknownBatchJobError:
+            raise
+        except (ProviderError, TransportError) as exc:
+            if len(order) == 1 and not (isinstance(exc, ProviderError) and not exc.retryable):
+                raise  # the one endpoint left may answer later: a re-run picks the job up
+            await sink.journal(encode_entry("ended", key))  # nothing was created
+            if len(order) > 1:
+                log.warning("%s batch at endpoint %d failed (%s); %d row(s) go to endpoint %d",
+                            api.codec.NAME, at, exc, len(chunk.custom_ids), order[1])
+                await _place(endpoints, order[1:], sink, rows, chunk.custom_ids, max_rows, jobs, refused)
+            else:
+                for cid in chunk.custom_ids:  # refused (a 4xx) everywhere
+                    refused[cid] = exc
             continue
         await sink.journal(encode_entry("created", key, job_id=job.id))
         log.info("%s batch %s: submitted %d row(s)", api.codec.NAME, job.id, len(chunk.custom_ids))
-        jobs.append(OpenJob(key=key, tag=tag, model=chunk.model, rows=chunk.custom_ids, job_id=job.id))
-    return jobs, refused
+        jobs.append(OpenJob(key=key, tag=tag, model=chunk.model, rows=chunk.custom_ids,
+                            job_id=job.id, api=api))
 
 
 async def _create(api: BatchAPI, model: str, tag: str, lines: list[JSONDict]) -> BatchJob:
@@ -138,4 +159,4 @@ async def find_again(api: BatchAPI, sink: Sink, job: JournalJob, *,
         return None
     log.info("%s batch %s: found again after a crash (%s)", api.codec.NAME, found.id, job.tag)
     await sink.journal(encode_entry("created", job.key, job_id=found.id))
-    return OpenJob(key=job.key, tag=job.tag, model=job.model, rows=job.rows, job_id=found.id)
+    return OpenJob(key=job.key, tag=job.tag, model=job.model, rows=job.rows, job_id=found.id, api=api)

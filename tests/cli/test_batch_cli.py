@@ -292,3 +292,28 @@ def test_a_bad_rpm_is_a_usage_error_naming_it(cli: Invoke) -> None:
     assert result.exit_code != 0 and "max_rpm" in result.stderr
     result = cli("batch", "in.jsonl", "--mock", "--output-tpm", "-3")
     assert result.exit_code != 0 and "max_output_tpm" in result.stderr
+
+
+def test_a_pool_config_entry_splits_a_batch_api_job_over_its_endpoints(cli: Invoke, home: Path) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    out = Path("results.jsonl")
+    a, b = MockServer(batch={"complete_after": 3600}), MockServer(batch={"complete_after": 3600})
+    with a as url_a, b as url_b:
+        cfg = home / ".flexllm" / "config.yaml"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text("default: pooled\nmodels:\n  - id: pooled\n    name: gpt-4o-mini\n"
+                       "    api_key: sk-test\n    load_balance: round_robin\n    endpoints:\n"
+                       f"      - base_url: {url_a}\n      - base_url: {url_b}\n", "utf-8")
+        sub = cli("batch", "submit", str(src), "-o", str(out), "--json", "--no-cache")
+        assert sub.exit_code == 0, sub.output
+        assert summary(sub.stdout)["pending"] == 20
+        jobs = summary(cli("batch", "status", str(out), "--json").stdout)["jobs"]
+        assert {j["state"] for j in jobs} == {"running"} and sum(j["rows"] for j in jobs) == 20
+        assert a.batches.creates >= 1 and b.batches.creates >= 1  # both endpoints hold rows
+        a.batches.clock.advance(3600)
+        b.batches.clock.advance(3600)
+        got = summary(cli("batch", "collect", str(src), "-o", str(out), "--json", "--no-cache").stdout)
+        assert (got["succeeded"], got["pending"]) == (20, 0)
+    intents = [r["batch_job"] for r in records(out) if r.get("batch_job", {}).get("event") == "intent"]
+    assert {i["endpoint"] for i in intents} == {0, 1} and "sk-test" not in out.read_text("utf-8")
+    assert sorted(r["index"] for r in records(out) if "batch_job" not in r) == list(range(20))

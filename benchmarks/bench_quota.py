@@ -1,7 +1,8 @@
-"""A quota-bound batch through ``LLMClient`` against the mock, next to the openai SDK and 0.17.
+"""A quota-bound batch through ``LLMClient`` against the mock, next to the openai SDK,
+LiteLLM and 0.17.
 
-    python benchmarks/bench_quota.py                      # asyncio and trio
-    python benchmarks/bench_quota.py --items 2000 --tpm 60000 --time-scale 6
+    python benchmarks/bench_quota.py          # 2000 items, 60,000 TPM on a 10 s minute
+    python benchmarks/bench_quota.py --items 600 --rpm 450 --tpm 24000 --time-scale 4
 
 The mock (a :class:`flexllm.mock.MockServer` on its own thread, so its counters are read
 directly) enforces ``--rpm``/``--tpm`` as continuously refilled buckets on a minute shortened
@@ -13,7 +14,12 @@ admission). Every client has 50 requests in flight at most:
   quota as a user states it, counted over the mock's shortened minute.
 * flexllm, learnt: ``LLMClient()`` with no limit: learnt from the first 429's headers.
 * openai SDK: ``AsyncOpenAI`` with its default 2 retries (asyncio only).
-* flexllm 0.17.10 (``/work/venv-orig``): ``chat_completions_batch`` (asyncio only).
+* LiteLLM: ``litellm.acompletion(num_retries=2)`` (its interpreter: ``$LITELLM_PYTHON``,
+  default ``/work/venv-litellm``; asyncio only).
+* flexllm 0.17.10 (``$FLEXLLM_ORIG_PYTHON``, default ``/work/venv-orig``):
+  ``chat_completions_batch`` (asyncio only).
+
+A client whose interpreter is missing is skipped with a line saying so.
 
 Ideal: the quota-bound wall time of a continuous bucket, ``(total cost - one minute's
 burst) / rate`` for the tightest limit, plus one answer's delay.
@@ -37,7 +43,8 @@ from flexllm import LLMClient
 from flexllm.mock import MockServer
 
 CONCURRENCY = 50
-ORIG_PYTHON = Path("/work/venv-orig/bin/python")
+ORIG_PYTHON = Path(os.environ.get("FLEXLLM_ORIG_PYTHON", "/work/venv-orig/bin/python"))
+LITELLM_PYTHON = Path(os.environ.get("LITELLM_PYTHON", "/work/venv-litellm/bin/python"))
 
 
 def messages(args: argparse.Namespace) -> list[list[dict[str, str]]]:
@@ -96,8 +103,32 @@ asyncio.run(main())
 """
 
 
-def orig_run(url: str, args: argparse.Namespace) -> int:
-    proc = subprocess.run([str(ORIG_PYTHON), "-c", ORIG_CODE, url, str(args.items),
+LITELLM_CODE = """
+import asyncio, json, logging, sys, warnings
+warnings.simplefilter("ignore"); logging.disable(logging.CRITICAL)
+import litellm
+litellm.suppress_debug_info = True
+url, items, words, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pad = " ".join(["word"] * (words - 1))
+msgs = [[{"role": "user", "content": f"{i} {pad}"}] for i in range(items)]
+async def main():
+    gate, failed = asyncio.Semaphore(50), 0
+    async def one(m):
+        nonlocal failed
+        async with gate:
+            try:
+                await litellm.acompletion(model="openai/m", api_base=url, api_key="k", messages=m,
+                                          max_tokens=max_tokens, num_retries=2)
+            except Exception:
+                failed += 1
+    await asyncio.gather(*(one(m) for m in msgs))
+    print(json.dumps(failed))
+asyncio.run(main())
+"""
+
+
+def subprocess_run(python: Path, code: str, url: str, args: argparse.Namespace) -> int:
+    proc = subprocess.run([str(python), "-c", code, url, str(args.items),
                            str(args.prompt_words), str(args.max_tokens)],
                           capture_output=True, text=True, timeout=1800, check=True,
                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
@@ -115,15 +146,15 @@ def ideal(args: argparse.Namespace) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--items", type=int, default=600)
-    parser.add_argument("--rpm", type=float, default=450)
-    parser.add_argument("--tpm", type=float, default=24000)
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--rpm", type=float, default=10000)
+    parser.add_argument("--tpm", type=float, default=60000)
     parser.add_argument("--prompt-words", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=40)
     parser.add_argument("--delay", type=float, default=0.2)
-    parser.add_argument("--time-scale", type=float, default=4.0)
+    parser.add_argument("--time-scale", type=float, default=6.0)
     parser.add_argument("--backends", default="asyncio,trio")
-    parser.add_argument("--clients", default="limits,learnt,openai,0.17")
+    parser.add_argument("--clients", default="limits,learnt,openai,litellm,0.17")
     args = parser.parse_args()
     best = ideal(args)
     print(f"{args.items} items, {args.rpm:g} RPM / {args.tpm:g} TPM, minute = "
@@ -134,13 +165,16 @@ def main() -> None:
     rows: list[tuple[str, str, Any]] = []
     for backend in args.backends.split(","):
         for name in args.clients.split(","):
-            if name in ("openai", "0.17") and backend != "asyncio":
+            if name in ("openai", "litellm", "0.17") and backend != "asyncio":
                 continue
-            if name == "0.17" and not ORIG_PYTHON.exists():
+            if (name == "0.17" and not ORIG_PYTHON.exists()) or (
+                    name == "litellm" and not LITELLM_PYTHON.exists()):
+                print(f"({name}: no interpreter for it here; skipped)")
                 continue
             rows.append((name, backend, None))
     labels = {"limits": "flexllm, limits set", "learnt": "flexllm, learnt from headers",
-              "openai": "openai SDK (2 retries)", "0.17": "flexllm 0.17.10"}
+              "openai": "openai SDK (2 retries)", "litellm": "LiteLLM (2 retries)",
+              "0.17": "flexllm 0.17.10"}
     for name, backend, _ in rows:
         server = MockServer(delay=args.delay, rpm=args.rpm, tpm=args.tpm,
                             time_scale=args.time_scale, response_length=args.max_tokens // 2)
@@ -151,8 +185,10 @@ def main() -> None:
                                    backend=backend)
             elif name == "openai":
                 failed = asyncio.run(openai_run(url, args))
+            elif name == "litellm":
+                failed = subprocess_run(LITELLM_PYTHON, LITELLM_CODE, url, args)
             else:
-                failed = orig_run(url, args)
+                failed = subprocess_run(ORIG_PYTHON, ORIG_CODE, url, args)
             wall = time.monotonic() - start
             sent, refused = server.stats.requests, server.stats.rate_limited
         print(f"| {labels[name]:<26} | {backend:<7} | {wall:>6.1f} | {wall / best:>7.2f} "

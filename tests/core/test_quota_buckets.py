@@ -169,6 +169,74 @@ def test_never_admits_more_than_the_limit_per_window(
         assert in_window <= limit + rate * window + 1e-6
 
 
+def test_refunds_bring_the_queue_forward_and_underestimates_push_it_back() -> None:
+    q = QuotaBuckets.per_minute(tpm=6000)  # 100 tokens a second
+    first = q.reserve(0.0, cost(6000))
+    second, third = q.reserve(0.0, cost(1000)), q.reserve(0.0, cost(1000))
+    assert (first.wait, second.wait, third.wait) == (0.0, pytest.approx(10.0), pytest.approx(20.0))
+    q.settle(first, cost(5500), 1.0)  # 500 over-reserved: both queued go 5 s sooner
+    assert q.wait_left(second, 1.0) == pytest.approx(4.0)
+    assert q.wait_left(third, 1.0) == pytest.approx(14.0)
+    late = QuotaBuckets.per_minute(tpm=6000)
+    head = late.reserve(0.0, cost(6000))
+    queued = late.reserve(0.0, cost(1000))
+    late.settle(head, cost(6500), 1.0)  # 500 under: the queue waits for it
+    assert late.wait_left(queued, 1.0) == pytest.approx(14.0)
+    cooled = QuotaBuckets.per_minute(tpm=6000)
+    cooled.cool_down(0.0, 30.0)
+    waiting = cooled.reserve(0.0, cost(10))
+    assert waiting.cooling_down and cooled.wait_left(waiting, 10.0) == pytest.approx(20.0)
+
+
+def test_headroom_keeps_seconds_of_refill_unused_not_a_share_of_the_pace() -> None:
+    q = QuotaBuckets.per_minute(tpm=6000, headroom=0.5)
+    assert q.buckets[T].burst == pytest.approx(5950) and q.buckets[T].rate == pytest.approx(100)
+    q.clamp(LimitSnapshot(limits={T: LimitState(limit=6000, remaining=1000)}), 0.0)
+    assert q.available(0.0)[T] == pytest.approx(950)
+    with pytest.raises(UsageError, match="headroom"):
+        QuotaBuckets.per_minute(tpm=6000, headroom=-1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    limit=st.integers(1_000, 100_000),
+    steps=st.lists(
+        st.tuples(st.floats(0, 5), st.integers(1, 1_000), st.floats(0.0, 1.5)),
+        min_size=1, max_size=100,
+    ),
+)
+def test_a_queue_moved_by_refunds_never_admits_more_than_the_limit_per_window(
+    limit: int, steps: list[tuple[float, int, float]]
+) -> None:
+    """Reservations queue; each starts when ``wait_left`` reaches 0 and is settled at once
+    with its real cost (over or under the estimate), moving the queue behind it: what
+    starts within any window still costs at most burst + rate * W."""
+    q = QuotaBuckets.per_minute(tpm=limit)
+    now, queued, starts = 0.0, [], []
+
+    def run_until(until: float) -> float:
+        t = now
+        while queued:
+            at, i = min((t + max(q.wait_left(r, t), 0.0), i) for i, (r, _a) in enumerate(queued))
+            if at > until:
+                break
+            t = at
+            r, actual = queued.pop(i)
+            starts.append((t, actual))
+            q.settle(r, cost(actual), t)
+        return until
+
+    for gap, reserved, used in steps:
+        now = run_until(now + gap)
+        queued.append((q.reserve(now, cost(reserved)), int(reserved * used)))
+    run_until(float("inf"))
+    starts.sort()
+    rate, window = limit / 60.0, 60.0
+    for i, (t0, _) in enumerate(starts):
+        in_window = sum(a for t, a in starts[i:] if t < t0 + window)
+        assert in_window <= limit + rate * window + 1e-6
+
+
 # -- cost rules ---------------------------------------------------------------------------
 
 

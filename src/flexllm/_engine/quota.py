@@ -47,8 +47,16 @@ __all__ = ("EndpointQuota", "QuotaOptions")
 _COST_FIELDS = ("requests", "tokens", "input_tokens", "output_tokens")
 
 
-#: Share of each user-set limit left unused: admissions reach the server with some jitter.
-MARGIN = 0.02
+#: Seconds of refill left unused: admissions reach the server with some jitter (a burst
+#: admitted now may arrive together with the next refill's requests). On a real minute it
+#: is 0.25 % of the limit; no share of the pace is kept back (estimates off either way are
+#: settled, and the queue behind them moves with the difference: ``wait_left``).
+HEADROOM = 0.15
+#: The share kept unused of a limit shared through Redis: processes on several machines
+#: admit independently, with a round trip of jitter each.
+SHARED_MARGIN = 0.02
+#: A queued request looks at its wait again after at most a quarter of it, or this often.
+_RECHECK = 0.05
 
 
 class EndpointQuota:
@@ -59,7 +67,7 @@ class EndpointQuota:
         o = options
         self._buckets = QuotaBuckets.per_minute(
             rpm=o.max_rpm, tpm=o.max_tpm, input_tpm=o.max_input_tpm, output_tpm=o.max_output_tpm,
-            learn=o.adapt_to_limits, margin=MARGIN, window=o.quota_window)
+            learn=o.adapt_to_limits, headroom=HEADROOM, window=o.quota_window)
         #: The user's limits, global in Redis (``limits_url``); the fallback buckets hold
         #: this process's share while Redis is unreachable.
         self._shared: SharedLimits | None = None
@@ -70,7 +78,7 @@ class EndpointQuota:
         if o.limits_url is not None:
             given = {Dimension.REQUESTS: o.max_rpm, Dimension.TOKENS: o.max_tpm,
                      Dimension.INPUT_TOKENS: o.max_input_tpm, Dimension.OUTPUT_TOKENS: o.max_output_tpm}
-            set_limits = {dim: v * (1 - MARGIN) for dim, v in given.items() if v is not None}
+            set_limits = {dim: v * (1 - SHARED_MARGIN) for dim, v in given.items() if v is not None}
             if set_limits:
                 self._shared = SharedLimits(o.limits_url, scope, set_limits, o.quota_window)
                 n = o.limits_workers
@@ -78,7 +86,7 @@ class EndpointQuota:
                     rpm=o.max_rpm and o.max_rpm / n, tpm=o.max_tpm and o.max_tpm / n,
                     input_tpm=o.max_input_tpm and o.max_input_tpm / n,
                     output_tpm=o.max_output_tpm and o.max_output_tpm / n,
-                    learn=False, margin=MARGIN, window=o.quota_window)
+                    learn=False, margin=SHARED_MARGIN, window=o.quota_window)
         self._rule = codec.QUOTA_RULE
         self._adapt = options.adapt_to_limits
         self._max_wait = options.max_queue_wait
@@ -163,8 +171,7 @@ class EndpointQuota:
                 r = await self._reserve_shared(r)
             self._check_wait(r, r.wait)
             if r.wait > 0:
-                self._count_wait(r, r.wait)
-                await anyio.sleep(r.wait)
+                await self._wait_out(r)
         except BaseException:
             self.cancel(r)
             raise
@@ -172,6 +179,22 @@ class EndpointQuota:
         if rough:
             self._rough.add(id(r))
         return r
+
+    async def _wait_out(self, r: Reservation) -> None:
+        """Sleep out ``r``'s wait, looking again now and then: refunds of the requests
+        ahead of it (estimates are generous) bring it forward."""
+        start = time.monotonic()
+        self._pacing = ("cooldown" if r.cooling_down or r.limited_by is None
+                        else r.limited_by.value, start + r.wait)
+        left = r.wait
+        while left > 0:
+            if self._shared is not None:  # the global buckets decide: no local credit
+                await anyio.sleep(left)
+                break
+            await anyio.sleep(min(left, max(_RECHECK, left / 4)))
+            with self._lock:
+                left = self._buckets.wait_left(r, time.monotonic())
+        self._count_wait(r, time.monotonic() - start)
 
     async def _reserve_shared(self, r: Reservation) -> Reservation:
         """Reserve ``r``'s cost in Redis too (or, Redis down, in the fallback buckets);
@@ -240,7 +263,6 @@ class EndpointQuota:
     def _count_wait(self, r: Reservation, wait: float) -> None:
         key = "cooldown" if r.cooling_down or r.limited_by is None else r.limited_by.value
         self.waited[key] = self.waited.get(key, 0.0) + wait
-        self._pacing = (key, time.monotonic() + wait)
 
     def pacing_now(self) -> str | None:
         """The limit some request is waiting for right now, or None (for a progress bar)."""

@@ -61,6 +61,10 @@ class Reservation:
     limited_by: Dimension | None = None
     #: True while the wait comes from the shared cooldown rather than a bucket.
     cooling_down: bool = False
+    #: The ``now`` it was made at, each bucket's wait then, and each bucket's refund credit
+    #: then (see :meth:`QuotaBuckets.wait_left`).
+    made_at: float = 0.0
+    waits: tuple[tuple[Dimension, float, float], ...] = ()
 
 
 def _limit(name: str, value: float | None) -> float | None:
@@ -97,16 +101,26 @@ class QuotaBuckets:
     learn: bool = True
     #: Window assumed for a learnt limit when the server states none (seconds).
     window: float = MINUTE
-    #: Share of each limit left unused (0.02: pace at 98 %), so the jitter between this
-    #: process's admissions and their arrival at the server does not cost a 429.
+    #: Share of each limit left unused (0.02: pace at 98 %): room for the provider counting
+    #: a little more than the estimates (settled later) did.
     margin: float = attrs.field(default=0.0)
+    #: Seconds of refill each bucket keeps unused (its burst is that much smaller): requests
+    #: admitted up to ``headroom`` apart may reach the server in another order or together,
+    #: and a continuous bucket over-admits by at most ``rate * jitter``. Unlike ``margin``,
+    #: it does not slow the steady pace, and on a real minute it is a small share of the limit.
+    headroom: float = attrs.field(default=0.0)
     #: No new request before this ``now`` (a 429's retry-after); None when not cooling down.
     cooldown_until: float | None = None
-    #: Dimensions the user set: a header may lower their limit, never raise it.
-    _user: set[Dimension] = attrs.field(factory=set)
+    #: The limits the user set, as given (before ``margin``/``headroom``): a header may
+    #: lower them, never raise them, and no request larger than one is queued.
+    _user: dict[Dimension, float] = attrs.field(factory=dict)
     #: What reservations not yet settled or cancelled hold, per dimension: requests the
     #: provider may not have counted in the ``remaining`` it reports.
     _pending: dict[Dimension, float] = attrs.field(factory=dict)
+    #: Per dimension, what settling paid down the bucket's debt (an overestimate's refund)
+    #: less what it added (an underestimate), summed: a reservation queued behind that
+    #: debt goes that much sooner (or later).
+    _credit: dict[Dimension, float] = attrs.field(factory=dict)
 
     @classmethod
     def per_minute(
@@ -119,18 +133,33 @@ class QuotaBuckets:
         window: float = MINUTE,
         learn: bool = True,
         margin: float = 0.0,
+        headroom: float = 0.0,
     ) -> QuotaBuckets:
         """Buckets for the limits given (per ``window`` seconds, a minute by default)."""
         if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
             raise UsageError(f"margin must be in [0, 1), got {margin!r}")
+        if not (isinstance(headroom, (int, float)) and math.isfinite(headroom) and headroom >= 0):
+            raise UsageError(f"headroom must be a number of seconds >= 0, got {headroom!r}")
         given = {Dimension.REQUESTS: _limit("max_rpm", rpm), Dimension.TOKENS: _limit("max_tpm", tpm),
                  Dimension.INPUT_TOKENS: _limit("max_input_tpm", input_tpm),
                  Dimension.OUTPUT_TOKENS: _limit("max_output_tpm", output_tpm)}
         window = _limit("window", window) or MINUTE
-        keep = 1.0 - margin
-        buckets = {dim: TokenBucket(rate=v * keep / window, burst=v * keep)
-                   for dim, v in given.items() if v}
-        return cls(buckets=buckets, learn=learn, window=window, margin=margin, user=set(buckets))
+        q = cls(learn=learn, window=window, margin=margin, headroom=headroom,
+                user={dim: v for dim, v in given.items() if v})
+        q.buckets = {dim: q._bucket(v / window, v) for dim, v in q._user.items()}
+        return q
+
+    def _sizes(self, rate: float, limit: float) -> tuple[float, float]:
+        """The pace and burst kept for a limit of ``limit`` refilled at ``rate``."""
+        keep = 1.0 - self.margin
+        burst = limit * keep
+        # Never less than half the limit: a headroom longer than the window would
+        # otherwise leave no burst at all.
+        return rate * keep, max(burst - rate * self.headroom, burst / 2)
+
+    def _bucket(self, rate: float, limit: float) -> TokenBucket:
+        rate, burst = self._sizes(rate, limit)
+        return TokenBucket(rate=rate, burst=burst)
 
     def reserve(self, now: float, cost: QuotaCost) -> Reservation:
         """Debit ``cost`` from every bucket now; the caller waits ``.wait`` before sending.
@@ -142,25 +171,42 @@ class QuotaBuckets:
             QueueWaitExceeded: ``cost`` is more than a whole window of a limit the user set:
                 no wait would ever admit it (and the provider would refuse it too).
         """
-        keep = 1.0 - self.margin
-        for dim in self._user:
-            bucket = self.buckets.get(dim)
-            if bucket is not None and cost.get(dim) > bucket.burst / keep + 1e-9:
+        for dim, limit in self._user.items():
+            if cost.get(dim) > limit + 1e-9:
                 raise QueueWaitExceeded(
                     f"not sent: it needs {cost.get(dim):g} {dim.value}, more than the whole "
-                    f"limit of {bucket.burst / keep:g} per {self.window:g}s: no wait admits it")
+                    f"limit of {limit:g} per {self.window:g}s: no wait admits it")
         wait, limited_by = 0.0, None
         pending = self._pending
         for dim in Dimension:
             pending[dim] = pending.get(dim, 0.0) + cost.get(dim)
+        waits = []
         for dim, bucket in self.buckets.items():
             w = bucket.acquire(now, cost.get(dim))
+            if w > 0:
+                waits.append((dim, w, self._credit.get(dim, 0.0)))
             if w > wait:
                 wait, limited_by = w, dim
         cooldown = self.cooldown_remaining(now)
         if cooldown > wait:
-            return Reservation(cost, cooldown, limited_by, cooling_down=True)
-        return Reservation(cost, wait, limited_by)
+            return Reservation(cost, cooldown, limited_by, cooling_down=True, made_at=now)
+        return Reservation(cost, wait, limited_by, made_at=now, waits=tuple(waits))
+
+    def wait_left(self, reservation: Reservation, now: float) -> float:
+        """Seconds ``reservation`` still has to wait at ``now``: its wait less what the
+        refunds settled since it was made paid of the debt it queued behind (estimates are
+        generous, so a queue of reservations would otherwise pace below the limit until
+        the last of them is sent). A cooldown's wait is never shortened."""
+        if reservation.cooling_down or not reservation.waits:
+            return reservation.made_at + reservation.wait - now
+        left = 0.0
+        for dim, wait, credit in reservation.waits:
+            bucket = self.buckets.get(dim)
+            paid = self._credit.get(dim, 0.0) - credit
+            if bucket is not None:
+                wait -= paid / bucket.rate
+            left = max(left, reservation.made_at + wait - now)
+        return left
 
     def settle(self, reservation: Reservation, actual: QuotaCost, now: float) -> None:
         """The request's real cost is known: refund what was over-reserved, charge the rest."""
@@ -168,8 +214,14 @@ class QuotaBuckets:
         for dim, bucket in self.buckets.items():
             diff = actual.get(dim) - reservation.cost.get(dim)
             if diff > 0:
+                debt = -bucket.available(now) + diff
+                if debt > 0:  # an underestimate: the queue behind it waits for it too
+                    self._credit[dim] = self._credit.get(dim, 0.0) - min(diff, debt)
                 bucket.acquire(now, diff)
             elif diff < 0:
+                debt = -bucket.available(now)
+                if debt > 0:
+                    self._credit[dim] = self._credit.get(dim, 0.0) + min(-diff, debt)
                 bucket.release(-diff)
 
     def cancel(self, reservation: Reservation) -> None:
@@ -195,32 +247,31 @@ class QuotaBuckets:
         keep = 1.0 - self.margin
         for dim, state in snapshot.limits.items():
             bucket = self.buckets.get(dim)
-            unseen = self._pending.get(dim, 0.0) - (0.0 if counted is None else counted.get(dim))
-            remaining = (None if state.remaining is None
-                         else state.remaining * keep - max(unseen, 0.0))
             if state.limit is not None and state.limit > 0:
-                limit = state.limit * keep
                 window = state.window or _implied_window(state)
                 if window is not None:
-                    rate = limit / window
+                    full_rate = state.limit / window
                 elif bucket is not None and state.reset_after is not None:
-                    rate = bucket.rate  # too little used to tell the window: keep the rate
+                    full_rate = bucket.rate / keep  # too little used to tell the window: keep the rate
                 else:
-                    rate = limit / self.window
+                    full_rate = state.limit / self.window
+                rate, burst = self._sizes(full_rate, state.limit)
                 if bucket is None and self.learn:
-                    bucket = self.buckets[dim] = TokenBucket(
-                        rate=rate, burst=limit, tokens=limit if remaining is None else remaining,
-                        updated=now)
-                elif bucket is not None and (limit < bucket.burst or dim not in self._user):
+                    bucket = self.buckets[dim] = TokenBucket(rate=rate, burst=burst, updated=now)
+                elif bucket is not None and (burst < bucket.burst or dim not in self._user):
                     if dim in self._user:
                         rate = min(rate, bucket.rate)  # a header never speeds up a user's limit
                     bucket.available(now)
-                    bucket.rate, bucket.burst = rate, limit
+                    bucket.rate, bucket.burst = rate, burst
                     bucket.tokens = min(bucket.tokens, bucket.burst)
-            if bucket is not None and remaining is not None:
-                remaining = min(remaining + bucket.rate * max(age, 0.0), bucket.burst)
-                if bucket.available(now) > remaining:
-                    bucket.tokens = remaining
+            if bucket is not None and state.remaining is not None:
+                # Our bucket is the provider's less the headroom, less what it has not
+                # counted yet, plus its refill since it counted.
+                unseen = self._pending.get(dim, 0.0) - (0.0 if counted is None else counted.get(dim))
+                remaining = (state.remaining * keep - bucket.rate / keep * self.headroom
+                             - max(unseen, 0.0) + bucket.rate * max(age, 0.0))
+                if bucket.available(now) > min(remaining, bucket.burst):
+                    bucket.tokens = min(remaining, bucket.burst)
 
     def cool_down(self, now: float, seconds: float) -> None:
         """Hold every new request back until ``now + seconds`` (never shortens a cooldown)."""

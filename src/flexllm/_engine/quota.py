@@ -59,6 +59,11 @@ SHARED_MARGIN = 0.02
 _RECHECK = 0.05
 
 
+def _tokens(cost: QuotaCost) -> float:
+    """A cost's tokens, whichever way its provider counts them (total or input + output)."""
+    return cost.tokens or cost.input_tokens + cost.output_tokens
+
+
 class EndpointQuota:
     """Reserve-then-settle admission for one endpoint, shared by every loop that uses it."""
 
@@ -110,6 +115,9 @@ class EndpointQuota:
         self.waited: dict[str, float] = {}
         #: 429s received, by kind ("slow_down", "quota_exhausted", ...).
         self.rate_limited: Counter[str] = Counter()
+        #: Tokens reserved and tokens charged, over the answers settled (estimate error).
+        self._reserved_tokens = 0.0
+        self._charged_tokens = 0.0
 
     def paced_by(self) -> str | None:
         """The limit that held requests back the longest so far, or None."""
@@ -120,8 +128,10 @@ class EndpointQuota:
 
     def statistics(self) -> dict[str, Any]:
         """The quota's share of :class:`~flexllm._engine.stats.EndpointStatistics`."""
+        charged = self._charged_tokens
+        error = (self._reserved_tokens - charged) / charged if charged > 0 else None
         return {"quota_waited": dict(self.waited), "rate_limited": dict(self.rate_limited),
-                "paced_by": self.paced_by()}
+                "paced_by": self.paced_by(), "quota_estimate_error": error}
 
     # -- before sending ---------------------------------------------------------------------
 
@@ -336,6 +346,9 @@ class EndpointQuota:
             if r is not None:
                 charged = r.cost if usage is None else self._rule.charged(usage, r.cost)
                 self._buckets.settle(r, charged, now)
+                if usage is not None:
+                    self._reserved_tokens += _tokens(r.cost)
+                    self._charged_tokens += _tokens(charged)
                 rough = id(r) in self._rough
                 self._rough.discard(id(r))
                 if (usage is not None and usage.prompt_tokens > 0 and r.cost.input_tokens > 0

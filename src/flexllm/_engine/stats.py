@@ -62,6 +62,10 @@ class EndpointStatistics:
     rate_limited: Mapping[str, int] = attrs.field(factory=dict)
     #: The limit that held requests back the longest, or None when none did.
     paced_by: str | None = None
+    #: How far the quota's token reservations were from what the answers were charged, as a
+    #: share of the charge (0.1: reserved 10 % more; -0.05: 5 % less), over every settled
+    #: request; None before the first answer or without a quota.
+    quota_estimate_error: float | None = None
     #: The adaptive concurrency limit (AIMD), once an overload signal started it; else None.
     adaptive_limit: int | None = None
     #: How many times it was lowered.

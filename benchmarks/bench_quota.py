@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from quota_run import header, ideal, quota_arguments
 
 from flexllm import LLMClient
 from flexllm.mock import MockServer
@@ -141,30 +142,13 @@ def subprocess_run(python: Path, code: str, url: str, args: argparse.Namespace) 
     return int(failed), float(wall)
 
 
-def ideal(args: argparse.Namespace) -> float:
-    window = 60.0 / args.time_scale
-    cost = args.prompt_words + args.max_tokens
-    worst = 0.0
-    for total, limit in ((args.items, args.rpm), (args.items * cost, args.tpm)):
-        worst = max(worst, max(total - limit, 0) / (limit / window))
-    return worst + args.delay
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--items", type=int, default=2000)
-    parser.add_argument("--rpm", type=float, default=10000)
-    parser.add_argument("--tpm", type=float, default=60000)
-    parser.add_argument("--prompt-words", type=int, default=20)
-    parser.add_argument("--max-tokens", type=int, default=40)
-    parser.add_argument("--delay", type=float, default=0.2)
-    parser.add_argument("--time-scale", type=float, default=6.0)
-    parser.add_argument("--backends", default="asyncio,trio")
+    parser = quota_arguments(__doc__.split("\n")[0])
     parser.add_argument("--clients", default="limits,learnt,openai,litellm,0.17")
     args = parser.parse_args()
     best = ideal(args)
-    print(f"{args.items} items, {args.rpm:g} RPM / {args.tpm:g} TPM, minute = "
-          f"{60 / args.time_scale:g}s, ideal {best:.1f}s\n")
+    print(header(args, best))
     print(f"| {'client':<26} | {'loop':<7} | {'wall s':>6} | {'x ideal':>7} | {'429s/100 req':>12} "
           f"| {'req/item':>8} | {'failed':>6} |")
     print(f"|{'-' * 28}|{'-' * 9}|{'-' * 8}|{'-' * 9}|{'-' * 14}|{'-' * 10}|{'-' * 8}|")

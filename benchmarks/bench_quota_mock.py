@@ -1,7 +1,7 @@
 """A quota-bound run against the mock, raw HTTP: blind concurrency vs the core's quota buckets.
 
     python benchmarks/bench_quota_mock.py                       # asyncio and trio
-    python benchmarks/bench_quota_mock.py --items 2000 --tpm 60000 --time-scale 6
+    python benchmarks/bench_quota_mock.py --items 600 --rpm 450 --tpm 24000 --time-scale 4
 
 The mock (its own process) enforces ``--rpm``/``--tpm`` as continuously refilled buckets on a
 minute shortened by ``--time-scale``, counting refused requests, and answers 429 the way
@@ -10,7 +10,7 @@ counts max_tokens at admission). Three clients, 50 requests in flight each:
 
 * blind: no pacing, on a 429 waits the retry-after and retries at most twice (what the
   openai SDK does by default); an item fails after that.
-* limits set: ``QuotaBuckets.per_minute(rpm, tpm, margin=0.02)`` with the openai codec's cost rule,
+* limits set: ``QuotaBuckets.per_minute(rpm, tpm, headroom=0.15)`` (as the engine) with the openai codec's cost rule,
   settled with the real usage, clamped by the headers.
 * learnt: ``QuotaBuckets()`` with no limits: learnt from the first answer's headers; a 429
   starts one shared cooldown.
@@ -29,6 +29,7 @@ from typing import Any
 
 import anyio
 from mock_process import MockProcess
+from quota_run import header, ideal, quota_arguments
 
 import flexllm_core as core
 from flexllm_core import HttpRequest, HttpResponse
@@ -109,31 +110,16 @@ class Run:
         return time.monotonic() - start
 
 
-def ideal(args: argparse.Namespace) -> float:
-    window = 60.0 / args.time_scale
-    cost = args.prompt_words + args.max_tokens
-    worst = 0.0
-    for total, limit in ((args.items, args.rpm), (args.items * cost, args.tpm)):
-        worst = max(worst, max(total - limit, 0) / (limit / window))
-    return worst + args.delay
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--items", type=int, default=600)
-    parser.add_argument("--rpm", type=float, default=450)
-    parser.add_argument("--tpm", type=float, default=24000)
-    parser.add_argument("--prompt-words", type=int, default=20)
-    parser.add_argument("--max-tokens", type=int, default=40)
-    parser.add_argument("--delay", type=float, default=0.2)
-    parser.add_argument("--time-scale", type=float, default=4.0)
-    parser.add_argument("--margin", type=float, default=0.02,
-                        help="share of each limit the paced clients leave unused")
-    parser.add_argument("--backends", default="asyncio,trio")
+    parser = quota_arguments(__doc__.split("\n")[0])
+    parser.add_argument("--margin", type=float, default=0.0,
+                        help="share of each limit's pace the paced clients leave unused")
+    parser.add_argument("--headroom", type=float, default=0.15,
+                        help="seconds of each limit's refill the paced clients leave unused")
     args = parser.parse_args()
     best = ideal(args)
-    print(f"{args.items} items, {args.rpm:g} RPM / {args.tpm:g} TPM, minute = "
-          f"{60 / args.time_scale:g}s, ideal {best:.1f}s\n")
+    print(header(args, best))
     print(f"{'client':<22} {'loop':<8} {'wall s':>7} {'x ideal':>8} {'429/100 req':>12} "
           f"{'req/item':>9} {'failed':>7}")
     window = 60.0 / args.time_scale
@@ -147,9 +133,9 @@ def main() -> None:
                     worker = run.blind
                 elif name == "limits set":
                     worker = run.paced(core.QuotaBuckets.per_minute(
-                        rpm=args.rpm, tpm=args.tpm, window=window, margin=args.margin))
+                        rpm=args.rpm, tpm=args.tpm, window=window, margin=args.margin, headroom=args.headroom))
                 else:
-                    worker = run.paced(core.QuotaBuckets(window=window, margin=args.margin))
+                    worker = run.paced(core.QuotaBuckets(window=window, margin=args.margin, headroom=args.headroom))
                 wall = anyio.run(run.go, worker, backend=backend)
             finally:
                 mock.close()

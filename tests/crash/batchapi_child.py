@@ -1,6 +1,8 @@
 """A ``mode="batch_api"`` run that kills itself with SIGKILL at one chosen step.
 
-Usage: python batchapi_child.py BACKEND PROVIDER BASE_URL CHECKPOINT N STEP [resubmit]
+Usage: python batchapi_child.py BACKEND PROVIDER BASE_URL[,BASE_URL...] CHECKPOINT N STEP [resubmit]
+
+Several base URLs: an ``LLMClientPool`` over them (round robin: the rows split evenly).
 
 STEP: ``none``; ``before-upload`` (the intent is on disk, the first upload or create not
 sent); ``after-create`` (the provider made the job, the run has not recorded its id);
@@ -17,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio
 
-from flexllm import LLMClient
+from flexllm import LLMClient, LLMClientPool
 from flexllm_core import HttpRequest, HttpResponse
 from flexllm_transports import StreamResponse, Timeouts, Transport, default_transport
 
@@ -86,9 +88,17 @@ class KillingTransport:
 
 
 async def main(provider: str, url: str, checkpoint: str, n: int, step: str, resubmit: bool) -> None:
-    transport = KillingTransport(default_transport(base_url=url), step)
-    async with LLMClient(provider=provider, base_url=url, model=MODEL[provider], api_key="sk-crash",
-                         retry_times=0, transport=transport) as client:
+    urls = url.split(",")
+    transport = KillingTransport(default_transport(base_url=urls[0]), step)
+    client: LLMClient | LLMClientPool
+    if len(urls) == 1:
+        client = LLMClient(provider=provider, base_url=url, model=MODEL[provider], api_key="sk-crash",
+                           retry_times=0, transport=transport)
+    else:
+        client = LLMClientPool(endpoints=[{"provider": provider, "base_url": u, "model": MODEL[provider],
+                                           "api_key": "sk-crash"} for u in urls],
+                               retry_times=0, transport=transport)
+    async with client:
         results = await client.chat_completions_batch(
             [f"question {i}" for i in range(n)], output_jsonl=checkpoint, mode="batch_api",
             batch_poll_interval=(0.005, 0.02), resubmit_unknown=resubmit, show_progress=False)

@@ -54,6 +54,29 @@ def test_sigkill_then_rerun_creates_no_second_job_and_loses_nothing(
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("step", ["before-upload", "after-create", "mid-download"])
+def test_a_pool_killed_at_each_step_resumes_each_job_at_its_endpoint(
+        tmp_path: Path, backend: str, step: str) -> None:
+    checkpoint = tmp_path / "out.jsonl"
+    a, b = MockServer(), MockServer()
+    with a, b:
+        urls = f"{a.base_url},{b.base_url}"
+        run = [sys.executable, str(CHILD), backend, "openai", urls, str(checkpoint), str(N)]
+        killed = subprocess.run([*run, step], capture_output=True, text=True, timeout=120)
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        made = a.batches.creates + b.batches.creates
+        assert made == (0 if step == "before-upload" else 1 if step == "after-create" else 2)
+        rerun = subprocess.run([*run, "none"], capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert rerun.stdout.split() == ["done", str(N), "0"]
+        # the job made before the kill was found again: no row was ever submitted twice
+        sent = [len(j.rows) for server in (a, b) for j in server.batches.jobs.values()]
+        assert sum(sent) == N and a.batches.creates >= 1 and b.batches.creates >= 1
+        assert a.stats.completions == b.stats.completions == 0  # nothing went online
+    assert sorted(_successes(checkpoint)) == list(range(N))  # each row exactly once
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_claude_after_create_says_it_cannot_tell_then_resubmits_when_told(
         tmp_path: Path, backend: str) -> None:
     checkpoint = tmp_path / "out.jsonl"

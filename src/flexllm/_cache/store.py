@@ -241,25 +241,34 @@ class ResponseCache:
 
     def _look(self, key: str) -> ChatResult | bool | None:
         """The answer stored under ``key``, True while a caller holds its lease, or None."""
+        return self._look_many([key])[0]
+
+    def _look_many(self, keys: list[str]) -> list[ChatResult | bool | None]:
+        """:meth:`_look` for each key, the store read once for all of them."""
         store = self._opened()
-        try:
-            text = store.get(key)
-            if text is None:
-                return None
-            if text.startswith(LEASE_MARK):
-                return True
-            return result_from_json(json.loads(text))
-        except (RefusedRow, ValueError) as exc:
-            self._corrupt += 1
-            if key not in self._reported:
-                self._reported.add(key)
-                log.warning("response cache: refused corrupt entry %s… (%s); treated as a miss",
-                            key[:12], exc)
-            store.drop(key)
-            return None
+        out: list[ChatResult | bool | None] = []
+        for key, text in zip(keys, store.get_many(keys), strict=True):
+            try:
+                if isinstance(text, RefusedRow):
+                    raise text
+                if text is None:
+                    out.append(None)
+                elif text.startswith(LEASE_MARK):
+                    out.append(True)
+                else:
+                    out.append(result_from_json(json.loads(text)))
+            except (RefusedRow, ValueError) as exc:
+                self._corrupt += 1
+                if key not in self._reported:
+                    self._reported.add(key)
+                    log.warning("response cache: refused corrupt entry %s… (%s); treated as a miss",
+                                key[:12], exc)
+                store.drop(key)
+                out.append(None)
+        return out
 
     def _get_many(self, keys: list[str]) -> list[ChatResult | None]:
-        return [got if isinstance(got, ChatResult) else None for got in map(self._look, keys)]
+        return [got if isinstance(got, ChatResult) else None for got in self._look_many(keys)]
 
     def _claim_many(self, keys: list[str]) -> list[ChatResult | str | None]:
         """For each key: its answer, a new lease token (this caller must fetch; "" when
@@ -269,7 +278,7 @@ class ResponseCache:
         row is (so winning it proves there was no answer); the answer overwrites it. Hits
         and waiters polling a held key only read; a group's leases are one store operation.
         """
-        looked = [self._look(key) for key in keys]
+        looked = self._look_many(keys)
         seconds = self.config.lease
         out: list[ChatResult | str | None] = [
             got if isinstance(got, ChatResult) else None if got else "" for got in looked]

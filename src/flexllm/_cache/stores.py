@@ -28,6 +28,9 @@ __all__ = ("DiskStore", "MemoryStore", "RefusedRow", "Store")
 
 log = logging.getLogger("flexllm.cache")
 
+#: Keys per query: SQLite's oldest limit on bound variables is 999.
+_SQL_VARIABLES = 500
+
 
 class Store(Protocol):
     """Text rows by key, with the two lease primitives of "one caller fetches, others wait"
@@ -38,6 +41,10 @@ class Store(Protocol):
 
     def get(self, key: str) -> str | None:
         """The live value of ``key`` (expired rows are absent)."""
+
+    def get_many(self, keys: list[str]) -> Sequence[str | RefusedRow | None]:
+        """:meth:`get` for each key, in one round trip where the store has one; a row that
+        cannot be read safely comes back as its :class:`RefusedRow`, not raised."""
 
     def set_many(self, rows: list[tuple[str, str]]) -> None:
         """Store every row, with the store's TTL."""
@@ -147,6 +154,31 @@ class DiskStore:
             raise RefusedRow("non-text value")
         return value
 
+    def get_many(self, keys: list[str]) -> list[str | RefusedRow | None]:
+        # One query for the group instead of a diskcache ``get`` per key (each several
+        # SQLite calls, each letting the event loop's thread take the GIL back and forth).
+        # Rows as diskcache writes them: string keys are stored raw, values go through the
+        # disk's ``fetch`` (which refuses pickles and paths outside the directory).
+        cache = self._cache
+        found: dict[str, str | RefusedRow] = {}
+        now = time.time()
+        for at in range(0, len(keys), _SQL_VARIABLES):
+            chunk = keys[at:at + _SQL_VARIABLES]
+            marks = ",".join("?" * len(chunk))
+            rows = cache._sql(  # diskcache's connection of this thread
+                f"SELECT key, expire_time, mode, filename, value FROM Cache "
+                f"WHERE raw = 1 AND key IN ({marks})", chunk).fetchall()
+            for key, expire, mode, filename, value in rows:
+                if expire is not None and expire < now:
+                    continue
+                try:
+                    text = cache.disk.fetch(mode, filename, value, False)
+                except (RefusedRow, OSError, UnicodeDecodeError) as exc:
+                    found[key] = exc if isinstance(exc, RefusedRow) else RefusedRow(str(exc))
+                    continue
+                found[key] = text if isinstance(text, str) else RefusedRow("non-text value")
+        return [found.get(key) for key in keys]
+
     def set(self, key: str, value: str) -> None:
         self._cache.set(key, value, expire=self._ttl, retry=True)
 
@@ -203,6 +235,9 @@ class MemoryStore:
             if store is None:
                 store = cls._registry[name] = cls(ttl)
             return store
+
+    def get_many(self, keys: list[str]) -> list[str | RefusedRow | None]:
+        return [self.get(key) for key in keys]
 
     def get(self, key: str) -> str | None:
         with self._lock:

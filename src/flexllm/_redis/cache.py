@@ -46,6 +46,12 @@ class RedisStore:
             return value
         return self._link.call(go)
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        async def go(r: Any) -> list[str | None]:
+            values: list[str | None] = list(await r.mget([PREFIX + key for key in keys]))
+            return values
+        return self._link.call(go) if keys else []
+
     def set_many(self, rows: list[tuple[str, str]]) -> None:
         async def go(r: Any) -> None:
             async with r.pipeline(transaction=False) as pipe:

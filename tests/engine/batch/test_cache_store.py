@@ -269,3 +269,29 @@ def test_writes_still_cull_expired_rows_and_leave_the_stored_setting(tmp_path: P
     store.close()
     lasting.close()
     raw.close()
+
+
+def test_one_query_reads_a_group_as_diskcache_would(tmp_path: Path) -> None:
+    """``get_many`` reads rows written by diskcache itself (inline and in files), skips
+    expired ones, and hands back a refused row instead of raising for the whole group."""
+    import diskcache
+    from diskcache.core import MODE_PICKLE
+
+    from flexllm._cache.stores import DiskStore, RefusedRow
+
+    store = DiskStore(tmp_path / "c", ttl=0)
+    big = "x" * (2 << 20)  # over the disk's min_file_size: stored in a file
+    store.set_many([("a", '{"n": 1}'), ("big", big)])
+    DiskStore(tmp_path / "c", ttl=1e-9).set_many([("old", "{}")])
+    raw = diskcache.Cache(str(tmp_path / "c"), disk=_make_disk_class())
+    raw.set("plain", "text written by diskcache")
+    raw.close()
+    _plant(tmp_path / "c" / "cache.db", "evil", mode=MODE_PICKLE, value=pickle.dumps(1))
+    got = store.get_many(["a", "missing", "big", "old", "plain", "evil", "a"])
+    assert list(got[:5]) == ['{"n": 1}', None, big, None, "text written by diskcache"]
+    assert isinstance(got[5], RefusedRow) and got[6] == '{"n": 1}'
+    assert store.get_many([]) == []
+    keys = [f"k{i}" for i in range(1200)]  # more keys than one query binds
+    store.set_many([(k, k) for k in keys[::3]])
+    assert list(store.get_many(keys)) == [k if i % 3 == 0 else None for i, k in enumerate(keys)]
+    store.close()

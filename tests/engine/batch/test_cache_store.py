@@ -295,3 +295,32 @@ def test_one_query_reads_a_group_as_diskcache_would(tmp_path: Path) -> None:
     store.set_many([(k, k) for k in keys[::3]])
     assert list(store.get_many(keys)) == [k if i % 3 == 0 else None for i, k in enumerate(keys)]
     store.close()
+
+
+def test_group_writes_leave_rows_diskcache_reads_and_checks(tmp_path: Path) -> None:
+    """``set_many``/``add_many`` write the rows diskcache's own ``set``/``add`` would: its
+    ``get`` reads them, its integrity ``check`` finds the count and size settings right,
+    an expired row is taken by ``add``, a live one is not, a key given twice is written once."""
+    import warnings
+
+    import diskcache
+
+    from flexllm._cache.stores import DiskStore
+
+    store = DiskStore(tmp_path / "c", ttl=0)
+    assert store.add_many([("a", "lease-a"), ("b", "lease-b"), ("a", "again")], 60.0) == [True, True, False]
+    assert store.add_many([("a", "other"), ("c", "lease-c")], 60.0) == [False, True]
+    DiskStore(tmp_path / "c", ttl=1e-9).set_many([("old", "{}")])
+    assert store.add_many([("old", "lease-old")], 60.0) == [True]  # expired: absent
+    big = "y" * (2 << 20)
+    store.set_many([("a", '{"n": 1}'), ("b", big), ("d", "first"), ("d", "last"), ("b", "small again")])
+    raw = diskcache.Cache(str(tmp_path / "c"), disk=_make_disk_class())
+    assert [raw.get(k) for k in ("a", "b", "c", "d", "old")] == [
+        '{"n": 1}', "small again", "lease-c", "last", "lease-old"]
+    assert len(raw) == 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # check() warns about every inconsistency it finds
+        assert raw.check() == []
+    assert not any((tmp_path / "c").rglob("*.val"))  # the big value's file went with its row
+    raw.close()
+    store.close()

@@ -5,8 +5,9 @@ has no minute boundary to burst across, unlike fixed ``HH:MM`` windows), built o
 core's :class:`~flexllm_core.TokenBucket`. The driver passes a monotonic ``now``:
 
 1. ``r = q.reserve(now, cost)``: debit the estimate from every bucket at once; sleep
-   ``r.wait``, then sleep ``q.cooldown_remaining(now)`` while it is > 0 (a 429 elsewhere
-   may have started a cooldown meanwhile), then send.
+   until ``q.wait_left(r, now)`` is 0 (``r.wait`` at first, less as the requests ahead
+   settle below their estimates), then sleep ``q.cooldown_remaining(now)`` while it is
+   > 0 (a 429 elsewhere may have started a cooldown meanwhile), then send.
 2. ``q.settle(r, actual, now)``: the real usage is known: refund the overestimate or
    charge the difference (so the next callers wait for it). ``q.cancel(r)`` if never sent.
 3. ``q.clamp(snapshot, now)`` on every response: the provider's ``remaining`` lowers the

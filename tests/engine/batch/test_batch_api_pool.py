@@ -165,3 +165,23 @@ async def test_iter_over_a_pool_yields_every_row_once(tmp_path: Path) -> None:
         got = [item.index async for item in p.iter_chat_completions_batch(prompts(7), **KW)]
     assert sorted(got) == list(range(7))
     assert job_rows(a) == [[0, 1, 2, 3]] and job_rows(b) == [[4, 5, 6]]
+
+
+async def test_credentials_in_an_endpoint_url_never_reach_the_journal_or_an_error(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    a, b = MockServer(batch={"complete_after": 3600}), MockServer(batch={"complete_after": 3600})
+    async with a, b:
+        secret = a.base_url.replace("http://", "http://user:pw-s3cret@")
+        async with pool({"base_url": secret, "model": "gpt-4o-mini", "api_key": "sk-key-1"},
+                        endpoint(b)) as p:
+            await p.chat_completions_batch(prompts(4), output_jsonl=str(out), batch_wait=False, **KW)
+            jobs = await p.batch_api_jobs(str(out))
+        assert [j.rows for j in jobs] == [2, 2]
+        async with pool(endpoint(b), endpoint(a)) as swapped:
+            with pytest.raises(UsageError, match="was submitted to") as err:
+                await swapped.batch_api_jobs(str(out))
+        urls = {a.base_url.replace("http://", "http://***@"), b.base_url}  # shown, never kept
+    text = out.read_text("utf-8")
+    assert {e.get("url") for e in journal(out) if e["event"] == "intent"} == urls
+    for shown in (text, str(err.value), repr(jobs)):
+        assert "pw-s3cret" not in shown and "sk-key-1" not in shown

@@ -257,3 +257,18 @@ def test_provider_batch_journal_lines_are_listed_not_garbled() -> None:
     assert scan.journal_offsets == (first,) and scan.garbled == 0
     assert sorted(scan.done) == [0, 1] and scan.records == 2
     assert scan.torn_offset == len(data) - len(b'{"batch_job":{"event":"cre')  # cut by a crash
+
+
+def test_a_big_scan_keeps_exactly_the_offsets_of_its_records() -> None:
+    """Past 200,000 finished items the scan staggers the growth of its two dicts (placeholder
+    keys in the offsets, removed at the end): what it returns is still exactly the records."""
+    lines = [encode_record(CheckpointRecord(index=i, request_hash=f"{i:x}", status="success",
+                                            created_at=1.0))
+             for i in range(200_050)]
+    result = scan_checkpoint(lines)
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line))
+    assert result.done_offsets == dict(enumerate(starts))
+    assert list(result.done_offsets) == list(range(200_050))  # insertion order, no placeholder
+    assert result.done == {i: f"{i:x}" for i in range(200_050)}

@@ -201,7 +201,7 @@ def test_headroom_keeps_seconds_of_refill_unused_not_a_share_of_the_pace() -> No
 @given(
     limit=st.integers(1_000, 100_000),
     steps=st.lists(
-        st.tuples(st.floats(0, 5), st.integers(1, 1_000), st.floats(0.0, 1.5)),
+        st.tuples(st.floats(0, 5), st.integers(1, 1_000), st.floats(0.0, 1.0)),
         min_size=1, max_size=100,
     ),
 )
@@ -209,8 +209,10 @@ def test_a_queue_moved_by_refunds_never_admits_more_than_the_limit_per_window(
     limit: int, steps: list[tuple[float, int, float]]
 ) -> None:
     """Reservations queue; each starts when ``wait_left`` reaches 0 and is settled at once
-    with its real cost (over or under the estimate), moving the queue behind it: what
-    starts within any window still costs at most burst + rate * W."""
+    with its real cost (at most the estimate: a refund moves the queue behind it forward):
+    what starts within any window still costs at most burst + rate * W. (An underestimate
+    cannot be bounded this way, the request is already out when its cost is known; that the
+    queue waits for it is the deterministic test above.)"""
     q = QuotaBuckets.per_minute(tpm=limit)
     now, queued, starts = 0.0, [], []
 

@@ -317,3 +317,21 @@ def test_a_pool_config_entry_splits_a_batch_api_job_over_its_endpoints(cli: Invo
     intents = [r["batch_job"] for r in records(out) if r.get("batch_job", {}).get("event") == "intent"]
     assert {i["endpoint"] for i in intents} == {0, 1} and "sk-test" not in out.read_text("utf-8")
     assert sorted(r["index"] for r in records(out) if "batch_job" not in r) == list(range(20))
+
+
+def test_status_of_a_mock_run_reads_its_journal(cli: Invoke) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    out = Path("results.jsonl")
+    ran = cli("batch", str(src), "-o", str(out), "--mock", "--mode", "batch-api", "--no-cache", "--json")
+    assert ran.exit_code == 0, ran.output
+    st = cli("batch", "status", str(out), "--mock", "--json")
+    assert st.exit_code == 0, st.output
+    jobs = summary(st.stdout)["jobs"]
+    assert {j["state"] for j in jobs} == {"collected"} and sum(j["rows"] for j in jobs) == 20
+
+
+def test_submit_on_the_mock_is_refused_before_anything_is_written(cli: Invoke) -> None:
+    src = ROOT / "examples" / "questions.jsonl"
+    got = cli("batch", "submit", str(src), "-o", "sub.jsonl", "--mock")
+    assert got.exit_code == 2 and "nothing could collect them" in got.stderr
+    assert not Path("sub.jsonl").exists()

@@ -29,6 +29,8 @@ class BatchCounters:
     cache_hits: int = 0
     restored: int = 0
     not_sent: int = 0
+    #: Rows left with the provider's batch API (``batch_wait=False``): not errors.
+    pending: int = 0
     retries: int = 0
     cost: float | None = None
     started: float = attrs.field(factory=time.monotonic)
@@ -69,6 +71,8 @@ def format_line(c: BatchCounters, now: float) -> str:
         parts.append(f"resumed {c.restored}")
     if c.not_sent:
         parts.append(f"not sent {c.not_sent}")
+    if c.pending:
+        parts.append(f"at the provider {c.pending}")
     if c.cost is not None:
         parts.append(f"${c.cost:.4f}")
     paced = None if c.paced_by is None else c.paced_by()

@@ -156,6 +156,10 @@ def batch(
         fail(f"--mode: expected online, batch-api or auto, got {mode!r}", EXIT_USAGE)
     if (mode == "auto") != (deadline is not None):
         fail("--mode auto and --deadline go together", EXIT_USAGE)
+    if mock and mode != "online" and not wait:
+        fail("--mock with 'batch submit' (--no-wait): the built-in mock's batch jobs end with "
+             "this command, so nothing could collect them; run 'flexllm batch FILE --mock "
+             "--mode batch-api' to submit and collect at once", EXIT_USAGE)
     d = _defaults(mock)
     client_options = {k: v for k, v in (("timeout", d.timeout), ("retry_times", d.retry_times),
                                          ("retry_delay", d.retry_delay), ("max_rpm", rpm),

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from ._common import Target, fail, open_client, print_json, stderr_console
-from ._options import ApiKeyOpt, BaseUrlOpt, JsonOpt, ModelOpt
+from ._options import ApiKeyOpt, BaseUrlOpt, JsonOpt, MockOpt, ModelOpt
 
 __all__ = ("register", "rewrite")
 
@@ -48,12 +48,14 @@ async def _jobs(target: Target, checkpoint: Path, cancel: bool) -> list[dict[str
 
 
 def _show(checkpoint: Path, cancel: bool, model: str | None, base_url: str | None,
-          api_key: str | None, as_json: bool) -> None:
+          api_key: str | None, as_json: bool, mock: bool) -> None:
     if not checkpoint.is_file():
         fail(f"checkpoint {checkpoint}: no such file")
     import anyio
 
-    target = Target(model=model, base_url=base_url, api_key=api_key)
+    # --mock: a run on the built-in mock (its jobs ended with that run: they show from the
+    # journal; one still open names the mock it was sent to, which is gone).
+    target = Target(model=model, base_url=base_url, api_key=api_key, mock=mock)
     jobs = anyio.run(functools.partial(_jobs, target, checkpoint, cancel))
     if as_json:
         print_json({"checkpoint": str(checkpoint), "jobs": jobs})
@@ -69,20 +71,20 @@ def _show(checkpoint: Path, cancel: bool, model: str | None, base_url: str | Non
 def batch_status(
     checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="The batch's output JSONL.")],
     model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key: ApiKeyOpt = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOpt = False, mock: MockOpt = False,
 ) -> None:
     """The provider batch jobs of a checkpoint and their state ('flexllm batch status')."""
-    _show(checkpoint, False, model, base_url, api_key, as_json)
+    _show(checkpoint, False, model, base_url, api_key, as_json, mock)
 
 
 def batch_cancel(
     checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="The batch's output JSONL.")],
     model: ModelOpt = None, base_url: BaseUrlOpt = None, api_key: ApiKeyOpt = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOpt = False, mock: MockOpt = False,
 ) -> None:
     """Cancel a checkpoint's open provider batch jobs ('flexllm batch cancel'); a re-run
     collects what they finished and sends the rest."""
-    _show(checkpoint, True, model, base_url, api_key, as_json)
+    _show(checkpoint, True, model, base_url, api_key, as_json, mock)
 
 
 def register(app: typer.Typer) -> None:

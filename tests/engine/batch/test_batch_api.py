@@ -280,7 +280,9 @@ async def test_the_progress_bar_counts_rows_and_the_jobs_still_open(
         last = capsys.readouterr().err.strip().splitlines()[-1]
     assert first.startswith("5/5 (100.0%)"), first  # every row accounted for: all pending
     assert "openai batch: 1 job(s) open, 5 row(s) out" in first, first
+    assert "at the provider 5" in first and "errors" not in first, first  # pending: not errors
     assert last.startswith("5/5 (100.0%)") and "job(s) open" not in last, last
+    assert "at the provider" not in last, last
 
 
 async def test_cancel_keeps_nothing_unpaid_and_a_rerun_sends_the_rest(tmp_path: Path) -> None:

@@ -151,7 +151,9 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
             raise StopAsyncIteration from None
         c = self.counters
         c.done += 1
-        if item.error is not None:
+        if isinstance(item.error, BatchPendingError):
+            c.pending += 1
+        elif item.error is not None:
             c.errors += 1
         if item.source is ItemSource.CHECKPOINT:
             c.restored += 1

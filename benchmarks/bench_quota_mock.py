@@ -75,7 +75,9 @@ class Run:
                 max_tokens=body["max_tokens"])
             for _ in range(20):
                 reservation = quota.reserve(time.monotonic(), estimate)
-                await anyio.sleep(reservation.wait)
+                # the core's step 1: sleep until wait_left is 0, looking again as refunds come
+                while (wait := quota.wait_left(reservation, time.monotonic())) > 0:
+                    await anyio.sleep(min(wait, max(0.05, wait / 4)))
                 while (left := quota.cooldown_remaining(time.monotonic())) > 0:
                     await anyio.sleep(left)
                 resp = await self.post(http, body)

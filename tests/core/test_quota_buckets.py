@@ -141,14 +141,23 @@ def test_bad_cost() -> None:
         QuotaCost(tokens=-1)
 
 
+def steps(most: int) -> st.SearchStrategy[list[tuple[float, int, float]]]:
+    """Arrivals: (seconds since the last, tokens reserved, share of them really used)."""
+    return st.lists(st.tuples(st.floats(0, 5), st.integers(1, 1_000), st.floats(0.0, 1.0)),
+                    min_size=1, max_size=most)
+
+
+def assert_never_over(starts: list[tuple[float, int]], limit: int) -> None:
+    """What starts within any window of 60 s costs at most burst + rate * 60."""
+    starts.sort()
+    rate, window = limit / 60.0, 60.0
+    for i, (t0, _) in enumerate(starts):
+        in_window = sum(a for t, a in starts[i:] if t < t0 + window)
+        assert in_window <= limit + rate * window + 1e-6
+
+
 @settings(max_examples=200, deadline=None)
-@given(
-    limit=st.integers(1_000, 100_000),
-    steps=st.lists(
-        st.tuples(st.floats(0, 5), st.integers(1, 1_000), st.floats(0.0, 1.0)),
-        min_size=1, max_size=200,
-    ),
-)
+@given(limit=st.integers(1_000, 100_000), steps=steps(200))
 def test_never_admits_more_than_the_limit_per_window(
     limit: int, steps: list[tuple[float, int, float]]
 ) -> None:
@@ -162,11 +171,7 @@ def test_never_admits_more_than_the_limit_per_window(
         actual = int(reserved * used)
         starts.append((now + r.wait, actual))
         q.settle(r, cost(actual), now)
-    starts.sort()
-    rate, window = limit / 60.0, 60.0
-    for i, (t0, _) in enumerate(starts):
-        in_window = sum(a for t, a in starts[i:] if t < t0 + window)
-        assert in_window <= limit + rate * window + 1e-6
+    assert_never_over(starts, limit)
 
 
 def test_refunds_bring_the_queue_forward_and_underestimates_push_it_back() -> None:
@@ -198,13 +203,7 @@ def test_headroom_keeps_seconds_of_refill_unused_not_a_share_of_the_pace() -> No
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    limit=st.integers(1_000, 100_000),
-    steps=st.lists(
-        st.tuples(st.floats(0, 5), st.integers(1, 1_000), st.floats(0.0, 1.0)),
-        min_size=1, max_size=100,
-    ),
-)
+@given(limit=st.integers(1_000, 100_000), steps=steps(100))
 def test_a_queue_moved_by_refunds_never_admits_more_than_the_limit_per_window(
     limit: int, steps: list[tuple[float, int, float]]
 ) -> None:
@@ -232,11 +231,7 @@ def test_a_queue_moved_by_refunds_never_admits_more_than_the_limit_per_window(
         now = run_until(now + gap)
         queued.append((q.reserve(now, cost(reserved)), int(reserved * used)))
     run_until(float("inf"))
-    starts.sort()
-    rate, window = limit / 60.0, 60.0
-    for i, (t0, _) in enumerate(starts):
-        in_window = sum(a for t, a in starts[i:] if t < t0 + window)
-        assert in_window <= limit + rate * window + 1e-6
+    assert_never_over(starts, limit)
 
 
 # -- cost rules ---------------------------------------------------------------------------

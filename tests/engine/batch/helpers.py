@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchItem, BatchOptions, Prepared
+from flexllm.mock import MockServer
 from flexllm_core import ChatRequest, ChatResult, ServerError, Usage, UsageError, make_request
 
 MODEL = "gpt-4o-mini"
@@ -90,6 +92,24 @@ async def run_all(items: object, lane: ScriptedLane, **options: object) -> tuple
 def records(path: Path) -> list[dict[str, object]]:
     """Every line of a checkpoint, each parsed on its own (as jq would)."""
     return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def answers(path: Path) -> list[dict[str, Any]]:
+    """A batch-API checkpoint's records, without its journal lines."""
+    return [obj for line in path.read_bytes().splitlines()
+            if "batch_job" not in (obj := json.loads(line))]
+
+
+def journal(path: Path) -> list[dict[str, Any]]:
+    """A batch-API checkpoint's journal entries (intent, created, ended), in order."""
+    return [json.loads(line)["batch_job"] for line in path.read_bytes().splitlines()
+            if line.startswith(b'{"batch_job":')]
+
+
+def job_rows(server: MockServer) -> list[list[int]]:
+    """The input indices of each job the mock received, oldest first."""
+    jobs = sorted(server.batches.jobs.values(), key=lambda j: (j.created, j.id))
+    return [[int(cid.split("-")[0][1:]) for cid, _ in job.rows] for job in jobs]
 
 
 def successes_by_index(path: Path) -> dict[int, list[dict[str, object]]]:

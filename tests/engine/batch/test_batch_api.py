@@ -26,6 +26,8 @@ from flexllm import (
 from flexllm.mock import ANSWER_PREFIX, MockServer
 from flexllm_core import make_custom_id, request_hash
 
+from .helpers import answers as records, job_rows, journal
+
 pytestmark = pytest.mark.anyio
 
 PROVIDERS = ["openai", "claude", "gemini"]
@@ -41,26 +43,6 @@ def client(server: MockServer, provider: str, **kwargs: Any) -> LLMClient:
 
 def prompts(n: int, word: str = "question") -> list[str]:
     return [f"{word} {i}" for i in range(n)]
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_bytes().splitlines():
-        obj = json.loads(line)
-        if "batch_job" not in obj:
-            out.append(obj)
-    return out
-
-
-def journal(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line)["batch_job"] for line in path.read_bytes().splitlines()
-            if line.startswith(b'{"batch_job":')]
-
-
-def job_rows(server: MockServer) -> list[list[int]]:
-    """The input indices of each job the mock received, oldest first."""
-    jobs = sorted(server.batches.jobs.values(), key=lambda j: (j.created, j.id))
-    return [[int(cid.split("-")[0][1:]) for cid, _ in job.rows] for job in jobs]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

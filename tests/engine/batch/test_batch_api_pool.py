@@ -4,7 +4,6 @@ collected, listed and cancelled at the endpoint that holds it, on asyncio and tr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ import pytest
 from flexllm import ItemSource, LLMClient, LLMClientPool, UsageError
 from flexllm.mock import ANSWER_PREFIX, MockServer
 
+from .helpers import answers as records, job_rows, journal
+
 pytestmark = pytest.mark.anyio
 
 FAST = (0.005, 0.02)
@@ -22,21 +23,6 @@ KW: dict[str, Any] = {"mode": "batch_api", "batch_poll_interval": FAST, "show_pr
 
 def prompts(n: int) -> list[str]:
     return [f"question {i}" for i in range(n)]
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    return [obj for line in path.read_bytes().splitlines()
-            if "batch_job" not in (obj := json.loads(line))]
-
-
-def journal(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line)["batch_job"] for line in path.read_bytes().splitlines()
-            if line.startswith(b'{"batch_job":')]
-
-
-def job_rows(server: MockServer) -> list[list[int]]:
-    jobs = sorted(server.batches.jobs.values(), key=lambda j: (j.created, j.id))
-    return [[int(cid.split("-")[0][1:]) for cid, _ in job.rows] for job in jobs]
 
 
 def endpoint(server: MockServer, model: str = "gpt-4o-mini", key: str = "sk-test", **kw: Any) -> dict[str, Any]:

@@ -68,15 +68,14 @@ class BatchAPI:
         self._timeouts = Timeouts(connect=10.0 if t is None else min(10.0, t), read=t, total=t)
         self._stream_timeouts = Timeouts(connect=self._timeouts.connect, read=t, total=None)
 
-    def encode_row(self, custom_id: str, request: ChatRequest) -> JSONDict:
-        """``request`` as one row of this endpoint's batch file (its own model in a pool)."""
+    def adapt(self, request: ChatRequest) -> ChatRequest:
+        """``request`` as this endpoint takes it (its own model in a pool)."""
         adapt = self.target.adapt
-        return self.codec.encode_batch_row(custom_id, request if adapt is None else adapt(request),
-                                           self.cfg)
+        return request if adapt is None else adapt(request)
 
-    def model_of(self, request: ChatRequest) -> str:
-        adapt = self.target.adapt
-        return (request if adapt is None else adapt(request)).model
+    def encode_row(self, custom_id: str, request: ChatRequest) -> JSONDict:
+        """An adapted request as one row of this endpoint's batch file."""
+        return self.codec.encode_batch_row(custom_id, request, self.cfg)
 
     async def _json(self, request: HttpRequest) -> JSONDict:
         resp = await self.target.transport().send(request, timeouts=self._timeouts)

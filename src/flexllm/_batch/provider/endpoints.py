@@ -31,9 +31,6 @@ class BatchEndpoints:
         """Where rows go online (``mode="auto"``): every target carries the client's path."""
         return self.apis[0].target
 
-    def index(self, api: BatchAPI) -> int:
-        return self.apis.index(api)
-
     def failover(self, first: int) -> list[int]:
         """Endpoint positions to try for a job meant for ``first``: it, then the others in order."""
         return [first] + [i for i in range(len(self.apis)) if i != first]

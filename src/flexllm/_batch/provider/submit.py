@@ -81,9 +81,10 @@ async def _place(endpoints: BatchEndpoints, order: list[int], sink: Sink, rows: 
     encoded: dict[str, JSONDict] = {}
     planned: list[PlannedRow] = []
     for cid in ids:
-        line = api.encode_row(cid, rows[cid].request)
+        request = api.adapt(rows[cid].request)
+        line = api.encode_row(cid, request)
         encoded[cid] = line
-        planned.append(PlannedRow(custom_id=cid, model=api.model_of(rows[cid].request),
+        planned.append(PlannedRow(custom_id=cid, model=request.model,
                                   size=len(encode_jsonl([line]))))
     for chunk in plan_chunks(planned, api.limits, max_rows=max_rows):
         key = uuid.uuid4().hex[:24]

@@ -274,6 +274,16 @@ class Balancer:
         """Seconds until an unhealthy endpoint may be probed (0 when due); None otherwise."""
         return self._slots[index].health.probe_in(now)
 
+    def shares(self) -> list[float]:
+        """Each endpoint's share of work split ahead of time (a provider batch API's rows),
+        as the strategy would spread requests: ``weighted`` and ``random`` by weight,
+        ``fallback`` all to the first (the others are spares), the others evenly."""
+        if self.strategy is BalanceStrategy.FALLBACK:
+            return [1.0] + [0.0] * (len(self._slots) - 1)
+        if self.strategy in (BalanceStrategy.WEIGHTED, BalanceStrategy.RANDOM):
+            return [slot.weight for slot in self._slots]
+        return [1.0] * len(self._slots)
+
     # -- selection -----------------------------------------------------------------------
 
     def select(

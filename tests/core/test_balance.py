@@ -295,3 +295,11 @@ def test_size_and_probe_in_of_a_healthy_endpoint() -> None:
     assert b.probe_in(0, 5.0) == 0.0
     b.select(5.0, prefer=0)
     assert b.probe_in(0, 5.0) is None  # probing
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [
+    ("round_robin", [1.0, 1.0, 1.0]),
+    ("weighted", [3.0, 1.0, 0.0]), ("random", [3.0, 1.0, 0.0]), ("fallback", [1.0, 0.0, 0.0]),
+])
+def test_shares_of_work_split_ahead_follow_the_strategy(strategy: str, expected: list[float]) -> None:
+    assert Balancer([3, 1, 0], strategy=strategy).shares() == expected

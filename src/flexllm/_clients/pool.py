@@ -227,16 +227,10 @@ class LLMClientPool(_ClientBase):
 
     def _batch_targets(self) -> list[BatchTarget]:
         router = self._router
-        strategy = router.balancer.strategy
         concurrency = sum(ep.concurrency for ep in router.endpoints)
         targets = []
-        for i, (entry, ep) in enumerate(zip(self._entries, router.endpoints, strict=True)):
-            if strategy is BalanceStrategy.FALLBACK:
-                share = 1.0 if i == 0 else 0.0
-            elif strategy in (BalanceStrategy.WEIGHTED, BalanceStrategy.RANDOM):
-                share = float(entry.weight)
-            else:
-                share = 1.0
+        for i, (entry, ep, share) in enumerate(zip(self._entries, router.endpoints,
+                                                    router.balancer.shares(), strict=True)):
             s = entry.settings
             targets.append(BatchTarget(
                 provider=s.provider, config=s.provider_config(), transport=ep.transport,

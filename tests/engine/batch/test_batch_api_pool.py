@@ -171,3 +171,18 @@ async def test_credentials_in_an_endpoint_url_never_reach_the_journal_or_an_erro
     assert {e.get("url") for e in journal(out) if e["event"] == "intent"} == urls
     for shown in (text, str(err.value), repr(jobs)):
         assert "pw-s3cret" not in shown and "sk-key-1" not in shown
+
+
+async def test_an_endpoint_without_a_batch_api_hands_its_rows_on(tmp_path: Path) -> None:
+    """A 404 on the upload (a server with no batch routes at that URL) is a refusal like a
+    401: the rows go to the next endpoint, and nothing is created where there is no API."""
+    out = tmp_path / "o.jsonl"
+    a, b = MockServer(), MockServer()
+    async with a, b:
+        nowhere = {"base_url": a.base_url.replace("/v1", "/no-batches/v1"), "model": "gpt-4o-mini",
+                   "api_key": "sk-test"}
+        async with pool(nowhere, endpoint(b)) as p:
+            results = await p.chat_completions_batch(prompts(6), output_jsonl=str(out), **KW)
+    assert results.ok and a.batches.creates == 0 and a.stats.by_path.get("/no-batches/v1/files") == 1
+    assert sorted(i for rows in job_rows(b) for i in rows) == list(range(6))
+    assert sorted(r["index"] for r in records(out)) == list(range(6))

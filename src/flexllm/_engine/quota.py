@@ -197,10 +197,10 @@ class EndpointQuota:
         self._pacing = ("cooldown" if r.cooling_down or r.limited_by is None
                         else r.limited_by.value, start + r.wait)
         left = r.wait
+        if self._shared is not None:  # the global buckets decide: no local credit
+            await anyio.sleep(left)
+            left = 0.0
         while left > 0:
-            if self._shared is not None:  # the global buckets decide: no local credit
-                await anyio.sleep(left)
-                break
             await anyio.sleep(min(left, max(_RECHECK, left / 4)))
             with self._lock:
                 left = self._buckets.wait_left(r, time.monotonic())

@@ -21,8 +21,9 @@ Shape of a run (STYLE H9)::
 * The run owns its task group through :class:`anyio.AsyncContextManagerMixin`, and an error
   comes out of ``async with`` as itself: a group only when two real failures met.
 
-Feeding and restoring live in :mod:`.feed`, the budget in :mod:`.budget`, the checkpoint
-writer in :mod:`.writer`; this module holds the workers and the consumer's side.
+Feeding and restoring live in :mod:`.feed`, answering one item in :mod:`.answer`, the
+budget in :mod:`.budget`, the checkpoint writer in :mod:`.writer`; this module holds the
+run's lifetime, its workers and the consumer's side.
 
 The runner knows nothing of clients or pools: it takes :class:`Lane` objects, which is how
 :class:`LLMClientPool` shares it.
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -40,22 +40,18 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 import anyio.to_thread
-import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from flexllm_core import (
-    ChatResult,
-    FlexLLMError,
     ScanResult,
     UsageError,
-    encode_record,
 )
 from flexllm_transports import DeadlineWatch
 
-from .._cache import Fill
 from .._cost import CostTracker, current_pricing
 from .._engine import ConcurrencyLimiter, Outage
-from .._errors import ChangedInputError, RequeueItem
+from .._errors import ChangedInputError
+from .answer import Answerer
 from .budget import BudgetGate, Halt
 from .checkpoint import CheckpointFile
 from .feed import Feeder, Out
@@ -63,7 +59,7 @@ from .groups import raise_as_itself
 from .hand import put, take
 from .input import BatchInput, JSONLFile, as_source, verify_inputs
 from .progress import BatchCounters, ProgressDisplay
-from .records import Restored, RestoredItem, record_of
+from .records import Restored, RestoredItem
 from .types import BatchItem, BatchOptions, Finished, ItemSource, Lane, Prepared
 from .writer import protected_writer, write_entries
 
@@ -108,8 +104,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         self._display: ProgressDisplay | None = None
         self._finished = False  # the consumer saw the end of the run
         self._orphans: list[Finished] = []  # answers in hand when the workers were cancelled
-        self._outage: Outage | None = None  # the last endpoint outage given up on
-        self._unreached = 0  # items left unsent for it
+        self._answerer: Answerer | None = None
 
     @property
     def tracker(self) -> CostTracker:
@@ -191,6 +186,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             self._display.start()
         if opt.track_cost:
             self.counters.cost = 0.0
+        self._answerer = Answerer(opt, self._budget, checkpointed=self._file is not None)
         self._feeder = Feeder(self._source, self._prepare, opt, self.counters, scan=scan,
                               file=self._file, changed=changed, verified=verified)
         return self._feeder
@@ -252,9 +248,10 @@ class BatchRun(anyio.AsyncContextManagerMixin):
     def _after_run(self, feeder: Feeder) -> None:
         if feeder.late_changed:
             raise ChangedInputError(str(self._opt.output_jsonl), sorted(feeder.late_changed))
-        if self._outage is not None:
+        answerer = self._answerer
+        if answerer is not None and answerer.outage is not None:
             log.warning("%s: %d item(s) were not sent; finished answers are kept, a re-run "
-                        "sends the rest", self._outage.error, self._unreached)
+                        "sends the rest", answerer.outage.error, answerer.unreached)
         if self.budget_exceeded:
             log.warning(
                 "budget $%.6f reached: %d item(s) were not sent; finished answers are kept",
@@ -359,8 +356,8 @@ class BatchRun(anyio.AsyncContextManagerMixin):
 
     async def _worker(self, feeder: Feeder, lane: Lane, out: MemoryObjectSendStream[Out],
                       records: MemoryObjectSendStream[Finished], watch: DeadlineWatch) -> None:
-        budget = self._budget
-        assert budget is not None
+        budget, answerer = self._budget, self._answerer
+        assert budget is not None and answerer is not None
         watch.cover()
         async with out, records:
             while (prepared := await feeder.next_work(out, records)) is not None:
@@ -369,11 +366,11 @@ class BatchRun(anyio.AsyncContextManagerMixin):
                         await out.send(Finished(budget.not_sent(prepared), None, False))
                         continue
                     if (outage := await _wait_while_down(lane)) is not None:
-                        await out.send(Finished(self._unreachable(prepared, outage), None, False))
+                        await out.send(Finished(answerer.unreachable(prepared, outage), None, False))
                         continue
                     await self._tokens.acquire()
                     try:
-                        finished = await self._process(feeder, lane, prepared)
+                        finished = await answerer.process(feeder, lane, prepared)
                     except BaseException:
                         self._tokens.release()
                         raise
@@ -388,87 +385,6 @@ class BatchRun(anyio.AsyncContextManagerMixin):
                             raise
                 finally:
                     feeder.settled()
-
-    async def _process(self, feeder: Feeder, lane: Lane, p: Prepared) -> Finished | None:
-        """Answer one item: from the cache, or sent within the budget. None: handed back."""
-        opt, budget = self._opt, self._budget
-        assert budget is not None
-        if opt.cache is None or opt.cache_key is None:
-            return await self._send(feeder, lane, p, None)
-        # A miss holds the key's lease: other workers and processes wait for this answer.
-        async with opt.cache.filling(opt.cache_key(p.request)) as fill:
-            if fill.hit is not None:
-                budget.tracker.cache_hit(p.request.model, fill.hit.usage)
-                hit = fill.hit if opt.structured is None else opt.structured.judge_hit(fill.hit)
-                return self._answered(p, hit, ItemSource.CACHE, latency=0.0, cost=0.0)
-            return await self._send(feeder, lane, p, fill)
-
-    async def _send(self, feeder: Feeder, lane: Lane, p: Prepared,
-                    fill: Fill | None) -> Finished | None:
-        budget = self._budget
-        assert budget is not None
-        reservation = await budget.reserve(p.request)
-        if reservation is None:
-            return Finished(budget.not_sent(p), None, True)
-        started = time.monotonic()
-        try:
-            result = await lane.complete(p.request)
-        except RequeueItem:
-            budget.release(reservation)
-            feeder.requeue(p)
-            return None
-        except FlexLLMError as exc:
-            budget.release(reservation)
-            item = BatchItem(index=p.index, error=exc, metadata=p.metadata,
-                             latency=time.monotonic() - started)
-            return Finished(item, self._line(item, p), True)
-        except BaseException:
-            budget.release(reservation)
-            raise
-        latency = time.monotonic() - started
-        cost = budget.settle(reservation, result.model or p.request.model, result.usage,
-                             requested=p.request.model)
-        keep = None
-        if fill is not None:
-            structured = self._opt.structured
-            keep = result if structured is None else structured.cacheable(result)
-            if keep is not None:  # stored when the lease is let go (only ok answers)
-                fill.keep(keep)
-        finished = self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost)
-        if fill is None or keep is None or self._file is None:
-            return finished
-        # With a checkpoint the writer stores it, in the thread hop that writes the record.
-        fill.hand_over(keep)
-        return attrs.evolve(finished, fill=fill)
-
-    def _unreachable(self, p: Prepared, outage: Outage) -> BatchItem:
-        """An item not sent because its lane's endpoint was given up on."""
-        self._outage = outage
-        self._unreached += 1
-        error = outage.not_sent()
-        return BatchItem(index=p.index, error=error, metadata=p.metadata,
-                         source=ItemSource.NOT_SENT)
-
-    def _answered(self, p: Prepared, result: ChatResult, source: ItemSource, *,
-                  latency: float, cost: float | None) -> Finished:
-        opt = self._opt
-        if not opt.keep_raw and result.data:
-            # The provider's parsed JSON is most of an answer's memory (3.5 KB of 4 for a
-            # short one) and was not asked for: the item holds what the caller asked for.
-            # The cache, handed ``result`` itself, still stores it whole.
-            result = attrs.evolve(result, data={})
-        structured = opt.structured
-        if structured is None:
-            item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,
-                             latency=latency, cost=cost)
-        else:  # an answer not of the schema finishes as a StructuredOutputError
-            item = structured.item(p, result, source, latency=latency, cost=cost)
-        return Finished(item, self._line(item, p), True)
-
-    def _line(self, item: BatchItem, p: Prepared) -> bytes | None:
-        if self._opt.output_jsonl is None:
-            return None
-        return encode_record(record_of(item, p, self._opt))
 
 
 async def _wait_while_down(lane: Lane) -> Outage | None:

@@ -14,8 +14,9 @@ import sys
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
-import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._lowlevel import checkpoint_if_cancelled
 
 if TYPE_CHECKING:
     import asyncio
@@ -36,7 +37,7 @@ async def put(stream: MemoryObjectSendStream[T], item: T) -> None:
 async def take(stream: MemoryObjectReceiveStream[T]) -> T:
     """``await stream.receive()``, at once when an item is waiting; a cancellation is still
     raised here (the caller's loop stops where it would have)."""
-    await anyio.lowlevel.checkpoint_if_cancelled()
+    await checkpoint_if_cancelled()
     try:
         return stream.receive_nowait()
     except anyio.WouldBlock:

@@ -15,6 +15,8 @@ from typing import Generic, TypeVar
 import anyio
 import anyio.to_thread
 
+from .._lowlevel import cancel_scope, new_event
+
 __all__ = ("Coalescer",)
 
 A = TypeVar("A")
@@ -46,7 +48,7 @@ class Coalescer(Generic[A, R]):
         me: _Call[A, R] = _Call(arg)
         self._queue.append(me)
         if self._busy:
-            me.done = done = anyio.Event()
+            me.done = done = new_event()
             try:
                 await done.wait()
             except BaseException:
@@ -58,7 +60,7 @@ class Coalescer(Generic[A, R]):
         self._busy = True
         group, self._queue = self._queue, []
         try:
-            with anyio.CancelScope(shield=True):  # the group's other callers depend on it
+            with cancel_scope(shield=True):  # the group's other callers depend on it
                 results = await anyio.to_thread.run_sync(self._many, [c.arg for c in group])
             for c, r in zip(group, results, strict=True):
                 c.result = r

@@ -30,6 +30,8 @@ import anyio
 
 from flexllm_core import ChatResult
 
+from .._lowlevel import new_event
+
 if TYPE_CHECKING:
     from .store import ResponseCache
 
@@ -105,7 +107,7 @@ class Fill:
                 if isinstance(got, str):
                     if got:
                         self._token = got
-                        self._event = anyio.Event()
+                        self._event = new_event()
                         cache.held[key] = (self._event, threading.get_ident())
                     cache.count(hit=False, waited=started is not None)
                     return self

@@ -23,6 +23,7 @@ import attrs
 from flexllm_core import ChatResult, JSONDict, JSONValue, ToolCall, Usage, UsageError, redact_url
 
 from .._config import check_redis_url
+from .._lowlevel import cancel_scope
 from .coalesce import Coalescer
 from .lease import LEASE_MARK, Fill
 from .stores import DiskStore, MemoryStore, RefusedRow, Store
@@ -345,7 +346,7 @@ class ResponseCache:
     async def claim(self, key: str) -> ChatResult | str | None:
         """One look at ``key`` (see :meth:`_claim_many`); never cancelled halfway, or a lease
         taken for a caller who is gone would hold up the others until it expires."""
-        with anyio.CancelScope(shield=True):
+        with cancel_scope(shield=True):
             got = await self._claimer.call(key)
         return got
 

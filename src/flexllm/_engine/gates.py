@@ -19,6 +19,8 @@ import anyio
 
 from flexllm_core import TokenBucket
 
+from .._lowlevel import new_event
+
 __all__ = ("ConcurrencyLimiter", "RateLimiter")
 
 
@@ -55,7 +57,7 @@ class ConcurrencyLimiter:
         if self._borrowed < self._total and not self._waiters:
             self._borrowed += 1
             return
-        event = anyio.Event()
+        event = new_event()
         self._waiters.append(event)
         try:
             await event.wait()

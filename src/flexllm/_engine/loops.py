@@ -3,7 +3,8 @@
 Sockets and waiters belong to the loop that made them, and one client may serve several
 loops: its ``*_sync`` calls run on the sync driver's loop, its async calls on the caller's,
 and a script may call ``asyncio.run`` twice. So each loop gets its own transport (when the
-endpoint creates it) and its own gate, found through :func:`anyio.lowlevel.current_token`.
+endpoint creates it) and its own gate, found by the loop's native object (:func:`.._lowlevel.native_loop`: a
+C call, where ``anyio.lowlevel.current_token()`` costs a backend lookup per request).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 
 import anyio
-import anyio.lowlevel
 import attrs
 
 from flexllm_transports import Transport
 
+from .._lowlevel import native_loop
 from .gates import ConcurrencyLimiter
 
 __all__ = ("LoopResources", "LoopState")
@@ -54,7 +55,8 @@ class LoopResources:
         self._shared = transport
         self._make = make_transport
         self._concurrency = concurrency
-        self._states: dict[anyio.lowlevel.EventLoopToken, LoopState] = {}
+        #: By the loop's native object (the asyncio loop, or trio's token).
+        self._states: dict[object, LoopState] = {}
 
     @property
     def in_flight(self) -> int:
@@ -62,7 +64,7 @@ class LoopResources:
 
     def state(self) -> LoopState:
         """The running loop's state, created on first use."""
-        token = anyio.lowlevel.current_token()
+        token = native_loop()
         state = self._states.get(token)
         if state is None:
             if self._shared is not None:
@@ -75,7 +77,7 @@ class LoopResources:
             self._states[token] = state
         return state
 
-    def _start_guard(self, token: anyio.lowlevel.EventLoopToken) -> AsyncGenerator[None, None]:
+    def _start_guard(self, token: object) -> AsyncGenerator[None, None]:
         """An async generator parked inside ``try`` that closes this loop's transport.
 
         Both asyncio (``asyncio.run`` → ``shutdown_asyncgens``) and trio finalise the async
@@ -89,7 +91,7 @@ class LoopResources:
             step.send(None)  # runs to the first yield: nothing in between awaits
         return guard
 
-    async def _guard(self, token: anyio.lowlevel.EventLoopToken) -> AsyncGenerator[None, None]:
+    async def _guard(self, token: object) -> AsyncGenerator[None, None]:
         try:
             yield
         finally:
@@ -118,7 +120,7 @@ class LoopResources:
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         """Leave what :meth:`enter` entered (in the same task), closing the transport."""
-        token = anyio.lowlevel.current_token()
+        token = native_loop()
         state = self._states.get(token)
         if state is not None and state.depth > 1:
             state.depth -= 1  # an inner block: the outermost one closes
@@ -141,7 +143,7 @@ class LoopResources:
     async def aclose(self) -> None:
         """Close this loop's own transport; one entered with :meth:`enter` is left to exit."""
         try:
-            token = anyio.lowlevel.current_token()
+            token = native_loop()
         except Exception:  # no loop running: nothing of ours can be closed from here
             return
         state = self._states.get(token)

@@ -26,7 +26,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "matching_jobs", "parse_custom_id", "plan_chunks", "read_result_line",
     ),
     "._cache_key": (
-        "cache_key", "canonical_request", "message_hasher", "request_hash",
+        "cache_key", "canonical_request", "message_hasher", "request_hash", "request_keys",
     ),
     "._checkpoint": (
         "JOURNAL_PREFIX", "CheckpointFormatError", "CheckpointRecord", "ScanResult",
@@ -134,6 +134,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         canonical_request as canonical_request,
         message_hasher as message_hasher,
         request_hash as request_hash,
+        request_keys as request_keys,
     )
     from ._checkpoint import (
         JOURNAL_PREFIX as JOURNAL_PREFIX,

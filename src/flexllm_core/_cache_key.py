@@ -24,7 +24,14 @@ from ._errors import UsageError
 from ._json import JSONDict, JSONValue
 from ._types import ChatRequest
 
-__all__ = ("CACHE_KEY_VERSION", "cache_key", "canonical_request", "message_hasher", "request_hash")
+__all__ = (
+    "CACHE_KEY_VERSION",
+    "cache_key",
+    "canonical_request",
+    "message_hasher",
+    "request_hash",
+    "request_keys",
+)
 
 #: Bumped when the canonical form changes, so old cache entries simply stop matching.
 CACHE_KEY_VERSION = 1
@@ -124,6 +131,42 @@ def request_hash(req: ChatRequest) -> str:
     """
     payload: JSONDict = {"v": CACHE_KEY_VERSION, **_params(req)}
     return hashlib.sha256(_dumps(payload)).hexdigest()[:16]
+
+
+#: The request's names in key order, in three parts: before "base_url", between it and
+#: "provider", after "provider" (the two names only the cache key has; "v" is the version).
+_BOUNDS = (("", "base_url"), ("base_url", "provider"), ("provider", "\U0010ffff"))
+_PARTS = tuple(tuple(n for n in sorted((*_KEY_FIELDS, "v")) if low < n < high)
+               for low, high in _BOUNDS)
+
+
+def _part(req: ChatRequest, names: tuple[str, ...]) -> str:
+    """The canonical JSON of ``names`` of ``req``, without its braces ("" for no names)."""
+    if not names:
+        return ""
+    group: JSONDict = {n: CACHE_KEY_VERSION if n == "v" else getattr(req, n) for n in names}
+    for name, value in group.items():
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            group[name] = int(value)  # as _params does
+    return _dumps(group).decode("utf-8")[1:-1]
+
+
+def request_keys(provider: str, base_url: str, req: ChatRequest) -> tuple[str, str]:
+    """``(cache_key(provider, base_url, req), request_hash(req))`` from one encoding.
+
+    A batch with a cache and a checkpoint needs both for every item, and the request is
+    most of either encoding: it is encoded once, in key-sorted parts that join (with or
+    without ``base_url`` and ``provider`` between them) into exactly the bytes each hashes.
+    """
+    names_before, names_between, names_after = _PARTS
+    before, between, after = (_part(req, names_before), _part(req, names_between),
+                              _part(req, names_after))
+    base = '"base_url":' + _ENCODER.encode(_normalise_base_url(base_url))
+    prov = '"provider":' + _ENCODER.encode(provider.strip().lower())
+    key_text = ",".join(x for x in (before, base, between, prov, after) if x)
+    hash_text = ",".join(x for x in (before, between, after) if x)
+    return (hashlib.sha256(("{" + key_text + "}").encode("utf-8")).hexdigest(),
+            hashlib.sha256(("{" + hash_text + "}").encode("utf-8")).hexdigest()[:16])
 
 
 #: Roles whose plain-text messages :func:`make_request` keeps exactly as given.

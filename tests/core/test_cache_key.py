@@ -17,6 +17,7 @@ from flexllm_core import (
     canonical_request,
     message_hasher,
     request_hash,
+    request_keys,
 )
 
 MESSAGES: tuple[dict[str, Any], ...] = (
@@ -162,6 +163,42 @@ def test_values_json_cannot_hold_are_usage_errors_naming_the_field(extra: dict[s
     req = ChatRequest(model="m", messages=({"role": "user", "content": "hi"},), extra_body=extra)
     with pytest.raises(UsageError, match=where):
         cache_key("openai", "https://x", req)
+
+
+# -- request_keys: both from one encoding ---------------------------------------------------
+
+
+@pytest.mark.parametrize("field", sorted(CHANGES))
+@pytest.mark.parametrize(("provider", "base_url"), [
+    ("openai", "https://api.openai.com/v1"), (" Claude ", "HTTPS://User:Secret@Example.COM/v1/"),
+    ("gemini", "http://127.0.0.1:8000"),
+])
+def test_request_keys_are_cache_key_and_request_hash(field: str, provider: str, base_url: str) -> None:
+    for req in (BASE, attrs.evolve(BASE, **{field: CHANGES[field]}),
+                attrs.evolve(BASE, temperature=1.0, top_p=1, max_tokens=5)):
+        assert request_keys(provider, base_url, req) == (
+            cache_key(provider, base_url, req), request_hash(req))
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=4), json_values,
+       st.text(max_size=10))
+def test_request_keys_agree_whatever_the_values_hold(extra: dict[str, Any], content: Any,
+                                                     provider: str) -> None:
+    # Nested objects that carry the names "provider" or "base_url" change nothing.
+    tool = {"type": "function", "function": {"name": "f", "parameters": {
+        "properties": {"provider": {"type": "string"}, "base_url": content}}}}
+    req = ChatRequest(model="m", messages=({"role": "user", "content": content,
+                                            "provider": provider},),
+                      extra_body={**extra, "base_url": "x"}, tools=(tool,))
+    assert request_keys(provider, "https://x/v1", req) == (
+        cache_key(provider, "https://x/v1", req), request_hash(req))
+
+
+def test_request_keys_name_the_field_json_cannot_hold() -> None:
+    req = ChatRequest(model="m", messages=({"role": "user", "content": "hi"},),
+                      extra_body={"x": float("nan")})
+    with pytest.raises(UsageError, match=r"extra_body\.x"):
+        request_keys("openai", "https://x", req)
 
 
 # -- message_hasher: the request hash of a template with other plain-text messages --------

@@ -36,18 +36,21 @@ class Answerer:
     async def process(self, feeder: Feeder, lane: Lane, p: Prepared) -> Finished | None:
         """Answer one item: from the cache, or sent within the budget. None: handed back."""
         opt, budget = self._opt, self._budget
-        if opt.cache is None or opt.cache_key is None:
-            return await self._send(feeder, lane, p, None)
+        if opt.cache is None or opt.cache_keys is None:
+            return await self._send(feeder, lane, p, None, None)
+        key, request_hash = opt.cache_keys(p.request)
         # A miss holds the key's lease: other workers and processes wait for this answer.
-        async with opt.cache.filling(opt.cache_key(p.request)) as fill:
+        async with opt.cache.filling(key) as fill:
             if fill.hit is not None:
                 budget.tracker.cache_hit(p.request.model, fill.hit.usage)
                 hit = fill.hit if opt.structured is None else opt.structured.judge_hit(fill.hit)
-                return self._answered(p, hit, ItemSource.CACHE, latency=0.0, cost=0.0)
-            return await self._send(feeder, lane, p, fill)
+                return self._answered(p, hit, ItemSource.CACHE, latency=0.0, cost=0.0,
+                                      request_hash=request_hash)
+            return await self._send(feeder, lane, p, fill, request_hash)
 
-    async def _send(self, feeder: Feeder, lane: Lane, p: Prepared,
-                    fill: Fill | None) -> Finished | None:
+    async def _send(self, feeder: Feeder, lane: Lane, p: Prepared, fill: Fill | None,
+                    request_hash: str | None) -> Finished | None:
+        """Send ``p`` within the budget; ``request_hash`` of its record, when known."""
         budget = self._budget
         reservation = await budget.reserve(p.request)
         if reservation is None:
@@ -63,7 +66,7 @@ class Answerer:
             budget.release(reservation)
             item = BatchItem(index=p.index, error=exc, metadata=p.metadata,
                              latency=time.monotonic() - started)
-            return Finished(item, self._line(item, p), True)
+            return Finished(item, self._line(item, p, request_hash), True)
         except BaseException:
             budget.release(reservation)
             raise
@@ -76,7 +79,8 @@ class Answerer:
             keep = result if structured is None else structured.cacheable(result)
             if keep is not None:  # stored when the lease is let go (only ok answers)
                 fill.keep(keep)
-        finished = self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost)
+        finished = self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost,
+                                  request_hash=request_hash)
         if fill is None or keep is None or not self._checkpointed:
             return finished
         # With a checkpoint the writer stores it, in the thread hop that writes the record.
@@ -92,7 +96,7 @@ class Answerer:
                          source=ItemSource.NOT_SENT)
 
     def _answered(self, p: Prepared, result: ChatResult, source: ItemSource, *,
-                  latency: float, cost: float | None) -> Finished:
+                  latency: float, cost: float | None, request_hash: str | None) -> Finished:
         opt = self._opt
         if not opt.keep_raw and result.data:
             # The provider's parsed JSON is most of an answer's memory (3.5 KB of 4 for a
@@ -105,9 +109,9 @@ class Answerer:
                              latency=latency, cost=cost)
         else:  # an answer not of the schema finishes as a StructuredOutputError
             item = structured.item(p, result, source, latency=latency, cost=cost)
-        return Finished(item, self._line(item, p), True)
+        return Finished(item, self._line(item, p, request_hash), True)
 
-    def _line(self, item: BatchItem, p: Prepared) -> bytes | None:
+    def _line(self, item: BatchItem, p: Prepared, request_hash: str | None) -> bytes | None:
         if self._opt.output_jsonl is None:
             return None
-        return encode_record(record_of(item, p, self._opt))
+        return encode_record(record_of(item, p, self._opt, request_hash=request_hash))

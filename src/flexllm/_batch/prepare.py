@@ -168,7 +168,7 @@ async def open_run(
     lanes: Sequence[Lane],
     models: Iterable[str],
     cache: ResponseCache | None,
-    cache_key: Callable[[ChatRequest], str],
+    cache_keys: Callable[[ChatRequest], tuple[str, str]],
     retries: Callable[[], int] | None,
     structured: Any = None,
     batch_targets: Callable[[], Sequence[BatchTarget]] | None = None,
@@ -181,7 +181,7 @@ async def open_run(
     the batch may be priced at, ``cache`` the client's cache (used when ``spec.use_cache``).
 
     ``structured`` (a :class:`~flexllm._batch.structured.StructuredBatch`) applies the
-    schema to ``build``, ``lanes`` and ``cache_key`` and records outcomes.
+    schema to ``build``, ``lanes`` and ``cache_keys`` and records outcomes.
 
     With ``spec.mode == "batch_api"`` the run goes through the provider's batch API, at
     the endpoints ``batch_targets()`` gives (a pool's: several).
@@ -192,7 +192,7 @@ async def open_run(
     _check_metadata(items, spec.metadata_list)
     if structured is not None:
         build, lanes = structured.build(build), structured.lanes(lanes)
-        cache_key = structured.cache_key(cache_key)
+        cache_keys = structured.cache_keys(cache_keys)
     prepare = make_preparer(build, metadata_list=spec.metadata_list, params=spec.params)
     fast_hash = make_fast_hash(build, spec.params) if spec.output_jsonl else None
     pricing = await anyio.to_thread.run_sync(current_pricing)
@@ -213,7 +213,7 @@ async def open_run(
         durability=Durability(fsync_every=spec.fsync_every, fsync_interval=spec.fsync_interval),
         on_changed=spec.on_changed,
         cache=cache,
-        cache_key=cache_key if cache is not None else None,
+        cache_keys=cache_keys if cache is not None else None,
         tracker=tracker,
         track_cost=spec.track_cost,
         show_progress=spec.show_progress,

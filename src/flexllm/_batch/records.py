@@ -16,7 +16,7 @@ from flexllm_core import (
     ToolCall,
     Usage,
     decode_record,
-    request_hash,
+    request_hash as request_hash_of,
 )
 
 from .._errors import RecordedError
@@ -42,12 +42,14 @@ __all__ = (
 
 
 
-def record_of(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointRecord:
-    """The checkpoint line of a finished (or failed) item."""
+def record_of(item: BatchItem, p: Prepared, opt: BatchOptions, *,
+              request_hash: str | None = None) -> CheckpointRecord:
+    """The checkpoint line of a finished (or failed) item; ``request_hash`` is
+    ``p.request``'s when the caller has it already."""
     extra: JSONDict = {}
     result = item.result
     if opt.structured is not None:
-        return _structured_record(item, p, opt)
+        return _structured_record(item, p, opt, request_hash)
     usage = None
     finish = None
     output = None
@@ -71,7 +73,7 @@ def record_of(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointReco
         error_type = type(item.error).__name__
     return CheckpointRecord(
         index=item.index,
-        request_hash=request_hash(p.request),
+        request_hash=request_hash or request_hash_of(p.request),
         status="success" if result is not None else "error",
         output=output,
         usage=usage,
@@ -86,16 +88,17 @@ def record_of(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointReco
     )
 
 
-def _structured_record(item: BatchItem, p: Prepared, opt: BatchOptions) -> CheckpointRecord:
+def _structured_record(item: BatchItem, p: Prepared, opt: BatchOptions,
+                       request_hash: str | None) -> CheckpointRecord:
     """A schema item's record: its outcome in ``extra["structured"]``. An answer that is not
     of the schema is still a finished item ("success": paid for, kept on resume unless
     ``retry_invalid``), with its raw text as ``output`` and the error named."""
     answer = structured_of(item)
     if answer is None:  # a transport or provider error: recorded as any other
-        return record_of(item, p, attrs.evolve(opt, structured=None))
+        return record_of(item, p, attrs.evolve(opt, structured=None), request_hash=request_hash)
     record = record_of(BatchItem(index=item.index, result=answer, metadata=item.metadata,
                                  source=item.source, latency=item.latency, cost=item.cost),
-                       p, attrs.evolve(opt, structured=None))
+                       p, attrs.evolve(opt, structured=None), request_hash=request_hash)
     extra = {**record.extra, "structured": structured_extra(answer)}
     error = error_type = None
     if item.error is not None:

@@ -68,8 +68,13 @@ class StructuredBatch:
         apply = self.compiled.apply
         return lambda messages, **params: apply(build(messages, **params))
 
-    def cache_key(self, key: Callable[[ChatRequest], str]) -> Callable[[ChatRequest], str]:
-        return lambda req: self.schema.key(key(req))
+    def cache_keys(self, keys: Callable[[ChatRequest], tuple[str, str]]
+                   ) -> Callable[[ChatRequest], tuple[str, str]]:
+        """``keys`` with the cache key made the schema's (the request hash stays)."""
+        def schema_keys(req: ChatRequest) -> tuple[str, str]:
+            key, request_hash = keys(req)
+            return self.schema.key(key), request_hash
+        return schema_keys
 
     def lanes(self, lanes: Sequence[Lane]) -> list[Lane]:
         return [StructuredLane(lane, self) for lane in lanes]

@@ -137,9 +137,9 @@ class BatchOptions:
     #: before sending anything ("error"), or send it again and append a new record ("rerun").
     on_changed: Literal["error", "rerun"] = attrs.field(default="error", validator=_on_changed)
     cache: ResponseCache | None = None
-    #: The cache key of a request (the client passes the core's cache_key with its
-    #: provider and base_url).
-    cache_key: Callable[[ChatRequest], str] | None = None
+    #: A request's cache key and request hash, from one encoding (the client passes the
+    #: core's request_keys with its provider and base_url).
+    cache_keys: Callable[[ChatRequest], tuple[str, str]] | None = None
     #: Shared cost tracker (and budget); one is made when None.
     tracker: CostTracker | None = None
     track_cost: bool = False

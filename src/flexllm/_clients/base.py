@@ -294,7 +294,7 @@ class _ClientBase(_CallsBase):
         targets = self._batch_targets() if spec.mode != "online" else []
         run = await open_run(
             messages_list, spec, build=self.build_request, lanes=self._lanes(spec),
-            models=self._batch_models(spec), cache=self._cache, cache_key=self.cache_key,
+            models=self._batch_models(spec), cache=self._cache, cache_keys=self.cache_keys,
             retries=lambda: self._retries() - base, structured=self._structured_batch(spec),
             batch_targets=lambda: targets,
             shared_budget=self._shared_budget)

@@ -21,7 +21,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from flexllm_core import ChatRequest, ChatResult, JSONValue, UsageError, cache_key
+from flexllm_core import ChatRequest, ChatResult, JSONValue, UsageError, cache_key, request_keys
 
 from .._cache import ResponseCache, ResponseCacheConfig, open_response_cache
 from .._engine import Endpoint, EventMode, SyncDriver
@@ -93,6 +93,11 @@ class _CallsBase:
         """The response-cache key of ``req`` (never includes the API key)."""
         provider, scope = self._cache_scope()
         return cache_key(provider, scope, req)
+
+    def cache_keys(self, req: ChatRequest) -> tuple[str, str]:
+        """``(cache_key(req), request_hash(req))`` from one encoding (what a batch needs)."""
+        provider, scope = self._cache_scope()
+        return request_keys(provider, scope, req)
 
     async def complete(
         self, req: ChatRequest, *, use_cache: bool = True, timeout: float | None = None

@@ -13,7 +13,7 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from flexllm_core import ChatRequest, UsageError, cache_key
+from flexllm_core import UsageError
 
 from .._batch import BatchItem, BatchPendingError, ItemSource, JSONLFile
 from .._cache import ResponseCacheConfig
@@ -149,8 +149,8 @@ async def _check_budget_prices(source: JSONLFile, budget: float) -> None:
         CostTracker(budget=budget, pricing=pricing).check_prices(models)
 
 
-def _mock_cache_key(req: ChatRequest) -> str:
-    return cache_key("openai", _MOCK_SCOPE, req)
+def _mock_cache_scope() -> tuple[str, str]:
+    return "openai", _MOCK_SCOPE
 
 
 async def run(plan: Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
@@ -166,7 +166,7 @@ async def run(plan: Plan) -> tuple[BatchOutcome, str | None, dict[int, int]]:
                            **options) as (client, resolved):
         if plan.target.mock:
             # One cache across --mock runs, whatever port the mock got this time.
-            client.cache_key = _mock_cache_key
+            client._cache_scope = _mock_cache_scope
         params = {**dict(resolved.params), **plan.params}
         system = plan.system if plan.system is not None else resolved.system
         items = client.iter_chat_completions_batch(

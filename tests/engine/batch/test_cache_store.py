@@ -24,7 +24,14 @@ from flexllm._cache.store import (
     open_response_cache,
 )
 from flexllm._cache.stores import _make_disk_class
-from flexllm_core import ChatRequest, ChatResult, ToolCall, Usage, UsageError, cache_key
+from flexllm_core import (
+    ChatRequest,
+    ChatResult,
+    ToolCall,
+    Usage,
+    UsageError,
+    request_keys,
+)
 
 from .helpers import MODEL, ScriptedLane, messages, prepare
 
@@ -184,8 +191,8 @@ async def test_four_processes_share_one_cache(tmp_path: Path) -> None:
     await cache.aclose()
 
 
-def _key(req: ChatRequest) -> str:
-    return cache_key("openai", "http://127.0.0.1:1/v1", req)
+def _keys(req: ChatRequest) -> tuple[str, str]:
+    return request_keys("openai", "http://127.0.0.1:1/v1", req)
 
 
 @pytest.mark.parametrize("use_ipc", [True, False])
@@ -193,13 +200,13 @@ async def test_batch_cache_hits_send_nothing_and_cost_nothing(tmp_path: Path, us
     cfg = ResponseCacheConfig(enabled=True, use_ipc=use_ipc, cache_dir=str(tmp_path / f"c{use_ipc}"))
     first = ScriptedLane(fail={"q3"})
     cache = ResponseCache(cfg)
-    async with BatchRun(messages(10), [first], prepare, BatchOptions(cache=cache, cache_key=_key)) as run:
+    async with BatchRun(messages(10), [first], prepare, BatchOptions(cache=cache, cache_keys=_keys)) as run:
         [i async for i in run]
     assert len(first.sent) == 10
     again = ScriptedLane()
     cache2 = ResponseCache(cfg)
     async with BatchRun(messages(10), [again], prepare,
-                        BatchOptions(cache=cache2, cache_key=_key, track_cost=True)) as run:
+                        BatchOptions(cache=cache2, cache_keys=_keys, track_cost=True)) as run:
         got = [i async for i in run]
     assert again.sent == ["q3"]  # only the failure was not cached
     hits = [i for i in got if i.source is ItemSource.CACHE]

@@ -231,11 +231,11 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
                                                                         list(scan.journal_offsets)))
 
     async def _answer_from_cache(self, sink: Sink) -> None:
-        cache, key = self._opt.cache, self._opt.cache_key
-        if cache is None or key is None:
+        cache, keys = self._opt.cache, self._opt.cache_keys
+        if cache is None or keys is None:
             return
         for cid, p in list(self._rows.items()):
-            hit = await cache.get(key(p.request))
+            hit = await cache.get(keys(p.request)[0])
             if hit is not None:
                 del self._rows[cid]
                 self.tracker.cache_hit(p.request.model, hit.usage)
@@ -317,8 +317,8 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
             return item
         cost = self.tracker.settle(reservation, result.model or p.request.model, result.usage,
                                    requested=p.request.model, batch=batch)
-        if self._opt.cache is not None and self._opt.cache_key is not None:
-            self._to_cache.append((self._opt.cache_key(p.request), result))
+        if self._opt.cache is not None and self._opt.cache_keys is not None:
+            self._to_cache.append((self._opt.cache_keys(p.request)[0], result))
         return attrs.evolve(item, cost=cost)
 
     async def _leave_pending(self, sink: Sink, jobs: list[OpenJob]) -> None:

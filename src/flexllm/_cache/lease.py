@@ -2,19 +2,19 @@
 
 Four processes running the same prompts on one cache directory used to send every prompt
 that missed in two of them at once (610 requests for 500 prompts). Now the first caller to
-miss a key puts a lease in the key's row (the store's atomic insert-if-absent, with an
+miss a key puts a lease on it (the store's atomic insert-if-absent, with an
 expiry, so it wins only where there is no answer); the others, in any process, find the
 lease and wait for the answer, which overwrites it, instead of sending.
 
 - Bounded: nobody waits longer than ``config.lease`` seconds; then it sends itself.
-- A dead holder never blocks the rest: the row expires ``lease`` seconds after it was taken
+- A dead holder never blocks the rest: the lease expires ``lease`` seconds after it was taken
   (a SIGKILLed process cannot release it; expiry does).
 - The holder always lets go: storing its answer and releasing the lease are one thread hop;
   a failure releases without storing, so one waiter takes over and nothing bad is cached.
 - Callers of the same process wait on an event set when the holder lets go; callers of other
   processes poll the store (reads only) with a growing interval.
 
-A lease row holds ``LEASE_MARK`` and a token naming the holder (pid and random bits): a
+A lease's token starts with ``LEASE_MARK`` and names the holder (pid and random bits): a
 holder whose lease expired and was taken over cannot release the new holder's lease (an
 answer it stores late only replaces the other's lease, or an equal answer).
 """
@@ -39,7 +39,7 @@ __all__ = ("LEASE_MARK", "Fill")
 
 log = logging.getLogger("flexllm.cache")
 
-#: A lease is a row under the answer's key whose text starts with this (JSON never does).
+#: A lease token starts with this (JSON never does): a store reads a leased key back as it.
 LEASE_MARK = "\x00lease:"
 #: First and longest pause between two looks at a key another process is fetching.
 _FIRST_POLL = 0.01

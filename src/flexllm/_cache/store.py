@@ -275,8 +275,8 @@ class ResponseCache:
         """For each key: its answer, a new lease token (this caller must fetch; "" when
         leases are off) or None (another caller holds the lease).
 
-        A lease is a placeholder row under the answer's own key, added only where no live
-        row is (so winning it proves there was no answer); the answer overwrites it. Hits
+        A lease is a token under the answer's key, added only where no live answer or lease
+        is (so winning it proves there was no answer); storing the answer removes it. Hits
         and waiters polling a held key only read; a group's leases are one store operation.
         """
         looked = self._look_many(keys)

@@ -36,7 +36,8 @@ _MODE_RAW = 1
 
 class Store(Protocol):
     """Text rows by key, with the two lease primitives of "one caller fetches, others wait"
-    (:meth:`add_many`, :meth:`release`; the lease is a short-lived row under the key).
+    (:meth:`add_many`, :meth:`release`): a lease is a short-lived token under the key, read
+    back by :meth:`get_many` while there is no answer, replaced by the answer's row.
 
     Every method blocks (the cache calls them from a worker thread).
     """
@@ -136,13 +137,30 @@ def _private_dir(path: Path) -> None:
             log.warning("cache directory %s is not owned by this user and is shared", path)
 
 
+#: Leases live beside diskcache's table, in the same file: a lease is a key, its holder's token
+#: and an expiry, with none of a cache row's indexes, triggers or culling (a lease in the
+#: Cache table cost as much as storing the answer, twice per request).
+_LEASE_TABLE = (
+    "CREATE TABLE IF NOT EXISTS FlexllmLease"
+    " (key TEXT PRIMARY KEY, token TEXT NOT NULL, expire REAL NOT NULL) WITHOUT ROWID")
+
+#: Every this many lease groups, the expired leases (of holders that died) are deleted; an
+#: expired lease is already treated as absent, and replaced by the next holder of its key.
+_SWEEP_EVERY = 64
+
+
 class DiskStore:
+    """A diskcache directory: answers are diskcache's own rows (its API and tools read them),
+    leases are rows of a lean table of their own in the same database file."""
+
     def __init__(self, directory: Path, ttl: float) -> None:
         import diskcache
 
         _private_dir(directory)
         self._ttl = ttl or None
         self._cache = diskcache.Cache(str(directory), disk=_make_disk_class(), timeout=60)
+        self._cache._sql(_LEASE_TABLE)
+        self._adds = 0
         # diskcache culls (expired rows, then by size) after every single write: two more
         # queries and a settings read per row, a third of a batch's cache cost. Here a group
         # is culled once, as much as its rows would have culled (this instance only: the
@@ -151,9 +169,9 @@ class DiskStore:
         self._cache.reset("cull_limit", 0, update=False)
 
     def get(self, key: str) -> str | None:
-        value = self._cache.get(key, default=None, retry=True)
-        if value is not None and not isinstance(value, str):
-            raise RefusedRow("non-text value")
+        value = self.get_many([key])[0]
+        if isinstance(value, RefusedRow):
+            raise value
         return value
 
     def get_many(self, keys: list[str]) -> list[str | RefusedRow | None]:
@@ -179,46 +197,71 @@ class DiskStore:
                     found[key] = exc if isinstance(exc, RefusedRow) else RefusedRow(str(exc))
                     continue
                 found[key] = text if isinstance(text, str) else RefusedRow("non-text value")
+        missing = [key for key in keys if key not in found]
+        if missing:  # a key being fetched reads as its lease's token
+            found.update(self._leases(missing, now))
         return [found.get(key) for key in keys]
+
+    def _leases(self, keys: list[str], now: float) -> dict[str, str]:
+        """The live lease token of each key that has one."""
+        sql = self._cache._sql
+        out: dict[str, str] = {}
+        unique = list(dict.fromkeys(keys))
+        for at in range(0, len(unique), _SQL_VARIABLES):
+            chunk = unique[at:at + _SQL_VARIABLES]
+            marks = ",".join("?" * len(chunk))
+            out.update(sql(f"SELECT key, token FROM FlexllmLease WHERE key IN ({marks})"
+                           " AND expire > ?", [*chunk, now]).fetchall())
+        return out
 
     def set(self, key: str, value: str) -> None:
         self._cache.set(key, value, expire=self._ttl, retry=True)
 
-    def set_many(self, rows: list[tuple[str, str]]) -> None:
-        self._write_many(rows, self._ttl, only_absent=False)
-
     def add_many(self, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
-        # diskcache's add treats an expired row as absent (so does this).
-        return self._write_many(rows, seconds, only_absent=True)
+        """A lease for each key without a live answer or lease (an expired one is absent,
+        as for diskcache's ``add``); a key given twice is leased once."""
+        cache = self._cache
+        now = time.time()
+        keys = [key for key, _token in rows]
+        done: list[bool] = []
+        with cache.transact(retry=True):  # BEGIN IMMEDIATE: nobody writes between look and write
+            taken = {key for key, row in self._rows_of(keys).items()
+                     if row is not None and (row[2] is None or row[2] > now)}
+            taken.update(self._leases(keys, now))
+            leases = []
+            for key, token in rows:
+                done.append(key not in taken)
+                if key not in taken:
+                    taken.add(key)
+                    leases.append((key, token, now + seconds))
+            con = cache._con
+            self._adds += 1
+            if self._adds % _SWEEP_EVERY == 1:  # dead holders' leases (a scan: not every time)
+                con.execute("DELETE FROM FlexllmLease WHERE expire <= ?", (now,))
+            con.executemany("INSERT OR REPLACE INTO FlexllmLease VALUES (?, ?, ?)", leases)
+        return done
 
-    def _write_many(self, rows: list[tuple[str, str]], seconds: float | None, *,
-                    only_absent: bool) -> list[bool]:
-        """diskcache's ``set`` (or ``add``) of each row, in one transaction with one SELECT
-        and two batched statements for the group instead of five SQLite calls a row.
+    def set_many(self, rows: list[tuple[str, str]]) -> None:
+        """diskcache's ``set`` of each row (a key given twice keeps its last value), in one
+        transaction with one SELECT and two batched statements for the group instead of five
+        SQLite calls a row; the keys' leases go in the same transaction (the answers are in).
 
         The rows are the ones diskcache writes for a short string (stored raw, inline; the
         table's triggers keep the count and size settings); a value long enough to go to a
-        file is left to diskcache itself. A key given twice: ``set`` keeps the last value,
-        ``add`` inserts the first only.
+        file is left to diskcache itself.
         """
         cache = self._cache
         now = time.time()
+        seconds = self._ttl
         expire = None if seconds is None else now + seconds
         small = cache.disk.min_file_size
-        done: list[bool] = []
         old_files: list[str] = []
         with cache.transact(retry=True):  # BEGIN IMMEDIATE: nobody writes between look and write
             found = self._rows_of([key for key, _value in rows])
             inserts: dict[str, list[object]] = {}
             updates: dict[int, list[object]] = {}
-            written: set[str] = set()
             for key, value in rows:
                 row = found.get(key)
-                if only_absent and (key in written or (row is not None and (row[2] is None or row[2] > now))):
-                    done.append(False)  # a live row (or this group's own lease) is there
-                    continue
-                done.append(True)
-                written.add(key)
                 if len(value) >= small:  # a file: diskcache's own path
                     inserts.pop(key, None)
                     if row is not None:
@@ -242,10 +285,10 @@ class DiskStore:
                 "UPDATE Cache SET store_time = ?, expire_time = ?, access_time = ?, access_count = ?,"
                 " tag = ?, size = ?, mode = ?, filename = ?, value = ? WHERE rowid = ?",
                 list(updates.values()))
-            self._cull(sum(done))
+            con.executemany("DELETE FROM FlexllmLease WHERE key = ?", [(key,) for key, _v in rows])
+            self._cull(len(rows))
         for name in old_files:  # after the commit, as diskcache does
             cache.disk.remove(name)
-        return done
 
     def _rows_of(self, keys: list[str]) -> dict[str, tuple[int, str | None, float | None] | None]:
         """rowid, filename and expiry of each key's row (the keys that have one)."""
@@ -271,9 +314,8 @@ class DiskStore:
 
     def release(self, pairs: Sequence[tuple[str, str]]) -> None:
         with self._cache.transact(retry=True):
-            for key, value in pairs:
-                if self._cache.get(key, default=None) == value:
-                    self._cache.delete(key)
+            self._cache._con.executemany(
+                "DELETE FROM FlexllmLease WHERE key = ? AND token = ?", list(pairs))
 
     def drop(self, key: str) -> None:
         self._cache.delete(key, retry=True)

@@ -271,7 +271,8 @@ def test_writes_still_cull_expired_rows_and_leave_the_stored_setting(tmp_path: P
     assert len(raw) == 3  # the expired rows culled (up to 30 allowed by 3 rows written)
     store.set_many([("gone", "{}")])
     assert lasting.add_many([("lease", "x")], 60.0) == [True]
-    assert len(raw) == 4 and raw.get("lease") == "x" and raw.get("gone") is None
+    assert len(raw) == 3 and raw.get("lease") is None and raw.get("gone") is None  # leases apart
+    assert lasting.get_many(["lease", "gone"]) == ["x", None]
     assert raw.reset("cull_limit") == 10  # read back from the directory's settings
     store.close()
     lasting.close()
@@ -305,9 +306,10 @@ def test_one_query_reads_a_group_as_diskcache_would(tmp_path: Path) -> None:
 
 
 def test_group_writes_leave_rows_diskcache_reads_and_checks(tmp_path: Path) -> None:
-    """``set_many``/``add_many`` write the rows diskcache's own ``set``/``add`` would: its
-    ``get`` reads them, its integrity ``check`` finds the count and size settings right,
-    an expired row is taken by ``add``, a live one is not, a key given twice is written once."""
+    """``set_many`` writes the rows diskcache's own ``set`` would: its ``get`` reads them, its
+    integrity ``check`` finds the count and size settings right. Leases live apart: an expired
+    answer or lease is taken by ``add_many``, a live one is not, a key given twice is leased
+    once, an answer replaces its lease, ``release`` lets go of its own token only."""
     import warnings
 
     import diskcache
@@ -317,14 +319,21 @@ def test_group_writes_leave_rows_diskcache_reads_and_checks(tmp_path: Path) -> N
     store = DiskStore(tmp_path / "c", ttl=0)
     assert store.add_many([("a", "lease-a"), ("b", "lease-b"), ("a", "again")], 60.0) == [True, True, False]
     assert store.add_many([("a", "other"), ("c", "lease-c")], 60.0) == [False, True]
+    assert store.add_many([("gone", "lease-gone")], 1e-9) == [True]
+    assert store.add_many([("gone", "lease-new")], 60.0) == [True]  # the first one expired
     DiskStore(tmp_path / "c", ttl=1e-9).set_many([("old", "{}")])
     assert store.add_many([("old", "lease-old")], 60.0) == [True]  # expired: absent
+    store.set_many([("e", "{}")])
+    assert store.add_many([("e", "lease-e")], 60.0) == [False]  # answered
     big = "y" * (2 << 20)
     store.set_many([("a", '{"n": 1}'), ("b", big), ("d", "first"), ("d", "last"), ("b", "small again")])
+    store.release([("c", "not-its-token"), ("gone", "lease-new")])
+    assert list(store.get_many(["a", "b", "c", "d", "old", "gone"])) == [
+        '{"n": 1}', "small again", "lease-c", "last", "lease-old", None]
     raw = diskcache.Cache(str(tmp_path / "c"), disk=_make_disk_class())
     assert [raw.get(k) for k in ("a", "b", "c", "d", "old")] == [
-        '{"n": 1}', "small again", "lease-c", "last", "lease-old"]
-    assert len(raw) == 5
+        '{"n": 1}', "small again", None, "last", None]
+    assert len(raw) == 4
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # check() warns about every inconsistency it finds
         assert raw.check() == []

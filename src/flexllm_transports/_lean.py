@@ -5,10 +5,12 @@ Why our own: measured on loopback (benchmarks/bench_transports.py), httpx costs 
 sockets + a constant-time keep-alive pool + httptools cost 0.3-0.5x aiohttp's, on
 trio and asyncio alike.
 
-Timeouts: used inside ``async with transport:``, one watchdog task closes connections
-past their deadline, so a request costs no cancel scope. Used without it, ``send`` runs
-in one cancel scope whose deadline moves with every read, and a stream gives each read
-its own scope (none spans the caller's code). Either way a timeout surfaces as
+Timeouts: a watchdog closes connections past their deadline, so a request costs no cancel
+scope. It runs in the task group of ``async with transport:``, or in one a caller lends
+(:class:`~._watch.DeadlineWatch`: a batch run's), or else in the background of the running
+loop while requests are in flight (:mod:`._background`). Where none can run, ``send`` runs
+in one cancel scope whose deadline moves with every read, and a stream gives each read its
+own scope (none spans the caller's code). Either way a timeout surfaces as
 :class:`flexllm_core.RequestTimeout`.
 """
 
@@ -27,6 +29,7 @@ import anyio.abc
 from flexllm_core import ConnectError, HttpRequest, HttpResponse, UsageError
 from flexllm_core._version import __version__
 
+from ._background import watch_in_background
 from ._exchange import NETWORK_ERRORS, Exchange
 from ._http11 import (
     HAVE_HTTPTOOLS,
@@ -160,6 +163,13 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
         watch = current_watch()
         if watch is not None and watch.watches(self._pool, self._tick):
             return await self._send(ex)  # a batch's task group runs the watchdog
+        pool = self._pool
+        if watch_in_background(pool, self._tick):
+            pool.watched += 1
+            try:
+                return await self._send(ex)
+            finally:
+                pool.watched -= 1
         # No watchdog: one cancel scope for the request; receive() moves its deadline.
         with anyio.CancelScope() as scope:
             ex.scope = scope

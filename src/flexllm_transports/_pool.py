@@ -88,6 +88,10 @@ class Pool:
         #: Connections checked out right now; the watchdog looks at these.
         self.in_use: set[Connection] = set()
         self.closed = False
+        #: The background watchdog's loop and task (see :mod:`._background`), and the
+        #: requests in flight that it times.
+        self.background: tuple[object, object] | None = None
+        self.watched = 0
 
     async def acquire(
         self,
@@ -237,9 +241,15 @@ async def watch_deadlines(pool: Pool, tick: float) -> None:
     """
     while True:
         await anyio.sleep(tick)
-        now = monotonic()
-        late = [conn for conn in pool.in_use if conn.deadline < now]
-        for conn in late:
-            conn.timed_out = True
-        for conn in late + pool.expired():
-            await close_quietly(conn)
+        await close_late(pool)
+
+
+async def close_late(pool: Pool) -> None:
+    """One look of a watchdog: close the connections past their deadline (marked
+    ``timed_out``) and the idle ones past their expiry."""
+    now = monotonic()
+    late = [conn for conn in pool.in_use if conn.deadline < now]
+    for conn in late:
+        conn.timed_out = True
+    for conn in late + pool.expired():
+        await close_quietly(conn)

@@ -15,6 +15,7 @@ import anyio
 
 from flexllm_core import HttpRequest, UsageError
 
+from ._background import watch_in_background
 from ._exchange import Exchange
 from ._http11 import make_body_decoder
 from ._protocol import Timeouts
@@ -28,23 +29,31 @@ __all__ = ("LeanStreamResponse", "StreamContext")
 class StreamContext:
     """``async with transport.stream(req) as resp``: one exchange, closed on exit."""
 
-    __slots__ = ("_ex", "_response", "_transport")
+    __slots__ = ("_counted", "_ex", "_response", "_transport")
 
     def __init__(self, transport: AnyioTransport, request: HttpRequest, timeouts: Timeouts):
         self._transport = transport
         self._ex = Exchange(request, timeouts, transport._user_agent, stream=True)
         self._response: LeanStreamResponse | None = None
+        #: Counted in the pool's background-watched requests until the block ends.
+        self._counted = False
 
     async def __aenter__(self) -> LeanStreamResponse:
         ex = self._ex
-        if self._transport._task_group is None:
+        transport = self._transport
+        watched = transport._task_group is not None
+        if not watched and watch_in_background(transport._pool, transport._tick):
+            watched = self._counted = True
+            transport._pool.watched += 1
+        if not watched:
             ex.scope = anyio.CancelScope()
             ex.scope.__enter__()
             ex.offset = anyio.current_time() - monotonic()
         try:
-            await self._transport._open(ex)
+            await transport._open(ex)
             ex.disarm()
         except BaseException as exc:
+            self._uncount()
             if ex.scope is not None:
                 # trio's scope returns True from __exit__ whenever nothing is left to
                 # raise, so ask whether it caught its own deadline instead.
@@ -64,8 +73,13 @@ class StreamContext:
         parser = ex.parser
         assert parser is not None
         ex.decoder = make_body_decoder(parser.headers)
-        self._response = LeanStreamResponse(self._transport, ex)
+        self._response = LeanStreamResponse(self._transport, ex, scoped=not watched)
         return self._response
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._transport._pool.watched -= 1
 
     async def __aexit__(
         self,
@@ -74,6 +88,7 @@ class StreamContext:
         tb: TracebackType | None,
     ) -> None:
         # No cancel scope is open here: __aenter__ left its own before returning.
+        self._uncount()
         ex = self._ex
         if ex.conn is not None:
             if ex.parser is not None and ex.parser.complete:
@@ -86,13 +101,15 @@ class StreamContext:
 class LeanStreamResponse:
     """A response whose body is read piece by piece as it arrives."""
 
-    __slots__ = ("_ex", "_flushed", "_transport", "headers", "status")
+    __slots__ = ("_ex", "_flushed", "_scoped", "_transport", "headers", "status")
 
-    def __init__(self, transport: AnyioTransport, ex: Exchange) -> None:
+    def __init__(self, transport: AnyioTransport, ex: Exchange, *, scoped: bool) -> None:
         assert ex.parser is not None
         self._transport = transport
         self._ex = ex
         self._flushed = False
+        #: No watchdog times this stream: each read runs in a cancel scope of its own.
+        self._scoped = scoped
         self.status = ex.parser.status
         self.headers = tuple(ex.parser.headers)
 
@@ -128,7 +145,7 @@ class LeanStreamResponse:
                     break
                 if ex.conn is None:
                     raise UsageError("can't read a stream after its `async with` block ended")
-                if self._transport._task_group is None:
+                if self._scoped:
                     # No watchdog: one cancel scope per read enforces the read timeout.
                     try:
                         with anyio.CancelScope() as scope:

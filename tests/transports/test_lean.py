@@ -1,15 +1,18 @@
 """AnyioTransport against real servers on 127.0.0.1, on asyncio and trio.
 
 Every behaviour runs with httptools and with the h11 fallback, and with the deadline
-watchdog (``async with transport``) and without it (a cancel scope per request).
+watchdog in the transport's task group (``async with transport``), in the background of the
+loop (without it), and with none (a cancel scope per request).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from unittest import mock
 
 import anyio
 import anyio.abc
@@ -35,13 +38,16 @@ from flexllm_core import (
     RequestTimeout,
     UsageError,
 )
-from flexllm_transports import AnyioTransport, Timeouts
+from flexllm_transports import AnyioTransport, Timeouts, _lean, _stream
 
 pytestmark = pytest.mark.anyio
 
 # On asyncio the transport uses asyncio's own sockets unless "+anyio-streams" says not to.
-KINDS = ["httptools+watchdog", "httptools+scope", "h11+watchdog", "h11+scope",
-         "httptools+watchdog+anyio-streams", "h11+scope+anyio-streams"]
+# Timeouts: "watchdog" inside ``async with transport``, "background" outside it (the pool's
+# watchdog runs in the background of the loop), "scope" where no watchdog can run.
+KINDS = ["httptools+watchdog", "httptools+background", "httptools+scope", "h11+watchdog",
+         "h11+background", "h11+scope", "httptools+watchdog+anyio-streams",
+         "h11+background+anyio-streams", "h11+scope+anyio-streams"]
 LIMIT = 20  # seconds; every test is bounded
 
 
@@ -56,11 +62,19 @@ async def open_transport(kind: str, **kwargs: object) -> AsyncIterator[AnyioTran
     if mode == "watchdog":
         async with transport:
             yield transport
-    else:
+        return
+    with contextlib.ExitStack() as stack:
+        if mode == "scope":  # no watchdog can run: cancel scopes time requests and reads
+            for module in (_lean, _stream):
+                stack.enter_context(mock.patch.object(module, "watch_in_background", _never))
         try:
             yield transport
         finally:
             await transport.aclose()
+
+
+def _never(pool: object, tick: float) -> bool:
+    return False
 
 
 def post(url: str, body: bytes = b'{"q": 1}', headers: tuple[tuple[str, str], ...] = ()) -> HttpRequest:

@@ -73,14 +73,17 @@ async def test_covered_requests_take_no_cancel_scope_and_others_still_do(
                 async with anyio.create_task_group() as inner:
                     inner.start_soon(covered)
                 covered_scopes = len(made)  # the watchdog's own scope, once
-                for _ in range(5):  # this task is not covered: a scope per request
+                for _ in range(5):  # not covered: timed by the pool's background watchdog
                     assert (await transport.send(post(srv.url))).status == 200
                 uncovered_scopes = len(made) - covered_scopes
                 watch.close()
                 async with anyio.create_task_group() as inner:
-                    inner.start_soon(covered)  # after close: back to a scope per request
+                    inner.start_soon(covered)  # after close: the background watchdog too
+                monkeypatch.setattr(_lean, "watch_in_background", lambda pool, tick: False)
+                for _ in range(5):  # no watchdog can run: a scope per request
+                    assert (await transport.send(post(srv.url))).status == 200
                 monkeypatch.undo()
             await transport.aclose()
     assert covered_scopes == 1
-    assert uncovered_scopes == 5
-    assert len(made) == 1 + 5 + 5
+    assert uncovered_scopes == 0
+    assert len(made) == 1 + 5

@@ -72,16 +72,20 @@ def parse_response(
         ResponseFormatError: a success status with a body that is not the provider's JSON.
     """
     codec = get_codec(provider)
-    hdrs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
     if status is not None and status >= 400:
-        raise codec.parse_error(status, hdrs, body, now=now)
+        raise codec.parse_error(status, _pairs(headers), body, now=now)
     data = _decode_json(body)
     if not isinstance(data, dict):
         raise ResponseFormatError(f"response body is a JSON {type(data).__name__}, expected an object",
                                   retryable=True)
     if "error" in data and not any(k in data for k in ("choices", "content", "candidates")):
-        raise codec.parse_error(status, hdrs, data, now=now)
+        raise codec.parse_error(status, _pairs(headers), data, now=now)
     return codec.parse_response(data)
+
+
+def _pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The headers as pairs (only an error needs them: an answer skips the conversion)."""
+    return list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
 
 
 def parse_stream(provider: str, chunks: Iterable[bytes | str]) -> ChatResult:

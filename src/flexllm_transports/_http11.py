@@ -239,9 +239,9 @@ class HttptoolsParser:
         if status in (204, 304):
             return
         for name, value in self.headers:
-            lname = name.lower()
-            if lname == "content-length" or (
-                lname == "transfer-encoding" and "chunked" in value.lower()
+            size = len(name)  # most names are neither: skip lower-casing them
+            if (size == 14 and name.lower() == "content-length") or (
+                size == 17 and name.lower() == "transfer-encoding" and "chunked" in value.lower()
             ):
                 return
         # RFC 9112 §6.3 rule 8: no length given, the body runs to the end of the connection.

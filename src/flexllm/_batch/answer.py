@@ -85,7 +85,7 @@ class Answerer:
             return finished
         # With a checkpoint the writer stores it, in the thread hop that writes the record.
         fill.hand_over(keep)
-        return attrs.evolve(finished, fill=fill)
+        return Finished(finished.item, finished.line, finished.took_token, fill)
 
     def unreachable(self, p: Prepared, outage: Outage) -> BatchItem:
         """An item not sent because its lane's endpoint was given up on."""

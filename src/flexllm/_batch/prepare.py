@@ -284,6 +284,14 @@ async def collect_run(run: BatchRun, spec: BatchSpec, *, start: float
             async for item in run:
                 by_index[item.index] = item if revive is None else revive(item)
                 heap.held()
+                # Every item finished meanwhile, in the same task switch (each token given
+                # back at once: the item is kept).
+                for finished in run.take_ready():
+                    if finished.took_token:
+                        run.give_back()
+                    item = finished.item
+                    by_index[item.index] = item if revive is None else revive(item)
+                    heap.held()
         report = run.tracker.report()
         # A million results take a while to put in order: not on the event loop.
         results = await anyio.to_thread.run_sync(assemble, heap)

@@ -133,17 +133,8 @@ def request_hash(req: ChatRequest) -> str:
     return hashlib.sha256(_dumps(payload)).hexdigest()[:16]
 
 
-#: The request's names in key order, in three parts: before "base_url", between it and
-#: "provider", after "provider" (the two names only the cache key has; "v" is the version).
-_BOUNDS = (("", "base_url"), ("base_url", "provider"), ("provider", "\U0010ffff"))
-_PARTS = tuple(tuple(n for n in sorted((*_KEY_FIELDS, "v")) if low < n < high)
-               for low, high in _BOUNDS)
-
-
 def _part(req: ChatRequest, names: tuple[str, ...]) -> str:
-    """The canonical JSON of ``names`` of ``req``, without its braces ("" for no names)."""
-    if not names:
-        return ""
+    """The canonical JSON of ``names`` of ``req``, without its braces."""
     group: JSONDict = {n: CACHE_KEY_VERSION if n == "v" else getattr(req, n) for n in names}
     for name, value in group.items():
         if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
@@ -151,22 +142,88 @@ def _part(req: ChatRequest, names: tuple[str, ...]) -> str:
     return _dumps(group).decode("utf-8")[1:-1]
 
 
+class _Fields:
+    """A run of adjacent names (in key order) whose text is remembered by their values: a
+    batch's requests share everything but their messages, so after the first item these
+    cost a dictionary lookup. Values that cannot be hashed (a dict, a list) are encoded."""
+
+    __slots__ = ("_get", "_memo", "names")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        fields = [n for n in names if n != "v"]
+        self._get = operator.attrgetter(*fields, "__class__")  # never a bare value
+        self._memo: dict[tuple[object, ...], str] = {}
+
+    def __call__(self, req: ChatRequest) -> str:
+        values = self._get(req)
+        types = tuple(map(type, values))  # 1 and True hash alike but encode apart
+        try:
+            key = (*values, *types)
+            text = self._memo.get(key)
+        except TypeError:  # an unhashable value: an empty dict (extra_body's default) is
+            try:  # told by its type; anything else is encoded
+                key = (*(None if t is dict and not v else v
+                         for v, t in zip(values, types, strict=True)), *types)
+                text = self._memo.get(key)
+            except TypeError:
+                return _part(req, self.names)
+        if text is None:
+            text = _part(req, self.names)
+            if len(self._memo) >= 64:
+                self._memo.clear()
+            self._memo[key] = text
+        return text
+
+
+def _messages(req: ChatRequest) -> str:
+    try:
+        return '"messages":' + _ENCODER.encode(req.messages)
+    except (TypeError, ValueError):  # the slow path names what JSON cannot hold
+        return _part(req, ("messages",))
+
+
+def _pieces() -> list[Callable[[ChatRequest], str] | str]:
+    """The canonical request in key order: runs of plain fields (remembered), the messages,
+    and the two names only the cache key has ("base_url", "provider")."""
+    out: list[Callable[[ChatRequest], str] | str] = []
+    run: list[str] = []
+    for name in sorted((*_KEY_FIELDS, "v", "base_url", "provider")):
+        if name in ("base_url", "provider", "messages"):
+            if run:
+                out.append(_Fields(tuple(run)))
+                run = []
+            out.append(_messages if name == "messages" else name)
+        else:
+            run.append(name)
+    if run:
+        out.append(_Fields(tuple(run)))
+    return out
+
+
+_PIECES = _pieces()
+
+
 def request_keys(provider: str, base_url: str, req: ChatRequest) -> tuple[str, str]:
     """``(cache_key(provider, base_url, req), request_hash(req))`` from one encoding.
 
     A batch with a cache and a checkpoint needs both for every item, and the request is
-    most of either encoding: it is encoded once, in key-sorted parts that join (with or
+    most of either encoding: it is encoded once, in key-sorted pieces that join (with or
     without ``base_url`` and ``provider`` between them) into exactly the bytes each hashes.
     """
-    names_before, names_between, names_after = _PARTS
-    before, between, after = (_part(req, names_before), _part(req, names_between),
-                              _part(req, names_after))
-    base = '"base_url":' + _ENCODER.encode(_normalise_base_url(base_url))
-    prov = '"provider":' + _ENCODER.encode(provider.strip().lower())
-    key_text = ",".join(x for x in (before, base, between, prov, after) if x)
-    hash_text = ",".join(x for x in (before, between, after) if x)
-    return (hashlib.sha256(("{" + key_text + "}").encode("utf-8")).hexdigest(),
-            hashlib.sha256(("{" + hash_text + "}").encode("utf-8")).hexdigest()[:16])
+    keyed: list[str] = []
+    hashed: list[str] = []
+    for piece in _PIECES:
+        if piece == "base_url":
+            keyed.append('"base_url":' + _ENCODER.encode(_normalise_base_url(base_url)))
+        elif piece == "provider":
+            keyed.append('"provider":' + _ENCODER.encode(provider.strip().lower()))
+        else:
+            text = piece(req)  # type: ignore[operator]
+            keyed.append(text)
+            hashed.append(text)
+    return (hashlib.sha256(("{" + ",".join(keyed) + "}").encode("utf-8")).hexdigest(),
+            hashlib.sha256(("{" + ",".join(hashed) + "}").encode("utf-8")).hexdigest()[:16])
 
 
 #: Roles whose plain-text messages :func:`make_request` keeps exactly as given.

@@ -194,6 +194,27 @@ def test_request_keys_agree_whatever_the_values_hold(extra: dict[str, Any], cont
         cache_key(provider, "https://x/v1", req), request_hash(req))
 
 
+def test_request_keys_remember_nothing_that_changes_the_answer() -> None:
+    # The same values in a row, then ones that hash alike but encode apart (1, 1.0, True;
+    # {} and None), then unhashable ones: each request's keys are its own.
+    variants: list[dict[str, Any]] = [
+        {}, {}, {"max_tokens": 1}, {"max_tokens": True}, {"temperature": 1},
+        {"temperature": 1.0}, {"temperature": True}, {"seed": 0}, {"seed": False},
+        {"extra_body": {}}, {"extra_body": {"top_k": 1}}, {"extra_body": {"top_k": True}},
+        {"stop": ("a",)}, {"stop": ["a"]}, {"tools": CHANGES["tools"]}, {"thinking": "high"},
+        {"response_format": {"type": "json_object"}}, {}, {"max_tokens": 1},
+    ]
+    seen = set()
+    for params in variants:
+        req = attrs.evolve(BASE, **params)
+        keys = request_keys("openai", "https://x/v1", req)
+        assert keys == (cache_key("openai", "https://x/v1", req), request_hash(req)), params
+        seen.add(keys)
+    # Alike: {} four times (extra_body's default is {}), max_tokens=1 twice, temperature 1
+    # and 1.0, stop as a tuple and a list.
+    assert len(seen) == len(variants) - 3 - 1 - 1 - 1
+
+
 def test_request_keys_name_the_field_json_cannot_hold() -> None:
     req = ChatRequest(model="m", messages=({"role": "user", "content": "hi"},),
                       extra_body={"x": float("nan")})

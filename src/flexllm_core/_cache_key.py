@@ -142,32 +142,37 @@ def _part(req: ChatRequest, names: tuple[str, ...]) -> str:
     return _dumps(group).decode("utf-8")[1:-1]
 
 
+#: The factory of each request field whose default is made by one (``extra_body``: dict).
+_FIELD_DEFAULTS = {f.name: getattr(f.default, "factory", None) for f in attrs.fields(ChatRequest)
+                   if isinstance(f.default, attrs.Factory)}  # type: ignore[arg-type]
+
+
 class _Fields:
     """A run of adjacent names (in key order) whose text is remembered by their values: a
     batch's requests share everything but their messages, so after the first item these
     cost a dictionary lookup. Values that cannot be hashed (a dict, a list) are encoded."""
 
-    __slots__ = ("_get", "_memo", "names")
+    __slots__ = ("_dicts", "_get", "_memo", "names")
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
         fields = [n for n in names if n != "v"]
         self._get = operator.attrgetter(*fields, "__class__")  # never a bare value
         self._memo: dict[tuple[object, ...], str] = {}
+        #: A field whose default is an empty dict (extra_body): hashed as a marker when empty.
+        self._dicts = any(_FIELD_DEFAULTS.get(n) is dict for n in fields)
 
     def __call__(self, req: ChatRequest) -> str:
         values = self._get(req)
         types = tuple(map(type, values))  # 1 and True hash alike but encode apart
+        if self._dicts:  # the type tells an empty dict's marker from the value it stands for
+            values = tuple([None if t is dict and not v else v
+                            for v, t in zip(values, types, strict=True)])
         try:
             key = (*values, *types)
             text = self._memo.get(key)
-        except TypeError:  # an unhashable value: an empty dict (extra_body's default) is
-            try:  # told by its type; anything else is encoded
-                key = (*(None if t is dict and not v else v
-                         for v, t in zip(values, types, strict=True)), *types)
-                text = self._memo.get(key)
-            except TypeError:
-                return _part(req, self.names)
+        except TypeError:  # an unhashable value: encoded
+            return _part(req, self.names)
         if text is None:
             text = _part(req, self.names)
             if len(self._memo) >= 64:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -340,3 +341,17 @@ def test_group_writes_leave_rows_diskcache_reads_and_checks(tmp_path: Path) -> N
     assert not any((tmp_path / "c").rglob("*.val"))  # the big value's file went with its row
     raw.close()
     store.close()
+
+
+@pytest.mark.parametrize("value", [
+    {"text": "héllo ✓ \u2028", "usage": {"prompt_tokens": 3}, "data": {"id": "x", "f": 1e-05}},
+    {"text": "big", "data": {"seed": 2**70, "neg": -(2**70)}},  # past 64 bits: json writes it
+    {"text": "keys", "data": {"nested": [{"a": None, "b": [1.5, True, "z"]}]}},
+])
+def test_cache_rows_are_compact_json_that_reads_back_equal(value: dict[str, object]) -> None:
+    from flexllm._cache.store import _dumps
+
+    text = _dumps(value)
+    assert json.loads(text) == value
+    assert ", " not in text and '": ' not in text  # compact separators
+    assert "\\u00e9" not in text  # non-ASCII kept as it is

@@ -9,7 +9,7 @@ event loop, and no caller waits for more than two groups.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import anyio
@@ -44,7 +44,14 @@ class Coalescer(Generic[A, R]):
         self._queue: list[_Call[A, R]] = []
         self._busy = False
 
-    async def call(self, arg: A) -> R:
+    async def call(self, arg: A, abandon: Callable[[R], Awaitable[None]] | None = None) -> R:
+        """``many([arg, ...])[i]`` for this caller.
+
+        ``abandon``: a waiting caller cancelled after a group took its call does not leave
+        the call's effect behind (a lease nobody holds): it waits, shielded, for the group
+        and hands its result to ``abandon`` before the cancellation goes on. (Cheaper than
+        every caller shielding itself: only a cancelled one pays for the scope.)
+        """
         me: _Call[A, R] = _Call(arg)
         self._queue.append(me)
         if self._busy:
@@ -54,6 +61,8 @@ class Coalescer(Generic[A, R]):
             except BaseException:
                 if me.turn:
                     self._hand_over(skip=me)  # woken to carry a group, but cancelled
+                elif abandon is not None:
+                    await self._abandon(me, abandon)
                 raise
             if not me.turn:
                 return self._outcome(me)
@@ -74,6 +83,16 @@ class Coalescer(Generic[A, R]):
                     c.done.set()
             self._hand_over(skip=None)
         return self._outcome(me)
+
+    async def _abandon(self, me: _Call[A, R], abandon: Callable[[R], Awaitable[None]]) -> None:
+        if me in self._queue:  # no group has taken it: nothing was done for it
+            self._queue.remove(me)
+            return
+        assert me.done is not None
+        with cancel_scope(shield=True):
+            await me.done.wait()  # its group is in the thread: wait for its result
+            if me.error is None:
+                await abandon(me.result)  # type: ignore[arg-type]
 
     def _hand_over(self, skip: _Call[A, R] | None) -> None:
         if skip is not None and skip in self._queue:

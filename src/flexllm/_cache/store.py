@@ -23,7 +23,6 @@ import attrs
 from flexllm_core import ChatResult, JSONDict, JSONValue, ToolCall, Usage, UsageError, redact_url
 
 from .._config import check_redis_url
-from .._lowlevel import cancel_scope
 from .coalesce import Coalescer
 from .lease import LEASE_MARK, Fill
 from .stores import DiskStore, MemoryStore, RefusedRow, Store
@@ -362,11 +361,15 @@ class ResponseCache:
         return Fill(self, key)
 
     async def claim(self, key: str) -> ChatResult | str | None:
-        """One look at ``key`` (see :meth:`_claim_many`); never cancelled halfway, or a lease
-        taken for a caller who is gone would hold up the others until it expires."""
-        with cancel_scope(shield=True):
-            got = await self._claimer.call(key)
-        return got
+        """One look at ``key`` (see :meth:`_claim_many`). A caller cancelled while its look
+        is in the thread gives back the lease taken for it there, or that lease, held for a
+        caller who is gone, would hold up the others until it expires."""
+
+        async def give_back(got: ChatResult | str | None) -> None:
+            if isinstance(got, str) and got:
+                await self._releaser.call((key, got))
+
+        return await self._claimer.call(key, give_back)
 
     async def finish(self, key: str, token: str | None, result: ChatResult | None) -> None:
         """Store ``result`` (when given) and release ``token``'s lease (when held)."""

@@ -355,3 +355,47 @@ def test_cache_rows_are_compact_json_that_reads_back_equal(value: dict[str, obje
     assert json.loads(text) == value
     assert ", " not in text and '": ' not in text  # compact separators
     assert "\\u00e9" not in text  # non-ASCII kept as it is
+
+
+async def test_a_claim_cancelled_while_its_group_is_in_the_thread_gives_its_lease_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flexllm._cache.stores import DiskStore
+
+    real = DiskStore.add_many
+
+    def slow(self: DiskStore, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
+        time.sleep(0.2)  # long enough to cancel a waiter whose call is in this group
+        return real(self, rows, seconds)
+
+    monkeypatch.setattr(DiskStore, "add_many", slow)
+    cache = ResponseCache(ResponseCacheConfig(enabled=True, cache_dir=str(tmp_path / "c")))
+    got: dict[str, object] = {}
+
+    async def claim(key: str) -> None:
+        got[key] = await cache.claim(key)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim, "a")  # carries the first group
+            await anyio.sleep(0.05)
+            scopes: list[anyio.CancelScope] = []
+
+            async def cancelled(key: str) -> None:
+                with anyio.CancelScope() as scope:
+                    scopes.append(scope)
+                    await claim(key)
+
+            tg.start_soon(cancelled, "b")  # "b" and "c" queue: one carries the second group
+            tg.start_soon(cancelled, "c")  # for both, the other waits on it
+            await anyio.sleep(0.3)  # group 1 done, group 2 in the thread
+            for scope in scopes:
+                scope.cancel()
+        # The carrier's hop is shielded: it has its lease (and its caller would release it).
+        # The waiter was cancelled: the lease taken for it went back, and the next caller
+        # gets it at once, not after 60 s.
+        carried = [k for k in "bc" if k in got]
+        assert isinstance(got["a"], str) and len(carried) == 1
+        for key in "bc":
+            again = await cache.claim(key)
+            assert (again is None) if key in carried else isinstance(again, str)
+    await cache.aclose()

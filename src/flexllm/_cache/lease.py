@@ -53,7 +53,7 @@ class Fill:
     :meth:`~flexllm._cache.store.ResponseCache.filling`.
     """
 
-    __slots__ = ("_cache", "_event", "_handed_over", "_kept", "_token", "hit", "key")
+    __slots__ = ("_cache", "_event", "_handed_over", "_kept", "_thread", "_token", "hit", "key")
 
     def __init__(self, cache: ResponseCache, key: str) -> None:
         self._cache = cache
@@ -61,7 +61,9 @@ class Fill:
         #: The cached answer (possibly written by another caller while this one waited).
         self.hit: ChatResult | None = None
         self._token: str | None = None
+        #: Set when this holder lets go; made only once a caller on its loop waits for it.
         self._event: anyio.Event | None = None
+        self._thread = 0  # the holder's event loop's thread
         self._kept: ChatResult | None = None
         self._handed_over = False
 
@@ -100,15 +102,15 @@ class Fill:
         poll = _FIRST_POLL
         while True:
             local = cache.held.get(key)
-            if local is not None and local[1] != threading.get_ident():
+            if local is not None and local._thread != threading.get_ident():
                 local = None  # held on another event loop: poll the store like other processes
             if local is None:
                 got = await cache.claim(key)
                 if isinstance(got, str):
                     if got:
                         self._token = got
-                        self._event = new_event()
-                        cache.held[key] = (self._event, threading.get_ident())
+                        self._thread = threading.get_ident()
+                        cache.held[key] = self
                     cache.count(hit=False, waited=started is not None)
                     return self
                 if got is not None:
@@ -131,8 +133,10 @@ class Fill:
                 cache.count(hit=False, waited=True, gave_up=True)
                 return self
             if local is not None:
+                if local._event is None:
+                    local._event = new_event()
                 with anyio.move_on_after(left):
-                    await local[0].wait()
+                    await local._event.wait()
             else:
                 await anyio.sleep(min(poll, left))
                 poll = min(poll * 2, _MAX_POLL)
@@ -160,10 +164,10 @@ class Fill:
             self._wake()
 
     def _wake(self) -> None:
-        event = self._event
-        if event is not None:
-            cache = self._cache
-            mine = cache.held.get(self.key)
-            if mine is not None and mine[0] is event:
-                del cache.held[self.key]
-            event.set()
+        if self._token is None:
+            return
+        cache = self._cache
+        if cache.held.get(self.key) is self:
+            del cache.held[self.key]
+        if self._event is not None:
+            self._event.set()

@@ -237,10 +237,10 @@ class ResponseCache:
         self._setter: Coalescer[tuple[str, ChatResult], None] = Coalescer(self._set_many)
         self._claimer: Coalescer[str, ChatResult | str | None] = Coalescer(self._claim_many)
         self._releaser: Coalescer[tuple[str, str], None] = Coalescer(self._release_many)
-        #: Keys whose lease a caller of this cache holds, each with the event set when it
-        #: lets go and the thread of its event loop: callers on that loop wait on the event
-        #: instead of polling the store (an event is not shared between loops).
-        self.held: dict[str, tuple[anyio.Event, int]] = {}
+        #: Keys whose lease a caller of this cache holds, with its Fill: callers on the
+        #: holder's event loop wait for it to let go instead of polling the store (an event
+        #: is not shared between loops).
+        self.held: dict[str, Fill] = {}
 
     def _opened(self) -> Store:
         with self._open_lock:

@@ -20,11 +20,12 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from flexllm_core import ChatResult, JSONDict, JSONValue, ToolCall, Usage, UsageError, redact_url
+from flexllm_core import ChatResult, UsageError, redact_url
 
 from .._config import check_redis_url
 from .coalesce import Coalescer
 from .lease import LEASE_MARK, Fill
+from .rows import dumps_row, result_from_json, result_to_json
 from .stores import DiskStore, MemoryStore, RefusedRow, Store
 
 __all__ = (
@@ -32,14 +33,7 @@ __all__ = (
     "ResponseCache",
     "ResponseCacheConfig",
     "open_response_cache",
-    "result_from_json",
-    "result_to_json",
 )
-
-try:  # the optional accelerator (pip install "flexllm[fast]", part of [all])
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None  # type: ignore[assignment]
 
 log = logging.getLogger("flexllm.cache")
 
@@ -152,70 +146,6 @@ class CacheStatistics:
     gave_up: int = 0
 
 
-# -- ChatResult <-> JSON ------------------------------------------------------------------
-
-
-def result_to_json(result: ChatResult) -> JSONDict:
-    """A ChatResult as plain JSON (what the cache stores)."""
-    out: JSONDict = {"text": result.text}
-    if result.thinking is not None:
-        out["thinking"] = result.thinking
-    if result.tool_calls:
-        out["tool_calls"] = [t.to_record() for t in result.tool_calls]
-    if result.finish_reason is not None:
-        out["finish_reason"] = result.finish_reason
-    if result.usage is not None:
-        out["usage"] = result.usage.to_dict()
-    if result.model is not None:
-        out["model"] = result.model
-    if result.thinking_blocks:
-        out["thinking_blocks"] = result.thinking_blocks
-    if result.data:
-        out["data"] = result.data
-    return out
-
-
-def _dumps(obj: JSONDict) -> str:
-    """Compact JSON text of a cache row: orjson when installed (the ``fast`` extra; a 1 KB
-    answer with its raw ``data`` in 3 µs instead of 15), else json. What orjson refuses (an
-    integer past 64 bits, a non-string key, a lone surrogate) goes to json. orjson writes a
-    non-finite float as null: only a raw ``data`` parsed from a body that was not valid JSON
-    (``NaN``, which json reads and orjson refuses) can hold one."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(obj).decode("utf-8")
-        except TypeError:
-            pass
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def _usage_from(value: JSONValue) -> Usage | None:
-    return Usage.from_dict(value) if isinstance(value, dict) else None
-
-
-def result_from_json(obj: JSONValue) -> ChatResult:
-    """Inverse of :func:`result_to_json`. Raises ValueError on a wrong shape."""
-    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-        raise ValueError("cached value is not a result object")
-    calls = []
-    for raw in obj.get("tool_calls") or ():
-        if not isinstance(raw, dict):
-            raise ValueError("cached tool call is not an object")
-        calls.append(ToolCall.from_record(raw))
-    thinking = obj.get("thinking")
-    blocks = obj.get("thinking_blocks")
-    return ChatResult(
-        text=obj["text"],
-        thinking=thinking if isinstance(thinking, str) else None,
-        tool_calls=calls,
-        finish_reason=obj.get("finish_reason") if isinstance(obj.get("finish_reason"), str) else None,
-        usage=_usage_from(obj.get("usage")),
-        model=obj.get("model") if isinstance(obj.get("model"), str) else None,
-        thinking_blocks=[b for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else [],
-        data=obj.get("data", {}),
-    )
-
-
 class ResponseCache:
     """The async face of a store: get/set ChatResults by key, counting hits and misses.
 
@@ -317,7 +247,7 @@ class ResponseCache:
         return out
 
     def _set_many(self, items: list[tuple[str, ChatResult]]) -> list[None]:
-        rows = [(key, _dumps(result_to_json(result))) for key, result in items]
+        rows = [(key, dumps_row(result_to_json(result))) for key, result in items]
         self._opened().set_many(rows)  # overwrites the lease placeholders: the answers are in
         return [None] * len(rows)
 

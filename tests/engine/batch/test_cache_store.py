@@ -349,9 +349,9 @@ def test_group_writes_leave_rows_diskcache_reads_and_checks(tmp_path: Path) -> N
     {"text": "keys", "data": {"nested": [{"a": None, "b": [1.5, True, "z"]}]}},
 ])
 def test_cache_rows_are_compact_json_that_reads_back_equal(value: dict[str, object]) -> None:
-    from flexllm._cache.store import _dumps
+    from flexllm._cache.rows import dumps_row
 
-    text = _dumps(value)
+    text = dumps_row(value)
     assert json.loads(text) == value
     assert ", " not in text and '": ' not in text  # compact separators
     assert "\\u00e9" not in text  # non-ASCII kept as it is

@@ -15,6 +15,7 @@ from flexllm_core import FlexLLMError, HttpRequest, ProtocolError, ReadError, Re
 
 from ._http11 import (
     BodyDecoder,
+    HeadMemo,
     IncompleteResponse,
     MalformedResponse,
     ResponseParser,
@@ -50,11 +51,12 @@ class Exchange:
         "wants_close",
     )
 
-    def __init__(self, request: HttpRequest, timeouts: Timeouts, user_agent: str, stream: bool):
+    def __init__(self, request: HttpRequest, timeouts: Timeouts, user_agent: str, stream: bool,
+                 heads: HeadMemo | None = None):
         self.request = request
         self.route = route = route_for(request.url)
         self.head, self.wants_close = encode_head(
-            request.method, route, request.headers, len(request.body), user_agent
+            request.method, route, request.headers, len(request.body), user_agent, heads
         )
         self.read = timeouts.read
         self.connect = timeouts.connect

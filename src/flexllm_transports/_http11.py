@@ -29,6 +29,7 @@ __all__ = (
     "HAVE_HTTPTOOLS",
     "BodyDecoder",
     "H11Parser",
+    "HeadMemo",
     "HttptoolsParser",
     "IncompleteResponse",
     "MalformedResponse",
@@ -113,23 +114,49 @@ def route_for(url: str) -> Route:
 _FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
+#: Methods whose empty body goes without a Content-Length.
+_NO_BODY = ("GET", "HEAD", "OPTIONS", "DELETE")
+#: What :func:`encode_head` keeps per transport: the head around its Content-Length line.
+HeadMemo = dict[tuple[object, ...], tuple[bytes, bytes, bool]]
+_HEAD_MEMO_SIZE = 64
+
+
 def encode_head(
     method: str,
     route: Route,
     headers: tuple[tuple[str, str], ...],
     body_length: int,
     user_agent: str,
+    memo: HeadMemo | None = None,
 ) -> tuple[bytes, bool]:
     """The request line and headers, ending with the blank line, and whether the caller
     asked for ``Connection: close``.
 
     Caller headers win over the defaults (Host, Accept-Encoding, User-Agent, Connection);
-    Content-Length is always computed here.
+    Content-Length is always computed here. ``memo`` (a transport's own dict) keeps the
+    bytes around the Content-Length line: a client's requests repeat their headers.
 
     Raises:
         UsageError: a header name or value would break the framing (CR, LF, ':' in a name)
             or is not latin-1.
     """
+    with_length = bool(body_length) or method not in _NO_BODY
+    key = (method, route, headers, user_agent, with_length)
+    parts = memo.get(key) if memo is not None else None
+    if parts is None:
+        parts = _head_parts(method, route, headers, user_agent, with_length)
+        if memo is not None:
+            if len(memo) >= _HEAD_MEMO_SIZE:
+                memo.clear()
+            memo[key] = parts
+    before, after, close = parts
+    if with_length:
+        return before + b"Content-Length: %d\r\n" % body_length + after, close
+    return before + after, close
+
+
+def _head_parts(method: str, route: Route, headers: tuple[tuple[str, str], ...],
+                user_agent: str, with_length: bool) -> tuple[bytes, bytes, bool]:
     lines = [f"{method} {route.target} HTTP/1.1\r\n"]
     seen: set[str] = set()
     close = False
@@ -145,17 +172,16 @@ def encode_head(
         lines.append(f"{name}: {value}\r\n")
     if "host" not in seen:
         lines.insert(1, f"Host: {route.host_header}\r\n")
-    if body_length or method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
-        lines.append(f"Content-Length: {body_length}\r\n")
+    after = []
     if "accept-encoding" not in seen:
-        lines.append("Accept-Encoding: gzip, deflate\r\n")
+        after.append("Accept-Encoding: gzip, deflate\r\n")
     if "user-agent" not in seen:
-        lines.append(f"User-Agent: {user_agent}\r\n")
+        after.append(f"User-Agent: {user_agent}\r\n")
     if "connection" not in seen:
-        lines.append("Connection: keep-alive\r\n")
-    lines.append("\r\n")
+        after.append("Connection: keep-alive\r\n")
+    after.append("\r\n")
     try:
-        return "".join(lines).encode("latin-1"), close
+        return "".join(lines).encode("latin-1"), "".join(after).encode("latin-1"), close
     except UnicodeEncodeError:
         for name, value in headers:
             try:

@@ -34,6 +34,7 @@ from ._exchange import NETWORK_ERRORS, Exchange
 from ._http11 import (
     HAVE_HTTPTOOLS,
     H11Parser,
+    HeadMemo,
     HttptoolsParser,
     IncompleteResponse,
     ParserFactory,
@@ -111,6 +112,8 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
         self.parser_name = "h11" if self._parser is H11Parser else "httptools"
         self._ssl_context = ssl_context
         self._user_agent = user_agent or f"flexllm/{_VERSION}"
+        #: Request heads by what they depend on (see encode_head); this transport's only.
+        self._heads: HeadMemo = {}
         self._tick = watchdog_tick
         self._asyncio_native = asyncio_native
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -157,7 +160,8 @@ class AnyioTransport(anyio.AsyncContextManagerMixin):
     # -- requests --
     async def send(self, request: HttpRequest, *, timeouts: Timeouts | None = None) -> HttpResponse:
         """Send ``request`` and read the whole response (any status)."""
-        ex = Exchange(request, timeouts or self._timeouts, self._user_agent, stream=False)
+        ex = Exchange(request, timeouts or self._timeouts, self._user_agent, stream=False,
+                      heads=self._heads)
         if self._task_group is not None:
             return await self._send(ex)
         watch = current_watch()

@@ -33,7 +33,8 @@ class StreamContext:
 
     def __init__(self, transport: AnyioTransport, request: HttpRequest, timeouts: Timeouts):
         self._transport = transport
-        self._ex = Exchange(request, timeouts, transport._user_agent, stream=True)
+        self._ex = Exchange(request, timeouts, transport._user_agent, stream=True,
+                            heads=transport._heads)
         self._response: LeanStreamResponse | None = None
         #: Counted in the pool's background-watched requests until the block ends.
         self._counted = False

@@ -605,3 +605,24 @@ async def test_entering_twice_is_refused() -> None:
         with pytest.raises(RuntimeError, match="already been entered"):
             async with transport:
                 pass
+
+
+def test_remembered_heads_are_the_heads_built_afresh() -> None:
+    from flexllm_transports._http11 import encode_head, route_for
+
+    memo: dict[tuple[object, ...], tuple[bytes, bytes, bool]] = {}
+    route = route_for("http://127.0.0.1:8000/v1/chat/completions")
+    cases = [("POST", (("Authorization", "Bearer k"),), n) for n in (0, 7, 7, 1234)] + [
+        ("GET", (), 0), ("GET", (), 3), ("DELETE", (("Connection", "close"),), 0),
+        ("POST", (("Authorization", "Bearer other"), ("Host", "example.com")), 5),
+        ("POST", (("Content-Length", "999"), ("User-Agent", "mine")), 5),
+    ]
+    for _ in range(2):  # the second time from the memo
+        for method, headers, length in cases:
+            fresh = encode_head(method, route, headers, length, "flexllm/test")
+            assert encode_head(method, route, headers, length, "flexllm/test", memo) == fresh
+            head = fresh[0].decode("latin-1")
+            assert (f"Content-Length: {length}\r\n" in head) == (bool(length) or method == "POST")
+            assert "999" not in head and head.endswith("\r\n\r\n")
+    with pytest.raises(UsageError, match="line break"):
+        encode_head("POST", route, (("X-Bad", "a\r\nb"),), 1, "ua", memo)

@@ -4,7 +4,7 @@ Four processes running the same prompts on one cache directory used to send ever
 that missed in two of them at once (610 requests for 500 prompts). Now the first caller to
 miss a key puts a lease on it (the store's atomic insert-if-absent, with an
 expiry, so it wins only where there is no answer); the others, in any process, find the
-lease and wait for the answer, which overwrites it, instead of sending.
+lease and wait for the answer, which replaces it, instead of sending.
 
 - Bounded: nobody waits longer than ``config.lease`` seconds; then it sends itself.
 - A dead holder never blocks the rest: the lease expires ``lease`` seconds after it was taken

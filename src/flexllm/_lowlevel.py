@@ -12,12 +12,13 @@ The results are anyio's own objects, made by the same backend methods anyio call
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Awaitable
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
+
+from flexllm_transports import native_loop as _running_loop
 
 __all__ = ("backend", "cancel_scope", "checkpoint_if_cancelled", "native_loop", "new_event")
 
@@ -26,19 +27,13 @@ _backends: dict[type, type[anyio.abc.AsyncBackend]] = {}
 
 
 def native_loop() -> object:
-    """The running loop's own object: trio's token, or the asyncio loop.
+    """The running loop's own object: trio's token, or the asyncio loop (see
+    :func:`flexllm_transports.native_loop`).
 
-    Trio is asked first: trio in guest mode runs inside an asyncio loop, and its tasks are
-    trio's. Neither library is imported here: a trio program never loads asyncio.
+    Raises:
+        RuntimeError: no event loop is running in this thread.
     """
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            return trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            pass
-    aio = sys.modules.get("asyncio")
-    loop = aio._get_running_loop() if aio is not None else None
+    loop = _running_loop()
     if loop is None:
         raise RuntimeError("no event loop is running in this thread")
     return loop

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._default import default_transport as default_transport
 from ._lean import AnyioTransport as AnyioTransport
+from ._native import native_loop as native_loop
 from ._protocol import (
     StreamResponse as StreamResponse,
     Timeouts as Timeouts,
@@ -29,6 +30,7 @@ __all__ = (
     "Timeouts",
     "Transport",
     "default_transport",
+    "native_loop",
 )
 
 # Public names say they are flexllm_transports', not their private module's (as in flexllm).

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 import anyio
 
+from ._native import native_loop
 from ._pool import Pool, close_late
 
 __all__ = ("watch_in_background",)
@@ -37,8 +37,8 @@ def watch_in_background(pool: Pool, tick: float) -> bool:
     until it ends. False: the caller times its request itself."""
     running = pool.background
     if running is not None:
-        return running[0] is _native_loop()
-    loop = _native_loop()
+        return running[0] is native_loop()
+    loop = native_loop()
     if loop is None:
         return False
     trio = sys.modules.get("trio")
@@ -49,19 +49,6 @@ def watch_in_background(pool: Pool, tick: float) -> bool:
         task = loop.create_task(_watch(pool, tick), name="flexllm deadline watchdog")
         pool.background = (loop, task)  # asyncio keeps only a weak reference to a task
     return True
-
-
-def _native_loop() -> Any:
-    """The running trio token or asyncio loop (trio first: guest mode runs inside asyncio),
-    or None; neither library is imported here."""
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            return trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            pass
-    aio = sys.modules.get("asyncio")
-    return aio._get_running_loop() if aio is not None else None
 
 
 async def _watch(pool: Pool, tick: float) -> None:

@@ -11,9 +11,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ._http11 import route_for
 from ._lean import AnyioTransport
 from ._protocol import Timeouts, Transport
+from ._request import route_for
 
 __all__ = ("default_transport", "proxy_for")
 

@@ -13,17 +13,10 @@ import anyio
 
 from flexllm_core import FlexLLMError, HttpRequest, ProtocolError, ReadError, RequestTimeout
 
-from ._http11 import (
-    BodyDecoder,
-    HeadMemo,
-    IncompleteResponse,
-    MalformedResponse,
-    ResponseParser,
-    encode_head,
-    route_for,
-)
+from ._http11 import BodyDecoder, IncompleteResponse, MalformedResponse, ResponseParser
 from ._pool import Connection
 from ._protocol import Timeouts
+from ._request import HeadMemo, encode_head, route_for
 
 __all__ = ("NETWORK_ERRORS", "Exchange")
 

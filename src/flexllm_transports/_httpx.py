@@ -33,9 +33,9 @@ from flexllm_core import (
     UsageError,
 )
 
-from ._http11 import route_for
 from ._lean import _VERSION, AnyioTransport
 from ._protocol import StreamResponse, Timeouts, Transport
+from ._request import route_for
 
 if TYPE_CHECKING:
     # Both share one API; type-check against the declared dependency.

@@ -34,15 +34,14 @@ from ._exchange import NETWORK_ERRORS, Exchange
 from ._http11 import (
     HAVE_HTTPTOOLS,
     H11Parser,
-    HeadMemo,
     HttptoolsParser,
     IncompleteResponse,
     ParserFactory,
-    Route,
     make_body_decoder,
 )
 from ._pool import Connection, Pool, close_quietly, watch_deadlines
 from ._protocol import Timeouts
+from ._request import HeadMemo, Route
 from ._sockets import connect_ip
 from ._stream import StreamContext
 from ._watch import current_watch

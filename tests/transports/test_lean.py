@@ -608,7 +608,7 @@ async def test_entering_twice_is_refused() -> None:
 
 
 def test_remembered_heads_are_the_heads_built_afresh() -> None:
-    from flexllm_transports._http11 import encode_head, route_for
+    from flexllm_transports._request import encode_head, route_for
 
     memo: dict[tuple[object, ...], tuple[bytes, bytes, bool]] = {}
     route = route_for("http://127.0.0.1:8000/v1/chat/completions")

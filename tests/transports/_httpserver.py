@@ -23,6 +23,8 @@ import attrs
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSListener
 
+from flexllm_core import HttpRequest
+
 
 @attrs.define
 class Request:
@@ -149,6 +151,17 @@ async def echo(req: Request, stream: anyio.abc.SocketStream, server: Server) -> 
     body = f'{{"n": {len(server.requests)}, "method": "{req.method}", "target": "{req.target}", "len": {len(req.body)}}}'
     await stream.send(response(body.encode()))
     return True
+
+
+async def silent(req: Request, stream: anyio.abc.SocketStream, server: Server) -> bool:
+    """Never answers (a read timeout's server)."""
+    await anyio.sleep_forever()
+    return False
+
+
+def post(url: str, body: bytes = b'{"q": 1}', headers: tuple[tuple[str, str], ...] = ()) -> HttpRequest:
+    """A POST to ``url``'s /v1/chat, as the transports' tests send it."""
+    return HttpRequest(method="POST", url=url + "/v1/chat", headers=headers, body=body)
 
 
 def free_port() -> int:

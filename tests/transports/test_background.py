@@ -10,22 +10,15 @@ import anyio
 import anyio.abc
 import pytest
 import trio
-from _httpserver import Request, Server, echo, response, serve
+from _httpserver import Request, Server, echo, post, response, serve, silent
 
-from flexllm_core import HttpRequest, RequestTimeout
+from flexllm_core import RequestTimeout
 from flexllm_transports import AnyioTransport, Timeouts, _background
 
 LIMIT = 20
 TICK = 0.01
 
 
-def post(url: str) -> HttpRequest:
-    return HttpRequest(method="POST", url=url + "/v1/chat", headers=(), body=b'{"q": 1}')
-
-
-async def _silent(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
-    await anyio.sleep_forever()
-    return False
 
 
 async def _pieces(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
@@ -78,7 +71,7 @@ async def test_read_timeouts_between_stream_pieces_and_none_while_the_caller_wor
 @pytest.mark.anyio
 async def test_the_watchdog_ends_when_idle_and_the_next_request_starts_it() -> None:
     with anyio.fail_after(LIMIT):
-        async with serve(echo) as srv, serve(_silent) as silent:
+        async with serve(echo) as srv, serve(silent) as quiet:
             transport = AnyioTransport(watchdog_tick=TICK)
             pool = transport._pool
             assert (await transport.send(post(srv.url))).status == 200
@@ -86,7 +79,7 @@ async def test_the_watchdog_ends_when_idle_and_the_next_request_starts_it() -> N
             while pool.background is not None:  # _IDLE_TICKS ticks later
                 await anyio.sleep(TICK)
             with pytest.raises(RequestTimeout, match="read timeout"):
-                await transport.send(post(silent.url), timeouts=Timeouts(read=0.2))
+                await transport.send(post(quiet.url), timeouts=Timeouts(read=0.2))
             assert pool.background is not None and pool.watched == 0
             await transport.aclose()
 
@@ -94,13 +87,13 @@ async def test_the_watchdog_ends_when_idle_and_the_next_request_starts_it() -> N
 @pytest.mark.anyio
 async def test_a_pool_watched_from_another_loop_times_with_a_scope() -> None:
     with anyio.fail_after(LIMIT):
-        async with serve(_silent) as silent:
+        async with serve(silent) as quiet:
             transport = AnyioTransport(watchdog_tick=TICK)
             pool = transport._pool
             pool.background = (object(), None)  # another loop's watchdog
             assert not _background.watch_in_background(pool, TICK)
             with pytest.raises(RequestTimeout, match="read timeout"):
-                await transport.send(post(silent.url), timeouts=Timeouts(read=0.2))
+                await transport.send(post(quiet.url), timeouts=Timeouts(read=0.2))
             assert pool.watched == 0
             pool.background = None
             await transport.aclose()

@@ -24,10 +24,12 @@ from _httpserver import (
     echo,
     free_port,
     gzipped,
+    post,
     reset,
     response,
     self_signed,
     serve,
+    silent,
 )
 
 from flexllm_core import (
@@ -76,9 +78,6 @@ async def open_transport(kind: str, **kwargs: object) -> AsyncIterator[AnyioTran
 def _never(pool: object, tick: float) -> bool:
     return False
 
-
-def post(url: str, body: bytes = b'{"q": 1}', headers: tuple[tuple[str, str], ...] = ()) -> HttpRequest:
-    return HttpRequest(method="POST", url=url + "/v1/chat", headers=headers, body=body)
 
 
 @pytest.fixture(params=KINDS)
@@ -284,14 +283,10 @@ async def test_connect_refused(kind: str) -> None:
             assert "SECRET" not in str(info.value)
 
 
-async def _silent(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
-    await anyio.sleep_forever()
-    return False
-
 
 async def test_read_timeout(kind: str) -> None:
     with anyio.fail_after(LIMIT):
-        async with serve(_silent) as srv, open_transport(kind) as t:
+        async with serve(silent) as srv, open_transport(kind) as t:
             fast = Timeouts(connect=5, read=0.2, total=30)
             with pytest.raises(RequestTimeout, match="read timeout") as info:
                 await t.send(post(srv.url, headers=(("Authorization", "sk-SECRET"),)), timeouts=fast)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import anyio
 import anyio.abc
 import pytest
-from _httpserver import Request, Server, echo, serve
+from _httpserver import echo, post, serve, silent
 
-from flexllm_core import HttpRequest, RequestTimeout
+from flexllm_core import RequestTimeout
 from flexllm_transports import AnyioTransport, DeadlineWatch, Timeouts, _lean
 
 pytestmark = pytest.mark.anyio
@@ -16,20 +16,13 @@ pytestmark = pytest.mark.anyio
 LIMIT = 20
 
 
-def post(url: str) -> HttpRequest:
-    return HttpRequest(method="POST", url=url + "/v1/chat", headers=(), body=b'{"q": 1}')
-
-
-async def _silent(req: Request, stream: anyio.abc.SocketStream, srv: Server) -> bool:
-    await anyio.sleep_forever()
-    return False
 
 
 @pytest.mark.parametrize("parser", ["httptools", "h11"])
 async def test_a_covered_task_times_out_by_the_lent_watchdog(parser: str) -> None:
     fast = Timeouts(connect=5, read=0.2, total=30)
     with anyio.fail_after(LIMIT):
-        async with serve(_silent) as srv:
+        async with serve(silent) as srv:
             transport = AnyioTransport(parser=parser, watchdog_tick=0.02)  # type: ignore[arg-type]
             errors: list[BaseException] = []
             async with anyio.create_task_group() as tg:

@@ -36,10 +36,10 @@ def result_to_json(result: ChatResult) -> JSONDict:
 
 def dumps_row(obj: JSONDict) -> str:
     """Compact JSON text of a cache row: orjson when installed (the ``fast`` extra; a 1 KB
-    answer with its raw ``data`` in 1 µs instead of 12: bench_hot_paths.py), else json. What orjson refuses (an
-    integer past 64 bits, a non-string key, a lone surrogate) goes to json. orjson writes a
-    non-finite float as null: only a raw ``data`` parsed from a body that was not valid JSON
-    (``NaN``, which json reads and orjson refuses) can hold one."""
+    answer with its raw ``data`` in 1 µs instead of 12, bench_hot_paths.py), else json.
+    What orjson refuses (an integer past 64 bits, a non-string key, a lone surrogate) goes
+    to json. orjson writes a non-finite float as null: only a raw ``data`` parsed from a body
+    that was not valid JSON (``NaN``, which json reads and orjson refuses) can hold one."""
     if _orjson is not None:
         try:
             return _orjson.dumps(obj).decode("utf-8")

@@ -14,8 +14,10 @@ the transport treats it like any anyio stream.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ssl
 from collections import deque
+from typing import cast
 
 import anyio
 import anyio.abc
@@ -37,6 +39,24 @@ def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+#: Loop class -> whether its ``create_connection`` takes ``happy_eyeballs_delay``.
+_HAPPY_EYEBALLS: dict[type, bool] = {}
+
+
+def _has_happy_eyeballs(loop: asyncio.AbstractEventLoop) -> bool:
+    """The stdlib's loops take ``happy_eyeballs_delay``; uvloop's, which servers such as
+    uvicorn run on, refuses the argument (even None)."""
+    kind = type(loop)
+    found = _HAPPY_EYEBALLS.get(kind)
+    if found is None:
+        try:
+            found = "happy_eyeballs_delay" in inspect.signature(loop.create_connection).parameters
+        except (TypeError, ValueError):  # a signature a C loop does not expose
+            found = False
+        _HAPPY_EYEBALLS[kind] = found
+    return found
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -51,8 +71,8 @@ class _Protocol(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not an isinstance check: uvloop's transports do not subclass asyncio's classes.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
@@ -152,11 +172,13 @@ async def connect_asyncio(
     loop: asyncio.AbstractEventLoop, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> AsyncioStream:
     """Open a TCP (or TLS, with ``ssl_context``) connection on ``loop``."""
-    transport, protocol = await loop.create_connection(
-        _Protocol, host, port, ssl=ssl_context,
-        server_hostname=host if ssl_context is not None else None,
-        # Happy eyeballs only for names (several addresses); it costs four tasks a connect.
-        happy_eyeballs_delay=None if ip_literal(host) is not None else 0.25,
-    )
-    assert isinstance(transport, asyncio.Transport)
+    server_hostname = host if ssl_context is not None else None
+    # Happy eyeballs only for names (several addresses); it costs four tasks a connect.
+    if ip_literal(host) is None and _has_happy_eyeballs(loop):
+        transport, protocol = await loop.create_connection(
+            _Protocol, host, port, ssl=ssl_context, server_hostname=server_hostname,
+            happy_eyeballs_delay=0.25)
+    else:
+        transport, protocol = await loop.create_connection(
+            _Protocol, host, port, ssl=ssl_context, server_hostname=server_hostname)
     return AsyncioStream(transport, protocol)

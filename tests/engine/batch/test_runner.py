@@ -196,6 +196,14 @@ async def test_a_workers_error_comes_out_as_itself() -> None:
     assert caught.type is RuntimeError
 
 
+async def test_every_worker_hitting_the_same_bug_gives_one_error() -> None:
+    with pytest.raises(RuntimeError, match="bug in the lane") as caught:
+        await run_all(messages(20), BrokenLane(concurrency=4))
+    assert caught.type is RuntimeError
+    notes = getattr(caught.value, "__notes__", [])
+    assert len(notes) <= 1 and all("more task(s) failed with the same error" in n for n in notes)
+
+
 def test_two_errors_at_once_stay_a_group() -> None:
     from flexllm._batch.groups import raise_as_itself as _raise_as_itself
 
@@ -211,7 +219,14 @@ def test_two_errors_at_once_stay_a_group() -> None:
             raise nested
         except BaseExceptionGroup as group:
             _raise_as_itself(group)
-    two = BaseExceptionGroup("tg", [ValueError("v"), KeyError("k")])
+    same = BaseExceptionGroup("tg", [TypeError("t"), BaseExceptionGroup("inner", [TypeError("t")])])
+    with pytest.raises(TypeError) as one_of:
+        try:
+            raise same
+        except BaseExceptionGroup as group:
+            _raise_as_itself(group)
+    assert one_of.value.__notes__ == ["(1 more task(s) failed with the same error)"]
+    two = BaseExceptionGroup("tg", [ValueError("v"), ValueError("w")])
     with pytest.raises(BaseExceptionGroup) as caught:
         try:
             raise two

@@ -25,7 +25,7 @@ import attrs
 
 from ._checkpoint_legacy import is_legacy, legacy_fields, record_matches
 from ._errors import UsageError
-from ._json import JSONDict, JSONValue
+from ._json import JSONDict, JSONValue, dumps_compact
 
 __all__ = (
     "JOURNAL_PREFIX",
@@ -83,11 +83,6 @@ _OPTIONAL = frozenset(
 )
 
 
-#: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"), allow_nan=False)`` made once:
-#: json.dumps builds a new encoder per call when given any option.
-_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
 def encode_record(rec: CheckpointRecord) -> bytes:
     """One JSON line ending in ``\\n``, keys in a fixed order, None fields left out.
 
@@ -101,10 +96,9 @@ def encode_record(rec: CheckpointRecord) -> bytes:
             continue
         out[name] = value
     try:
-        text = _RECORD_ENCODER.encode(out)
+        return dumps_compact(out) + b"\n"
     except (TypeError, ValueError) as exc:
         raise CheckpointFormatError(f"record {rec.index}: cannot encode as JSON: {exc}") from exc
-    return text.encode("utf-8") + b"\n"
 
 
 def _where(line_number: int | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -11,7 +12,7 @@ try:  # the optional accelerator (pip install "flexllm[fast]", part of [all])
 except ImportError:  # pragma: no cover - depends on the environment
     orjson = None  # type: ignore[assignment]
 
-__all__ = ("JSONDict", "JSONValue", "loads")
+__all__ = ("JSONDict", "JSONValue", "dumps_body", "dumps_compact", "loads")
 
 #: A decoded JSON value. ``Any`` is confined to this alias (STYLE H15).
 JSONValue: TypeAlias = Any
@@ -66,3 +67,68 @@ def _fast_loads(text: str | bytes) -> JSONValue:
 #: ``json.loads(text)`` for one document, faster (orjson when installed, else the C
 #: scanner called directly); same values, same errors.
 loads: Callable[[str | bytes], JSONValue] = _stdlib_loads if orjson is None else _fast_loads
+
+
+# -- request bodies ------------------------------------------------------------------------
+
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+#: Types orjson would encode and json refuses raise in orjson too, so json words the error.
+_ORJSON_OPTIONS = 0 if orjson is None else (
+    orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def _stdlib_dumps(value: JSONValue) -> bytes:
+    return _COMPACT.encode(value).encode("utf-8")
+
+
+def _fast_dumps(value: JSONValue) -> bytes:
+    try:
+        data: bytes = orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except TypeError:  # past 64-bit integers, keys that are not strings, lone surrogates
+        return _stdlib_dumps(value)
+    if b"null" in data and _non_finite(value):  # orjson writes NaN and Infinity as null
+        return _stdlib_dumps(value)  # json refuses them, in its own words
+    return data
+
+
+def _non_finite(value: JSONValue) -> bool:
+    """A NaN or infinite float anywhere in ``value`` (what orjson encoded: plain types)."""
+    isfinite = math.isfinite
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is float and not isfinite(item):
+            return True
+    return False
+
+
+_dumps: Callable[[JSONValue], bytes] = _stdlib_dumps if orjson is None else _fast_dumps
+
+
+def dumps_compact(value: JSONValue) -> bytes:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)`` as
+    UTF-8, orjson when installed (about 10x faster; the same document, a float maybe spelt
+    shorter). Raises what json raises: ValueError (NaN, a lone surrogate), TypeError."""
+    return _dumps(value)
+
+
+def dumps_body(value: JSONValue) -> bytes:
+    """A request body as compact UTF-8 JSON (orjson when installed: about 10x faster than
+    json; the same document, floats maybe spelt shorter).
+
+    Raises:
+        UsageError: the body holds NaN or Infinity, or a value JSON cannot represent; raised
+            before the request is sent, whichever provider.
+    """
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError) as exc:  # ValueError: NaN, or a lone surrogate
+        from ._errors import UsageError  # _errors imports this module
+
+        raise UsageError(f"request body is not JSON-serialisable: {exc}") from None

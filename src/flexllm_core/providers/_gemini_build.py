@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 from .._errors import UsageError
-from .._json import JSONDict, JSONValue
+from .._json import JSONDict, JSONValue, dumps_body
 from .._types import ChatRequest, HttpRequest, ProviderConfig
 from ._gemini_messages import convert_messages
-from ._gemini_wire import dumps, uses_thinking_levels
+from ._gemini_wire import uses_thinking_levels
 
 __all__ = ("auth_headers", "build_body", "build_request", "build_url", "schema_field")
 
@@ -98,7 +98,7 @@ def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
     url = build_url(req.model, cfg, stream=req.stream)
     body = build_body(req)
     headers = (("content-type", "application/json"), *auth_headers(cfg))
-    return HttpRequest(method="POST", url=url, headers=headers, body=dumps(body).encode())
+    return HttpRequest(method="POST", url=url, headers=headers, body=dumps_body(body))
 
 
 def build_body(req: ChatRequest) -> JSONDict:

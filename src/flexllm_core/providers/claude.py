@@ -8,13 +8,12 @@ API reference: https://docs.anthropic.com/en/api/messages
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import urlsplit
 
 from .._errors import ProviderError
-from .._json import JSONDict, JSONValue
+from .._json import JSONDict, JSONValue, dumps_body
 from .._structured import CompiledSchema
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig
 from ._claude_limits import QUOTA_RULE, render_limit_headers, render_rate_limit
@@ -98,7 +97,7 @@ def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
         method="POST",
         url=_messages_url(cfg.base_url or DEFAULT_BASE_URL or ""),
         headers=tuple(headers),
-        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        body=dumps_body(body),
     )
 
 

@@ -39,13 +39,12 @@ no reasoning parser); see :mod:`flexllm_core._thinking`.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import urlsplit
 
 from .._errors import ProviderError, ResponseFormatError, UsageError
-from .._json import JSONDict, JSONValue
+from .._json import JSONDict, JSONValue, dumps_body
 from .._structured import CompiledSchema
 from .._thinking import split_think_tags
 from .._types import ChatRequest, ChatResult, HttpRequest, ProviderConfig, ThinkingOption, ToolCall
@@ -95,7 +94,6 @@ URL_MARKERS: tuple[str, ...] = ()
 
 _STRICT_HOSTS = ("api.openai.com", ".openai.azure.com")
 _PATH = "/chat/completions"
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)  # built once, not per request
 
 
 @functools.lru_cache(maxsize=256)
@@ -210,12 +208,8 @@ def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
     }
     for name, value in auth_headers(cfg):
         headers[name.lower()] = (name, value)
-    body = build_body(req, strict=is_strict_host(base))
-    try:
-        data = _ENCODER.encode(body)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"request body is not JSON-serialisable: {exc}") from None
-    return HttpRequest(method="POST", url=url, headers=tuple(headers.values()), body=data.encode("utf-8"))
+    body = dumps_body(build_body(req, strict=is_strict_host(base)))
+    return HttpRequest(method="POST", url=url, headers=tuple(headers.values()), body=body)
 
 
 def _tool_calls(message: JSONDict) -> list[ToolCall]:

@@ -89,7 +89,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "check_url", "redact_url",
     ),
     "._validate": (
-        "make_request", "validate_messages",
+        "make_request", "plain_messages", "validate_messages",
     ),
     ".providers": (
         "BATCH_CODECS", "CODECS", "PROVIDERS", "BatchCodec", "Codec", "StreamDecoder",
@@ -263,7 +263,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         Usage as Usage,
     )
     from ._url import check_url as check_url, redact_url as redact_url
-    from ._validate import make_request as make_request, validate_messages as validate_messages
+    from ._validate import (
+        make_request as make_request,
+        plain_messages as plain_messages,
+        validate_messages as validate_messages,
+    )
     from .providers import (
         BATCH_CODECS as BATCH_CODECS,
         CODECS as CODECS,

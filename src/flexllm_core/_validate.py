@@ -156,6 +156,22 @@ def validate_messages(messages: Iterable[Mapping[str, JSONValue]]) -> tuple[JSON
     return tuple(_check_message(i, m) for i, m in enumerate(items))
 
 
+def plain_messages(messages: object) -> bool:
+    """True when ``messages`` is a non-empty list of plain text messages (dicts of a text
+    role and string content, no name), which :func:`validate_messages` accepts as they are.
+
+    A batch asks this of every item before it sends any: a million plain items are checked
+    without building a million requests (anything else is built to be checked).
+    """
+    if type(messages) is not list or not messages:
+        return False
+    for m in messages:
+        if not (type(m) is dict and m.get("role") in _PLAIN_ROLES
+                and type(m.get("content")) is str and m.get("name") is None):
+            return False
+    return True
+
+
 def validate_thinking(value: object) -> ThinkingOption:
     """Normalise the unified ``thinking`` option or raise naming the accepted values."""
     if value is None or isinstance(value, bool):

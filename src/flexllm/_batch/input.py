@@ -287,6 +287,7 @@ def verify_inputs(
     prepare: Callable[[object, int], Prepared],
     done: dict[int, str],
     fast_hash: Callable[[object], str | None] | None = None,
+    plain: Callable[[object], bool] | None = None,
 ) -> Verified:
     """Prepare every item (raising on the first invalid one) and compare finished items'
     request hashes with their records. Blocking: run in a worker thread.
@@ -294,7 +295,8 @@ def verify_inputs(
     A malformed JSONL line does not raise: it will be a failed item (and a finished item
     whose line is now malformed counts as changed). A finished item whose ``fast_hash``
     equals its record is unchanged (the same request was sent before, so it was valid
-    then) and skips the full preparation.
+    then) and skips the full preparation, as does an unfinished item that ``plain`` vouches
+    for (it is prepared when sent).
     """
     iterable: Iterable[object] = source.iter_blocking() if isinstance(source, JSONLFile) else source
     changed: list[int] = []
@@ -306,7 +308,10 @@ def verify_inputs(
             if recorded is not None:
                 changed.append(index)
             continue
-        if recorded is not None and fast_hash is not None and fast_hash(raw) == recorded:
+        if recorded is None:
+            if plain is not None and plain(raw):
+                continue
+        elif fast_hash is not None and fast_hash(raw) == recorded:
             continue
         try:
             prepared = prepare(raw, index)

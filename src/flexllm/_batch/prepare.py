@@ -22,6 +22,7 @@ from flexllm_core import (
     JSONDict,
     UsageError,
     message_hasher,
+    plain_messages,
     request_hash,
 )
 
@@ -36,7 +37,7 @@ from .run import BatchRun
 from .types import BatchItem, BatchOptions, BatchSpec, ItemSource, Lane, Prepared
 
 __all__ = (
-    "BatchResult", "collect_run", "iterate_run", "make_fast_hash", "make_preparer", "open_run")
+    "BatchResult", "collect_run", "iterate_run", "make_fast_hash", "make_plain_check", "make_preparer", "open_run")
 
 
 class BatchResult(list[Any]):
@@ -160,6 +161,37 @@ def make_fast_hash(build: Callable[..., ChatRequest], params: Mapping[str, Any]
     return fast
 
 
+def make_plain_check(build: Callable[..., ChatRequest], params: Mapping[str, Any],
+                     metadata_list: Sequence[JSONDict | None] | None,
+                     ) -> Callable[[object], bool] | None:
+    """A check that a batch item prepares without error, without preparing it (None when
+    it cannot tell): the pre-pass over a list asks it of every item before anything is
+    sent, and building a million requests twice (again when each is sent) is most of it.
+
+    True only for an item of plain text messages (:func:`flexllm_core.plain_messages`:
+    what message validation accepts as it is) when one such item built with ``params``
+    (a probe) did; per-item metadata goes through the full preparation.
+    """
+    if metadata_list is not None:
+        return None
+    try:
+        build([{"role": "user", "content": "probe"}], **params)
+    except UsageError:
+        return None  # the parameters themselves are wrong: the first item says how
+    return _plain_item
+
+
+def _plain_item(raw: object) -> bool:
+    kind = type(raw)
+    if kind is list:
+        return plain_messages(raw)
+    if kind is str:
+        return True
+    if kind is dict:
+        return plain_messages(raw.get("messages"))  # type: ignore[attr-defined]
+    return False
+
+
 async def open_run(
     items: BatchInput,
     spec: BatchSpec,
@@ -195,6 +227,7 @@ async def open_run(
         cache_keys = structured.cache_keys(cache_keys)
     prepare = make_preparer(build, metadata_list=spec.metadata_list, params=spec.params)
     fast_hash = make_fast_hash(build, spec.params) if spec.output_jsonl else None
+    plain = make_plain_check(build, spec.params, spec.metadata_list)
     pricing = await anyio.to_thread.run_sync(current_pricing)
     shared = None
     if shared_budget is not None and spec.budget is not None:
@@ -220,6 +253,7 @@ async def open_run(
         keep_raw=spec.return_raw,
         retries=retries,
         fast_hash=fast_hash,
+        plain=plain,
         structured=structured,
         retry_invalid=spec.retry_invalid,
     )

@@ -202,7 +202,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             return set(), False
         done = scan.done if scan is not None else {}
         verified = await anyio.to_thread.run_sync(
-            verify_inputs, src, self._prepare, done, self._opt.fast_hash)
+            verify_inputs, src, self._prepare, done, self._opt.fast_hash, self._opt.plain)
         self.counters.total = verified.total
         if verified.changed and self._opt.on_changed == "error":
             raise ChangedInputError(str(self._opt.output_jsonl), verified.changed)

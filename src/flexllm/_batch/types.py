@@ -155,6 +155,9 @@ class BatchOptions:
     #: Used only to confirm an unchanged finished item quickly on resume: a value equal
     #: to the recorded hash means unchanged; anything else falls back to the full check.
     fast_hash: Callable[[object], str | None] | None = None
+    #: True for a raw item that certainly prepares without error (plain text messages, see
+    #: :func:`.prepare.make_plain_check`): the pre-pass skips building its request.
+    plain: Callable[[object], bool] | None = None
     #: Unix time for records' ``created_at``.
     clock: Callable[[], float] = time.time
     #: Restored records are read back in groups of this many per thread call.

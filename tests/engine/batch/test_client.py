@@ -152,7 +152,33 @@ async def test_bad_input_fails_before_sending(tmp_path: Path) -> None:
         with pytest.raises(UsageError, match="budget"):
             await client.chat_completions_batch(_msgs(3), budget=1.0, model="unpriced-model-x",
                                                 show_progress=False)
+        with pytest.raises(UsageError, match="item 0: temperature"):  # plain items, bad params
+            await client.chat_completions_batch(_msgs(3), temperature=-1.0, show_progress=False)
+        odd = [*_msgs(3), "a bare prompt", {"messages": _msgs(1)[0], "tag": 1},
+               [{"role": "user", "content": "x", "name": 5}]]
+        with pytest.raises(UsageError, match=r"item 5: messages\[0\]\.name"):
+            await client.chat_completions_batch(odd, show_progress=False)
     assert server.stats.requests == 0
+
+
+async def test_plain_items_are_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-pass vouches for plain text items without building them (each is built
+    when it is sent); anything else is built in the pre-pass to be checked."""
+    built: list[object] = []
+    async with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="k") as client:
+        build = client.build_request
+
+        def counting(messages: object, **kw: object) -> object:
+            built.append(messages)
+            return build(messages, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(client, "build_request", counting)
+        items = [*_msgs(20), "a bare prompt", {"messages": _msgs(1)[0], "tag": 1},
+                 [{"role": "user", "content": "named", "name": "ann"}]]
+        results = await client.chat_completions_batch(items, show_progress=False)
+    assert results.ok and len(results) == 23
+    # 23 sent + the probe + the one item that is not plain (a name), built twice
+    assert len(built) == 23 + 1 + 1
 
 
 async def test_api_key_never_reaches_the_checkpoint(tmp_path: Path) -> None:

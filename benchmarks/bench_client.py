@@ -22,9 +22,12 @@ Paths (flexllm rows run on asyncio and trio, each without and with ``async with`
   call    one ``chat_completions`` per request, C workers pulling the next item
   stream  one ``chat_completions_stream`` per request (S3)
 plus flexllm 0.17.10 (``--orig-python``, default /work/venv-orig/bin/python) and the openai SDK.
+``--uvloop`` adds a uvloop column (the asyncio loop uvicorn runs on when installed): raw
+aiohttp and the flexllm rows without ``async with`` on uvloop, still as ratios to raw aiohttp
+on the stock asyncio loop of the same round.
 
     python benchmarks/bench_client.py [--rounds 3] [--scenarios S1,S2,S3] [--only SUBSTRINGS]
-        [--total N] [--quick] [--server fast|flexllm] [--server-loop uvloop|asyncio]
+        [--total N] [--quick] [--uvloop] [--server fast|flexllm] [--server-loop uvloop|asyncio]
 """
 
 from __future__ import annotations
@@ -50,9 +53,11 @@ BASE = "raw aiohttp"
 FLEX_S1 = ("batch", "main", "iter", "call")
 
 
-def rows_for(scenario: str, quick: bool) -> list[tuple[str, str]]:
+def rows_for(scenario: str, quick: bool, uvloop: bool = False) -> list[tuple[str, str]]:
     """(job row, loop) pairs of a scenario; raw aiohttp first."""
     rows = [(BASE, "asyncio")]
+    if uvloop:
+        rows.append((BASE, "uvloop"))
     if scenario == "S1":
         kinds: tuple[str, ...] = FLEX_S1
     elif scenario == "S2":
@@ -60,9 +65,9 @@ def rows_for(scenario: str, quick: bool) -> list[tuple[str, str]]:
     else:
         kinds = ("stream",)
     for kind in kinds:
-        for loop in ("asyncio", "trio"):
-            for w in ("", " with"):
-                if scenario == "S2" and kind == "call" and not w:
+        for loop in ("asyncio", "trio", "uvloop") if uvloop else ("asyncio", "trio"):
+            for w in ("", " with") if loop != "uvloop" else ("", ):
+                if scenario == "S2" and kind == "call" and not w and loop != "uvloop":
                     continue
                 rows.append((kind + w, loop))
     orig = {"S1": ("0.17.10 batch", "0.17.10 call"), "S2": ("0.17.10 batch",)}.get(scenario, ("0.17.10 stream",))
@@ -152,6 +157,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated substrings of row names (raw aiohttp always runs)")
     ap.add_argument("--total", type=int, default=0, help="requests per row (default: the scenario's)")
     ap.add_argument("--quick", action="store_true", help="no openai SDK in S2 (about 20 s per round)")
+    ap.add_argument("--uvloop", action="store_true", help="add a uvloop column (raw aiohttp and flexllm)")
     ap.add_argument("--server", choices=("fast", "flexllm"), default="fast")
     ap.add_argument("--server-loop", choices=("uvloop", "asyncio"), default="uvloop")
     ap.add_argument("--orig-python", default=ORIG_PYTHON)
@@ -163,7 +169,7 @@ def main() -> None:
     for scenario in args.scenarios.split(","):
         delay, total, conc, chunk_delay = SCENARIOS[scenario]
         total = args.total or total
-        rows = [r for r in rows_for(scenario, args.quick)
+        rows = [r for r in rows_for(scenario, args.quick, args.uvloop)
                 if (r[0] == BASE or not wanted or any(w in f"{r[0]} {r[1]}".lower() for w in wanted))
                 and (have_orig or not r[0].startswith("0.17.10"))]
         server = Server(args.server, args.server_loop, delay, chunk_delay)
@@ -173,7 +179,7 @@ def main() -> None:
                 for row, loop in rows:
                     r = run_row(row, loop, scenario, server.base_url, total, conc, args.orig_python)
                     value = r["wall"] if scenario == "S2" else r["cpu"] / r["n"] * 1000
-                    base = value if row == BASE else base
+                    base = value if (row, loop) == (BASE, "asyncio") else base
                     assert base is not None
                     results.setdefault((scenario, row, loop), []).append((value, value / base))
                     print(f"round {rnd + 1} {scenario} {row:16s} {loop:8s} "
@@ -202,14 +208,16 @@ def print_tables(results: dict[tuple[str, str, str], list[tuple[float, float]]],
           "ratio = row / raw aiohttp of the same round, [min-max] of the per-round ratios\n")
     for scenario in args.scenarios.split(","):
         unit = {"S1": "ms/req CPU", "S2": "s wall", "S3": "ms/stream CPU", "S3p": "ms/stream CPU"}[scenario]
-        print(f"### {scenario} ({unit})\n\n| path | asyncio | trio |\n|---|---:|---:|")
+        loops = ["asyncio", "trio"] + (["uvloop"] if args.uvloop else [])
+        print(f"### {scenario} ({unit})\n\n| path | {' | '.join(loops)} |\n|---|"
+              + "---:|" * len(loops))
         seen: list[str] = []
         for (sc, row, _loop) in results:
             if sc == scenario and row not in seen:
                 seen.append(row)
         for row in seen:
-            print(f"| {label(row)} | {cell(results.get((scenario, row, 'asyncio')), unit.split()[0])} | "
-                  f"{cell(results.get((scenario, row, 'trio')), unit.split()[0])} |")
+            cells = [cell(results.get((scenario, row, loop)), unit.split()[0]) for loop in loops]
+            print(f"| {label(row)} | {' | '.join(cells)} |")
         print()
 
 

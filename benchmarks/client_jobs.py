@@ -201,6 +201,10 @@ def run_on(loop: str, job: Callable[..., Any], *args: Any) -> None:
         import trio
 
         trio.run(job, *args)
+    elif loop == "uvloop":
+        import uvloop
+
+        uvloop.run(job(*args))
     else:
         asyncio.run(job(*args))
 

@@ -80,7 +80,7 @@ class Answerer:
             if keep is not None:  # stored when the lease is let go (only ok answers)
                 fill.keep(keep)
         finished = self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost,
-                                  request_hash=request_hash)
+                                  request_hash=request_hash, owned=fill is None)
         if fill is None or keep is None or not self._checkpointed:
             return finished
         # With a checkpoint the writer stores it, in the thread hop that writes the record.
@@ -96,13 +96,18 @@ class Answerer:
                          source=ItemSource.NOT_SENT)
 
     def _answered(self, p: Prepared, result: ChatResult, source: ItemSource, *,
-                  latency: float, cost: float | None, request_hash: str | None) -> Finished:
+                  latency: float, cost: float | None, request_hash: str | None,
+                  owned: bool = False) -> Finished:
         opt = self._opt
         if not opt.keep_raw and result.data:
             # The provider's parsed JSON is most of an answer's memory (3.5 KB of 4 for a
             # short one) and was not asked for: the item holds what the caller asked for.
-            # The cache, handed ``result`` itself, still stores it whole.
-            result = attrs.evolve(result, data={})
+            # The cache, handed ``result`` itself, still stores it whole: only a result
+            # nobody else holds (``owned``: just parsed for this item) loses it in place.
+            if owned:
+                object.__setattr__(result, "data", {})
+            else:
+                result = attrs.evolve(result, data={})
         structured = opt.structured
         if structured is None:
             item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,

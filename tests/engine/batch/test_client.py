@@ -323,6 +323,9 @@ async def test_results_keep_the_provider_json_only_with_return_raw(tmp_path: Pat
         plain = await client.chat_completions_batch(_msgs(3), return_usage=True)
         assert all(isinstance(r, ChatResult) and r.usage is not None and r.data == {}
                    for r in plain)
+        unshared = await client.chat_completions_batch(_msgs(2, "nc"), return_usage=True,
+                                                       use_cache=False)  # dropped in place
+        assert all(isinstance(r, ChatResult) and r.text and r.data == {} for r in unshared)
         iterated = [item async for item in client.iter_chat_completions_batch(_msgs(2, "other"))]
         assert all(item.result is not None and item.result.data == {} for item in iterated)
         raw = await client.chat_completions_batch(_msgs(2, "raw"), return_raw=True,

@@ -127,10 +127,11 @@ def request_hash(req: ChatRequest) -> str:
     Stored in each checkpoint record, so a re-run detects an input that was edited or
     moved. Provider and base_url are left out: moving a job to another endpoint serving
     the same model does not invalidate finished work. 16 hex digits (64 bits) is plenty
-    for a per-index comparison.
+    for a per-index comparison. The canonical JSON of ``{"v": ..., **fields}`` is joined
+    from the pieces :func:`request_keys` uses (a batch's shared fields are remembered).
     """
-    payload: JSONDict = {"v": CACHE_KEY_VERSION, **_params(req)}
-    return hashlib.sha256(_dumps(payload)).hexdigest()[:16]
+    text = "{" + ",".join([piece(req) for piece in _HASH_PIECES]) + "}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _part(req: ChatRequest, names: tuple[str, ...]) -> str:
@@ -207,6 +208,8 @@ def _pieces() -> list[Callable[[ChatRequest], str] | str]:
 
 
 _PIECES = _pieces()
+_HASH_PIECES: tuple[Callable[[ChatRequest], str], ...] = tuple(
+    p for p in _PIECES if not isinstance(p, str))
 
 
 def request_keys(provider: str, base_url: str, req: ChatRequest) -> tuple[str, str]:

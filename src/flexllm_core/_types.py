@@ -135,7 +135,15 @@ class Usage:
     cache_write_tokens: int | None = None
 
     def to_dict(self) -> JSONDict:
-        return attrs.asdict(self)
+        # Spelt out: attrs.asdict walks the fields generically, 10x slower, once an answer.
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+        }
 
     @classmethod
     def from_dict(cls, value: JSONDict) -> Usage:

@@ -168,6 +168,26 @@ def test_values_json_cannot_hold_are_usage_errors_naming_the_field(extra: dict[s
 # -- request_keys: both from one encoding ---------------------------------------------------
 
 
+def _reference_hash(req: ChatRequest) -> str:
+    """request_hash as first written: the whole canonical payload encoded at once."""
+    import hashlib
+
+    from flexllm_core import _cache_key as ck
+
+    payload = {"v": ck.CACHE_KEY_VERSION, **ck._params(req)}
+    return hashlib.sha256(ck._dumps(payload)).hexdigest()[:16]
+
+
+def test_request_hashes_stay_what_checkpoints_hold() -> None:
+    """Records written by earlier versions must keep matching their requests."""
+    assert request_hash(ChatRequest(model="gpt-4o-mini", messages=({"role": "user",
+                                                                    "content": "Hello"},))) == "45dc77a3a072cfe7"
+    req = ChatRequest(model="m", messages=({"role": "system", "content": "Be brief."},
+                                           {"role": "user", "content": "x"}),
+                      temperature=1.0, max_tokens=5, extra_body={"top_k": 3}, stop=("a",))
+    assert request_hash(req) == "c1d65ef41ace54e8"
+
+
 @pytest.mark.parametrize("field", sorted(CHANGES))
 @pytest.mark.parametrize(("provider", "base_url"), [
     ("openai", "https://api.openai.com/v1"), (" Claude ", "HTTPS://User:Secret@Example.COM/v1/"),
@@ -178,6 +198,7 @@ def test_request_keys_are_cache_key_and_request_hash(field: str, provider: str, 
                 attrs.evolve(BASE, temperature=1.0, top_p=1, max_tokens=5)):
         assert request_keys(provider, base_url, req) == (
             cache_key(provider, base_url, req), request_hash(req))
+        assert request_hash(req) == _reference_hash(req)
 
 
 @given(st.dictionaries(st.text(max_size=8), json_values, max_size=4), json_values,
@@ -192,6 +213,7 @@ def test_request_keys_agree_whatever_the_values_hold(extra: dict[str, Any], cont
                       extra_body={**extra, "base_url": "x"}, tools=(tool,))
     assert request_keys(provider, "https://x/v1", req) == (
         cache_key(provider, "https://x/v1", req), request_hash(req))
+    assert request_hash(req) == _reference_hash(req)
 
 
 def test_request_keys_remember_nothing_that_changes_the_answer() -> None:
@@ -209,6 +231,7 @@ def test_request_keys_remember_nothing_that_changes_the_answer() -> None:
         req = attrs.evolve(BASE, **params)
         keys = request_keys("openai", "https://x/v1", req)
         assert keys == (cache_key("openai", "https://x/v1", req), request_hash(req)), params
+        assert request_hash(req) == _reference_hash(req), params
         seen.add(keys)
     # Alike: {} four times (extra_body's default is {}), max_tokens=1 twice, temperature 1
     # and 1.0, stop as a tuple and a list.

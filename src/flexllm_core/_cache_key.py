@@ -183,6 +183,19 @@ class _Fields:
 
 
 def _messages(req: ChatRequest) -> str:
+    # Plain messages ({"content": str, "role": str}, a batch's usual item) are joined by
+    # hand: the same text the encoder writes (keys sorted, compact, UTF-8 kept), without
+    # its walk; anything else goes through the encoder.
+    parts: list[str] = []
+    for m in req.messages:
+        if type(m) is not dict or len(m) != 2:
+            break
+        content, role = m.get("content"), m.get("role")
+        if type(content) is not str or type(role) is not str:
+            break
+        parts.append('{"content":' + _encode_str(content) + ',"role":' + _encode_str(role) + "}")
+    else:
+        return '"messages":[' + ",".join(parts) + "]"
     try:
         return '"messages":' + _ENCODER.encode(req.messages)
     except (TypeError, ValueError):  # the slow path names what JSON cannot hold

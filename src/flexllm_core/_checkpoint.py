@@ -17,6 +17,7 @@ record with a request through :func:`record_matches`, which knows both kinds.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Iterable
 from typing import Literal, cast
@@ -78,6 +79,7 @@ class CheckpointRecord:
 
 # Order of keys on the line: the scan's fast path depends on the first three.
 _FIELDS = tuple(f.name for f in attrs.fields(CheckpointRecord))
+_get_fields = operator.attrgetter(*_FIELDS)
 _OPTIONAL = frozenset(
     {"output", "usage", "cost", "error", "error_type", "latency", "finish_reason", "metadata"}
 )
@@ -89,12 +91,10 @@ def encode_record(rec: CheckpointRecord) -> bytes:
     Raises:
         CheckpointFormatError: a field holds something JSON cannot represent (NaN, bytes).
     """
-    out: JSONDict = {}
-    for name in _FIELDS:
-        value = getattr(rec, name)
-        if (value is None and name in _OPTIONAL) or (name == "extra" and not value):
-            continue
-        out[name] = value
+    out: JSONDict = {name: value for name, value in zip(_FIELDS, _get_fields(rec), strict=True)
+                     if value is not None or name not in _OPTIONAL}
+    if not rec.extra:
+        del out["extra"]
     try:
         return dumps_compact(out) + b"\n"
     except (TypeError, ValueError) as exc:

@@ -285,3 +285,12 @@ def test_message_hasher_declines_when_a_parameter_holds_its_marker() -> None:
 def test_message_hasher_refuses_a_template_request_hash_refuses() -> None:
     with pytest.raises(UsageError, match=r"extra_body\.x"):
         message_hasher(attrs.evolve(BASE, extra_body={"x": float("nan")}))
+
+
+@given(st.lists(st.fixed_dictionaries({"role": st.text(max_size=10), "content": st.text()}),
+                max_size=4))
+def test_plain_messages_joined_by_hand_hash_as_the_encoder_would(messages: list[dict[str, str]]) -> None:
+    # Any text: quotes, backslashes, control characters, non-ASCII; any role string.
+    req = ChatRequest(model="m", messages=tuple(messages))
+    assert request_hash(req) == _reference_hash(req)
+    assert request_keys("openai", "https://x/v1", req)[0] == cache_key("openai", "https://x/v1", req)

@@ -223,6 +223,16 @@ def _pieces() -> list[Callable[[ChatRequest], str] | str]:
 _PIECES = _pieces()
 _HASH_PIECES: tuple[Callable[[ChatRequest], str], ...] = tuple(
     p for p in _PIECES if not isinstance(p, str))
+#: Where "base_url" and "provider" go among the request's pieces (key order).
+_AT_BASE = _PIECES.index("base_url")
+_AT_PROVIDER = _PIECES.index("provider") - 1
+
+
+@functools.lru_cache(maxsize=64)
+def _scope(provider: str, base_url: str) -> tuple[str, str]:
+    """The "base_url" and "provider" pieces (a client has one of each)."""
+    return ('"base_url":' + _ENCODER.encode(_normalise_base_url(base_url)),
+            '"provider":' + _ENCODER.encode(provider.strip().lower()))
 
 
 def request_keys(provider: str, base_url: str, req: ChatRequest) -> tuple[str, str]:
@@ -232,19 +242,11 @@ def request_keys(provider: str, base_url: str, req: ChatRequest) -> tuple[str, s
     most of either encoding: it is encoded once, in key-sorted pieces that join (with or
     without ``base_url`` and ``provider`` between them) into exactly the bytes each hashes.
     """
-    keyed: list[str] = []
-    hashed: list[str] = []
-    for piece in _PIECES:
-        if piece == "base_url":
-            keyed.append('"base_url":' + _ENCODER.encode(_normalise_base_url(base_url)))
-        elif piece == "provider":
-            keyed.append('"provider":' + _ENCODER.encode(provider.strip().lower()))
-        else:
-            text = piece(req)  # type: ignore[operator]
-            keyed.append(text)
-            hashed.append(text)
+    texts = [piece(req) for piece in _HASH_PIECES]
+    base, name = _scope(provider, base_url)
+    keyed = [*texts[:_AT_BASE], base, *texts[_AT_BASE:_AT_PROVIDER], name, *texts[_AT_PROVIDER:]]
     return (hashlib.sha256(("{" + ",".join(keyed) + "}").encode("utf-8")).hexdigest(),
-            hashlib.sha256(("{" + ",".join(hashed) + "}").encode("utf-8")).hexdigest()[:16])
+            hashlib.sha256(("{" + ",".join(texts) + "}").encode("utf-8")).hexdigest()[:16])
 
 
 #: Roles whose plain-text messages :func:`make_request` keeps exactly as given.

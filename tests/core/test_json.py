@@ -31,6 +31,7 @@ def loads(request: pytest.FixtureRequest) -> Callable[[Any], Any]:
 def test_the_module_picks_orjson_when_installed() -> None:
     expected = _json._stdlib_loads if _json.orjson is None else _json._fast_loads
     assert _json.loads is expected
+    assert _json._dumps is (_json._stdlib_dumps if _json.orjson is None else _json._fast_dumps)
 
 
 @settings(max_examples=200, deadline=None)

@@ -291,6 +291,11 @@ def make_request(
     """
     if not isinstance(model, str) or not model.strip():
         raise UsageError(f"model: must be a non-empty string, got {model!r}")
+    if (tools is None and tool_choice is None and thinking is None and temperature is None
+            and max_tokens is None and top_p is None and stop is None and response_format is None
+            and seed is None and not extra_body and type(stream) is bool):
+        # The usual call (messages and nothing else): nothing below would change a value.
+        return ChatRequest(model=model, messages=validate_messages(messages), stream=stream)
     checked_tools = _check_tools(tools)
     if response_format is not None and (
         not isinstance(response_format, Mapping) or not isinstance(response_format.get("type"), str)

@@ -198,18 +198,30 @@ def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
     Raises:
         UsageError: no base_url, or a body that cannot be encoded as JSON.
     """
+    url, plain, streaming, strict = _endpoint(cfg)
+    body = dumps_body(build_body(req, strict=strict))
+    return HttpRequest(method="POST", url=url, headers=streaming if req.stream else plain, body=body)
+
+
+@functools.lru_cache(maxsize=64)
+def _endpoint(cfg: ProviderConfig) -> tuple[str, tuple[tuple[str, str], ...],
+                                            tuple[tuple[str, str], ...], bool]:
+    """URL, headers (for an answer, for a stream) and strictness of ``cfg``'s endpoint: the
+    same for every request of a client, so made once (a config is frozen)."""
     base = (cfg.base_url or "").strip().rstrip("/")
     if not base:
         raise UsageError("base_url: required for the OpenAI-compatible provider (e.g. http://localhost:8000/v1)")
     url = base if base.endswith(_PATH) else base + _PATH  # a pasted full endpoint URL works too
-    headers: dict[str, tuple[str, str]] = {
-        "content-type": ("Content-Type", "application/json"),
-        "accept": ("Accept", "text/event-stream" if req.stream else "application/json"),
-    }
-    for name, value in auth_headers(cfg):
-        headers[name.lower()] = (name, value)
-    body = dumps_body(build_body(req, strict=is_strict_host(base)))
-    return HttpRequest(method="POST", url=url, headers=tuple(headers.values()), body=body)
+    made = []
+    for accept in ("application/json", "text/event-stream"):
+        headers: dict[str, tuple[str, str]] = {
+            "content-type": ("Content-Type", "application/json"),
+            "accept": ("Accept", accept),
+        }
+        for name, value in auth_headers(cfg):
+            headers[name.lower()] = (name, value)
+        made.append(tuple(headers.values()))
+    return url, made[0], made[1], is_strict_host(base)
 
 
 def _tool_calls(message: JSONDict) -> list[ToolCall]:

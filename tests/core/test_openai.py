@@ -457,3 +457,16 @@ def test_result_is_the_documented_type() -> None:
     assert isinstance(openai.parse_response(load("chat_plain.json")), ChatResult)
     assert openai.NAME == "openai" and openai.URL_MARKERS == () and openai.DEFAULT_BASE_URL is None
     assert core.get_codec("openai-compatible") is openai
+
+
+def test_a_config_built_with_lists_still_builds_and_the_endpoint_is_made_once() -> None:
+    listed = ProviderConfig(base_url="http://127.0.0.1:8000/v1", api_key="k",
+                            extra_headers=[("X-Team", "a")])  # type: ignore[arg-type]
+    req = make_request(model="m", messages=[USER])
+    http = openai.build_request(req, listed)
+    assert ("X-Team", "a") in http.headers and http.url.endswith("/v1/chat/completions")
+    tupled = ProviderConfig(base_url="http://127.0.0.1:8000/v1", api_key="k",
+                            extra_headers=(("X-Team", "a"),))
+    assert openai.build_request(req, tupled).headers == http.headers
+    streaming = openai.build_request(make_request(model="m", messages=[USER], stream=True), tupled)
+    assert ("Accept", "text/event-stream") in streaming.headers

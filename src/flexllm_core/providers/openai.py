@@ -198,7 +198,10 @@ def build_request(req: ChatRequest, cfg: ProviderConfig) -> HttpRequest:
     Raises:
         UsageError: no base_url, or a body that cannot be encoded as JSON.
     """
-    url, plain, streaming, strict = _endpoint(cfg)
+    try:
+        url, plain, streaming, strict = _endpoint(cfg)
+    except TypeError:  # a config built with lists (extra_headers=[...]) cannot be a cache key
+        url, plain, streaming, strict = _endpoint.__wrapped__(cfg)
     body = dumps_body(build_body(req, strict=strict))
     return HttpRequest(method="POST", url=url, headers=streaming if req.stream else plain, body=body)
 

@@ -17,6 +17,7 @@ record with a request through :func:`record_matches`, which knows both kinds.
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
 from collections.abc import Iterable
@@ -85,6 +86,19 @@ _OPTIONAL = frozenset(
 )
 
 
+def _finite(value: float | None) -> bool:
+    return value is None or (type(value) is not float or math.isfinite(value))
+
+
+def _plain_record(rec: CheckpointRecord) -> bool:
+    """No field of ``rec`` can hold a NaN: a text answer, integer counts, finite numbers, no
+    metadata or extra (the usual record: its ``null`` counts need no walk for one)."""
+    usage = rec.usage
+    return (rec.metadata is None and not rec.extra and (rec.output is None or type(rec.output) is str)
+            and _finite(rec.cost) and _finite(rec.latency) and _finite(rec.created_at)
+            and (usage is None or all(v is None or type(v) is int for v in usage.values())))
+
+
 def encode_record(rec: CheckpointRecord) -> bytes:
     """One JSON line ending in ``\\n``, keys in a fixed order, None fields left out.
 
@@ -96,7 +110,7 @@ def encode_record(rec: CheckpointRecord) -> bytes:
     if not rec.extra:
         del out["extra"]
     try:
-        return dumps_compact(out) + b"\n"
+        return dumps_compact(out, finite=_plain_record(rec)) + b"\n"
     except (TypeError, ValueError) as exc:
         raise CheckpointFormatError(f"record {rec.index}: cannot encode as JSON: {exc}") from exc
 

@@ -274,9 +274,15 @@ def test_a_big_scan_keeps_exactly_the_offsets_of_its_records() -> None:
     assert result.done == {i: f"{i:x}" for i in range(200_050)}
 
 
-@pytest.mark.parametrize("metadata", [{"w": float("nan")}, {"w": [None, float("-inf")]}])
-def test_a_record_json_cannot_hold_is_refused_not_written_as_null(metadata: dict[str, object]) -> None:
+@pytest.mark.parametrize("fields", [
+    {"metadata": {"w": float("nan")}}, {"metadata": {"w": [None, float("-inf")]}},
+    {"cost": float("nan")}, {"latency": float("inf")},
+    {"usage": {"prompt_tokens": 1, "completion_tokens": float("nan"), "cached_tokens": None}},
+    {"usage": {"prompt_tokens": 1, "details": {"x": float("nan")}}},
+    {"output": {"raw": [float("nan")]}},
+])
+def test_a_record_json_cannot_hold_is_refused_not_written_as_null(fields: dict[str, object]) -> None:
     with pytest.raises(CheckpointFormatError, match="cannot encode as JSON"):
-        encode_record(rec(1, metadata=metadata))
+        encode_record(rec(1, **fields))
     kept = encode_record(rec(1, metadata={"w": None, "x": 1.5}))
     assert decode_record(kept).metadata == {"w": None, "x": 1.5}

@@ -285,7 +285,9 @@ class Endpoint:
         The caller releases ``state.limiter`` when the attempt ends, before any backoff
         sleep: a request waiting to retry holds no slot.
         """
-        http = await self.build(req)
+        # No coroutine for the usual config without a token to refresh.
+        http = (self._codec.build_request(req, self._config) if self._auth is None
+                else await self.build(req))
         state = self._loops.state()
         await state.limiter.acquire()
         try:

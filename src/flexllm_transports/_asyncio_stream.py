@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ssl
+import threading
 from collections import deque
 from typing import cast
 
@@ -57,7 +58,28 @@ def _has_happy_eyeballs(loop: asyncio.AbstractEventLoop) -> bool:
     return found
 
 
-class _Protocol(asyncio.Protocol):
+#: Each thread's receive buffer (an event loop and all its callbacks run in one thread).
+_buffers = threading.local()
+_READ_SIZE = 64 * 1024
+
+
+def _read_buffer() -> memoryview:
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(_READ_SIZE))
+    return view
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    """Reads into the thread's buffer and keeps a copy of what came.
+
+    A buffered protocol, not a plain one: for a plain protocol asyncio's socket transport
+    calls ``sock.recv(256 KiB)``, and an allocation that large goes to mmap and back for
+    every read (24 µs for a 2 KB answer on Linux, against 5 for ``recv_into`` and a copy
+    of the bytes that came). The buffer is lent to one read at a time: asyncio, its TLS
+    layer and uvloop all call ``get_buffer`` and then ``buffer_updated`` in one callback.
+    """
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.chunks: deque[bytes] = deque()
@@ -73,6 +95,12 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports do not subclass asyncio's classes.
         self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_read_buffer()[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)

@@ -621,3 +621,37 @@ def test_remembered_heads_are_the_heads_built_afresh() -> None:
             assert "999" not in head and head.endswith("\r\n\r\n")
     with pytest.raises(UsageError, match="line break"):
         encode_head("POST", route, (("X-Bad", "a\r\nb"),), 1, "ua", memo)
+
+
+_BIG = bytes(range(256)) * (3 * 1024 * 1024 // 256 + 7)  # 3 MiB and a bit: many reads
+
+
+async def _big(req: Request, stream: anyio.abc.SocketStream, server: Server) -> bool:
+    await stream.send(response(_BIG, headers=(("Content-Type", "application/octet-stream"),)))
+    return True
+
+
+@pytest.mark.parametrize("tls", [False, True])
+async def test_a_body_of_many_reads_comes_whole(kind: str, tls: bool,
+                                                tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    """Every read lands in one buffer of the thread's (asyncio's buffered protocol), copied
+    out at once: nothing of a body of many reads is lost or overwritten, TLS or not."""
+    server_ctx, client_ctx = tls_contexts
+    with anyio.fail_after(LIMIT):
+        async with serve(_big, server_ctx if tls else None) as srv, open_transport(
+                kind, **({"ssl_context": client_ctx} if tls else {})) as t:
+            got = await _two_at_once(t, srv.url)
+    assert got == [_BIG, _BIG]
+
+
+async def _two_at_once(t: object, url: str) -> list[bytes]:
+    """Two requests at once on two connections, so their reads interleave."""
+    out: list[bytes] = [b"", b""]
+
+    async def one(i: int) -> None:
+        out[i] = (await t.send(post(url))).body  # type: ignore[attr-defined]
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, 0)
+        tg.start_soon(one, 1)
+    return out

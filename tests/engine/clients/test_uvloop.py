@@ -59,3 +59,24 @@ async def test_a_checkpointed_batch(tmp_path: Path) -> None:
     assert all(r.startswith(ANSWER_PREFIX) for r in results)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["index"] for r in records) == list(range(40))
+
+
+async def test_long_answers_at_once_come_whole() -> None:
+    """Answers of many reads each, several at once: uvloop lends the read buffer to one read
+    at a time, as asyncio does."""
+    import anyio
+
+    server = MockServer(response_length=30000)  # ~200 KB a body: many reads
+    texts: list[str] = []
+    async with server, LLMClient(base_url=server.base_url, model="gpt-4o", api_key="k") as client:
+
+        async def one(i: int) -> None:
+            texts.append(await client.chat_completions([{"role": "user", "content": f"q{i}"}]))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(one, i)
+    assert len(texts) == 4
+    for text in texts:
+        assert text.startswith(ANSWER_PREFIX) and len(text) > 100_000
+        assert len(text.split()) >= 30000  # every word of the long answer arrived

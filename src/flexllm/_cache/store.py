@@ -234,8 +234,9 @@ class ResponseCache:
         free = [i for i, got in enumerate(looked) if got is None]
         if not free or not seconds:
             return out
-        mark = f"{LEASE_MARK}{os.getpid()}-"
-        tokens = {i: mark + secrets.token_hex(6) for i in free}
+        # One draw of random bits for the group, each lease its own index after it.
+        mark = f"{LEASE_MARK}{os.getpid()}-{secrets.token_hex(6)}-"
+        tokens = {i: f"{mark}{i}" for i in free}
         store = self._opened()
         won = store.add_many([(keys[i], tokens[i]) for i in free], seconds)
         for i, ok in zip(free, won, strict=True):

@@ -2,7 +2,8 @@
 :meth:`Endpoint.stream`.
 
 Kept apart from :mod:`.endpoint` for size; both work on the endpoint's own state (limits,
-quota, outage watch, statistics, attempt log). A stream also yields its events as they
+quota, outage watch, statistics, attempt log), as do an attempt's quota admission and its
+report to adaptive concurrency (:func:`.gates.follow_overload`). A stream also yields its events as they
 arrive, and a failure is retried only while no piece of the answer has been shown.
 """
 
@@ -18,16 +19,22 @@ from flexllm_core import (
     ChatRequest,
     ChatResult,
     FlexLLMError,
+    HttpRequest,
     IncompleteStreamError,
     RateLimitError,
+    Reservation,
     StreamEvent,
     TextDelta,
     ThinkingDelta,
     ToolCallDelta,
 )
 
+from .gates import follow_overload
+
 if TYPE_CHECKING:
     from .endpoint import Endpoint
+    from .loops import LoopState
+    from .quota import EndpointQuota
 
 __all__ = ("NO_OUTCOME", "complete_attempts", "stream_attempts", "wall_now")
 
@@ -55,6 +62,34 @@ def _produced(decoder: Any) -> int:
     if result.usage is not None and result.usage.completion_tokens:
         return int(result.usage.completion_tokens)
     return (len(result.text) + len(result.thinking or "")) // 4 + 1
+
+
+async def _admit(ep: Endpoint, quota: EndpointQuota, req: ChatRequest
+                 ) -> tuple[HttpRequest, LoopState, Reservation]:
+    """``ep._begin`` after the quota's wait (which holds no slot); the reservation is given
+    back if the attempt does not start."""
+    ticket = await quota.admit(req)
+    try:
+        http, state = await ep._begin(req)
+    except BaseException:
+        quota.cancel(ticket)
+        raise
+    try:
+        await quota.hold(ticket)
+    except BaseException:
+        state.limiter.release()
+        raise  # hold gave the reservation back
+    quota.sent(ticket)
+    return http, state, ticket
+
+
+async def _hold(quota: EndpointQuota, state: LoopState) -> None:
+    """Wait out a cooldown started while this attempt queued for its slot."""
+    try:
+        await quota.hold(None)
+    except BaseException:
+        state.limiter.release()
+        raise
 
 
 def wall_now() -> float:
@@ -87,9 +122,9 @@ async def stream_attempts(ep: Endpoint, req: ChatRequest, timeout: float | None
                     if quota is None:
                         http, state = await ep._begin(req)
                         if (late := ep._quota) is not None:  # a 429 came meanwhile
-                            await ep._hold(late, state)
+                            await _hold(late, state)
                     else:
-                        http, state, ticket = await ep._admit(quota, req)
+                        http, state, ticket = await _admit(ep, quota, req)
                     aimd = None if ep._aimd is None else ep._aimd.acquire()
                     try:
                         started = time.monotonic()
@@ -152,7 +187,7 @@ async def stream_attempts(ep: Endpoint, req: ChatRequest, timeout: float | None
                             # the prompt and what was produced count, the rest goes back.
                             quota.abandoned(ticket, _produced(decoder) if yielded else 0)
                         if aimd is not None or error is not None:
-                            ep._adapt(state, error, aimd)
+                            ep._aimd = follow_overload(ep._aimd, ep._concurrency, state.limiter, error, aimd)
                         state.limiter.release()
                 finally:
                     ep._observe(outcome)
@@ -181,9 +216,9 @@ async def complete_attempts(ep: Endpoint, req: ChatRequest, timeout: float | Non
                     if quota is None:
                         http, state = await ep._begin(req)
                         if (late := ep._quota) is not None:  # a 429 came meanwhile
-                            await ep._hold(late, state)
+                            await _hold(late, state)
                     else:
-                        http, state, ticket = await ep._admit(quota, req)
+                        http, state, ticket = await _admit(ep, quota, req)
                     aimd = None if ep._aimd is None else ep._aimd.acquire()
                     try:
                         started = time.monotonic()
@@ -213,7 +248,7 @@ async def complete_attempts(ep: Endpoint, req: ChatRequest, timeout: float | Non
                         if quota is not None and ticket is not None:
                             quota.failed(ticket)  # cancelled in flight: it may have counted
                         if aimd is not None or error is not None:
-                            ep._adapt(state, error, aimd)
+                            ep._aimd = follow_overload(ep._aimd, ep._concurrency, state.limiter, error, aimd)
                         state.limiter.release()
                 finally:
                     ep._observe(outcome)

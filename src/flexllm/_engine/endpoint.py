@@ -27,19 +27,15 @@ from flexllm_core import (
     ChatRequest,
     ChatResult,
     Codec,
-    ConnectError,
     FlexLLMError,
     GiveUp,
     HttpRequest,
     HttpResponse,
-    OverloadedError,
     ProviderConfig,
-    QuotaExhaustedError,
     RateLimitError,
     Reservation,
     RetryPolicy,
     StreamEvent,
-    Ticket,
     TransportError,
     decide_retry,
     get_codec,
@@ -64,16 +60,6 @@ __all__ = ("Endpoint", "EndpointStatistics", "RetryNotice", "TokenSource")
 _EWMA_ALPHA = 0.2
 #: Connect deadline when the request timeout is larger (a dead host should fail fast).
 _CONNECT_TIMEOUT = 10.0
-#: The AIMD ticket of an attempt started before adaptive concurrency was (the start limit).
-_FIRST_EPOCH = Ticket(0)
-
-
-def _overloaded(outcome: FlexLLMError | None) -> bool:
-    """429 (not an exhausted quota), 503/529, a connection refused: the server is full."""
-    if isinstance(outcome, RateLimitError):
-        return not isinstance(outcome, QuotaExhaustedError)
-    return isinstance(outcome, (OverloadedError, ConnectError))
-
 
 class Endpoint:
     """Send requests to one provider endpoint with limits, retries and statistics.
@@ -299,53 +285,9 @@ class Endpoint:
         self._attempts += 1
         return http, state
 
-    async def _admit(self, quota: EndpointQuota, req: ChatRequest
-                     ) -> tuple[HttpRequest, LoopState, Reservation]:
-        """``_begin`` after the quota's wait (which holds no slot); the reservation is given
-        back if the attempt does not start."""
-        ticket = await quota.admit(req)
-        try:
-            http, state = await self._begin(req)
-        except BaseException:
-            quota.cancel(ticket)
-            raise
-        try:
-            await quota.hold(ticket)
-        except BaseException:
-            state.limiter.release()
-            raise  # hold gave the reservation back
-        quota.sent(ticket)
-        return http, state, ticket
-
-    @staticmethod
-    async def _hold(quota: EndpointQuota, state: LoopState) -> None:
-        """Wait out a cooldown started while this attempt queued for its slot."""
-        try:
-            await quota.hold(None)
-        except BaseException:
-            state.limiter.release()
-            raise
-
     def _refused(self) -> FlexLLMError | None:
         """The error of an attempt not sent because the endpoint is down; None to send it."""
         return None if self._watch is None else self._watch.admit()
-
-    def _adapt(self, state: LoopState, error: FlexLLMError | None, ticket: Ticket | None) -> None:
-        """Adaptive concurrency (AIMD, see :class:`~flexllm_core.AdaptiveConcurrency`):
-        started by the first overload signal, then fed every attempt's outcome (``ticket``:
-        taken when the attempt started); this loop's gate follows its limit."""
-        overload = _overloaded(error)
-        aimd = self._aimd
-        if aimd is None:
-            if not overload:
-                return
-            aimd = self._aimd = AdaptiveConcurrency.starting_at(self._concurrency)
-        if ticket is None:  # started before AIMD did: under the starting limit, epoch 0
-            aimd.acquire()
-            ticket = _FIRST_EPOCH
-        aimd.release(ticket, overload=overload)
-        if aimd.limit != state.limiter.total:
-            state.limiter.resize(aimd.limit)
 
     def _observe(self, outcome: FlexLLMError | None) -> None:
         """Tell the outage watch what an admitted attempt showed (see :mod:`.outage`)."""

@@ -17,11 +17,23 @@ from collections.abc import Callable
 
 import anyio
 
-from flexllm_core import TokenBucket
+from flexllm_core import (
+    AdaptiveConcurrency,
+    ConnectError,
+    FlexLLMError,
+    OverloadedError,
+    QuotaExhaustedError,
+    RateLimitError,
+    Ticket,
+    TokenBucket,
+)
 
 from .._lowlevel import new_event
 
-__all__ = ("ConcurrencyLimiter", "RateLimiter")
+__all__ = ("ConcurrencyLimiter", "RateLimiter", "follow_overload")
+
+#: The AIMD ticket of an attempt started before adaptive concurrency was (the start limit).
+_FIRST_EPOCH = Ticket(0)
 
 
 class ConcurrencyLimiter:
@@ -113,3 +125,31 @@ class RateLimiter:
         delay = self.reserve()
         if delay > 0:
             await anyio.sleep(delay)
+
+
+def _overloaded(outcome: FlexLLMError | None) -> bool:
+    """429 (not an exhausted quota), 503/529, a connection refused: the server is full."""
+    if isinstance(outcome, RateLimitError):
+        return not isinstance(outcome, QuotaExhaustedError)
+    return isinstance(outcome, (OverloadedError, ConnectError))
+
+
+def follow_overload(aimd: AdaptiveConcurrency | None, start: int, gate: ConcurrencyLimiter,
+                    error: FlexLLMError | None, ticket: Ticket | None
+                    ) -> AdaptiveConcurrency | None:
+    """Adaptive concurrency (AIMD, see :class:`~flexllm_core.AdaptiveConcurrency`): started
+    at ``start`` by the first overload signal, then fed every attempt's outcome (``ticket``:
+    taken when the attempt started); ``gate`` follows its limit. Returns the AIMD state
+    (None until the first overload)."""
+    overload = _overloaded(error)
+    if aimd is None:
+        if not overload:
+            return None
+        aimd = AdaptiveConcurrency.starting_at(start)
+    if ticket is None:  # started before AIMD did: under the starting limit, epoch 0
+        aimd.acquire()
+        ticket = _FIRST_EPOCH
+    aimd.release(ticket, overload=overload)
+    if aimd.limit != gate.total:
+        gate.resize(aimd.limit)
+    return aimd

@@ -39,12 +39,10 @@ from .._config import (
     FlexConfig,
     QuotaOptions,
     RequestDefaults,
-    load_config,
-    resolve_model,
+    client_arguments,
     resolve_settings,
 )
 from .._engine import Endpoint, EndpointStatistics, EventMode, stream_items, vertex_auth
-from .._errors import ConfigError
 from .._structured import as_schema, check_max_reasks
 from .base import _ClientBase
 
@@ -185,17 +183,9 @@ class LLMClient(_ClientBase):
         Raises:
             ConfigError: the file is missing or invalid, or the model needs an unset variable.
         """
-        cfg = config if isinstance(config, FlexConfig) else load_config(config)
-        resolved = resolve_model(cfg, model=model, base_url=overrides.pop("base_url", None),
-                                 api_key=overrides.pop("api_key", None),
-                                 provider=overrides.get("provider"))
-        if resolved.endpoints:
-            raise ConfigError(f"{cfg.path}: {resolved.entry.where if resolved.entry else 'models'}"
-                              ".endpoints: expected one endpoint for LLMClient; use LLMClientPool")
-        kwargs = resolved.client_kwargs()
-        kwargs.update(overrides)
+        kwargs, defaults = client_arguments(config, model=model, overrides=overrides)
         client = cls(**kwargs)
-        client._request_defaults = resolved.defaults()
+        client._request_defaults = defaults
         return client
 
     def __repr__(self) -> str:

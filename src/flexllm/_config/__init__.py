@@ -29,6 +29,7 @@ from .pool import (
 from .resolve import (
     RequestDefaults as RequestDefaults,
     ResolvedModel as ResolvedModel,
+    client_arguments as client_arguments,
     env_value as env_value,
     resolve_model as resolve_model,
 )

@@ -27,7 +27,7 @@ import attrs
 from flexllm_core import JSONValue, detect_provider, get_codec, redact_url
 
 from .._errors import ConfigError
-from .file import FlexConfig, ModelEntry
+from .file import FlexConfig, ModelEntry, load_config
 
 __all__ = ("RequestDefaults", "ResolvedModel", "env_value", "resolve_model")
 
@@ -193,3 +193,24 @@ class RequestDefaults:
         out = {k: v for k, v in self.params.items() if k not in _NAMED_PARAMS}
         out.update(given)
         return out
+
+
+def client_arguments(config: str | os.PathLike[str] | FlexConfig | None, *, model: str | None,
+                     overrides: dict[str, Any]) -> tuple[dict[str, Any], RequestDefaults | None]:
+    """``LLMClient.from_config``'s work: the constructor's arguments for a configured model
+    (``overrides`` win over the file and the environment) and the entry's request defaults.
+
+    Raises:
+        ConfigError: the file is missing or invalid, the model needs an unset variable, or
+            the entry has several endpoints (a pool's).
+    """
+    cfg = config if isinstance(config, FlexConfig) else load_config(config)
+    resolved = resolve_model(cfg, model=model, base_url=overrides.pop("base_url", None),
+                             api_key=overrides.pop("api_key", None),
+                             provider=overrides.get("provider"))
+    if resolved.endpoints:
+        raise ConfigError(f"{cfg.path}: {resolved.entry.where if resolved.entry else 'models'}"
+                          ".endpoints: expected one endpoint for LLMClient; use LLMClientPool")
+    kwargs = resolved.client_kwargs()
+    kwargs.update(overrides)
+    return kwargs, resolved.defaults()

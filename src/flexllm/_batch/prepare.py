@@ -140,23 +140,16 @@ def make_fast_hash(build: Callable[..., ChatRequest], params: Mapping[str, Any]
     messages as given. A value that does not match a record only sends the item through
     the full check, so a wrong guess can cost time, never correctness.
     """
-    probe_messages = [{"role": "user", "content": "probe"}]
     try:
-        probe = build(probe_messages, **params)
+        probe = build(_PROBE, **params)
         hasher = message_hasher(probe)
     except UsageError:
         return None
-    if hasher(probe_messages) != request_hash(probe):
+    if hasher(_PROBE) != request_hash(probe):
         return None  # build changes the messages (a system prompt, ...): always the full path
 
     def fast(raw: object) -> str | None:
-        if type(raw) is list:
-            return hasher(raw)
-        if isinstance(raw, Mapping):
-            return hasher(raw.get("messages"))
-        if isinstance(raw, str):
-            return hasher([{"role": "user", "content": raw}])
-        return None
+        return hasher(_item_messages(raw))
 
     return fast
 
@@ -175,21 +168,31 @@ def make_plain_check(build: Callable[..., ChatRequest], params: Mapping[str, Any
     if metadata_list is not None:
         return None
     try:
-        build([{"role": "user", "content": "probe"}], **params)
+        build(_PROBE, **params)
     except UsageError:
         return None  # the parameters themselves are wrong: the first item says how
     return _plain_item
 
 
 def _plain_item(raw: object) -> bool:
-    kind = type(raw)
-    if kind is list:
-        return plain_messages(raw)
-    if kind is str:
-        return True
-    if kind is dict:
-        return plain_messages(raw.get("messages"))  # type: ignore[attr-defined]
-    return False
+    # A JSONL line carries parameters of its own, which the probe did not build with.
+    return type(raw) is not InputLine and plain_messages(_item_messages(raw))
+
+
+#: The plain item both quick checks build once with the call's parameters.
+_PROBE = [{"role": "user", "content": "probe"}]
+
+
+def _item_messages(raw: object) -> object:
+    """The messages of a list, ``{"messages": ...}`` or bare-prompt item, read as
+    :func:`make_preparer` reads them (None for any other shape, a JSONL line say)."""
+    if type(raw) is list:
+        return raw
+    if isinstance(raw, Mapping):
+        return raw.get("messages")
+    if isinstance(raw, str):
+        return [{"role": "user", "content": raw}]
+    return None
 
 
 async def open_run(

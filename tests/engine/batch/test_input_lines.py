@@ -238,3 +238,21 @@ async def test_a_pool_batch_reads_the_same_lines(tmp_path: Path) -> None:
     assert str(results.errors[10]).startswith("line 11: expected a JSON object")
     assert all(s.stats.completions > 0 for s in group)
     assert _by_index(out)[10][0]["status"] == "error"
+
+
+def test_the_pre_pass_vouches_only_for_plain_items_built_with_the_calls_parameters() -> None:
+    """A JSONL line is always prepared in the pre-pass: its own parameters were not in the
+    probe (a line's bad temperature is found before anything is sent)."""
+    from flexllm import LLMClient
+    from flexllm._batch.prepare import make_plain_check
+
+    client = LLMClient(base_url="http://127.0.0.1:1/v1", model="m", api_key="k")
+    plain = make_plain_check(client.build_request, {}, None)
+    assert plain is not None
+    msgs = [{"role": "user", "content": "hi"}]
+    assert plain(msgs) and plain("a bare prompt") and plain({"messages": msgs, "tag": 1})
+    assert not plain([{"role": "user", "content": "hi", "name": "ann"}]) and not plain([])
+    line = parse_line('{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}', 1)
+    assert not plain(line)
+    assert make_plain_check(client.build_request, {"temperature": -1.0}, None) is None
+    assert make_plain_check(client.build_request, {}, [{"a": 1}]) is None

@@ -271,9 +271,9 @@ class Endpoint:
         The caller releases ``state.limiter`` when the attempt ends, before any backoff
         sleep: a request waiting to retry holds no slot.
         """
-        # No coroutine for the usual config without a token to refresh.
-        http = (self._codec.build_request(req, self._config) if self._auth is None
-                else await self.build(req))
+        # The usual config, with no token to refresh, is taken without a coroutine.
+        config = self._config if self._auth is None else await self._current_config()
+        http = self._codec.build_request(req, config)
         state = self._loops.state()
         await state.limiter.acquire()
         try:

@@ -92,9 +92,11 @@ def _finite(value: float | None) -> bool:
 
 def _plain_record(rec: CheckpointRecord) -> bool:
     """No field of ``rec`` can hold a NaN: a text answer, integer counts, finite numbers, no
-    metadata or extra (the usual record: its ``null`` counts need no walk for one)."""
-    usage = rec.usage
-    return (rec.metadata is None and not rec.extra and (rec.output is None or type(rec.output) is str)
+    metadata, an extra of text only (the answer's model: the usual record, whose ``null``
+    counts then need no walk for one)."""
+    usage, extra = rec.usage, rec.extra
+    return (rec.metadata is None and (rec.output is None or type(rec.output) is str)
+            and (not extra or all(type(v) is str for v in extra.values()))
             and _finite(rec.cost) and _finite(rec.latency) and _finite(rec.created_at)
             and (usage is None or all(v is None or type(v) is int for v in usage.values())))
 

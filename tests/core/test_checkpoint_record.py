@@ -280,6 +280,8 @@ def test_a_big_scan_keeps_exactly_the_offsets_of_its_records() -> None:
     {"usage": {"prompt_tokens": 1, "completion_tokens": float("nan"), "cached_tokens": None}},
     {"usage": {"prompt_tokens": 1, "details": {"x": float("nan")}}},
     {"output": {"raw": [float("nan")]}},
+    {"extra": {"model": "gpt-4o-mini-2024-07-18", "w": float("nan")}},
+    {"extra": {"model": "m"}, "cost": float("inf")},
 ])
 def test_a_record_json_cannot_hold_is_refused_not_written_as_null(fields: dict[str, object]) -> None:
     with pytest.raises(CheckpointFormatError, match="cannot encode as JSON"):

@@ -25,10 +25,11 @@ __all__ = ("Answerer",)
 class Answerer:
     """Answers a run's items; counts those left unsent because an endpoint was given up on."""
 
-    def __init__(self, options: BatchOptions, budget: BudgetGate, *, checkpointed: bool) -> None:
+    def __init__(self, options: BatchOptions, budget: BudgetGate, *, writer: bool) -> None:
         self._opt = options
         self._budget = budget
-        self._checkpointed = checkpointed
+        #: The run has a writer task, which stores answers handed over for the cache.
+        self._writer = writer
         #: The last endpoint outage given up on, and the items left unsent for it.
         self.outage: Outage | None = None
         self.unreached = 0
@@ -36,11 +37,16 @@ class Answerer:
     async def process(self, feeder: Feeder, lane: Lane, p: Prepared) -> Finished | None:
         """Answer one item: from the cache, or sent within the budget. None: handed back."""
         opt, budget = self._opt, self._budget
-        if opt.cache is None or opt.cache_keys is None:
+        fill = p.fill  # looked up ahead, with its neighbours
+        if fill is not None:
+            request_hash = p.request_hash
+        elif opt.cache is None or opt.cache_keys is None:
             return await self._send(feeder, lane, p, None, None)
-        key, request_hash = opt.cache_keys(p.request)
+        else:
+            key, request_hash = opt.cache_keys(p.request)
+            fill = opt.cache.filling(key)
         # A miss holds the key's lease: other workers and processes wait for this answer.
-        async with opt.cache.filling(key) as fill:
+        async with fill:
             if fill.hit is not None:
                 budget.tracker.cache_hit(p.request.model, fill.hit.usage)
                 hit = fill.hit if opt.structured is None else opt.structured.judge_hit(fill.hit)
@@ -60,7 +66,9 @@ class Answerer:
             result = await lane.complete(p.request)
         except RequeueItem:
             budget.release(reservation)
-            feeder.requeue(p)
+            # Its lease goes back as the block ends: the next lane looks the key up again.
+            feeder.requeue(p if p.fill is None else Prepared(
+                index=p.index, request=p.request, metadata=p.metadata))
             return None
         except FlexLLMError as exc:
             budget.release(reservation)
@@ -81,9 +89,9 @@ class Answerer:
                 fill.keep(keep)
         finished = self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost,
                                   request_hash=request_hash, owned=fill is None)
-        if fill is None or keep is None or not self._checkpointed:
+        if fill is None or keep is None or not self._writer:
             return finished
-        # With a checkpoint the writer stores it, in the thread hop that writes the record.
+        # The writer stores it, in a thread hop it makes anyway (after the record's).
         fill.hand_over(keep)
         return Finished(finished.item, finished.line, finished.took_token, fill)
 

@@ -27,6 +27,7 @@ from flexllm_core import ScanResult, UsageError, encode_record, record_matches
 
 from .._errors import InvalidLineError
 from .checkpoint import CheckpointFile
+from .claims import ClaimAhead
 from .input import JSONLFile, aiterate
 from .progress import BatchCounters
 from .records import Restored, rejected_record, sort_stretch
@@ -105,7 +106,7 @@ class Feeder:
     def __init__(self, source: Source, prepare: Callable[[object, int], Prepared],
                  options: BatchOptions, counters: BatchCounters, *,
                  scan: ScanResult | None, file: CheckpointFile | None, changed: set[int],
-                 verified: bool) -> None:
+                 verified: bool, claim_size: int = 1) -> None:
         self._source = source
         self._prepare = prepare
         self._opt = options
@@ -130,6 +131,12 @@ class Feeder:
         self._settled = anyio.Event()  # an item in flight finished or was handed back
         #: Inputs found changed as they were read (on_changed="error"): raised at the end.
         self.late_changed: list[int] = []
+        #: Keys looked up ahead, a group per store call: for inputs read without waiting (a
+        #: group of a slow async source would hold up its first items).
+        self._ahead: ClaimAhead | None = None
+        if (options.cache is not None and options.cache_keys is not None
+                and (isinstance(source, JSONLFile) or isinstance(self._iter, Iterator))):
+            self._ahead = ClaimAhead(options.cache, options.cache_keys, claim_size)
 
     # -- what the workers call --------------------------------------------------------------
 
@@ -138,8 +145,39 @@ class Feeder:
         """The next item a worker should send; None when the run is out of work.
 
         Items finished in an earlier run are read back from the checkpoint in groups, and
-        invalid items go straight to the writer, on the way.
+        invalid items go straight to the writer, on the way. With a cache, items leave with
+        their keys looked up, a group at a time (:mod:`.claims`).
         """
+        ahead = self._ahead
+        if ahead is None:
+            return await self._next_one(out, records, wait=True)
+        while True:
+            if self._requeued:
+                self._in_flight += 1
+                return self._requeued.popleft()
+            out_of_input = self._exhausted or bool(self.late_changed)
+            if ahead.ready and (ahead.claiming or out_of_input or not ahead.low()):
+                return ahead.ready.popleft()  # counted in flight when it was taken
+            if ahead.claiming:
+                await ahead.wait()
+                continue
+            if out_of_input:  # nothing left to claim: wait for the items in flight
+                return await self._next_one(out, records, wait=True)
+            ahead.start()
+            group: list[Prepared] = []
+            try:
+                while len(group) < ahead.size:
+                    prepared = await self._next_one(out, records, wait=False)
+                    if prepared is None:
+                        break
+                    group.append(prepared)
+            finally:
+                await ahead.claim(group)
+
+    async def _next_one(self, out: MemoryObjectSendStream[Out],
+                        records: MemoryObjectSendStream[Finished], *, wait: bool) -> Prepared | None:
+        """The next item to send, counted in flight. Out of input: None at once unless
+        ``wait``, which waits for the items in flight first (one may be handed back)."""
         restorer = self.restorer
         while True:
             if self._requeued:
@@ -154,7 +192,7 @@ class Feeder:
                 if restorer is not None and restorer.wanted:
                     await restorer.flush(out)
                     continue
-                if not self._in_flight:
+                if not self._in_flight or not wait:
                     return None
                 # Wait for the items in flight: a lane may still hand one back.
                 if self._settled.is_set():
@@ -200,6 +238,8 @@ class Feeder:
         self._settled.set()
 
     async def aclose(self) -> None:
+        if self._ahead is not None:
+            await self._ahead.aclose()
         reader, self._reader = self._reader, None
         close = getattr(reader, "close", None)
         if close is not None:  # a JSONL input's open file

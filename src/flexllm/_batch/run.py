@@ -54,6 +54,7 @@ from .._errors import ChangedInputError
 from .answer import Answerer
 from .budget import BudgetGate, Halt
 from .checkpoint import CheckpointFile
+from .claims import let_go
 from .feed import Feeder, Out
 from .groups import raise_as_itself
 from .hand import put, take
@@ -186,9 +187,11 @@ class BatchRun(anyio.AsyncContextManagerMixin):
             self._display.start()
         if opt.track_cost:
             self.counters.cost = 0.0
-        self._answerer = Answerer(opt, self._budget, checkpointed=self._file is not None)
+        self._answerer = Answerer(opt, self._budget,
+                                  writer=self._file is not None or opt.cache is not None)
         self._feeder = Feeder(self._source, self._prepare, opt, self.counters, scan=scan,
-                              file=self._file, changed=changed, verified=verified)
+                              file=self._file, changed=changed, verified=verified,
+                              claim_size=self._concurrency)
         return self._feeder
 
     async def _verify(self, scan: ScanResult | None) -> tuple[set[int], bool]:
@@ -209,11 +212,11 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         return set(verified.changed), True
 
     def _start(self, tg: anyio.abc.TaskGroup, feeder: Feeder, watch: DeadlineWatch) -> None:
-        """The writer (with a checkpoint) and ``concurrency`` workers per lane."""
+        """The writer (with a checkpoint or a cache) and ``concurrency`` workers per lane."""
         out_send, out_recv = anyio.create_memory_object_stream[Out](self._concurrency)
         self._out = out_recv
         records: MemoryObjectSendStream[Finished]
-        if self._file is not None:
+        if self._file is not None or self._opt.cache is not None:
             records, rec_recv = anyio.create_memory_object_stream[Finished](self._concurrency)
             tg.start_soon(protected_writer(), self._file, rec_recv, out_send.clone())
         else:
@@ -362,13 +365,21 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         async with out, records:
             while (prepared := await feeder.next_work(out, records)) is not None:
                 try:
-                    if budget.halted is not None:
-                        await out.send(Finished(budget.not_sent(prepared), None, False))
+                    try:
+                        unsent = None
+                        if budget.halted is not None:
+                            unsent = budget.not_sent(prepared)
+                        elif (outage := await _wait_while_down(lane)) is not None:
+                            unsent = answerer.unreachable(prepared, outage)
+                        else:
+                            await self._tokens.acquire()
+                    except BaseException:
+                        await let_go(prepared)  # its lease, claimed ahead, goes back
+                        raise
+                    if unsent is not None:
+                        await let_go(prepared)
+                        await out.send(Finished(unsent, None, False))
                         continue
-                    if (outage := await _wait_while_down(lane)) is not None:
-                        await out.send(Finished(answerer.unreachable(prepared, outage), None, False))
-                        continue
-                    await self._tokens.acquire()
                     try:
                         finished = await answerer.process(feeder, lane, prepared)
                     except BaseException:

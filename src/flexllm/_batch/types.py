@@ -120,6 +120,10 @@ class Prepared:
     index: int
     request: ChatRequest
     metadata: JSONDict | None = None
+    #: Its cache key's lookup, made ahead with its neighbours' (see :mod:`.claims`).
+    fill: Fill | None = None
+    #: Its request hash (for its record), computed with the cache key.
+    request_hash: str | None = None
 
 
 def _on_changed(_inst: object, _attr: object, value: str) -> None:

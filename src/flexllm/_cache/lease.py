@@ -53,7 +53,8 @@ class Fill:
     :meth:`~flexllm._cache.store.ResponseCache.filling`.
     """
 
-    __slots__ = ("_cache", "_event", "_handed_over", "_kept", "_thread", "_token", "hit", "key")
+    __slots__ = ("_cache", "_event", "_handed_over", "_kept", "_looked", "_thread", "_token",
+                 "hit", "key")
 
     def __init__(self, cache: ResponseCache, key: str) -> None:
         self._cache = cache
@@ -66,6 +67,32 @@ class Fill:
         self._thread = 0  # the holder's event loop's thread
         self._kept: ChatResult | None = None
         self._handed_over = False
+        self._looked = False  # the key was claimed already (see :meth:`claimed`)
+
+    @classmethod
+    def claimed(cls, cache: ResponseCache, key: str, got: ChatResult | str | None) -> Fill:
+        """A Fill for a key already looked up in a group (a batch claims its next items'
+        keys in one store call: :meth:`ResponseCache.claim_blocking`), on the event loop.
+
+        ``got`` is the key's outcome there: its answer (``hit``), or a lease token ("" when
+        leases are off): entering returns at once. None (another caller holds the key):
+        entering waits for it, as a Fill not claimed ahead does.
+        """
+        fill = cls(cache, key)
+        if isinstance(got, str):
+            if got:
+                fill._token = got
+                fill._thread = threading.get_ident()
+                cache.held[key] = fill
+            fill._looked = True
+            cache.count(hit=False, waited=False)
+        elif got is not None:
+            fill.hit = got
+            fill._looked = True
+            cache.count(hit=True, waited=False)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("cache hit %s…", key[:12])
+        return fill
 
     def keep(self, result: ChatResult) -> ChatResult:
         """Store ``result`` when the block ends (pass successful answers only); return it."""
@@ -96,6 +123,8 @@ class Fill:
         self._wake()
 
     async def __aenter__(self) -> Fill:
+        if self._looked:
+            return self
         cache, key = self._cache, self.key
         seconds = cache.config.lease
         started: float | None = None
@@ -162,6 +191,14 @@ class Fill:
                         self.key[:12], error, cache.config.lease)
         finally:
             self._wake()
+
+    def give_up(self) -> tuple[str, str] | None:
+        """A claimed Fill that will not be entered (its item was never sent): stop holding
+        its key here; the (key, token) of the lease the caller must release, if any."""
+        token = self._token
+        self._wake()
+        self._token = None
+        return None if not token else (self.key, token)
 
     def _wake(self) -> None:
         if self._token is None:

@@ -247,6 +247,15 @@ class ResponseCache:
                 out[i] = got if isinstance(got, ChatResult) else None if got else ""
         return out
 
+    def claim_blocking(self, keys: list[str]) -> list[ChatResult | str | None]:
+        """:meth:`claim` for a group of keys at once, from a worker thread (a batch claims
+        its next items this way, then makes each one's :meth:`Fill.claimed` on the loop)."""
+        return self._claim_many(keys)
+
+    def release_blocking(self, pairs: list[tuple[str, str]]) -> None:
+        """Give back leases (key, token) not used, from a worker thread."""
+        self._release_many(pairs)
+
     def _set_many(self, items: list[tuple[str, ChatResult]]) -> list[None]:
         rows = [(key, dumps_row(result_to_json(result))) for key, result in items]
         self._opened().set_many(rows)  # overwrites the lease placeholders: the answers are in

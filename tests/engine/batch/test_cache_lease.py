@@ -8,6 +8,7 @@ never cached, and a holder killed with SIGKILL holds the key up for ``lease`` se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -173,6 +174,85 @@ async def test_pool_calls_share_the_lease(tmp_path: Path) -> None:
             for _ in range(6):
                 tg.start_soon(pool.chat_completions, MESSAGES)
         assert a.stats.completions + b.stats.completions == 1
+
+
+async def _asked_without_waiting(url: str, cfg: ResponseCacheConfig, prompts: list[str]) -> int:
+    """Ask every prompt through a fresh client on the same cache: how many waited for a
+    lease (a lease left behind would hold each of its prompts up for ``cfg.lease``)."""
+    async with LLMClient(base_url=url, model="m", api_key="sk-test", cache=cfg,
+                         concurrency_limit=8) as other:
+        with anyio.fail_after(20):
+            got = await other.chat_completions_batch(
+                [[{"role": "user", "content": p}] for p in prompts], show_progress=False)
+        assert got.ok and other.cache is not None
+        return other.cache.statistics().waits
+
+
+async def _leases_left(cache_dir: Path) -> int:
+    store = await anyio.to_thread.run_sync(lambda: DiskStore(cache_dir, ttl=0))
+    try:
+        return int(await anyio.to_thread.run_sync(
+            lambda: store._cache._sql("SELECT count(*) FROM FlexllmLease").fetchone()[0]))
+    finally:
+        await anyio.to_thread.run_sync(store.close)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("checkpoint", [False, True])
+@pytest.mark.parametrize("how", ["aclosing", "break"])
+async def test_a_batch_left_early_gives_back_the_leases_it_claimed_ahead(
+        tmp_path: Path, how: str, checkpoint: bool) -> None:
+    # A run looks its next items' keys up a group at a time and holds the leases of the
+    # misses; those never sent (the consumer left) must not hold the keys up for ``lease``.
+    # Those answered are stored by the writer: one handed to it as the run was cancelled
+    # used to be lost on asyncio (its lease held, its record not written).
+    cfg = ResponseCacheConfig(enabled=True, cache_dir=str(tmp_path / "c"), lease=30)
+    server = MockServer(port=0, delay=0.02)
+    async with server as url:
+        for run in range(3):  # the race it guards against is a matter of timing
+            out = str(tmp_path / f"out{run}.jsonl") if checkpoint else None
+            prompts = [f"left early {run} {i}" for i in range(60)]
+            async with LLMClient(base_url=url, model="m", api_key="sk-test", cache=cfg,
+                                 concurrency_limit=8) as client:
+                items = client.iter_chat_completions_batch(
+                    [[{"role": "user", "content": p}] for p in prompts], show_progress=False,
+                    output_jsonl=out)
+                if how == "aclosing":  # the run is over when the block is
+                    async with contextlib.aclosing(items):
+                        async for item in items:
+                            assert item.ok
+                            break
+                    assert await _leases_left(tmp_path / "c") == 0
+                    assert client.cache is not None
+                    stored = client.cache.statistics().stores
+                    if out is not None:  # every answer stored was recorded first
+                        lines = (await anyio.Path(out).read_text()).splitlines()
+                        assert sum('"status":"success"' in line for line in lines) == stored
+                    assert await _asked_without_waiting(url, cfg, prompts) == 0
+                else:  # a plain break: the generator is finalised by the loop, soon after
+                    async for item in items:
+                        assert item.ok
+                        break
+                    del items
+                    with anyio.fail_after(10):
+                        while await _leases_left(tmp_path / "c"):
+                            await anyio.sleep(0.05)
+    assert server.stats.completions <= 3 * (60 + 8)
+
+
+@pytest.mark.anyio
+async def test_items_left_unsent_by_the_budget_give_their_leases_back(tmp_path: Path) -> None:
+    cfg = ResponseCacheConfig(enabled=True, cache_dir=str(tmp_path / "c"), lease=30)
+    prompts = [f"over budget {i}" for i in range(100)]
+    server = MockServer(port=0, delay=0.01)
+    async with server as url:
+        async with LLMClient(base_url=url, model="gpt-4o-mini", api_key="sk-test", cache=cfg,
+                             concurrency_limit=10) as client:
+            results = await client.chat_completions_batch(
+                [[{"role": "user", "content": p}] for p in prompts], show_progress=False,
+                budget=0.0003, max_tokens=100)
+        assert results.budget_exceeded and 0 < results.success_count < 100
+        assert await _asked_without_waiting(url, cfg, prompts) == 0
 
 
 async def cache_get(tmp_path: Path, key: str) -> ChatResult | None:

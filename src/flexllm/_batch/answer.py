@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import time
 
-import attrs
-
 from flexllm_core import ChatResult, FlexLLMError, encode_record
 
 from .._cache import Fill
@@ -20,7 +18,6 @@ from .records import record_of
 from .types import BatchItem, BatchOptions, Finished, ItemSource, Lane, Prepared
 
 __all__ = ("Answerer",)
-
 
 class Answerer:
     """Answers a run's items; counts those left unsent because an endpoint was given up on."""
@@ -88,7 +85,7 @@ class Answerer:
             if keep is not None:  # stored when the lease is let go (only ok answers)
                 fill.keep(keep)
         finished = self._answered(p, result, ItemSource.SENT, latency=latency, cost=cost,
-                                  request_hash=request_hash, owned=fill is None)
+                                  request_hash=request_hash)
         if fill is None or keep is None or not self._writer:
             return finished
         # The writer stores it, in a thread hop it makes anyway (after the record's).
@@ -104,18 +101,14 @@ class Answerer:
                          source=ItemSource.NOT_SENT)
 
     def _answered(self, p: Prepared, result: ChatResult, source: ItemSource, *,
-                  latency: float, cost: float | None, request_hash: str | None,
-                  owned: bool = False) -> Finished:
+                  latency: float, cost: float | None, request_hash: str | None) -> Finished:
         opt = self._opt
         if not opt.keep_raw and result.data:
             # The provider's parsed JSON is most of an answer's memory (3.5 KB of 4 for a
             # short one) and was not asked for: the item holds what the caller asked for.
-            # The cache, handed ``result`` itself, still stores it whole: only a result
-            # nobody else holds (``owned``: just parsed for this item) loses it in place.
-            if owned:
-                object.__setattr__(result, "data", {})
-            else:
-                result = attrs.evolve(result, data={})
+            # Dropped in place: the result was just parsed for this item (a cached answer
+            # has none), and a cache row never keeps it.
+            object.__setattr__(result, "data", {})
         structured = opt.structured
         if structured is None:
             item = BatchItem(index=p.index, result=result, metadata=p.metadata, source=source,

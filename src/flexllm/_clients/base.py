@@ -139,7 +139,9 @@ class _ClientBase(_CallsBase):
             use_cache: read and write the client's response cache.
             return_usage / return_raw: return ChatResults instead of answer texts; only
                 ``return_raw`` keeps each result's ``data`` (the provider's JSON, also
-                written to the checkpoint); otherwise ``data`` is ``{}``.
+                written to the checkpoint); otherwise ``data`` is ``{}``. A cached
+                answer keeps no raw body: with ``return_raw`` its ``data`` is ``{}`` too
+                (``use_cache=False`` sends every item).
             retry_invalid: on resume, re-ask the items whose answer was recorded as not of
                 the schema (invalid or truncated); by default they are kept as they are.
             mode: "online" sends each request; "batch_api" runs them through the

@@ -315,8 +315,8 @@ async def test_a_batch_without_async_with_still_times_requests_out() -> None:
 
 async def test_results_keep_the_provider_json_only_with_return_raw(tmp_path: Path) -> None:
     """A batch result holds what was asked for: the parsed provider JSON (``data``) only with
-    ``return_raw``; the cache still stores the answer whole for a later ``return_raw``-less
-    call that reads ``data``."""
+    ``return_raw``, and only for an answer sent (a cache row is the answer, not the call's
+    body)."""
     cache = ResponseCacheConfig.ipc(cache_dir=str(tmp_path / "cache"))
     async with MockServer() as url, LLMClient(base_url=url, model=MODEL, api_key="sk-test",
                                               cache=cache) as client:
@@ -332,8 +332,12 @@ async def test_results_keep_the_provider_json_only_with_return_raw(tmp_path: Pat
                                                   output_jsonl=str(tmp_path / "raw.jsonl"))
         assert all(isinstance(r, ChatResult) and "choices" in r.data for r in raw)
         assert all("raw" in rec["extra"] for rec in records(tmp_path / "raw.jsonl"))
-        hit = await client.chat_completions(_msgs(1)[0], return_usage=True)  # from the cache
-        assert isinstance(hit, ChatResult) and "choices" in hit.data
+        again = await client.chat_completions_batch(_msgs(2, "raw"), return_raw=True)
+        assert again.cached_count == 2 and list(again) == list(raw)
+        assert all(isinstance(r, ChatResult) and r.data == {} for r in again)
+        hit = await client.chat_completions(_msgs(2, "raw")[0], return_usage=True)
+        assert isinstance(hit, ChatResult) and hit.text and hit.usage is not None
+        assert hit.data == {}  # from the cache: the answer, without the call's body
 
 
 async def test_iter_resume_hands_restored_items_over_in_groups_and_can_be_left(

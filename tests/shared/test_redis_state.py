@@ -182,6 +182,19 @@ def test_the_redis_store_keeps_json_rows_with_their_ttl_and_leases_for_their_hol
     assert store.get("k1") is None
 
 
+def test_the_redis_store_claims_a_group_in_one_step(redis_url: str) -> None:
+    import time
+
+    from flexllm._redis.cache import RedisStore
+    from store_checks import check_claim_many
+
+    store = RedisStore(redis_url, ttl=30)
+    store.drop("new")
+    check_claim_many(store, time.sleep)
+    for key in ("answered", "held", "new", "short"):
+        store.drop(key)
+
+
 def test_a_bad_shared_state_url_is_refused_before_anything_is_sent() -> None:
     from flexllm import LLMClientPool, UsageError
 

@@ -195,26 +195,29 @@ class ResponseCache:
     def _look_many(self, keys: list[str]) -> list[ChatResult | bool | None]:
         """:meth:`_look` for each key, the store read once for all of them."""
         store = self._opened()
-        out: list[ChatResult | bool | None] = []
-        for key, text in zip(keys, store.get_many(keys), strict=True):
-            try:
-                if isinstance(text, RefusedRow):
-                    raise text
-                if text is None:
-                    out.append(None)
-                elif text.startswith(LEASE_MARK):
-                    out.append(True)
-                else:
-                    out.append(result_from_json(json.loads(text)))
-            except (RefusedRow, ValueError) as exc:
-                self._corrupt += 1
-                if key not in self._reported:
-                    self._reported.add(key)
-                    log.warning("response cache: refused corrupt entry %s… (%s); treated as a miss",
-                                key[:12], exc)
-                store.drop(key)
-                out.append(None)
-        return out
+        return [self._read(store, key, text)
+                for key, text in zip(keys, store.get_many(keys), strict=True)]
+
+    def _read(self, store: Store, key: str, text: str | RefusedRow | None
+              ) -> ChatResult | bool | None:
+        """A stored value as :meth:`_look` gives it; a corrupt row is reported (once per
+        key), dropped and read as None."""
+        try:
+            if isinstance(text, RefusedRow):
+                raise text
+            if text is None:
+                return None
+            if text.startswith(LEASE_MARK):
+                return True
+            return result_from_json(json.loads(text))
+        except (RefusedRow, ValueError) as exc:
+            self._corrupt += 1
+            if key not in self._reported:
+                self._reported.add(key)
+                log.warning("response cache: refused corrupt entry %s… (%s); treated as a miss",
+                            key[:12], exc)
+            store.drop(key)
+            return None
 
     def _get_many(self, keys: list[str]) -> list[ChatResult | None]:
         return [got if isinstance(got, ChatResult) else None for got in self._look_many(keys)]
@@ -224,27 +227,36 @@ class ResponseCache:
         leases are off) or None (another caller holds the lease).
 
         A lease is a token under the answer's key, added only where no live answer or lease
-        is (so winning it proves there was no answer); storing the answer removes it. Hits
-        and waiters polling a held key only read; a group's leases are one store operation.
+        is (so winning it proves there was no answer); storing the answer removes it. The
+        look and the group's leases are one store operation (one transaction on disk).
         """
-        looked = self._look_many(keys)
         seconds = self.config.lease
-        out: list[ChatResult | str | None] = [
-            got if isinstance(got, ChatResult) else None if got else "" for got in looked]
-        free = [i for i, got in enumerate(looked) if got is None]
-        if not free or not seconds:
-            return out
+        if not seconds:
+            return [got if isinstance(got, ChatResult) else None if got else ""
+                    for got in self._look_many(keys)]
         # One draw of random bits for the group, each lease its own index after it.
         mark = f"{LEASE_MARK}{os.getpid()}-{secrets.token_hex(6)}-"
-        tokens = {i: f"{mark}{i}" for i in free}
+        tokens = [f"{mark}{i}" for i in range(len(keys))]
         store = self._opened()
-        won = store.add_many([(keys[i], tokens[i]) for i in free], seconds)
-        for i, ok in zip(free, won, strict=True):
-            if ok:
-                out[i] = tokens[i]
-            else:  # another caller was quicker: its answer, or its lease
-                got = self._look(keys[i])
-                out[i] = got if isinstance(got, ChatResult) else None if got else ""
+        out: list[ChatResult | str | None] = []
+        corrupt: list[int] = []  # dropped rows: their keys are leased on a second try
+        found = store.claim_many(list(zip(keys, tokens, strict=True)), seconds)
+        for i, (key, text) in enumerate(zip(keys, found, strict=True)):
+            if text is None:
+                out.append(tokens[i])
+                continue
+            got = self._read(store, key, text)
+            if got is None:
+                corrupt.append(i)
+            out.append(got if isinstance(got, ChatResult) else None)
+        if corrupt:
+            won = store.add_many([(keys[i], tokens[i]) for i in corrupt], seconds)
+            for i, ok in zip(corrupt, won, strict=True):
+                if ok:
+                    out[i] = tokens[i]
+                else:  # another caller was quicker: its answer, or its lease
+                    got = self._look(keys[i])
+                    out[i] = got if isinstance(got, ChatResult) else None if got else ""
         return out
 
     def claim_blocking(self, keys: list[str]) -> list[ChatResult | str | None]:

@@ -59,6 +59,13 @@ class Store(Protocol):
         NX PX ms``, pipelined).
         """
 
+    def claim_many(self, rows: list[tuple[str, str]], seconds: float
+                   ) -> Sequence[str | RefusedRow | None]:
+        """For each (key, token): the key's live value as :meth:`get_many` reads it (an
+        answer, another caller's lease), or None where ``token`` went in as the key's lease,
+        living ``seconds`` (there was neither). In one store operation where the store has
+        one; a key given twice is leased once (the second reads the first's token)."""
+
     def release(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Delete each key that still holds its value (a lease that expired and was taken
         over by another caller is left alone; Redis: a compare-and-delete script)."""
@@ -179,9 +186,17 @@ class DiskStore:
         # SQLite calls, each letting the event loop's thread take the GIL back and forth).
         # Rows as diskcache writes them: string keys are stored raw, values go through the
         # disk's ``fetch`` (which refuses pickles and paths outside the directory).
+        now = time.time()
+        found = self._answers(keys, now)
+        missing = [key for key in keys if key not in found]
+        if missing:  # a key being fetched reads as its lease's token
+            found.update(self._leases(missing, now))
+        return [found.get(key) for key in keys]
+
+    def _answers(self, keys: list[str], now: float) -> dict[str, str | RefusedRow]:
+        """The live answer of each key that has one (or its RefusedRow)."""
         cache = self._cache
         found: dict[str, str | RefusedRow] = {}
-        now = time.time()
         for at in range(0, len(keys), _SQL_VARIABLES):
             chunk = keys[at:at + _SQL_VARIABLES]
             marks = ",".join("?" * len(chunk))
@@ -197,10 +212,7 @@ class DiskStore:
                     found[key] = exc if isinstance(exc, RefusedRow) else RefusedRow(str(exc))
                     continue
                 found[key] = text if isinstance(text, str) else RefusedRow("non-text value")
-        missing = [key for key in keys if key not in found]
-        if missing:  # a key being fetched reads as its lease's token
-            found.update(self._leases(missing, now))
-        return [found.get(key) for key in keys]
+        return found
 
     def _leases(self, keys: list[str], now: float) -> dict[str, str]:
         """The live lease token of each key that has one."""
@@ -234,12 +246,41 @@ class DiskStore:
                 if key not in taken:
                     taken.add(key)
                     leases.append((key, token, now + seconds))
-            con = cache._con
-            self._adds += 1
-            if self._adds % _SWEEP_EVERY == 1:  # dead holders' leases (a scan: not every time)
-                con.execute("DELETE FROM FlexllmLease WHERE expire <= ?", (now,))
-            con.executemany("INSERT OR REPLACE INTO FlexllmLease VALUES (?, ?, ?)", leases)
+            if leases:
+                self._put_leases(leases, now)
         return done
+
+    def claim_many(self, rows: list[tuple[str, str]], seconds: float
+                   ) -> list[str | RefusedRow | None]:
+        """:meth:`get_many` and :meth:`add_many` in one transaction: two SELECTs and an
+        INSERT for the group (a batch claims its next keys this way)."""
+        cache = self._cache
+        keys = [key for key, _token in rows]
+        out: list[str | RefusedRow | None] = []
+        with cache.transact(retry=True):  # BEGIN IMMEDIATE: nobody writes between look and write
+            now = time.time()
+            found = self._answers(keys, now)
+            missing = [key for key in keys if key not in found]
+            if missing:
+                found.update(self._leases(missing, now))
+            leases = []
+            for key, token in rows:
+                got = found.get(key)
+                if got is None:
+                    found[key] = token  # the same key again reads this lease
+                    leases.append((key, token, now + seconds))
+                out.append(got)
+            if leases:
+                self._put_leases(leases, now)
+        return out
+
+    def _put_leases(self, leases: list[tuple[str, str, float]], now: float) -> None:
+        """Inside a transaction: insert leases (replacing expired ones)."""
+        con = self._cache._con
+        self._adds += 1
+        if self._adds % _SWEEP_EVERY == 1:  # dead holders' leases (a scan: not every time)
+            con.execute("DELETE FROM FlexllmLease WHERE expire <= ?", (now,))
+        con.executemany("INSERT OR REPLACE INTO FlexllmLease VALUES (?, ?, ?)", leases)
 
     def set_many(self, rows: list[tuple[str, str]]) -> None:
         """diskcache's ``set`` of each row (a key given twice keeps its last value), in one
@@ -380,6 +421,20 @@ class MemoryStore:
                 if free:
                     self._data[key] = (now + seconds, value)
                 out.append(free)
+            return out
+
+    def claim_many(self, rows: list[tuple[str, str]], seconds: float
+                   ) -> list[str | RefusedRow | None]:
+        with self._lock:
+            now = time.monotonic()
+            out: list[str | RefusedRow | None] = []
+            for key, token in rows:
+                entry = self._data.get(key)
+                if entry is None or (bool(entry[0]) and entry[0] <= now):
+                    self._data[key] = (now + seconds, token)
+                    out.append(None)
+                else:
+                    out.append(entry[1])
             return out
 
     def release(self, pairs: Sequence[tuple[str, str]]) -> None:

@@ -27,6 +27,22 @@ end
 return n
 """
 
+#: GET each key; where there is nothing, SET the caller's token with the lease's expiry.
+#: (Lua ``false`` comes back as nil: "this caller holds the lease".)
+_CLAIM = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v then
+    out[i] = v
+  else
+    redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1])
+    out[i] = false
+  end
+end
+return out
+"""
+
 
 class RedisStore:
     """Implements :class:`flexllm._cache.stores.Store`; every method blocks (the cache calls
@@ -70,6 +86,18 @@ class RedisStore:
                         for key, value in rows]
             return [bool(await s) for s in sets]
         return self._link.call(go)
+
+    def claim_many(self, rows: list[tuple[str, str]], seconds: float) -> list[str | None]:
+        """Each key's value, or None where its token went in as the lease: one script, so
+        the look and the lease are one step on the server."""
+        ms = max(1, math.ceil(seconds * 1000))
+
+        async def go(r: Any) -> list[str | None]:
+            script = await self._link.script(_CLAIM)
+            got = await script(keys=[PREFIX + key for key, _ in rows],
+                               args=[ms, *(token for _, token in rows)])
+            return [None if v is None else str(v) for v in got]
+        return self._link.call(go) if rows else []
 
     def release(self, pairs: Sequence[tuple[str, str]]) -> None:
         async def go(r: Any) -> None:

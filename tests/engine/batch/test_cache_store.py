@@ -361,13 +361,13 @@ async def test_a_claim_cancelled_while_its_group_is_in_the_thread_gives_its_leas
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flexllm._cache.stores import DiskStore
 
-    real = DiskStore.add_many
+    real = DiskStore.claim_many
 
-    def slow(self: DiskStore, rows: list[tuple[str, str]], seconds: float) -> list[bool]:
+    def slow(self: DiskStore, rows: list[tuple[str, str]], seconds: float) -> object:
         time.sleep(0.2)  # long enough to cancel a waiter whose call is in this group
         return real(self, rows, seconds)
 
-    monkeypatch.setattr(DiskStore, "add_many", slow)
+    monkeypatch.setattr(DiskStore, "claim_many", slow)
     cache = ResponseCache(ResponseCacheConfig(enabled=True, cache_dir=str(tmp_path / "c")))
     got: dict[str, object] = {}
 
@@ -399,3 +399,13 @@ async def test_a_claim_cancelled_while_its_group_is_in_the_thread_gives_its_leas
             again = await cache.claim(key)
             assert (again is None) if key in carried else isinstance(again, str)
     await cache.aclose()
+
+
+@pytest.mark.parametrize("kind", ["disk", "memory"])
+def test_claim_many_looks_and_leases_in_one_step(tmp_path: Path, kind: str) -> None:
+    from flexllm._cache.stores import DiskStore, MemoryStore
+    from store_checks import check_claim_many
+
+    store = DiskStore(tmp_path / "c", ttl=0) if kind == "disk" else MemoryStore(ttl=0)
+    check_claim_many(store, time.sleep)
+    store.close()

@@ -316,7 +316,6 @@ async def collect_run(run: BatchRun, spec: BatchSpec, *, start: float
                            budget_exceeded=run.budget_exceeded,
                            elapsed=time.monotonic() - start)
 
-    run.keep_all()
     with frozen_heap() as heap:
         async with run:
             async for item in run:

@@ -32,7 +32,6 @@ The runner knows nothing of clients or pools: it takes :class:`Lane` objects, wh
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -97,8 +96,6 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         self._concurrency = sum(max(1, lane.concurrency) for lane in self._lanes)
         #: Consumer tokens: a worker takes one before sending, the consumer gives it back.
         self._tokens = ConcurrencyLimiter(self._concurrency)
-        #: Items that may wait for the consumer (see :meth:`keep_all`).
-        self._out_buffer: float = self._concurrency
         self._budget: BudgetGate | None = None
         self._feeder: Feeder | None = None
         self._file: CheckpointFile | None = None
@@ -109,13 +106,6 @@ class BatchRun(anyio.AsyncContextManagerMixin):
         self._finished = False  # the consumer saw the end of the run
         self._orphans: list[Finished] = []  # answers in hand when the workers were cancelled
         self._answerer: Answerer | None = None
-
-    def keep_all(self) -> None:
-        """The consumer keeps every item (``chat_completions_batch``'s list): holding the
-        workers back for it bounds nothing, and costs a task switch when it falls a little
-        behind. Call before ``async with``: then the run is not held to its consumer."""
-        self._tokens = ConcurrencyLimiter(sys.maxsize)
-        self._out_buffer = math.inf
 
     @property
     def tracker(self) -> CostTracker:
@@ -223,7 +213,7 @@ class BatchRun(anyio.AsyncContextManagerMixin):
 
     def _start(self, tg: anyio.abc.TaskGroup, feeder: Feeder, watch: DeadlineWatch) -> None:
         """The writer (with a checkpoint or a cache) and ``concurrency`` workers per lane."""
-        out_send, out_recv = anyio.create_memory_object_stream[Out](self._out_buffer)
+        out_send, out_recv = anyio.create_memory_object_stream[Out](self._concurrency)
         self._out = out_recv
         records: MemoryObjectSendStream[Finished]
         if self._file is not None or self._opt.cache is not None:

@@ -136,9 +136,6 @@ class ProviderBatchRun(anyio.AsyncContextManagerMixin):
         """As :meth:`BatchRun.take_restored`: this run yields restored items one by one."""
         return None
 
-    def keep_all(self) -> None:
-        """As :meth:`BatchRun.keep_all` (this run's items wait on the provider, not on it)."""
-
     def take_ready(self) -> list[Finished]:
         """As :meth:`BatchRun.take_ready`: this run's items are taken one by one."""
         return []

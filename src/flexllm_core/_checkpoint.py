@@ -86,19 +86,30 @@ _OPTIONAL = frozenset(
 )
 
 
-def _finite(value: float | None) -> bool:
-    return value is None or (type(value) is not float or math.isfinite(value))
-
-
 def _plain_record(rec: CheckpointRecord) -> bool:
     """No field of ``rec`` can hold a NaN: a text answer, integer counts, finite numbers, no
     metadata, an extra of text only (the answer's model: the usual record, whose ``null``
-    counts then need no walk for one)."""
-    usage, extra = rec.usage, rec.extra
-    return (rec.metadata is None and (rec.output is None or type(rec.output) is str)
-            and (not extra or all(type(v) is str for v in extra.values()))
-            and _finite(rec.cost) and _finite(rec.latency) and _finite(rec.created_at)
-            and (usage is None or all(v is None or type(v) is int for v in usage.values())))
+    counts then need no walk for one). Plain loops: this runs for every record."""
+    output = rec.output
+    if rec.metadata is not None or (output is not None and type(output) is not str):
+        return False
+    extra = rec.extra
+    if extra:
+        for value in extra.values():
+            if type(value) is not str:
+                return False
+    for number in (rec.cost, rec.latency, rec.created_at):
+        if type(number) is float and not -_INF < number < _INF:  # NaN compares False
+            return False
+    usage = rec.usage
+    if usage:
+        for count in usage.values():
+            if count is not None and type(count) is not int:
+                return False
+    return True
+
+
+_INF = math.inf
 
 
 def encode_record(rec: CheckpointRecord) -> bytes:

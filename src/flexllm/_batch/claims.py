@@ -66,9 +66,13 @@ class ClaimAhead:
             if group:
                 await self._claim(group)
         finally:
-            event, self._claiming = self._claiming, None
-            if event is not None:
-                event.set()
+            self.abandon()
+
+    def abandon(self) -> None:
+        """End the claim :meth:`start` began (the others look again)."""
+        event, self._claiming = self._claiming, None
+        if event is not None:
+            event.set()
 
     async def _claim(self, group: list[Prepared]) -> None:
         cache, keys = self._cache, self._keys

@@ -171,8 +171,10 @@ class Feeder:
                     if prepared is None:
                         break
                     group.append(prepared)
-            finally:
-                await ahead.claim(group)
+            except BaseException:
+                ahead.abandon()  # nothing claimed: the run is stopping
+                raise
+            await ahead.claim(group)
 
     async def _next_one(self, out: MemoryObjectSendStream[Out],
                         records: MemoryObjectSendStream[Finished], *, wait: bool) -> Prepared | None:

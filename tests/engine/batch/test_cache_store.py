@@ -219,6 +219,34 @@ async def test_batch_cache_hits_send_nothing_and_cost_nothing(tmp_path: Path, us
     await cache2.aclose()
 
 
+@pytest.mark.parametrize("use_ipc", [True, False])
+async def test_an_item_handed_back_by_its_lane_is_claimed_again(tmp_path: Path,
+                                                               use_ipc: bool) -> None:
+    # Its lease (claimed ahead with its neighbours') goes back as the lane hands it back;
+    # the next lane looks the key up again: answered once, stored once, nothing left held.
+    from .test_runner import FlakyLane
+
+    cfg = ResponseCacheConfig(enabled=True, use_ipc=use_ipc, cache_dir=str(tmp_path / "c"),
+                              lease=30)
+    flaky, good = FlakyLane(give_back=5), ScriptedLane(concurrency=2)
+    cache = ResponseCache(cfg)
+    with anyio.fail_after(20):  # a lease left held would make the retry wait 30 s
+        async with BatchRun(messages(30), [flaky, good], prepare,
+                            BatchOptions(cache=cache, cache_keys=_keys)) as run:
+            got = [i async for i in run]
+    assert sorted(i.index for i in got) == list(range(30)) and all(i.ok for i in got)
+    assert sorted(flaky.sent + good.sent) == sorted(f"q{i}" for i in range(30))
+    stats = cache.statistics()
+    assert stats.stores == 30 and stats.gave_up == 0 and not cache.held
+    again = ScriptedLane()
+    async with BatchRun(messages(30), [again], prepare,
+                        BatchOptions(cache=cache, cache_keys=_keys)) as run:
+        sources = {i.source async for i in run}
+    assert sources == {ItemSource.CACHE}
+    assert again.sent == []
+    await cache.aclose()
+
+
 async def test_coalescer_groups_calls_and_survives_cancelled_callers() -> None:
     from flexllm._cache.coalesce import Coalescer
 

@@ -197,6 +197,39 @@ async def test_cache_and_checkpoint_are_shared_across_endpoints(tmp_path: Path) 
         assert single == first[0]
 
 
+@pytest.mark.anyio
+async def test_an_endpoint_dying_mid_batch_leaves_the_cache_whole(tmp_path: Path) -> None:
+    # A batch's keys are claimed a group at a time, ahead of the lanes; the items of the
+    # endpoint that dies are answered by the other: every answer is stored, no lease left.
+    cache_dir = tmp_path / "cache"
+    cfg = ResponseCacheConfig(enabled=True, cache_dir=str(cache_dir), lease=30)
+    n = 120
+    with servers({"delay": "0-0.005"}, {"delay": "0.005-0.01"}) as group:
+        victim = group[1]
+        pool = LLMClientPool(endpoints(group, concurrency_limit=[4, 4]), failure_threshold=2,
+                             recovery_time=30, retry_delay=0.01, cache=cfg)
+        async with pool:
+            seen = 0
+            async for item in pool.iter_chat_completions_batch(msgs(n), show_progress=False):
+                assert item.ok, item.error
+                seen += 1
+                if seen == 30:
+                    await anyio.to_thread.run_sync(victim.stop)
+            again = await pool.chat_completions_batch(msgs(n), show_progress=False)
+        assert seen == n and again.cached_count == n
+
+    def leases() -> int:
+        from flexllm._cache.stores import DiskStore
+
+        store = DiskStore(cache_dir, ttl=0)
+        try:
+            return int(store._cache._sql("SELECT count(*) FROM FlexllmLease").fetchone()[0])
+        finally:
+            store.close()
+
+    assert await anyio.to_thread.run_sync(leases) == 0
+
+
 def test_sync_methods() -> None:
     with servers({}, {}) as group, LLMClientPool(endpoints(group)) as pool:
         assert pool.chat_completions_sync(HI)

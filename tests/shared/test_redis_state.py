@@ -43,6 +43,8 @@ async def _children(mode: str, backend: str, url: str, redis: str, log: Path,
              json.dumps(options[k])], check=False)
         assert proc.returncode == 0, proc.stderr.decode()[-3000:]
         out[k] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+        if proc.stderr.strip():  # warnings (an unreachable Redis, ...) show in a failure
+            out[k]["stderr"] = proc.stderr.decode()[-1500:]
 
     with anyio.fail_after(BOUND):
         async with anyio.create_task_group() as tg:

@@ -86,6 +86,9 @@ _OPTIONAL = frozenset(
 )
 
 
+_INF = math.inf
+
+
 def _plain_record(rec: CheckpointRecord) -> bool:
     """No field of ``rec`` can hold a NaN: a text answer, integer counts, finite numbers, no
     metadata, an extra of text only (the answer's model: the usual record, whose ``null``
@@ -107,9 +110,6 @@ def _plain_record(rec: CheckpointRecord) -> bool:
             if count is not None and type(count) is not int:
                 return False
     return True
-
-
-_INF = math.inf
 
 
 def encode_record(rec: CheckpointRecord) -> bytes:

@@ -79,20 +79,28 @@ class Fill:
         entering waits for it, as a Fill not claimed ahead does.
         """
         fill = cls(cache, key)
+        fill._looked = fill._took(got, None)
+        return fill
+
+    def _took(self, got: ChatResult | str | None, started: float | None) -> bool:
+        """Settle a look at the key (``started``: when this caller began waiting, if it
+        did): True when it holds the answer or the lease now, False while another holds it."""
+        cache, key = self._cache, self.key
         if isinstance(got, str):
             if got:
-                fill._token = got
-                fill._thread = threading.get_ident()
-                cache.held[key] = fill
-            fill._looked = True
-            cache.count(hit=False, waited=False)
-        elif got is not None:
-            fill.hit = got
-            fill._looked = True
-            cache.count(hit=True, waited=False)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("cache hit %s…", key[:12])
-        return fill
+                self._token = got
+                self._thread = threading.get_ident()
+                cache.held[key] = self
+            cache.count(hit=False, waited=started is not None)
+            return True
+        if got is None:
+            return False
+        self.hit = got
+        cache.count(hit=True, waited=started is not None)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("cache hit %s…%s", key[:12], "" if started is None else
+                      f" after waiting {anyio.current_time() - started:.2f} s for another caller")
+        return True
 
     def keep(self, result: ChatResult) -> ChatResult:
         """Store ``result`` when the block ends (pass successful answers only); return it."""
@@ -133,22 +141,8 @@ class Fill:
             local = cache.held.get(key)
             if local is not None and local._thread != threading.get_ident():
                 local = None  # held on another event loop: poll the store like other processes
-            if local is None:
-                got = await cache.claim(key)
-                if isinstance(got, str):
-                    if got:
-                        self._token = got
-                        self._thread = threading.get_ident()
-                        cache.held[key] = self
-                    cache.count(hit=False, waited=started is not None)
-                    return self
-                if got is not None:
-                    self.hit = got
-                    cache.count(hit=True, waited=started is not None)
-                    if log.isEnabledFor(logging.DEBUG):
-                        log.debug("cache hit %s…%s", key[:12], "" if started is None else
-                                  f" after waiting {anyio.current_time() - started:.2f} s for another caller")
-                    return self
+            if local is None and self._took(await cache.claim(key), started):
+                return self
             now = anyio.current_time()
             if started is None:
                 started = now

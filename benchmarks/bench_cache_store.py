@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flexllm._cache.stores import DiskStore
+from flexllm._cache.disk import DiskStore
 
 VALUE = json.dumps({"text": "Hello there! How can I help you today? " * 3,
                     "usage": {"prompt_tokens": 12, "completion_tokens": 30}})

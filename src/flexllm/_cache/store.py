@@ -24,9 +24,10 @@ from flexllm_core import ChatResult, UsageError, redact_url
 
 from .._config import check_redis_url
 from .coalesce import Coalescer
+from .disk import DiskStore
 from .lease import LEASE_MARK, Fill
 from .rows import dumps_row, result_from_json, result_to_json
-from .stores import DiskStore, MemoryStore, RefusedRow, Store
+from .stores import MemoryStore, RefusedRow, Store
 
 __all__ = (
     "CacheStatistics",

@@ -21,9 +21,9 @@ import anyio.to_thread
 import pytest
 
 from flexllm import LLMClient, LLMClientPool, ResponseCacheConfig, ServerError
+from flexllm._cache.disk import DiskStore
 from flexllm._cache.lease import LEASE_MARK
 from flexllm._cache.store import ResponseCache
-from flexllm._cache.stores import DiskStore
 from flexllm.mock import MockServer
 from flexllm_core import ChatResult
 

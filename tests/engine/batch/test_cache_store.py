@@ -19,12 +19,12 @@ import pytest
 
 from flexllm._batch.run import BatchRun
 from flexllm._batch.types import BatchOptions, ItemSource
+from flexllm._cache.disk import _make_disk_class
 from flexllm._cache.store import (
     ResponseCache,
     ResponseCacheConfig,
     open_response_cache,
 )
-from flexllm._cache.stores import _make_disk_class
 from flexllm_core import (
     ChatRequest,
     ChatResult,
@@ -290,7 +290,7 @@ def test_writes_still_cull_expired_rows_and_leave_the_stored_setting(tmp_path: P
     setting stored in the directory stays what other processes expect."""
     import diskcache
 
-    from flexllm._cache.stores import DiskStore
+    from flexllm._cache.disk import DiskStore
 
     store = DiskStore(tmp_path / "c", ttl=1e-9)  # every row is expired once written
     store.set_many([(f"old{i}", "{}") for i in range(25)])
@@ -314,7 +314,8 @@ def test_one_query_reads_a_group_as_diskcache_would(tmp_path: Path) -> None:
     import diskcache
     from diskcache.core import MODE_PICKLE
 
-    from flexllm._cache.stores import DiskStore, RefusedRow
+    from flexllm._cache.disk import DiskStore
+    from flexllm._cache.stores import RefusedRow
 
     store = DiskStore(tmp_path / "c", ttl=0)
     big = "x" * (2 << 20)  # over the disk's min_file_size: stored in a file
@@ -343,7 +344,7 @@ def test_group_writes_leave_rows_diskcache_reads_and_checks(tmp_path: Path) -> N
 
     import diskcache
 
-    from flexllm._cache.stores import DiskStore
+    from flexllm._cache.disk import DiskStore
 
     store = DiskStore(tmp_path / "c", ttl=0)
     assert store.add_many([("a", "lease-a"), ("b", "lease-b"), ("a", "again")], 60.0) == [True, True, False]
@@ -387,7 +388,7 @@ def test_cache_rows_are_compact_json_that_reads_back_equal(value: dict[str, obje
 
 async def test_a_claim_cancelled_while_its_group_is_in_the_thread_gives_its_lease_back(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flexllm._cache.stores import DiskStore
+    from flexllm._cache.disk import DiskStore
 
     real = DiskStore.claim_many
 
@@ -431,7 +432,8 @@ async def test_a_claim_cancelled_while_its_group_is_in_the_thread_gives_its_leas
 
 @pytest.mark.parametrize("kind", ["disk", "memory"])
 def test_claim_many_looks_and_leases_in_one_step(tmp_path: Path, kind: str) -> None:
-    from flexllm._cache.stores import DiskStore, MemoryStore
+    from flexllm._cache.disk import DiskStore
+    from flexllm._cache.stores import MemoryStore
     from store_checks import check_claim_many
 
     store = DiskStore(tmp_path / "c", ttl=0) if kind == "disk" else MemoryStore(ttl=0)

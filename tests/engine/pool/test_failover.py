@@ -219,7 +219,7 @@ async def test_an_endpoint_dying_mid_batch_leaves_the_cache_whole(tmp_path: Path
         assert seen == n and again.cached_count == n
 
     def leases() -> int:
-        from flexllm._cache.stores import DiskStore
+        from flexllm._cache.disk import DiskStore
 
         store = DiskStore(cache_dir, ttl=0)
         try:

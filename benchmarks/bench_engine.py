@@ -9,7 +9,8 @@ turns) with the bytes api.openai.com sends: 23 response headers and a 1 KB body,
 the lean transport's way. The client is built as the seeds show (no ``async with``), 50
 requests in flight. Kinds: ``call`` (50 workers, one ``chat_completions`` each), ``batch``
 (a list, no checkpoint), ``ckpt`` (with ``output_jsonl``), ``cacheonly`` (an ipc cache, no
-checkpoint), ``main`` (checkpoint, ipc cache, progress bar). Prompts are distinct and salted
+checkpoint), ``cachelocal`` (an in-memory cache: what the cache costs besides SQLite),
+``main`` (checkpoint, ipc cache, progress bar). Prompts are distinct and salted
 per run, so the cache never hits.
 
 Noise here is a few µs where the networked harness (``ab_trees.py``) moves by tens: size a
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("call", "batch", "ckpt", "cacheonly", "main")
+KINDS = ("call", "batch", "ckpt", "cacheonly", "cachelocal", "main")
 
 
 def instant_transport() -> object:
@@ -70,7 +71,8 @@ async def run(kind: str, n: int) -> float:
     from flexllm import LLMClient, ResponseCacheConfig
 
     tmp = tempfile.mkdtemp()
-    cache = ResponseCacheConfig.ipc(cache_dir=tmp + "/cache") if kind in ("cacheonly", "main") else None
+    cache = (ResponseCacheConfig.ipc(cache_dir=tmp + "/cache") if kind in ("cacheonly", "main")
+             else ResponseCacheConfig.local() if kind == "cachelocal" else None)
     client = LLMClient(base_url="http://127.0.0.1:9/v1", model="gpt-4o-mini", api_key="sk-bench",
                        transport=instant_transport(), concurrency_limit=50, cache=cache)  # type: ignore[arg-type]
     salt = random.random()

@@ -60,7 +60,8 @@ async def limits(url: str, redis: str, transport: Transport, k: int, o: dict[str
             msgs([f"child {k} item {i}" for i in range(o["items"])]), max_tokens=o["max_tokens"],
             show_progress=False)
         stats = client.statistics()
-    return {"ok": results.ok, "rate_limited": stats.rate_limited, "attempts": stats.attempts}
+    return {"ok": results.ok, "rate_limited": stats.rate_limited, "attempts": stats.attempts,
+            "failed": [str(item.error) for item in results.items if item.error is not None][:3]}
 
 
 async def cache(url: str, redis: str, transport: Transport, k: int, o: dict[str, Any]) -> dict[str, Any]:

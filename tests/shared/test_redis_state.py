@@ -1,6 +1,7 @@
 """Shared state on a real redis-server: 4 processes, one mock endpoint, one Redis.
 
-* shared RPM/TPM limits: zero 429s, and the aggregate rate within 5% of the quota;
+* shared RPM/TPM limits: zero 429s, and the aggregate rate within 5% of the quota; with
+  part of the quota spent by someone else, the first 429s hold every process back (no storm);
 * one Redis cache: one provider call per distinct request (batches, single calls, a pool);
 * one budget: the processes together never pass it;
 * Redis unreachable: each process paces at its share of the limits, with one warning.
@@ -84,6 +85,70 @@ async def test_shared_limits_pace_four_processes_under_one_quota(
     print(f"\n{len(times)} requests in {span:.2f}s, quota allows {allowed:.0f}: {ratio:.3f}; "
           f"after the first window {(len(times) - rpm) / span:.1f}/s vs {rpm / window:.1f}/s")
     assert 0.95 <= ratio <= 1.0
+
+
+async def test_shared_limits_hold_every_process_back_after_a_429(
+        anyio_backend: str, redis_url: str, tmp_path: Path) -> None:
+    # Someone else (another tool on the same key) spends a third of the quota at once while
+    # four processes share it: the server's bucket is 40 requests lower than the shared
+    # buckets think. A refused process alone backing off is not enough: the others kept
+    # admitting at the full rate into a bucket the server saw empty, each refusal charged
+    # on both sides, so the gap never closed and every other request was refused until
+    # items failed (1,600 refusals for 600 items). A 429 now pushes the shared buckets back
+    # by the wait the server names: each process loses what it had already sent or queued
+    # (one round of its concurrency), then all pace at the server's bucket again.
+    rpm, scale, per_child = 120, 30.0, 150
+    window = 60 / scale
+    server = MockServer(rpm=rpm, time_scale=scale)
+    log = tmp_path / "sent.log"
+    log.touch()
+    options = {"rpm": rpm, "tpm": None, "window": window, "items": per_child,
+               "max_tokens": 50, "concurrency": 16}
+    summaries: list[dict[str, Any]] = []
+
+    async def run_children(url: str) -> None:
+        summaries.extend(await _children("limits", anyio_backend, url, redis_url, log,
+                                         [options] * CHILDREN))
+
+    async with server as url, anyio.create_task_group() as tg:
+        tg.start_soon(run_children, url)
+        with anyio.fail_after(BOUND):
+            while len(log.read_text().splitlines()) < 200:  # past the first burst, pacing
+                await anyio.sleep(0.02)
+        async with LLMClient(base_url=url, model="gpt-4o-mini", api_key="sk-other",
+                             concurrency_limit=40, retry_times=0) as other:
+            spent = await other.chat_completions_batch(
+                [[{"role": "user", "content": f"other {i}"}] for i in range(40)], show_progress=False)
+    others = sum(1 for item in spent.items if item.error is None)
+    refused = server.stats.rate_limited
+    print(f"\n{refused} refused of {server.stats.completions + refused} requests; "
+          f"{[s['rate_limited'] for s in summaries]}")
+    assert all(s["ok"] for s in summaries), summaries
+    assert server.stats.completions == CHILDREN * per_child + others
+    for s in summaries:  # about one round of what it had in flight, not a storm
+        assert sum(s["rate_limited"].values()) <= 2 * options["concurrency"], summaries
+
+
+async def test_the_shared_buckets_keep_headroom_and_charge_one_cooldown_once(
+        anyio_backend: str, redis_url: str) -> None:
+    from flexllm._redis.limits import SharedLimits
+    from flexllm_core import Dimension, QuotaCost
+
+    # 100 requests a 100 s window (1/s), 10 s of headroom: the bucket holds 90.
+    limits = SharedLimits(redis_url, "flexllm:limits:{test}", {Dimension.REQUESTS: 100.0}, 100.0,
+                          headroom=10.0)
+    one = QuotaCost(requests=1.0)
+    waits = [await limits.reserve(one) for _ in range(91)]
+    assert all(w is not None and w[0] == 0.0 for w in waits[:90])
+    last = waits[90]  # a request past the 90 (less the refill while they were reserved)
+    assert last is not None and 0.5 < last[0] <= 1.0 and last[1] is Dimension.REQUESTS
+    # Two 429s of one shortfall: the buckets go back 2 s (2 requests) once, not twice.
+    limits.cool_down(2.0)
+    limits.cool_down(2.0)
+    await anyio.sleep(0.2)  # cool_down does not wait for Redis
+    got = await limits.reserve(one)
+    # one more request (1 s) and one cooldown (2 s), less the 0.2 s slept: twice would be 4.8
+    assert got is not None and 2.4 < got[0] - last[0] < 3.2, (got, last)
 
 
 @pytest.mark.parametrize("ways", [("batch", "batch", "single", "pool")])

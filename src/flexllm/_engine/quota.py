@@ -85,7 +85,8 @@ class EndpointQuota:
                      Dimension.INPUT_TOKENS: o.max_input_tpm, Dimension.OUTPUT_TOKENS: o.max_output_tpm}
             set_limits = {dim: v * (1 - SHARED_MARGIN) for dim, v in given.items() if v is not None}
             if set_limits:
-                self._shared = SharedLimits(o.limits_url, scope, set_limits, o.quota_window)
+                self._shared = SharedLimits(o.limits_url, scope, set_limits, o.quota_window,
+                                            headroom=HEADROOM)
                 n = o.limits_workers
                 self._fallback = QuotaBuckets.per_minute(
                     rpm=o.max_rpm and o.max_rpm / n, tpm=o.max_tpm and o.max_tpm / n,
@@ -380,10 +381,13 @@ class EndpointQuota:
             return out
         now = time.monotonic()
         hint = snapshot.wait_hint()
+        wait = fallback if hint is None else hint
         with self._lock:
             if self._adapt and snapshot.limits:
                 self._buckets.clamp(snapshot, now)
-            self._buckets.cool_down(now, fallback if hint is None else hint)
+            self._buckets.cool_down(now, wait)
+        if self._shared is not None:  # every process sharing the limits holds back too
+            self._shared.cool_down(wait)
         return None
 
     def available(self) -> dict[Dimension, float]:

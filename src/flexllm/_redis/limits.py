@@ -36,33 +36,46 @@ log = logging.getLogger("flexllm.quota")
 #: Seconds between two tries of an unreachable Redis (the fallback paces meanwhile).
 RETRY_AFTER = 10.0
 
-#: KEYS[1]: the endpoint's hash. ARGV: mode ("reserve" or "adjust"), window seconds, then
-#: (dimension, limit, amount) triples; "adjust" adds ``-amount`` back (negative: a charge).
+#: KEYS[1]: the endpoint's hash. ARGV: mode ("reserve", "adjust" or "cool"), window seconds,
+#: headroom seconds, cooldown seconds (mode "cool"), then (dimension, limit, amount) triples;
+#: "adjust" adds ``-amount`` back (negative: a charge). Each bucket holds at most its limit less
+#: ``headroom`` seconds of refill (never less than half): the room for admissions that reach
+#: the provider together. "cool" (a 429) charges every bucket ``cooldown`` seconds of refill,
+#: once per cooldown: the other 429s of the same shortfall report the same deficit.
 #: Returns {wait seconds, limiting dimension or ""} as strings.
 LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local window = tonumber(ARGV[2])
+local window, headroom = tonumber(ARGV[2]), tonumber(ARGV[3])
 local last = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
 local elapsed = math.max(now - last, 0)
-local wait, limited, refill = 0, '', 0
-for i = 3, #ARGV, 3 do
+local hold, keep = 0, 0
+if ARGV[1] == 'cool' then
+  local cool = tonumber(redis.call('HGET', KEYS[1], 'cool') or 0)
+  if now >= cool then
+    hold = tonumber(ARGV[4])
+    redis.call('HSET', KEYS[1], 'cool', tostring(now + hold))
+  end
+  keep = math.max(cool, now + hold) - now
+end
+local wait, limited, refill = 0, '', keep
+for i = 5, #ARGV, 3 do
   local dim, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local rate = limit / window
-  local tokens = tonumber(redis.call('HGET', KEYS[1], dim) or limit)
-  tokens = math.min(limit, tokens + elapsed * rate) - amount
-  if tokens > limit then tokens = limit end
+  local burst = math.max(limit - rate * headroom, limit / 2)
+  local tokens = tonumber(redis.call('HGET', KEYS[1], dim) or burst)
+  tokens = math.min(burst, tokens + elapsed * rate) - amount - hold * rate
+  if tokens > burst then tokens = burst end
   if ARGV[1] == 'reserve' and tokens < 0 and -tokens / rate > wait then
     wait, limited = -tokens / rate, dim
   end
-  refill = math.max(refill, (limit - tokens) / rate)
+  refill = math.max(refill, (burst - tokens) / rate)
   redis.call('HSET', KEYS[1], dim, tostring(tokens))
 end
 redis.call('HSET', KEYS[1], 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(refill * 1000) + 1000)
 return {tostring(wait), limited}
 """
-
 
 def limits_scope(provider: str, base_url: str, api_key: str | None) -> str:
     """The Redis key of an endpoint's buckets: a hash of provider, URL and key (the API key
@@ -74,11 +87,13 @@ def limits_scope(provider: str, base_url: str, api_key: str | None) -> str:
 class SharedLimits:
     """One endpoint's user-set limits, global across the processes naming ``url``."""
 
-    def __init__(self, url: str, key: str, limits: dict[Dimension, float], window: float) -> None:
+    def __init__(self, url: str, key: str, limits: dict[Dimension, float], window: float,
+                 headroom: float = 0.0) -> None:
         self._link = RedisLink.to(url)
         self._key = key
         self._limits = limits
         self._window = window
+        self._headroom = headroom
         self._down_until = 0.0
         self._warned = False
         self._lock = threading.Lock()
@@ -86,8 +101,8 @@ class SharedLimits:
     def __repr__(self) -> str:
         return f"SharedLimits({self._link.shown!r})"
 
-    def _args(self, mode: str, amounts: dict[Dimension, float]) -> list[str]:
-        args = [mode, repr(float(self._window))]
+    def _args(self, mode: str, amounts: dict[Dimension, float], cooldown: float = 0.0) -> list[str]:
+        args = [mode, repr(float(self._window)), repr(float(self._headroom)), repr(float(cooldown))]
         for dim, limit in self._limits.items():
             args += [dim.value, repr(float(limit)), repr(float(amounts.get(dim, 0.0)))]
         return args
@@ -128,4 +143,17 @@ class SharedLimits:
         if self.down or not any(refund.get(dim) for dim in self._limits):
             return
         args = self._args("adjust", {dim: -v for dim, v in refund.items()})
+        self._link.submit(lambda r: self._eval(r, args), on_error=self._failed)
+
+    def cool_down(self, seconds: float) -> None:
+        """A 429 said the provider's bucket is ``seconds`` short: hold every process back
+        that long (once for all the 429s of one shortfall), without waiting.
+
+        The refused request stays charged, as the provider charges it; without this, the
+        processes would go on admitting at the full rate into a bucket the provider sees
+        empty, and with arrival jitter every other request would be refused and charged.
+        """
+        if self.down or seconds <= 0:
+            return
+        args = self._args("cool", {}, cooldown=seconds)
         self._link.submit(lambda r: self._eval(r, args), on_error=self._failed)

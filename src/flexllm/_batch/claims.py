@@ -103,4 +103,4 @@ async def let_go(prepared: Prepared) -> None:
     fill = prepared.fill
     if fill is not None:
         with anyio.CancelScope(shield=True):
-            await fill.__aexit__(None, None, None)
+            await fill.let_go()

@@ -186,6 +186,11 @@ class Fill:
         finally:
             self._wake()
 
+    async def let_go(self) -> None:
+        """Leave a Fill entered (or claimed ahead) without an answer: its item will not be
+        sent; its lease, if it holds one, goes back and a waiter takes over."""
+        await self.__aexit__(None, None, None)
+
     def give_up(self) -> tuple[str, str] | None:
         """A claimed Fill that will not be entered (its item was never sent): stop holding
         its key here; the (key, token) of the lease the caller must release, if any."""
